@@ -1,0 +1,21 @@
+"""What can be searched and what was chosen: spaces, architectures, the Auto-TSNet space."""
+
+from tsnet_keras.space.architecture import (
+    FUSION_MERGES,
+    FUSION_OPS,
+    Architecture,
+    BlockGroup,
+    Stem,
+    Stream,
+)
+from tsnet_keras.space.auto_tsnet import auto_tsnet
+from tsnet_keras.space.specs import (
+    BACKBONE_VARIABLES,
+    STEPS,
+    VARIABLES,
+    BlockGroupSpace,
+    StreamSpace,
+    TwoStreamSpace,
+    Variable,
+    choice_range,
+)

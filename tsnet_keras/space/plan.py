@@ -1,0 +1,173 @@
+"""The layer plan of an architecture: every layer with its exact widths, in order.
+
+`layer_plan(arch)` is the single place that turns an `Architecture` into a
+sequence of layer specifications (channel flow, shortcut rule, squeeze-excite
+placement, fusion widths). The model builder instantiates it and the accounting
+counts it, so the two cannot drift apart.
+
+Rules (X3D and SlowFast conventions):
+
+- squeeze-excite on every other block of a stage (blocks 0, 2, 4, ... counted
+  across the stage's groups), hidden width `round_width(inner * ratio)`;
+- shortcut: identity when stride is 1 and widths match, else a 1x1x1 projection
+  (+BN) with the block's stride;
+- after group i: GloRe on each stream whose group i has `attention=True`, then
+  the TS-Fusion of sparse group i, which reads dense group i's output (after
+  its GloRe) and concatenates (or sums) into the sparse stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tsnet_keras.space.architecture import Architecture
+
+
+def round_width(width: float, multiplier: float = 1.0, min_width: int = 8, divisor: int = 8) -> int:
+    """X3D's width rounding: nearest multiple of `divisor`, never 10% below."""
+    width *= multiplier
+    rounded = max(min_width, int(width + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * width:
+        rounded += divisor
+    return int(rounded)
+
+
+def fused_width(operation: str, dense_channels: int, alpha: int, conv_multiplier: int = 2) -> int:
+    """Channels a TS-Fusion op adds to the sparse stream (SlowFast's three ops)."""
+    return {
+        "none": 0,
+        "time_to_channel": alpha * dense_channels,
+        "time_strided_sample": dense_channels,
+        "time_strided_conv": conv_multiplier * dense_channels,
+    }[operation]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer of the plan.
+
+    Args:
+        kind: "stem", "mbconv", "glore", "fusion", "stream_head" or "classifier".
+        name: the Keras layer name used by the builder.
+        stream: "sparse", "dense" or "" (fusion, classifier).
+        group: block-group index, or -1.
+        in_channels: input channels (of the sparse input for fusion).
+        out_channels: output channels.
+        spatial_stride: spatial stride the layer applies.
+        options: kind-specific settings (kernels, expansion, SE width, ...).
+    """
+
+    kind: str
+    name: str
+    stream: str
+    group: int
+    in_channels: int
+    out_channels: int
+    spatial_stride: int = 1
+    options: dict = field(default_factory=dict)
+
+
+def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
+    """Every layer of `arch`, in the order the builder creates them.
+
+    Raises:
+        ValueError: for a sum merge whose fused width differs from the sparse width.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"`num_classes` must be a positive int, got {num_classes!r}.")
+    plan = []
+    width = {}
+    block_in_stage = {}
+    for name, stream in arch.streams():
+        stem = stream.stem
+        plan.append(
+            LayerSpec(
+                "stem", f"{name}_stem", name, -1, 3, stem.channels, stem.spatial_stride,
+                {"temporal_kernel": stem.temporal_kernel, "spatial_kernel": stem.spatial_kernel},
+            )
+        )
+        width[name] = stem.channels
+        block_in_stage[name] = {}
+
+    for index in range(len(arch.sparse.groups)):
+        for name, stream in arch.streams():
+            group = stream.groups[index]
+            for block in range(group.repeats):
+                position = block_in_stage[name].get(group.stage, 0)
+                block_in_stage[name][group.stage] = position + 1
+                stride = group.stride if block == 0 else 1
+                cin, cout = width[name], group.channels
+                inner = group.inner_channels
+                se_hidden = (
+                    round_width(inner * group.squeeze_excite)
+                    if group.squeeze_excite > 0 and position % 2 == 0
+                    else 0
+                )
+                plan.append(
+                    LayerSpec(
+                        "mbconv", f"{name}_g{index:02d}_b{block:02d}", name, index, cin, cout,
+                        stride,
+                        {
+                            "expansion": group.expansion,
+                            "inner_channels": inner,
+                            "temporal_kernel": group.temporal_kernel,
+                            "spatial_kernel": group.spatial_kernel,
+                            "se_hidden": se_hidden,
+                            "squeeze_excite_ratio": group.squeeze_excite if se_hidden else 0.0,
+                            "projection": stride != 1 or cin != cout,
+                        },
+                    )
+                )
+                width[name] = cout
+        for name, stream in arch.streams():
+            if stream.groups[index].attention:
+                channels = width[name]
+                plan.append(
+                    LayerSpec(
+                        "glore", f"{name}_g{index:02d}_glore", name, index, channels, channels,
+                        options={"state_channels": channels // 2, "num_nodes": channels // 4},
+                    )
+                )
+        operation = arch.sparse.groups[index].fusion
+        if arch.dense is not None and operation != "none":
+            added = fused_width(operation, width["dense"], arch.alpha)
+            if arch.fusion_merge == "sum":
+                if added != width["sparse"]:
+                    raise ValueError(
+                        f"sparse group {index}: fusion {operation!r} with merge='sum' gives "
+                        f"{added} channels but the sparse stream has {width['sparse']}; "
+                        "use merge='concat' or another op."
+                    )
+                out = width["sparse"]
+            else:
+                out = width["sparse"] + added
+            plan.append(
+                LayerSpec(
+                    "fusion", f"fusion_g{index:02d}", "", index, width["sparse"], out,
+                    options={
+                        "operation": operation,
+                        "dense_channels": width["dense"],
+                        "alpha": arch.alpha,
+                        "fused_channels": added,
+                        "merge": arch.fusion_merge,
+                    },
+                )
+            )
+            width["sparse"] = out
+
+    features = 0
+    for name, stream in arch.streams():
+        plan.append(
+            LayerSpec("stream_head", f"{name}_head", name, -1, width[name], stream.head_channels)
+        )
+        features += stream.head_channels
+    plan.append(
+        LayerSpec(
+            "classifier", "classifier", "", -1, features, num_classes,
+            options={"hidden_units": arch.head_units, "dropout_rate": arch.dropout_rate},
+        )
+    )
+    return plan
+
+
+__all__ = ["LayerSpec", "fused_width", "layer_plan", "round_width"]
