@@ -94,7 +94,7 @@ def _spatial(size: int, stride: int) -> int:
     return -(-size // stride)
 
 
-def _layer_cost(spec: LayerSpec, frames: int, height: int, width: int):
+def layer_cost(spec: LayerSpec, frames: int, height: int, width: int):
     """(params incl. BN affine, BN channels, MACs, output (T, H, W, C))."""
     cin, cout, opts = spec.in_channels, spec.out_channels, spec.options
     if spec.kind == "stem":
@@ -189,7 +189,7 @@ def complexity(
         else:
             stream = spec.stream
         h, w = size[stream]
-        params, bn, macs, out = _layer_cost(spec, frames[stream], h, w)
+        params, bn, macs, out = layer_cost(spec, frames[stream], h, w)
         if spec.kind in ("stem", "mbconv"):
             size[stream] = out[1:3]
         layers.append(LayerCost(spec.name, spec.kind, params, bn, macs, out))
@@ -210,4 +210,4 @@ def views_gflops(arch: Architecture, crop: int, clips: int = 10, crops: int = 3,
     return f"{one:.1f} x {clips * crops}"
 
 
-__all__ = ["Complexity", "LayerCost", "complexity", "views_gflops"]
+__all__ = ["Complexity", "LayerCost", "complexity", "layer_cost", "views_gflops"]

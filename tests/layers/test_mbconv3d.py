@@ -1,0 +1,110 @@
+"""MBConv3D against a NumPy reference of the whole block; parameter counts."""
+
+import numpy as np
+import pytest
+
+from tests.layers.layer_reference import (
+    batch_norm,
+    depthwise_conv3d,
+    randomize_weights,
+    relu,
+    sigmoid,
+    to_numpy,
+    weight,
+)
+from tsnet_keras.layers import MBConv3D
+
+
+def numpy_block(layer, x):
+    y = relu(batch_norm(x @ weight(layer, "expand_kernel"), layer.expand_bn))
+    y = depthwise_conv3d(y, weight(layer, "depthwise_kernel"), layer.spatial_stride)
+    y = batch_norm(y, layer.depthwise_bn)
+    if layer.squeeze_excite_ratio:
+        squeezed = y.mean(axis=(1, 2, 3), keepdims=True)
+        reduce = weight(layer, "se_reduce_kernel"), weight(layer, "se_reduce_bias")
+        expand = weight(layer, "se_expand_kernel"), weight(layer, "se_expand_bias")
+        squeezed = relu(squeezed @ reduce[0] + reduce[1])
+        squeezed = squeezed @ expand[0] + expand[1]
+        y = y * sigmoid(squeezed)
+    y = y * sigmoid(y)  # swish
+    y = batch_norm(y @ weight(layer, "project_kernel"), layer.project_bn)
+    if layer.shortcut == "none":
+        return y
+    if layer.use_projection:
+        step = layer.spatial_stride
+        shortcut = x[:, :, ::step, ::step] @ weight(layer, "shortcut_kernel")
+        return y + batch_norm(shortcut, layer.shortcut_bn)
+    return y + x
+
+
+CASES = {
+    "identity": (8, dict(filters=8, expansion=2.25)),
+    "identity_se": (8, dict(filters=8, expansion=2.25, squeeze_excite_ratio=1 / 16)),
+    "projection_stride2_se": (
+        6,
+        dict(filters=8, expansion=2.0, spatial_stride=2, squeeze_excite_ratio=0.25),
+    ),
+    "projection_width": (6, dict(filters=8, expansion=1.5, temporal_kernel=5, spatial_kernel=5)),
+    "forced_projection": (
+        8,
+        dict(filters=8, expansion=1.0, temporal_kernel=1, shortcut="projection"),
+    ),
+    "no_shortcut": (6, dict(filters=8, expansion=2.0, spatial_stride=2, shortcut="none")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_matches_numpy(rng, case):
+    channels, kwargs = CASES[case]
+    x = rng.normal(size=(2, 4, 7, 6, channels)).astype("float32")
+    layer = MBConv3D(**kwargs)
+    layer.build(x.shape)
+    randomize_weights(layer, rng, scale=0.3)
+    assert layer.use_projection == (case not in ("identity", "identity_se", "no_shortcut"))
+    out = to_numpy(layer(x, training=False))
+    assert out.shape == layer.compute_output_shape(x.shape)
+    np.testing.assert_allclose(out, numpy_block(layer, x), atol=1e-4, rtol=1e-4)
+
+
+def test_new_block_is_its_shortcut(rng):
+    # project_bn gamma starts at zero, so a fresh identity block passes x through.
+    x = rng.normal(size=(2, 3, 5, 5, 8)).astype("float32")
+    layer = MBConv3D(8, 2.0, squeeze_excite_ratio=0.25)
+    np.testing.assert_array_equal(to_numpy(layer(x, training=False)), x)
+
+
+@pytest.mark.parametrize("inner, hidden", [(54, 8), (108, 8), (216, 16), (432, 32)])
+def test_x3d_squeeze_excite_widths(inner, hidden):
+    assert MBConv3D.squeeze_excite_channels(inner, 1 / 16) == hidden
+    assert MBConv3D.squeeze_excite_channels(inner, 0.0) == 0
+
+
+@pytest.mark.parametrize(
+    "input_channels, kwargs",
+    [
+        (24, dict(filters=24, expansion=2.25, spatial_stride=2, squeeze_excite_ratio=1 / 16)),
+        (48, dict(filters=96, expansion=2.25, spatial_stride=2, squeeze_excite_ratio=1 / 16)),
+        (192, dict(filters=192, expansion=2.25)),
+        (16, dict(filters=16, expansion=3.0, temporal_kernel=5, spatial_kernel=5)),
+        (16, dict(filters=32, expansion=1.0, shortcut="none")),
+    ],
+)
+def test_parameter_count(input_channels, kwargs):
+    layer = MBConv3D(**kwargs)
+    layer.build((None, 4, 8, 8, input_channels))
+    filters = kwargs["filters"]
+    inner = int(round(filters * kwargs["expansion"]))
+    taps = kwargs.get("temporal_kernel", 3) * kwargs.get("spatial_kernel", 3) ** 2
+    hidden = MBConv3D.squeeze_excite_channels(inner, kwargs.get("squeeze_excite_ratio", 0))
+    expected = input_channels * inner + taps * inner + inner * filters
+    expected += 2 * (inner + inner + filters)  # BN gamma/beta
+    if hidden:
+        expected += 2 * inner * hidden + hidden + inner
+    bn_channels = 2 * inner + filters
+    if layer.use_projection:
+        expected += input_channels * filters + 2 * filters
+        bn_channels += filters
+    trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+    assert trainable == expected
+    # count_params() adds the BN moving mean and variance (non-trainable).
+    assert layer.count_params() == expected + 2 * bn_channels

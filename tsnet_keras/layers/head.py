@@ -1,0 +1,167 @@
+"""X3D-style heads: a per-stream feature head and the shared classifier."""
+
+import numbers
+
+import keras
+from keras import ops
+
+from tsnet_keras.layers import _checks
+
+
+@keras.saving.register_keras_serializable(package="tsnet_keras")
+class StreamHead(keras.layers.Layer):
+    """Per-stream head: 1x1x1 conv, BN, ReLU, global average pool (X3D conv_5).
+
+    Data flow::
+
+        (B, T, H, W, C) -> 1x1x1 conv C -> filters, no bias (kernel)
+          -> BN (bn) -> ReLU -> mean over T, H, W -> (B, filters)
+
+    Reference: Feichtenhofer, "X3D: Expanding Architectures for Efficient Video
+    Recognition", CVPR 2020 (conv_5 and pooling of the head; 192 -> 432 in X3D-S).
+
+    Args:
+        filters: int, output features.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Weights:
+        `kernel` `(C, filters)` and BN sublayer `bn`.
+
+    Returns:
+        Tensor of shape `(batch, filters)`.
+
+    Example:
+
+    >>> head = StreamHead(432)
+    >>> print(head(keras.random.normal((2, 13, 5, 5, 192))).shape)
+    (2, 432)
+    """
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = _checks.check_positive_int(type(self).__name__, "filters", filters)
+        self.bn = keras.layers.BatchNormalization(
+            momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy, name="bn"
+        )
+
+    def build(self, input_shape):
+        _checks.check_video_shape(type(self).__name__, input_shape)
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_shape[-1], self.filters), initializer="he_normal"
+        )
+        self.bn.build(tuple(input_shape[:-1]) + (self.filters,))
+
+    def call(self, inputs, training=None):
+        x = self.bn(ops.matmul(inputs, self.kernel), training=training)
+        return ops.mean(ops.relu(x), axis=(1, 2, 3))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tsnet_keras")
+class ClassificationHead(keras.layers.Layer):
+    """Classifier on pooled features: FC, ReLU, dropout, FC to logits (X3D head).
+
+    Data flow::
+
+        (B, F) or [(B, F_1), (B, F_2), ...] -> concatenate -> (B, F)
+          -> dense F -> hidden_units, no bias (hidden_kernel) -> ReLU -> Dropout
+          -> dense hidden_units -> num_classes (logits_kernel, logits_bias)
+
+    The first dense layer is X3D's 1x1x1 conv 432 -> 2048 after pooling (no bias,
+    no BN). The logits kernel starts from N(0, 0.01^2) and a zero bias, as in X3D.
+
+    Reference: Feichtenhofer, "X3D: Expanding Architectures for Efficient Video
+    Recognition", CVPR 2020.
+
+    Args:
+        num_classes: int, number of logits.
+        hidden_units: int, width of the hidden layer. Defaults to 2048.
+        dropout_rate: float in [0, 1), dropout before the logits. Defaults to 0.5.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Weights:
+        `hidden_kernel` `(F, hidden_units)`, `logits_kernel`
+        `(hidden_units, num_classes)`, `logits_bias` `(num_classes,)`.
+
+    Returns:
+        Logits of shape `(batch, num_classes)`.
+
+    Example:
+
+    >>> head = ClassificationHead(400)
+    >>> print(head([keras.random.normal((2, 432)), keras.random.normal((2, 64))]).shape)
+    (2, 400)
+    """
+
+    def __init__(self, num_classes, hidden_units=2048, dropout_rate=0.5, **kwargs):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        self.num_classes = _checks.check_positive_int(name, "num_classes", num_classes)
+        self.hidden_units = _checks.check_positive_int(name, "hidden_units", hidden_units)
+        if (
+            isinstance(dropout_rate, bool)
+            or not isinstance(dropout_rate, numbers.Real)
+            or not 0.0 <= dropout_rate < 1.0
+        ):
+            raise ValueError(
+                f"{name}: `dropout_rate` must be a number in [0, 1); got {dropout_rate!r}."
+            )
+        self.dropout_rate = dropout_rate
+        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy, name="dropout")
+
+    @staticmethod
+    def _shapes(input_shape):
+        if input_shape and isinstance(input_shape[0], (list, tuple)):
+            return [tuple(shape) for shape in input_shape]
+        return [tuple(input_shape)]
+
+    def build(self, input_shape):
+        name = type(self).__name__
+        shapes = self._shapes(input_shape)
+        for shape in shapes:
+            if len(shape) != 2 or shape[-1] is None:
+                raise ValueError(
+                    f"{name} expects pooled features of shape (batch, features) with "
+                    f"a known feature size; got {shape}."
+                )
+        features = sum(shape[-1] for shape in shapes)
+        self.hidden_kernel = self.add_weight(
+            name="hidden_kernel", shape=(features, self.hidden_units), initializer="he_normal"
+        )
+        self.logits_kernel = self.add_weight(
+            name="logits_kernel",
+            shape=(self.hidden_units, self.num_classes),
+            initializer=keras.initializers.RandomNormal(stddev=0.01),
+        )
+        self.logits_bias = self.add_weight(
+            name="logits_bias", shape=(self.num_classes,), initializer="zeros"
+        )
+        self.dropout.build((shapes[0][0], self.hidden_units))
+
+    def call(self, inputs, training=None):
+        if isinstance(inputs, (list, tuple)):
+            inputs = inputs[0] if len(inputs) == 1 else ops.concatenate(list(inputs), -1)
+        x = ops.relu(ops.matmul(inputs, self.hidden_kernel))
+        x = self.dropout(x, training=training)
+        return ops.matmul(x, self.logits_kernel) + self.logits_bias
+
+    def compute_output_shape(self, input_shape):
+        return (self._shapes(input_shape)[0][0], self.num_classes)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "hidden_units": self.hidden_units,
+                "dropout_rate": self.dropout_rate,
+            }
+        )
+        return config

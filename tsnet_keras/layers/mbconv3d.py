@@ -1,0 +1,268 @@
+"""X3D / MobileNet-style inverted-bottleneck block for video."""
+
+import numbers
+
+import keras
+from keras import ops
+
+from tsnet_keras.layers import _checks
+from tsnet_keras.layers.depthwise import depthwise_conv3d
+
+SHORTCUTS = ("auto", "projection", "none")
+
+
+def _batch_norm(layer, name, gamma_initializer="ones"):
+    return keras.layers.BatchNormalization(
+        momentum=0.9,  # PyTorch's momentum 0.1
+        epsilon=1e-5,
+        gamma_initializer=gamma_initializer,
+        dtype=layer.dtype_policy,
+        name=name,
+    )
+
+
+@keras.saving.register_keras_serializable(package="tsnet_keras")
+class MBConv3D(keras.layers.Layer):
+    """Inverted-bottleneck 3D block of X3D: expand, depthwise, SE, project, add.
+
+    Data flow::
+
+        x (B, T, H, W, C_in)
+          -> 1x1x1 expand C_in -> inner   (expand_kernel)  -> expand_bn -> ReLU
+          -> depthwise t x k x k, spatial stride s (depthwise_kernel) -> depthwise_bn
+          -> [squeeze-excite: mean over T, H, W -> FC inner -> hidden (+bias)
+              -> ReLU -> FC hidden -> inner (+bias) -> sigmoid -> scale]
+          -> activation (swish)
+          -> 1x1x1 project inner -> filters (project_kernel) -> project_bn
+             (gamma initialised to zero, so a new block starts as its shortcut)
+          -> + shortcut(x)
+        (B, T, ceil(H / s), ceil(W / s), filters)
+
+    `inner = MBConv3D.inner_channels(filters, expansion)`: the expansion is
+    relative to the OUTPUT width, as in X3D (24 * 2.25 = 54). The SE hidden width
+    is `MBConv3D.squeeze_excite_channels(inner, squeeze_excite_ratio)` (X3D's
+    round-to-8: 8 / 8 / 16 / 32 for inner 54 / 108 / 216 / 432 at ratio 1/16).
+
+    Shortcut: with `shortcut="auto"` the identity when `spatial_stride == 1` and
+    `C_in == filters`, otherwise a projection: spatial subsampling
+    `x[:, :, ::s, ::s]`, 1x1x1 conv C_in -> filters (`shortcut_kernel`) and
+    `shortcut_bn`. `"projection"` always projects; `"none"` adds no residual.
+    No convolution has a bias. There is no activation after the residual add.
+
+    Reference: Feichtenhofer, "X3D: Expanding Architectures for Efficient Video
+    Recognition", CVPR 2020; Sandler et al., "MobileNetV2", CVPR 2018; Hu et al.,
+    "Squeeze-and-Excitation Networks", CVPR 2018.
+
+    Args:
+        filters: int, output channels.
+        expansion: float > 0, inner width as a multiple of `filters`.
+        temporal_kernel: odd int, temporal size of the depthwise conv. Default 3.
+        spatial_kernel: odd int, spatial size of the depthwise conv. Default 3.
+        spatial_stride: int, 1 or 2, spatial stride of the depthwise conv and the
+            shortcut. Default 1.
+        squeeze_excite_ratio: float in [0, 1], SE width relative to `inner`;
+            0 disables SE (X3D uses 1/16 on every other block). Default 0.
+        activation: activation before the projection, a name or a callable.
+            Default `"swish"`.
+        shortcut: `"auto"`, `"projection"` or `"none"`. Default `"auto"`.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Weights:
+        `expand_kernel` `(C_in, inner)`, `depthwise_kernel`
+        `(temporal_kernel, spatial_kernel, spatial_kernel, inner)`,
+        `project_kernel` `(inner, filters)`; with SE `se_reduce_kernel`
+        `(inner, hidden)`, `se_reduce_bias` `(hidden,)`, `se_expand_kernel`
+        `(hidden, inner)`, `se_expand_bias` `(inner,)`; with a projection
+        shortcut `shortcut_kernel` `(C_in, filters)`. BN sublayers `expand_bn`,
+        `depthwise_bn`, `project_bn` and, with a projection, `shortcut_bn`.
+
+    Returns:
+        Tensor of shape `(batch, frames, ceil(height / spatial_stride),
+        ceil(width / spatial_stride), filters)`.
+
+    Example:
+
+    >>> block = MBConv3D(48, expansion=2.25, spatial_stride=2,
+    ...                  squeeze_excite_ratio=1 / 16)
+    >>> print(block(keras.random.normal((2, 13, 40, 40, 24))).shape)
+    (2, 13, 20, 20, 48)
+    """
+
+    def __init__(
+        self,
+        filters,
+        expansion,
+        temporal_kernel=3,
+        spatial_kernel=3,
+        spatial_stride=1,
+        squeeze_excite_ratio=0.0,
+        activation="swish",
+        shortcut="auto",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        self.filters = _checks.check_positive_int(name, "filters", filters)
+        if (
+            isinstance(expansion, bool)
+            or not isinstance(expansion, numbers.Real)
+            or not expansion > 0
+        ):
+            raise ValueError(f"{name}: `expansion` must be a number > 0; got {expansion!r}.")
+        self.expansion = expansion
+        self.temporal_kernel = _checks.check_odd_positive_int(
+            name, "temporal_kernel", temporal_kernel
+        )
+        self.spatial_kernel = _checks.check_odd_positive_int(name, "spatial_kernel", spatial_kernel)
+        self.spatial_stride = _checks.check_stride(name, "spatial_stride", spatial_stride)
+        if (
+            isinstance(squeeze_excite_ratio, bool)
+            or not isinstance(squeeze_excite_ratio, numbers.Real)
+            or not 0.0 <= squeeze_excite_ratio <= 1.0
+        ):
+            raise ValueError(
+                f"{name}: `squeeze_excite_ratio` must be a number in [0, 1] "
+                f"(0 disables squeeze-excite); got {squeeze_excite_ratio!r}."
+            )
+        self.squeeze_excite_ratio = squeeze_excite_ratio
+        try:
+            self._activation_fn = keras.activations.get(activation)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"{name}: `activation` must be a Keras activation name or a "
+                f"callable; got {activation!r}."
+            ) from error
+        self.activation = activation
+        self.shortcut = _checks.check_choice(name, "shortcut", shortcut, SHORTCUTS)
+
+        self.inner = self.inner_channels(self.filters, self.expansion)
+        self.squeeze_excite_hidden = self.squeeze_excite_channels(
+            self.inner, self.squeeze_excite_ratio
+        )
+        self.expand_bn = _batch_norm(self, "expand_bn")
+        self.depthwise_bn = _batch_norm(self, "depthwise_bn")
+        self.project_bn = _batch_norm(self, "project_bn", gamma_initializer="zeros")
+        self.shortcut_bn = None  # created in build when the shortcut projects
+        self.use_projection = None
+
+    @staticmethod
+    def inner_channels(filters, expansion):
+        """Expanded width: `int(round(filters * expansion))`."""
+        return int(round(filters * expansion))
+
+    @staticmethod
+    def squeeze_excite_channels(inner, ratio):
+        """SE hidden width (X3D's `round_width(inner, ratio)`); 0 when ratio is 0."""
+        if not ratio:
+            return 0
+        width = inner * ratio
+        hidden = max(8, int(width + 4) // 8 * 8)
+        if hidden < 0.9 * width:
+            hidden += 8
+        return int(hidden)
+
+    @staticmethod
+    def uses_projection(shortcut, input_channels, filters, spatial_stride):
+        """Whether the block's shortcut is a 1x1x1 projection (+BN)."""
+        if shortcut == "projection":
+            return True
+        if shortcut == "none":
+            return False
+        return spatial_stride != 1 or input_channels != filters
+
+    def build(self, input_shape):
+        _checks.check_video_shape(type(self).__name__, input_shape)
+        input_channels = input_shape[-1]
+        inner, hidden = self.inner, self.squeeze_excite_hidden
+        self.expand_kernel = self.add_weight(
+            name="expand_kernel", shape=(input_channels, inner), initializer="he_normal"
+        )
+        self.depthwise_kernel = self.add_weight(
+            name="depthwise_kernel",
+            shape=(self.temporal_kernel, self.spatial_kernel, self.spatial_kernel, inner),
+            initializer="he_normal",
+        )
+        if hidden:
+            self.se_reduce_kernel = self.add_weight(
+                name="se_reduce_kernel", shape=(inner, hidden), initializer="he_normal"
+            )
+            self.se_reduce_bias = self.add_weight(
+                name="se_reduce_bias", shape=(hidden,), initializer="zeros"
+            )
+            self.se_expand_kernel = self.add_weight(
+                name="se_expand_kernel", shape=(hidden, inner), initializer="he_normal"
+            )
+            self.se_expand_bias = self.add_weight(
+                name="se_expand_bias", shape=(inner,), initializer="zeros"
+            )
+        self.project_kernel = self.add_weight(
+            name="project_kernel", shape=(inner, self.filters), initializer="he_normal"
+        )
+        inner_shape = tuple(input_shape[:-1]) + (inner,)
+        output_shape = self.compute_output_shape(input_shape)
+        self.expand_bn.build(inner_shape)
+        self.depthwise_bn.build(output_shape[:-1] + (inner,))
+        self.project_bn.build(output_shape)
+        self.use_projection = self.uses_projection(
+            self.shortcut, input_channels, self.filters, self.spatial_stride
+        )
+        if self.use_projection:
+            self.shortcut_kernel = self.add_weight(
+                name="shortcut_kernel",
+                shape=(input_channels, self.filters),
+                initializer="he_normal",
+            )
+            self.shortcut_bn = _batch_norm(self, "shortcut_bn")
+            self.shortcut_bn.build(output_shape)
+
+    def call(self, inputs, training=None):
+        x = ops.matmul(inputs, self.expand_kernel)
+        x = ops.relu(self.expand_bn(x, training=training))
+        x = depthwise_conv3d(x, self.depthwise_kernel, self.spatial_stride)
+        x = self.depthwise_bn(x, training=training)
+        if self.squeeze_excite_hidden:
+            squeezed = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+            squeezed = ops.relu(ops.matmul(squeezed, self.se_reduce_kernel) + self.se_reduce_bias)
+            squeezed = ops.matmul(squeezed, self.se_expand_kernel) + self.se_expand_bias
+            x = x * ops.sigmoid(squeezed)
+        x = self._activation_fn(x)
+        x = ops.matmul(x, self.project_kernel)
+        x = self.project_bn(x, training=training)
+        if self.shortcut == "none":
+            return x
+        if not self.use_projection:
+            return x + inputs
+        step = self.spatial_stride
+        shortcut = inputs[:, :, ::step, ::step] if step > 1 else inputs
+        shortcut = ops.matmul(shortcut, self.shortcut_kernel)
+        return x + self.shortcut_bn(shortcut, training=training)
+
+    def compute_output_shape(self, input_shape):
+        batch, frames, height, width, _ = input_shape
+        return (
+            batch,
+            frames,
+            _checks.strided_size(height, self.spatial_stride),
+            _checks.strided_size(width, self.spatial_stride),
+            self.filters,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "expansion": self.expansion,
+                "temporal_kernel": self.temporal_kernel,
+                "spatial_kernel": self.spatial_kernel,
+                "spatial_stride": self.spatial_stride,
+                "squeeze_excite_ratio": self.squeeze_excite_ratio,
+                "activation": (
+                    self.activation
+                    if self.activation is None or isinstance(self.activation, str)
+                    else keras.activations.serialize(self._activation_fn)
+                ),
+                "shortcut": self.shortcut,
+            }
+        )
+        return config

@@ -1,0 +1,130 @@
+"""X3D stem: per-frame spatial convolution, then channel-wise temporal convolution."""
+
+import keras
+from keras import ops
+
+from tsnet_keras.layers import _checks
+
+
+@keras.saving.register_keras_serializable(package="tsnet_keras")
+class VideoStem(keras.layers.Layer):
+    """X3D stem: k x k per-frame conv, channel-wise t x 1 x 1 temporal conv, BN, ReLU.
+
+    Data flow::
+
+        (B, T, H, W, C_in)
+          -> per-frame conv k x k, stride s, C_in -> filters, no bias
+          -> channel-wise temporal conv t x 1 x 1, "same" zero padding, no bias
+          -> BatchNormalization -> ReLU
+        (B, T, ceil(H / s), ceil(W / s), filters)
+
+    Spatial padding follows Keras' `padding="same"`; for stride 2 and an even
+    size the extra row/column goes at the end (PyTorch pads 1 on both sides:
+    same output size, a half-pixel shift of the sampling grid).
+
+    Reference: Feichtenhofer, "X3D: Expanding Architectures for Efficient Video
+    Recognition", CVPR 2020 (the stem of the X3D reference implementation).
+
+    Args:
+        filters: int, output channels (24 in X3D-S).
+        temporal_kernel: odd int, temporal size of the channel-wise conv.
+            Defaults to 5.
+        spatial_kernel: odd int, size of the per-frame conv. Defaults to 3.
+        spatial_stride: int, 1 or 2, stride of the per-frame conv. Defaults to 2.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Weights:
+        `spatial_conv_kernel` `(spatial_kernel, spatial_kernel, C_in, filters)`,
+        `temporal_conv_kernel` `(temporal_kernel, filters)` and the BN sublayer
+        `bn` (gamma, beta, moving mean and variance of width `filters`).
+
+    Returns:
+        Tensor of shape `(batch, frames, ceil(height / spatial_stride),
+        ceil(width / spatial_stride), filters)`.
+
+    Example:
+
+    >>> stem = VideoStem(24)
+    >>> print(stem(keras.random.normal((2, 13, 160, 160, 3))).shape)
+    (2, 13, 80, 80, 24)
+    """
+
+    def __init__(
+        self,
+        filters,
+        temporal_kernel=5,
+        spatial_kernel=3,
+        spatial_stride=2,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        self.filters = _checks.check_positive_int(name, "filters", filters)
+        self.temporal_kernel = _checks.check_odd_positive_int(
+            name, "temporal_kernel", temporal_kernel
+        )
+        self.spatial_kernel = _checks.check_odd_positive_int(name, "spatial_kernel", spatial_kernel)
+        self.spatial_stride = _checks.check_stride(name, "spatial_stride", spatial_stride)
+        self.bn = keras.layers.BatchNormalization(
+            momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy, name="bn"
+        )
+
+    def build(self, input_shape):
+        _checks.check_video_shape(type(self).__name__, input_shape)
+        input_channels = input_shape[-1]
+        self.spatial_conv_kernel = self.add_weight(
+            name="spatial_conv_kernel",
+            shape=(self.spatial_kernel, self.spatial_kernel, input_channels, self.filters),
+            initializer="he_normal",
+        )
+        self.temporal_conv_kernel = self.add_weight(
+            name="temporal_conv_kernel",
+            shape=(self.temporal_kernel, self.filters),
+            initializer="he_normal",
+        )
+        self.bn.build(self.compute_output_shape(input_shape))
+
+    def call(self, inputs, training=None):
+        shape = ops.shape(inputs)
+        batch, frames = shape[0], shape[1]
+        frames_flat = ops.reshape(inputs, (-1, shape[2], shape[3], shape[4]))
+        x = ops.conv(
+            frames_flat,
+            self.spatial_conv_kernel,
+            strides=self.spatial_stride,
+            padding="same",
+            data_format="channels_last",
+        )
+        x_shape = ops.shape(x)
+        x = ops.reshape(x, (batch, frames, x_shape[1], x_shape[2], self.filters))
+        pad = self.temporal_kernel // 2
+        padded = ops.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
+        # A channel-wise temporal conv is a weighted sum of shifted clips.
+        x = None
+        for tap in range(self.temporal_kernel):
+            term = padded[:, tap : tap + frames] * self.temporal_conv_kernel[tap]
+            x = term if x is None else x + term
+        x = self.bn(x, training=training)
+        return ops.relu(x)
+
+    def compute_output_shape(self, input_shape):
+        batch, frames, height, width, _ = input_shape
+        return (
+            batch,
+            frames,
+            _checks.strided_size(height, self.spatial_stride),
+            _checks.strided_size(width, self.spatial_stride),
+            self.filters,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "temporal_kernel": self.temporal_kernel,
+                "spatial_kernel": self.spatial_kernel,
+                "spatial_stride": self.spatial_stride,
+            }
+        )
+        return config

@@ -1,0 +1,463 @@
+"""Weight-sharing super MBConv3D: kernels, widths and expansion chosen per call."""
+
+import keras
+from keras import ops
+
+from tsnet_keras.layers import _checks
+from tsnet_keras.layers._super import ChoiceWeightsMixin
+from tsnet_keras.layers.sliced_batch_norm import (
+    SlicedBatchNormalization,
+    channel_mask,
+    default_dynamic_shapes,
+)
+
+SHORTCUTS = ("auto", "projection", "identity")
+
+
+def depthwise_conv3d_any_width(inputs, kernel, temporal_kernel, spatial_stride):
+    """`depthwise_conv3d` for inputs whose channel count is only known at run time.
+
+    Same arithmetic (sum over temporal taps of per-frame depthwise 2D convs, in
+    tap order, zero padding `t // 2` frames) but the channel count is read from
+    the tensor, so a width sliced with a tensor-valued size traces once.
+    """
+    shape = ops.shape(inputs)
+    batch, frames, height, width, channels = shape[0], shape[1], shape[2], shape[3], shape[4]
+    pad = temporal_kernel // 2
+    padded = inputs
+    if pad:
+        padded = ops.pad(inputs, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
+    output = None
+    for tap in range(temporal_kernel):
+        frames_in = ops.reshape(padded[:, tap : tap + frames], (-1, height, width, channels))
+        response = ops.depthwise_conv(
+            frames_in,
+            ops.expand_dims(kernel[tap], -1),
+            strides=spatial_stride,
+            padding="same",
+            data_format="channels_last",
+        )
+        output = response if output is None else output + response
+    out_shape = ops.shape(output)
+    return ops.reshape(output, (batch, frames, out_shape[1], out_shape[2], channels))
+
+
+@keras.saving.register_keras_serializable(package="tsnet_keras")
+class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
+    """MBConv3D super-block: one set of widest weights shared by every choice.
+
+    Each call runs ONE choice, given as tensors (so a TensorFlow step traces once
+    for the whole search): output channels `filters`, expanded width
+    `inner_channels`, squeeze-excite width `se_hidden` and the depthwise kernel
+    `kernel_choices[kernel_index]` = (t, k). Smaller choices use slices of the
+    widest weights: the first channels of every kernel and the centre
+    t x k x k crop of the `max_t x max_k x max_k` depthwise kernel.
+
+    Data flow (as `MBConv3D`; widths are the active ones)::
+
+        x (B, T, H, W, in_base + in_extra)
+          -> expand (rows of expand_kernel, first inner columns) -> BN -> ReLU
+          -> switch over t: depthwise centre crop t x k x k, stride s -> BN
+          -> [SE: FC inner -> se_hidden -> ReLU -> FC -> sigmoid -> scale]
+          -> swish -> project (first inner rows, first filters columns) -> BN
+          -> + shortcut (identity iff stride 1 and C_in == filters, else 1x1x1 + BN)
+
+    Input rows: the input may be a sparse stream followed by fused dense
+    channels (TS-Fusion with concat). Row `r < in_base` of `expand_kernel` and
+    `shortcut_kernel` reads the stream's channel `r`; row `max_in_base + j` reads
+    fused channel `j`. So a row always reads the same kind of feature, whatever
+    the widths of the previous group and of the fusion.
+
+    Computed work: with `dynamic_shapes` (TensorFlow, no XLA) tensors carry the
+    active widths only, the spatial crop has a tensor-valued size and
+    `keras.ops.switch` runs only the chosen temporal kernel (a static number of
+    taps), so a step costs what the sampled block costs. Without it (JAX, torch) the block
+    computes at the widest width and masks inactive channels to zero (same
+    results, widest cost). Batch-norm statistics are updated outside all
+    branches, on the active slice only.
+
+    Args:
+        max_filters: int. Widest output width.
+        max_inner_channels: int. Widest expanded width.
+        kernel_choices: tuple of (temporal_kernel, spatial_kernel) pairs, odd ints.
+        max_in_base: int. Widest width of the input stream.
+        max_in_extra: int. Widest fused width appended to the input. Defaults to 0.
+        spatial_stride: int, 1 or 2. Defaults to 1.
+        max_se_hidden: int. Widest squeeze-excite width; 0: no SE. Defaults to 0.
+        shortcut: "auto" (identity iff stride 1 and C_in == filters, decided per
+            call), "projection" or "identity" (known for every choice). Defaults
+            to "auto".
+        activation: activation before the projection. Defaults to "swish".
+        dynamic_shapes: bool or None. None: True on TensorFlow.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Weights:
+        As `MBConv3D` at the widest widths: `expand_kernel`
+        `(max_in_base + max_in_extra, max_inner)`, `depthwise_kernel`
+        `(max_t, max_k, max_k, max_inner)`, `se_*`, `project_kernel`,
+        `shortcut_kernel` and the BN sublayers `expand_bn`, `depthwise_bn`,
+        `project_bn` (zero gamma), `shortcut_bn`.
+
+    Call arguments:
+        inputs: `(B, T, H, W, C_in)` (C_in active channels, or the widest width
+            without dynamic shapes).
+        in_base, in_extra, filters, inner_channels, se_hidden, kernel_index:
+            int scalars (tensors or Python ints); None takes the widest choice.
+        training: bool. update_statistics: bool, update BN moving statistics
+            when training (False: batch statistics only, e.g. for scoring).
+
+    Returns:
+        `(B, T, ceil(H / s), ceil(W / s), filters)` (widest width, masked, without
+        dynamic shapes).
+
+    Example:
+
+    >>> block = SuperMBConv3D(16, 32, ((1, 3), (3, 3), (3, 5)), max_in_base=8)
+    >>> y = block(x, filters=8, inner_channels=16, kernel_index=1)
+    """
+
+    def __init__(
+        self,
+        max_filters,
+        max_inner_channels,
+        kernel_choices,
+        max_in_base,
+        max_in_extra=0,
+        spatial_stride=1,
+        max_se_hidden=0,
+        shortcut="auto",
+        activation="swish",
+        dynamic_shapes=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        self.max_filters = _checks.check_positive_int(name, "max_filters", max_filters)
+        self.max_inner_channels = _checks.check_positive_int(
+            name, "max_inner_channels", max_inner_channels
+        )
+        choices = tuple(tuple(int(v) for v in pair) for pair in kernel_choices)
+        if not choices:
+            raise ValueError(f"{name}: `kernel_choices` needs at least one (t, k) pair.")
+        for t, k in choices:
+            _checks.check_odd_positive_int(name, "temporal kernel", t)
+            _checks.check_odd_positive_int(name, "spatial kernel", k)
+        self.kernel_choices = choices
+        self.max_in_base = _checks.check_positive_int(name, "max_in_base", max_in_base)
+        if isinstance(max_in_extra, bool) or not isinstance(max_in_extra, int) or max_in_extra < 0:
+            raise ValueError(f"{name}: `max_in_extra` must be an int >= 0; got {max_in_extra!r}.")
+        self.max_in_extra = max_in_extra
+        self.spatial_stride = _checks.check_stride(name, "spatial_stride", spatial_stride)
+        self.max_se_hidden = int(max_se_hidden)
+        self.shortcut = _checks.check_choice(name, "shortcut", shortcut, SHORTCUTS)
+        if self.shortcut == "identity" and self.spatial_stride != 1:
+            raise ValueError(f"{name}: an identity shortcut needs spatial_stride 1.")
+        self.activation = activation
+        self._activation_fn = keras.activations.get(activation)
+        self.dynamic_shapes = default_dynamic_shapes() if dynamic_shapes is None else dynamic_shapes
+        self.max_temporal_kernel = max(t for t, _ in choices)
+        self.max_spatial_kernel = max(k for _, k in choices)
+        self.max_in_channels = self.max_in_base + self.max_in_extra
+
+        def bn(bn_name, width, gamma="ones"):
+            return SlicedBatchNormalization(
+                width, gamma_initializer=gamma, dynamic_shapes=self.dynamic_shapes,
+                dtype=self.dtype_policy, name=bn_name,
+            )
+
+        self.expand_bn = bn("expand_bn", self.max_inner_channels)
+        self.depthwise_bn = bn("depthwise_bn", self.max_inner_channels)
+        self.project_bn = bn("project_bn", self.max_filters, gamma="zeros")
+        self.shortcut_bn = (
+            bn("shortcut_bn", self.max_filters) if self.shortcut != "identity" else None
+        )
+
+    def build(self, input_shape=None):
+        inner, hidden = self.max_inner_channels, self.max_se_hidden
+        t, k = self.max_temporal_kernel, self.max_spatial_kernel
+        self.expand_kernel = self.add_weight(
+            name="expand_kernel", shape=(self.max_in_channels, inner), initializer="he_normal"
+        )
+        self.depthwise_kernel = self.add_weight(
+            name="depthwise_kernel", shape=(t, k, k, inner), initializer="he_normal"
+        )
+        if hidden:
+            self.se_reduce_kernel = self.add_weight(
+                name="se_reduce_kernel", shape=(inner, hidden), initializer="he_normal"
+            )
+            self.se_reduce_bias = self.add_weight(
+                name="se_reduce_bias", shape=(hidden,), initializer="zeros"
+            )
+            self.se_expand_kernel = self.add_weight(
+                name="se_expand_kernel", shape=(hidden, inner), initializer="he_normal"
+            )
+            self.se_expand_bias = self.add_weight(
+                name="se_expand_bias", shape=(inner,), initializer="zeros"
+            )
+        self.project_kernel = self.add_weight(
+            name="project_kernel", shape=(inner, self.max_filters), initializer="he_normal"
+        )
+        if self.shortcut != "identity":
+            self.shortcut_kernel = self.add_weight(
+                name="shortcut_kernel",
+                shape=(self.max_in_channels, self.max_filters),
+                initializer="he_normal",
+            )
+        for layer in (self.expand_bn, self.depthwise_bn, self.project_bn, self.shortcut_bn):
+            if layer is not None:
+                layer.build()
+        self.built = True
+
+    # ------------------------------------------------------------- slicing
+    def _input_rows(self, kernel, in_base, in_extra):
+        """Rows of an input kernel that the active input channels read."""
+        kernel = ops.convert_to_tensor(kernel)
+        if not self.dynamic_shapes:
+            return kernel
+        rows = kernel[:in_base]
+        if self.max_in_extra:
+            extra = kernel[self.max_in_base : self.max_in_base + in_extra]
+            rows = ops.concatenate([rows, extra], axis=0)
+        return rows
+
+    def _columns(self, kernel, width):
+        kernel = ops.convert_to_tensor(kernel)
+        return kernel[..., :width] if self.dynamic_shapes else kernel
+
+    def _mask(self, x, width, max_width):
+        if self.dynamic_shapes:
+            return x
+        return x * channel_mask(width, max_width, x.dtype)
+
+    def _compact_input(self, inputs, in_base, in_extra):
+        """The input laid out as [stream channels, fused channels] in max_filters columns."""
+        if self.dynamic_shapes:
+            return inputs
+        positions = ops.arange(self.max_filters)
+        source = ops.where(
+            positions < in_base, positions, self.max_in_base + positions - in_base
+        )
+        source = ops.clip(source, 0, self.max_in_channels - 1)
+        gathered = ops.take(inputs, source, axis=-1)
+        return gathered * channel_mask(in_base + in_extra, self.max_filters, inputs.dtype)
+
+    # ---------------------------------------------------------------- call
+    def call(
+        self,
+        inputs,
+        in_base=None,
+        in_extra=None,
+        filters=None,
+        inner_channels=None,
+        se_hidden=None,
+        kernel_index=None,
+        training=None,
+        update_statistics=True,
+    ):
+        in_base = self.max_in_base if in_base is None else in_base
+        in_extra = (self.max_in_extra if in_extra is None else in_extra) if self.max_in_extra else 0
+        filters = self.max_filters if filters is None else filters
+        inner = self.max_inner_channels if inner_channels is None else inner_channels
+        hidden = self.max_se_hidden if se_hidden is None else se_hidden
+        kernel_index = len(self.kernel_choices) - 1 if kernel_index is None else kernel_index
+        update = bool(training) and update_statistics
+
+        def batch_norm(layer, x, width):
+            mean, variance = layer.statistics(x, width, training)
+            if update:
+                layer.update(width, mean, variance)
+            return layer.apply(x, width, mean, variance)
+
+        expand = self._columns(self._input_rows(self.expand_kernel, in_base, in_extra), inner)
+        x = ops.matmul(inputs, expand)
+        x = ops.relu(batch_norm(self.expand_bn, x, inner))
+        x = self._mask(x, inner, self.max_inner_channels)
+
+        if isinstance(kernel_index, int):  # known when the kernels are fixed
+            x = self._depthwise(x, *self.kernel_choices[kernel_index], inner)
+        elif self.dynamic_shapes:
+            x = self._depthwise_sliced(x, kernel_index, inner)
+        else:
+            x = self._depthwise_masked(x, kernel_index)
+        x = batch_norm(self.depthwise_bn, x, inner)
+        if self.max_se_hidden:
+            squeezed = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+            reduce_kernel = ops.convert_to_tensor(self.se_reduce_kernel)
+            expand_kernel = ops.convert_to_tensor(self.se_expand_kernel)
+            if self.dynamic_shapes:
+                reduce_kernel = reduce_kernel[:inner, :hidden]
+                expand_kernel = expand_kernel[:hidden, :inner]
+            squeezed = ops.relu(
+                ops.matmul(squeezed, reduce_kernel) + self._columns(self.se_reduce_bias, hidden)
+            )
+            squeezed = self._mask(squeezed, hidden, self.max_se_hidden)
+            squeezed = ops.matmul(squeezed, expand_kernel) + self._columns(
+                self.se_expand_bias, inner
+            )
+            x = x * ops.sigmoid(squeezed)
+        x = self._mask(self._activation_fn(x), inner, self.max_inner_channels)
+        project = ops.convert_to_tensor(self.project_kernel)
+        if self.dynamic_shapes:
+            project = project[:inner, :filters]
+        x = batch_norm(self.project_bn, ops.matmul(x, project), filters)
+        return x + self._shortcut(inputs, in_base, in_extra, filters, training, update)
+
+    def _depthwise(self, x, t, k, inner):
+        t_offset = (self.max_temporal_kernel - t) // 2
+        k_offset = (self.max_spatial_kernel - k) // 2
+        crop = ops.convert_to_tensor(self.depthwise_kernel)[
+            t_offset : t_offset + t, k_offset : k_offset + k, k_offset : k_offset + k
+        ]
+        return depthwise_conv3d_any_width(x, self._columns(crop, inner), t, self.spatial_stride)
+
+    def _depthwise_sliced(self, x, kernel_index, inner):
+        """Switch over the temporal kernels only; the spatial crop has a tensor size."""
+        temporal = sorted({t for t, _ in self.kernel_choices})
+        spatial = sorted({k for _, k in self.kernel_choices})
+        if len(spatial) == 1:
+            k = spatial[0]
+        else:
+            k = ops.take(ops.convert_to_tensor([k for _, k in self.kernel_choices], "int32"),
+                         kernel_index)
+        k_offset = (self.max_spatial_kernel - k) // 2
+        kernel = ops.convert_to_tensor(self.depthwise_kernel)
+
+        def branch(t):
+            def run():
+                t_offset = (self.max_temporal_kernel - t) // 2
+                crop = kernel[t_offset : t_offset + t, k_offset : k_offset + k,
+                              k_offset : k_offset + k, :inner]
+                return depthwise_conv3d_any_width(x, crop, t, self.spatial_stride)
+
+            return run
+
+        if len(temporal) == 1:
+            return branch(temporal[0])()
+        t_index = ops.take(
+            ops.convert_to_tensor([temporal.index(t) for t, _ in self.kernel_choices], "int32"),
+            kernel_index,
+        )
+        return ops.switch(t_index, [branch(t) for t in temporal])
+
+    def _depthwise_masked(self, x, kernel_index):
+        """Switch over every (t, k) choice at the widest width (static shapes)."""
+
+        def branch(t, k):
+            return lambda: self._depthwise(x, t, k, None)
+
+        branches = [branch(t, k) for t, k in self.kernel_choices]
+        if len(branches) == 1:
+            return branches[0]()
+        return ops.switch(kernel_index, branches)
+
+    def _shortcut(self, inputs, in_base, in_extra, filters, training, update):
+        if self.shortcut == "identity":
+            return self._compact_input(inputs, in_base, in_extra)
+        bn = self.shortcut_bn
+
+        def projection():
+            step = self.spatial_stride
+            x = inputs[:, :, ::step, ::step] if step > 1 else inputs
+            kernel = self._columns(self._input_rows(self.shortcut_kernel, in_base, in_extra), filters)
+            x = ops.matmul(x, kernel)
+            mean, variance = bn.statistics(x, filters, training)
+            return bn.apply(x, filters, mean, variance), mean, variance
+
+        if self.shortcut == "projection":
+            y, mean, variance = projection()
+            if update:
+                bn.update(filters, mean, variance)
+            return y
+
+        def identity():
+            zeros = ops.zeros((self.max_filters,))
+            return self._compact_input(inputs, in_base, in_extra), zeros, zeros
+
+        use_projection = ops.not_equal(in_base + in_extra, filters)
+        y, mean, variance = ops.cond(use_projection, projection, identity)
+        if update:
+            bn.update(filters, mean, variance, active=use_projection)
+        return y
+
+    def compute_output_shape(self, input_shape):
+        batch, frames, height, width, _ = input_shape
+        return (
+            batch,
+            frames,
+            _checks.strided_size(height, self.spatial_stride),
+            _checks.strided_size(width, self.spatial_stride),
+            None if self.dynamic_shapes else self.max_filters,
+        )
+
+    # --------------------------------------------------- fixed-block weights
+    # choice_weights / assign_choice_weights come from ChoiceWeightsMixin.
+    def _choice_slices(self, choice):
+        """`{path: ((variable, index), value)}` of one choice, in `MBConv3D`'s layout.
+
+        `choice` holds ints `in_base`, `in_extra`, `filters`, `inner_channels`,
+        `se_hidden`, `temporal_kernel`, `spatial_kernel` and bool `projection`
+        (`Supernet.choices_of(arch)` gives them per layer).
+        """
+        import numpy as np
+
+        base, extra = int(choice["in_base"]), int(choice.get("in_extra", 0))
+        if base > self.max_in_base or extra > self.max_in_extra:
+            raise ValueError(
+                f"{self.name}: input ({base} + {extra}) exceeds the block's widest "
+                f"input ({self.max_in_base} + {self.max_in_extra})."
+            )
+        rows = np.concatenate([np.arange(base), self.max_in_base + np.arange(extra)]).astype(int)
+        filters, inner = int(choice["filters"]), int(choice["inner_channels"])
+        hidden = int(choice.get("se_hidden", 0))
+        t, k = int(choice["temporal_kernel"]), int(choice["spatial_kernel"])
+        if (t, k) not in self.kernel_choices:
+            raise ValueError(f"{self.name}: kernel {(t, k)} is not one of {self.kernel_choices}.")
+        if filters > self.max_filters or inner > self.max_inner_channels or hidden > self.max_se_hidden:
+            raise ValueError(f"{self.name}: choice {choice} exceeds the block's widest weights.")
+        t0 = (self.max_temporal_kernel - t) // 2
+        k0 = (self.max_spatial_kernel - k) // 2
+        result = {}
+
+        def add(path, variable, index):
+            value = ops.convert_to_numpy(variable)[index]
+            result[path] = ((variable, index), value)
+
+        add("expand_kernel", self.expand_kernel, np.ix_(rows, np.arange(inner)))
+        add("depthwise_kernel", self.depthwise_kernel,
+            (slice(t0, t0 + t), slice(k0, k0 + k), slice(k0, k0 + k), slice(0, inner)))
+        if hidden:
+            add("se_reduce_kernel", self.se_reduce_kernel, (slice(0, inner), slice(0, hidden)))
+            add("se_reduce_bias", self.se_reduce_bias, slice(0, hidden))
+            add("se_expand_kernel", self.se_expand_kernel, (slice(0, hidden), slice(0, inner)))
+            add("se_expand_bias", self.se_expand_bias, slice(0, inner))
+        add("project_kernel", self.project_kernel, (slice(0, inner), slice(0, filters)))
+        bns = [("expand_bn", self.expand_bn, inner), ("depthwise_bn", self.depthwise_bn, inner),
+               ("project_bn", self.project_bn, filters)]
+        if choice["projection"]:
+            if self.shortcut == "identity":
+                raise ValueError(f"{self.name}: this block has no projection shortcut.")
+            add("shortcut_kernel", self.shortcut_kernel, np.ix_(rows, np.arange(filters)))
+            bns.append(("shortcut_bn", self.shortcut_bn, filters))
+        for prefix, layer, width in bns:
+            for weight in ("gamma", "beta", "moving_mean", "moving_variance"):
+                add(f"{prefix}/{weight}", getattr(layer, weight), slice(0, width))
+        return result
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "max_filters": self.max_filters,
+                "max_inner_channels": self.max_inner_channels,
+                "kernel_choices": [list(pair) for pair in self.kernel_choices],
+                "max_in_base": self.max_in_base,
+                "max_in_extra": self.max_in_extra,
+                "spatial_stride": self.spatial_stride,
+                "max_se_hidden": self.max_se_hidden,
+                "shortcut": self.shortcut,
+                "activation": self.activation if isinstance(self.activation, str)
+                else keras.activations.serialize(self._activation_fn),
+                "dynamic_shapes": self.dynamic_shapes,
+            }
+        )
+        return config

@@ -1,0 +1,210 @@
+"""Two-stream fusion: bring the dense stream to the sparse stream's frame rate."""
+
+import keras
+from keras import ops
+
+from tsnet_keras.layers import _checks
+
+OPERATIONS = ("none", "time_to_channel", "time_strided_sample", "time_strided_conv")
+MERGES = ("concat", "sum")
+
+
+@keras.saving.register_keras_serializable(package="tsnet_keras")
+class TSFusion(keras.layers.Layer):
+    """Fuses a dense (fast) stream into a sparse (slow) stream, SlowFast style.
+
+    Inputs `[sparse, dense]`: sparse `(B, T, H, W, C_s)`, dense
+    `(B, alpha * T, H, W, C_f)`; `alpha` is inferred in `build` and must be an
+    integer. The operation maps the dense stream to `(B, T, H, W, C_fused)`:
+
+    - `"none"`: no fusion; the sparse tensor is returned unchanged.
+    - `"time_to_channel"`: the alpha frames of each group move to channels,
+      `C_fused = alpha * C_f`. Channel `a * C_f + c` of output frame `t` is
+      channel `c` of dense frame `alpha * t + a` (frame-major).
+    - `"time_strided_sample"`: dense frames `0, alpha, 2 * alpha, ...` (dense
+      frame `alpha * t` aligns with sparse frame `t`), `C_fused = C_f`.
+    - `"time_strided_conv"`: temporal conv, kernel `conv_kernel` (5) x 1 x 1,
+      stride alpha, zero padding `conv_kernel // 2`, no bias,
+      `C_fused = conv_channel_multiplier * C_f`, then BN `bn` and ReLU. Output
+      frame `t` sees dense frames `alpha * t - 2 ... alpha * t + 2`. Computed as
+      one matmul over the channel-concatenated strided slices (no Conv3D).
+
+    `merge="concat"` returns `concat([sparse, fused], channels)` (SlowFast's
+    default), `C_s + C_fused` channels; `merge="sum"` returns `sparse + fused`
+    and needs `C_fused == C_s`.
+
+    Reference: Feichtenhofer et al., "SlowFast Networks for Video Recognition",
+    ICCV 2019 (lateral connections); Auto-TSNet (ICCV 2021) searches over them.
+
+    Args:
+        operation: one of `"none"`, `"time_to_channel"`,
+            `"time_strided_sample"`, `"time_strided_conv"`.
+        merge: `"concat"` or `"sum"`. Defaults to `"concat"`.
+        conv_kernel: odd int, temporal kernel of `"time_strided_conv"`.
+            Defaults to 5.
+        conv_channel_multiplier: int, output width of `"time_strided_conv"` as a
+            multiple of `C_f`. Defaults to 2.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Weights:
+        Only for `"time_strided_conv"`: `fusion_kernel`
+        `(conv_kernel, C_f, conv_channel_multiplier * C_f)` and BN sublayer `bn`.
+
+    Returns:
+        Tensor of shape `(batch, frames, height, width, C_s + C_fused)` for
+        `"concat"`, `(batch, frames, height, width, C_s)` for `"sum"` and
+        `"none"`.
+
+    Example:
+
+    >>> fusion = TSFusion("time_strided_conv")
+    >>> sparse = keras.random.normal((2, 4, 56, 56, 64))
+    >>> dense = keras.random.normal((2, 32, 56, 56, 8))
+    >>> print(fusion([sparse, dense]).shape)
+    (2, 4, 56, 56, 80)
+    """
+
+    def __init__(
+        self,
+        operation,
+        merge="concat",
+        conv_kernel=5,
+        conv_channel_multiplier=2,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        self.operation = _checks.check_choice(name, "operation", operation, OPERATIONS)
+        self.merge = _checks.check_choice(name, "merge", merge, MERGES)
+        # Odd so that padding conv_kernel // 2 keeps exactly T output frames.
+        self.conv_kernel = _checks.check_odd_positive_int(name, "conv_kernel", conv_kernel)
+        self.conv_channel_multiplier = _checks.check_positive_int(
+            name, "conv_channel_multiplier", conv_channel_multiplier
+        )
+        self.alpha = None  # frame-rate ratio dense / sparse, set in build
+        self.bn = None
+        if self.operation == "time_strided_conv":
+            self.bn = keras.layers.BatchNormalization(
+                momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy, name="bn"
+            )
+
+    @staticmethod
+    def fused_channels(operation, dense_channels, alpha, conv_channel_multiplier=2):
+        """Width that `operation` brings from the dense stream (0 for "none")."""
+        _checks.check_choice("TSFusion", "operation", operation, OPERATIONS)
+        if operation == "none":
+            return 0
+        if operation == "time_to_channel":
+            return alpha * dense_channels
+        if operation == "time_strided_sample":
+            return dense_channels
+        return conv_channel_multiplier * dense_channels
+
+    def _split_shapes(self, input_shape):
+        name = type(self).__name__
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+            raise ValueError(f"{name} takes a list [sparse, dense] of two tensors.")
+        sparse_shape, dense_shape = input_shape
+        if not isinstance(sparse_shape, (list, tuple)) or not isinstance(
+            dense_shape, (list, tuple)
+        ):
+            raise ValueError(f"{name} takes a list [sparse, dense] of two tensors.")
+        return tuple(sparse_shape), tuple(dense_shape)
+
+    def build(self, input_shape):
+        name = type(self).__name__
+        sparse_shape, dense_shape = self._split_shapes(input_shape)
+        _checks.check_video_shape(f"{name} (sparse input)", sparse_shape)
+        _checks.check_video_shape(f"{name} (dense input)", dense_shape)
+        for axis, axis_name in ((2, "height"), (3, "width")):
+            if None not in (sparse_shape[axis], dense_shape[axis]) and (
+                sparse_shape[axis] != dense_shape[axis]
+            ):
+                raise ValueError(
+                    f"{name}: sparse and dense streams must have the same {axis_name}; "
+                    f"got {sparse_shape[axis]} and {dense_shape[axis]}."
+                )
+        sparse_frames, dense_frames = sparse_shape[1], dense_shape[1]
+        if sparse_frames is None or dense_frames is None:
+            raise ValueError(
+                f"{name} needs static frame counts to infer alpha; got sparse "
+                f"{sparse_shape} and dense {dense_shape}."
+            )
+        if dense_frames % sparse_frames != 0:
+            raise ValueError(
+                f"{name}: dense frames ({dense_frames}) must be an integer multiple "
+                f"alpha of sparse frames ({sparse_frames})."
+            )
+        self.alpha = dense_frames // sparse_frames
+        dense_channels = dense_shape[-1]
+        fused = self.fused_channels(
+            self.operation, dense_channels, self.alpha, self.conv_channel_multiplier
+        )
+        if self.merge == "sum" and self.operation != "none" and fused != sparse_shape[-1]:
+            raise ValueError(
+                f"{name}: merge='sum' needs the fused width ({fused} for operation "
+                f"{self.operation!r}) to equal the sparse channels ({sparse_shape[-1]})."
+            )
+        if self.operation == "time_strided_conv":
+            self.fusion_kernel = self.add_weight(
+                name="fusion_kernel",
+                shape=(self.conv_kernel, dense_channels, fused),
+                initializer="he_normal",
+            )
+            self.bn.build(sparse_shape[:-1] + (fused,))
+
+    def _fuse(self, sparse, dense, training):
+        frames = ops.shape(sparse)[1]
+        alpha = self.alpha
+        if self.operation == "time_strided_sample":
+            return dense[:, ::alpha]
+        if self.operation == "time_to_channel":
+            shape = ops.shape(dense)
+            height, width, channels = shape[2], shape[3], dense.shape[-1]
+            grouped = ops.reshape(dense, (-1, frames, alpha, height, width, channels))
+            grouped = ops.transpose(grouped, (0, 1, 3, 4, 2, 5))
+            return ops.reshape(grouped, (-1, frames, height, width, alpha * channels))
+        # time_strided_conv: conv_kernel strided slices stacked on channels, one matmul.
+        pad = self.conv_kernel // 2
+        padded = ops.pad(dense, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
+        taps = [padded[:, tap : tap + alpha * frames : alpha] for tap in range(self.conv_kernel)]
+        stacked = ops.concatenate(taps, axis=-1)
+        kernel_shape = self.fusion_kernel.shape
+        kernel = ops.reshape(
+            self.fusion_kernel, (kernel_shape[0] * kernel_shape[1], kernel_shape[2])
+        )
+        fused = self.bn(ops.matmul(stacked, kernel), training=training)
+        return ops.relu(fused)
+
+    def call(self, inputs, training=None):
+        sparse, dense = inputs
+        if self.operation == "none":
+            return sparse
+        fused = self._fuse(sparse, dense, training)
+        if self.merge == "sum":
+            return sparse + fused
+        return ops.concatenate([sparse, fused], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        sparse_shape, dense_shape = self._split_shapes(input_shape)
+        if self.operation == "none" or self.merge == "sum":
+            return sparse_shape
+        alpha = self.alpha
+        if alpha is None and None not in (sparse_shape[1], dense_shape[1]):
+            alpha = dense_shape[1] // sparse_shape[1]
+        fused = self.fused_channels(
+            self.operation, dense_shape[-1], alpha, self.conv_channel_multiplier
+        )
+        return sparse_shape[:-1] + (sparse_shape[-1] + fused,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "operation": self.operation,
+                "merge": self.merge,
+                "conv_kernel": self.conv_kernel,
+                "conv_channel_multiplier": self.conv_channel_multiplier,
+            }
+        )
+        return config
