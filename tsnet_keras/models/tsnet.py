@@ -1,0 +1,160 @@
+"""Builders that turn an `Architecture` into a Keras model."""
+
+from __future__ import annotations
+
+import keras
+
+from tsnet_keras.layers import (
+    ClassificationHead,
+    GloRe3D,
+    MBConv3D,
+    StreamHead,
+    TSFusion,
+    VideoStem,
+)
+from tsnet_keras.space.architecture import Architecture
+from tsnet_keras.space.plan import LayerSpec, layer_plan
+
+
+def make_layer(spec: LayerSpec) -> keras.layers.Layer:
+    """The Keras layer for one entry of the layer plan."""
+    opts = spec.options
+    if spec.kind == "stem":
+        return VideoStem(
+            filters=spec.out_channels,
+            temporal_kernel=opts["temporal_kernel"],
+            spatial_kernel=opts["spatial_kernel"],
+            spatial_stride=spec.spatial_stride,
+            name=spec.name,
+        )
+    if spec.kind == "mbconv":
+        return MBConv3D(
+            filters=spec.out_channels,
+            expansion=opts["expansion"],
+            temporal_kernel=opts["temporal_kernel"],
+            spatial_kernel=opts["spatial_kernel"],
+            spatial_stride=spec.spatial_stride,
+            squeeze_excite_ratio=opts["squeeze_excite_ratio"],
+            name=spec.name,
+        )
+    if spec.kind == "glore":
+        return GloRe3D(
+            state_channels=opts["state_channels"], num_nodes=opts["num_nodes"], name=spec.name
+        )
+    if spec.kind == "fusion":
+        return TSFusion(operation=opts["operation"], merge=opts["merge"], name=spec.name)
+    if spec.kind == "stream_head":
+        return StreamHead(filters=spec.out_channels, name=spec.name)
+    if spec.kind == "classifier":
+        return ClassificationHead(
+            num_classes=spec.out_channels,
+            hidden_units=opts["hidden_units"],
+            dropout_rate=opts["dropout_rate"],
+            name=spec.name,
+        )
+    raise ValueError(f"Unknown layer kind {spec.kind!r}.")
+
+
+@keras.saving.register_keras_serializable(package="tsnet_keras")
+class TSNet(keras.Model):
+    """A single- or two-stream video classifier built from an `Architecture`.
+
+    The model is a functional graph that follows `layer_plan(architecture)`:
+
+    ```
+    sparse (B, T_s, H, W, 3) ─ stem ─ groups ─ ... ─ head conv ─ pool ─┐
+                                         ↑ TS-Fusion                   concat ─ FC ─ logits
+    dense  (B, T_d, H, W, 3) ─ stem ─ groups ─ ... ─ head conv ─ pool ─┘
+    ```
+
+    Args:
+        architecture: `Architecture` or its `to_dict()` form. Stored as a plain
+            dict in the config, so `model.save` / `keras.saving.load_model`
+            restores any searched network.
+        num_classes: int. Defaults to 400.
+        crop: int or None. Input height and width; None accepts any size.
+
+    Inputs:
+        Two-stream: a dict `{"sparse": (B, T_s, H, W, 3), "dense": (B, T_d, H, W, 3)}`.
+        Single-stream: one tensor `(B, T_s, H, W, 3)`.
+
+    Returns:
+        Logits `(B, num_classes)`.
+
+    Example:
+
+    >>> model = TSNet(tsnet_keras.presets.x3d("XS"), num_classes=10, crop=112)
+    >>> model(np.zeros((1, 4, 112, 112, 3))).shape
+    TensorShape([1, 10])
+    """
+
+    def __init__(self, architecture, num_classes: int = 400, crop: int | None = 160, **kwargs):
+        arch = Architecture.from_dict(architecture)
+        if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 1):
+            raise ValueError(f"`crop` must be a positive int or None, got {crop!r}.")
+        plan = layer_plan(arch, num_classes)
+
+        inputs = {
+            name: keras.Input((stream.frames, crop, crop, 3), name=name)
+            for name, stream in arch.streams()
+        }
+        features = dict(inputs)
+        pooled = []
+        for spec in plan:
+            layer = make_layer(spec)
+            if spec.kind == "fusion":
+                features["sparse"] = layer([features["sparse"], features["dense"]])
+            elif spec.kind == "stream_head":
+                pooled.append(layer(features[spec.stream]))
+            elif spec.kind == "classifier":
+                logits = layer(pooled)
+            else:
+                features[spec.stream] = layer(features[spec.stream])
+        model_inputs = inputs if arch.dense is not None else inputs["sparse"]
+        super().__init__(inputs=model_inputs, outputs=logits, **kwargs)
+        self.architecture = arch.to_dict()
+        self.num_classes = num_classes
+        self.crop = crop
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "architecture": self.architecture,
+            "num_classes": self.num_classes,
+            "crop": self.crop,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @property
+    def arch(self) -> Architecture:
+        """The model's `Architecture`."""
+        return Architecture.from_dict(self.architecture)
+
+
+def build_model(
+    arch: Architecture,
+    num_classes: int = 400,
+    crop: int | None = 160,
+    name: str | None = None,
+) -> TSNet:
+    """Builds the Keras model of `arch`.
+
+    Args:
+        arch: `Architecture` (e.g. from `tsnet_keras.presets` or a search).
+        num_classes: int. Defaults to 400.
+        crop: int or None. Input spatial size; None for any size.
+        name: optional model name.
+
+    Returns:
+        `TSNet` (a `keras.Model`).
+    """
+    if not isinstance(arch, Architecture):
+        raise TypeError(f"build_model expects an Architecture, got {type(arch).__name__}.")
+    return TSNet(arch, num_classes=num_classes, crop=crop, name=name)
+
+
+__all__ = ["TSNet", "build_model", "make_layer"]
