@@ -1,0 +1,190 @@
+"""Search runs in a fresh process, for the resume and tf.distribute tests.
+
+Usage: python -m tests.search.search_worker MODE OUTPUT [options]
+
+- `run`: `run_search_step(1, ...)` into OUTPUT; `--kill-at N` sends SIGKILL to
+  itself after step N (a crash between checkpoints).
+- `mirrored`: a few PARSEC steps under MirroredStrategy on 2 logical CPUs.
+- `multiworker`: `custom_search_loop` under MultiWorkerMirroredStrategy; the
+  cluster comes from TF_CONFIG.
+- `equal`: supernet == fixed model on the backend in KERAS_BACKEND (masked
+  super-blocks on JAX / torch).
+
+Each mode writes a JSON result to OUTPUT/result.json (or result-<task>.json).
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np
+
+if os.environ["KERAS_BACKEND"] == "tensorflow":
+    import tensorflow as tf
+
+STEPS_PER_EPOCH = 4
+
+
+def _split_cpu(count):
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * count
+    )
+
+
+def _data(size, seed, batch=8):
+    from tests.search.data import clip_dataset
+
+    return clip_dataset(size, batch, crop=8, seed=seed)
+
+
+def run(output, kill_at):
+    import keras
+
+    from tests.search.spaces import search_space
+    from tsnet_keras.search import run_search_step
+
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
+    class Count(keras.callbacks.Callback):
+        batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            Count.batches += 1
+
+    callbacks = [Count()]
+    if kill_at:
+        class Kill(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if int(self.model.search_step.numpy()) == kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        callbacks.append(Kill())
+    result = run_search_step(
+        1, search_space(), _data(32, 0), _data(16, 1), output, num_classes=5, crop=8,
+        epochs=2, steps_per_epoch=STEPS_PER_EPOCH, checkpoint_every=2, seed=7,
+        alpha_learning_rate=0.05, learning_rate=0.05, verbose=0, tensorboard=False,
+        callbacks=callbacks, score="log_likelihood",
+    )
+    logits = {k: list(map(float, v)) for k, v in
+              zip(result.distribution.keys, result.distribution.logits_numpy())}
+    _write(output, "result.json", {"logits": logits, "history": result.history,
+                                   "batches_run": Count.batches})
+
+
+def mirrored(output):
+    from keras import ops
+
+    from tests.search.spaces import search_space
+    from tsnet_keras.search import ParsecSearch, search_dataset
+
+    _split_cpu(2)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+    def recording_score(y_true, logits, indices):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        tf.print("SAMPLE", replica, indices, summarize=-1, output_stream=sys.stdout)
+        return ops.mean(ops.cast(ops.equal(ops.argmax(logits, -1), ops.cast(y_true, "int64")),
+                                 "float32"))
+
+    with strategy.scope():
+        search = ParsecSearch(search_space(), 5, crop=8, samples_per_replica=1,
+                              score=recording_score, target_macs=40_000)
+        search.compile(learning_rate=0.05, alpha_learning_rate=0.05)
+    data = search_dataset(_data(32, 0).repeat(), _data(16, 1))
+    history = search.fit(data, steps_per_epoch=STEPS_PER_EPOCH, epochs=1, verbose=0).history
+    replicas = {}
+    for key, variable in zip(search.distribution.keys, search.distribution.logits):
+        replicas[key] = [np.asarray(v).tolist() for v in _local_values(strategy, variable)]
+    moving = search.supernet.plan_layers[1].expand_bn.moving_mean
+    _write(output, "result.json", {
+        "replicas": strategy.num_replicas_in_sync,
+        "logits": replicas,
+        "history": {k: [float(x) for x in v] for k, v in history.items()},
+        "step": int(search.search_step.numpy()),
+        "moving_mean": [np.asarray(v).tolist() for v in _local_values(strategy, moving)],
+    })
+
+
+def _local_values(strategy, variable):
+    """Per-replica copies of a Keras variable (its tf.distribute variable's components)."""
+    return strategy.experimental_local_results(variable.value)
+
+
+def multiworker(output, steps):
+    from tests.search.spaces import search_space
+    from tsnet_keras.search import ParsecSearch, custom_search_loop, search_dataset
+
+    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    with strategy.scope():
+        search = ParsecSearch(search_space(), 5, crop=8, samples_per_replica=1,
+                              target_macs=40_000)
+        search.compile(learning_rate=0.05, alpha_learning_rate=0.05)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    data = search_dataset(_data(64, 0, batch=8).repeat(), _data(32, 1, batch=8)).with_options(options)
+    logs = custom_search_loop(search, strategy, data, steps)
+    logits = {k: list(map(float, v)) for k, v in
+              zip(search.distribution.keys, search.distribution.logits_numpy())}
+    _write(output, f"result-{task}.json", {"logits": logits, "logs": logs,
+                                           "step": int(search.search_step.numpy())})
+
+
+def equal(output):
+    import keras
+
+    from tests.search.spaces import tiny_two_stream
+    from tests.search.test_supernet import (
+        _inputs,
+        _randomize,
+        _two_stream_architectures,
+    )
+    from tsnet_keras.models import build_model
+    from tsnet_keras.search.supernet import Supernet
+
+    space = tiny_two_stream()
+    supernet = Supernet(space, num_classes=5)
+    _randomize(supernet, 1)
+    differences = []
+    for arch in _two_stream_architectures(space)[2:]:  # sampling and strided-conv fusion
+        model = build_model(arch, num_classes=5, crop=16)
+        supernet.copy_to_model(model, arch)
+        x = _inputs(arch)
+        for training in (False, True):
+            got = supernet(x, indices=supernet.indices_of(arch), training=training,
+                           update_statistics=False)
+            want = model(x, training=training)
+            difference = keras.ops.convert_to_numpy(got) - keras.ops.convert_to_numpy(want)
+            differences.append(float(np.abs(difference).max()))
+    _write(output, "result.json", {"backend": keras.backend.backend(),
+                                   "dynamic_shapes": supernet.dynamic_shapes,
+                                   "max_difference": max(differences)})
+
+
+def _write(output, name, payload):
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, name), "w") as handle:
+        json.dump(payload, handle)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=("run", "mirrored", "multiworker", "equal"))
+    parser.add_argument("output")
+    parser.add_argument("--kill-at", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=4)
+    args = parser.parse_args()
+    if args.mode == "run":
+        run(args.output, args.kill_at)
+    elif args.mode == "mirrored":
+        mirrored(args.output)
+    elif args.mode == "equal":
+        equal(args.output)
+    else:
+        multiworker(args.output, args.steps)

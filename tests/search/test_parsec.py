@@ -1,0 +1,135 @@
+"""The PARSEC step: planted problems, the FLOPs hinge and no drift of untaken weights."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from tests.search.data import clip_dataset
+from tests.search.spaces import search_space
+from tsnet_keras.search import MacsModel, ParsecSearch, search_dataset
+
+CLASSES = 5
+CROP = 8
+
+
+def _data(steps=8):
+    train = clip_dataset(8 * steps, 8, crop=CROP, seed=0)
+    heldout = clip_dataset(16, 8, crop=CROP, seed=1)
+    return search_dataset(train.repeat(), heldout)
+
+
+def _probability(search, key, choice):
+    return search.distribution.marginals()[key][choice]
+
+
+def test_planted_problem_concentrates_on_the_right_choice_and_entropy_falls():
+    """Only t = 3 in group 0 scores; every architecture with 16 channels in group 0
+    exceeds the MACs target (per-sample hinge)."""
+    space = search_space()
+    keys = [v.key for v in space.variables()]
+    t0 = keys.index("sparse[0].temporal_kernel")
+
+    def planted_score(y_true, logits, indices):
+        return ops.cast(ops.equal(indices[t0], 1), "float32")  # choice 1 is t = 3
+
+    target = 35_000  # MACs at crop 8: 24,840 .. 34,568 with 8 channels, >= 35,464 with 16
+    search = ParsecSearch(space, CLASSES, crop=CROP, samples_per_replica=4,
+                          score=planted_score, temperature=0.05, target_macs=target,
+                          macs_penalty=10.0, hinge="per_sample")
+    search.compile(learning_rate=0.05, alpha_learning_rate=0.05)
+    entropy_before = search.distribution.entropy_numpy()
+    search.fit(_data(), steps_per_epoch=120, epochs=1, verbose=0)
+
+    assert _probability(search, "sparse[0].temporal_kernel", 3) > 0.9
+    assert _probability(search, "sparse[0].channels", 16) < 0.1
+    assert search.distribution.entropy_numpy() < entropy_before - 1.0
+    best = search.distribution.most_probable()
+    assert best.sparse.groups[0].temporal_kernel == 3
+    assert best.sparse.groups[0].channels == 8
+    assert search.distribution.macs_model.macs_of(best) <= target
+
+
+def test_flops_hinge_pulls_expected_macs_into_the_target_range():
+    space = search_space()
+    macs = MacsModel(space, CLASSES, CROP)
+    low, high = 31_000, 36_000
+    search = ParsecSearch(space, CLASSES, crop=CROP, samples_per_replica=2,
+                          score=lambda y, logits, indices: ops.zeros(()),  # no signal
+                          target_macs=(low, high), macs_penalty=5.0)
+    search.compile(learning_rate=0.05, alpha_learning_rate=0.1)
+    dist = search.distribution
+    for start in ("smallest", "largest"):
+        # Start concentrated on the cheapest (most expensive) architectures.
+        sign = -3.0 if start == "smallest" else 3.0
+        dist.set_logits([sign * (np.arange(n) - (n - 1) / 2) for n in dist.sizes])
+        before = dist.expected_macs_numpy()
+        assert not low <= before <= high
+        search.fit(_data(), steps_per_epoch=60, epochs=1, verbose=0)
+        after = dist.expected_macs_numpy()
+        assert low * 0.97 <= after <= high * 1.03, (start, before, after)
+    assert macs.macs_range()[0] < low < high < macs.macs_range()[1]
+
+
+def _used_masks(search, indices_batch):
+    """Per supernet variable: True where any of the sampled architectures reads it."""
+    supernet = search.supernet
+    masks = {id(v): np.zeros(v.shape, bool) for v in supernet.variables}
+    plain = {layer.name for layer in supernet.plan_layers if not hasattr(layer, "choice_weights")}
+    layers = {layer.name: layer for layer in supernet.plan_layers}
+    for indices in indices_batch:
+        arch = supernet.architecture(indices)
+        for name, choice in supernet.choices_of(arch).items():
+            layer = layers[name]
+            if name in plain:
+                for v in layer.variables:
+                    masks[id(v)][...] = True
+                continue
+            for (variable, index), _ in layer._choice_slices(choice).values():
+                masks[id(variable)][index] = True
+    return masks
+
+
+def test_untaken_weights_stay_bit_identical():
+    space = search_space()
+    search = ParsecSearch(space, CLASSES, crop=CROP, samples_per_replica=2)
+    search.compile(learning_rate=0.1, momentum=0.9, weight_decay=1e-2)
+    data = iter(_data())
+    step = tf.function(search.train_step)
+    trainable = search.supernet.trainable_variables
+    momenta = {id(v): m for v, m in zip(trainable, search.optimizer.momentums)}
+    # Two steps: after the first, momentum buffers are non-zero, and the second
+    # step must not apply them to entries it does not use.
+    for _ in range(2):
+        samples = np.asarray(search.sample(0))
+        masks = _used_masks(search, samples)
+        before = {id(v): np.asarray(v).copy() for v in search.supernet.variables}
+        momentum_before = {k: np.asarray(m).copy() for k, m in momenta.items()}
+        step(next(data))
+        moved = 0
+        for v in search.supernet.variables:
+            unused = ~masks[id(v)]
+            after = np.asarray(v)
+            np.testing.assert_array_equal(after[unused], before[id(v)][unused], err_msg=v.path)
+            if id(v) in momenta:
+                np.testing.assert_array_equal(
+                    np.asarray(momenta[id(v)])[unused], momentum_before[id(v)][unused],
+                    err_msg=v.path,
+                )
+            moved += int(np.any(after != before[id(v)]))
+        assert moved > 10  # the sampled path did train
+    # The two steps used different architectures, so both kinds of entry were checked.
+    assert int(search.search_step.numpy()) == 2
+
+
+def test_one_sample_on_one_replica_is_refused():
+    search = ParsecSearch(search_space(), CLASSES, crop=CROP, samples_per_replica=1)
+    with pytest.raises(ValueError, match="K >= 2"):
+        search.compile()
+
+
+@pytest.mark.parametrize("target", [10_000, 60_000, (55_000, 70_000), "fast"])
+def test_unreachable_or_malformed_target_is_refused_before_training(target):
+    space = search_space()  # reachable MACs at crop 8: 24,840 .. 50,056
+    with pytest.raises(ValueError, match="target_macs"):
+        ParsecSearch(space, CLASSES, crop=CROP, target_macs=target)

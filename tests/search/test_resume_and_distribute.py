@@ -1,0 +1,168 @@
+"""Checkpoints, resume after kill -9, and tf.distribute (each in fresh processes)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.search.spaces import search_space
+from tsnet_keras.search import ParsecSearch
+from tsnet_keras.search import checkpoint as checkpoint_module
+from tsnet_keras.search.checkpoint import (
+    CHECKPOINT_FILE,
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _worker(*args, env=None):
+    environment = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    environment.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.search.search_worker", *map(str, args)],
+        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _finish(process, timeout=300):
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+def _result(directory, name="result.json"):
+    with open(os.path.join(directory, name)) as handle:
+        return json.load(handle)
+
+
+def test_checkpoint_round_trip_restores_weights_alpha_and_optimizers(tmp_path):
+    search = ParsecSearch(search_space(), 5, crop=8)
+    search.compile()
+    state = checkpoint_module._groups(search)
+    rng = np.random.default_rng(0)
+    for variables in state.values():
+        for v in variables:
+            v.assign(rng.normal(size=v.shape).astype(v.dtype) if v.dtype.startswith("float")
+                     else np.full(v.shape, 7, v.dtype))
+    path = tmp_path / CHECKPOINT_FILE
+    save_checkpoint(search, path, {"step": 7})
+    saved = {g: [np.asarray(v).copy() for v in vs] for g, vs in state.items()}
+    for variables in state.values():
+        for v in variables:
+            v.assign(np.zeros(v.shape, v.dtype))
+    assert load_checkpoint(search, path) == {"step": 7}
+    for group, variables in state.items():
+        assert len(variables) > 1
+        for v, value in zip(variables, saved[group]):
+            np.testing.assert_array_equal(np.asarray(v), value)
+    # Another search (other space) is refused without touching anything.
+    other = ParsecSearch(search_space(channels=((8, 16), (8, 16, 24))), 5, crop=8)
+    other.compile()
+    with pytest.raises(ValueError, match="another search|has shape"):
+        load_checkpoint(other, path)
+
+
+def test_a_crash_while_saving_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    search = ParsecSearch(search_space(), 5, crop=8)
+    search.compile()
+    path = tmp_path / CHECKPOINT_FILE
+    save_checkpoint(search, path, {"step": 1})
+    good = path.read_bytes()
+
+    def crash(handle, **arrays):
+        handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(search, path, {"step": 2})
+    assert path.read_bytes() == good
+    assert read_checkpoint_meta(path) == {"step": 1}
+    assert os.listdir(tmp_path) == [CHECKPOINT_FILE]  # no temp file left
+
+
+def test_search_killed_mid_run_resumes_to_the_same_distribution(tmp_path):
+    uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    # 8 steps, checkpoints every 2; the second run is killed after step 5.
+    reference = _worker("run", uninterrupted)
+    killed = _worker("run", interrupted, "--kill-at", 5)
+    code, output = _finish(killed)
+    assert code == -signal.SIGKILL, output
+    meta = read_checkpoint_meta(interrupted / CHECKPOINT_FILE)
+    assert meta["step"] == 4 and not meta["completed"]
+    resumed = _worker("run", interrupted)
+    for process in (reference, resumed):
+        code, output = _finish(process)
+        assert code == 0, output
+    want, got = _result(uninterrupted), _result(interrupted)
+    for key, logits in want["logits"].items():
+        np.testing.assert_allclose(got["logits"][key], logits, atol=1e-5)
+    assert max(abs(v) for logits in want["logits"].values() for v in logits) > 1e-3
+    assert [row["step"] for row in got["history"]] == [4, 8]
+    # The resumed process ran steps 5-8 only (it did not start over).
+    assert want["batches_run"] == 8 and got["batches_run"] == 4
+
+
+def test_mirrored_strategy_keeps_alpha_identical_and_samples_per_replica(tmp_path):
+    code, output = _finish(_worker("mirrored", tmp_path))
+    assert code == 0, output
+    result = _result(tmp_path)
+    assert result["replicas"] == 2 and result["step"] == 4
+    for key, replicas in result["logits"].items():
+        assert len(replicas) == 2
+        np.testing.assert_array_equal(replicas[0], replicas[1], err_msg=key)
+    assert any(abs(v) > 1e-4 for replicas in result["logits"].values() for v in replicas[0])
+    # Each step, each replica printed the architecture it scored: they differ.
+    samples = {}
+    for line in output.splitlines():
+        if line.startswith("SAMPLE"):
+            _, replica, indices = line.split(" ", 2)
+            samples.setdefault(int(replica), []).append(indices)
+    assert len(samples[0]) == len(samples[1]) == 4
+    assert sum(a != b for a, b in zip(samples[0], samples[1])) >= 3
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_mirrored_strategy_on_loopback(tmp_path):
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(_worker("multiworker", tmp_path, "--steps", 4,
+                                 env={"TF_CONFIG": json.dumps(config)}))
+    for process in processes:
+        code, output = _finish(process, timeout=600)
+        assert code == 0, output
+    first, second = _result(tmp_path, "result-0.json"), _result(tmp_path, "result-1.json")
+    assert first["step"] == second["step"] == 4
+    for key, logits in first["logits"].items():
+        np.testing.assert_array_equal(second["logits"][key], logits)
+    assert any(abs(v) > 1e-4 for logits in first["logits"].values() for v in logits)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_masked_super_blocks_equal_fixed_models_on_other_backends(tmp_path, backend):
+    pytest.importorskip(backend)
+    code, output = _finish(_worker("equal", tmp_path, env={"KERAS_BACKEND": backend}),
+                           timeout=900)
+    assert code == 0, output
+    result = _result(tmp_path)
+    assert result["backend"] == backend and result["dynamic_shapes"] is False
+    assert result["max_difference"] < 1e-5

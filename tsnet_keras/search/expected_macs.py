@@ -1,0 +1,186 @@
+"""Exact expected MACs of a distribution over architectures, differentiable in the logits.
+
+The MACs of an architecture are a sum over the layers of its plan, and each
+layer depends on a few variables only (`layer_tables`). With independent
+categorical choices, the expectation of one layer's MACs is its table contracted
+with the choice probabilities of its variables:
+
+    E[MACs] = constant + sum_terms einsum(table_term, p_v1, p_v2, ...)
+
+This is exact (no sampling) and differentiable, so a FLOPs hinge on it gives
+the architecture logits an analytic gradient. Layers with the same variables
+are summed into one term; fixed variables (one choice) drop out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from keras import ops
+
+from tsnet_keras.search.layer_tables import layer_tables
+from tsnet_keras.space.specs import TwoStreamSpace
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+class MacsModel:
+    """MACs of every architecture of a space as a sum of small tables.
+
+    Args:
+        space: `TwoStreamSpace`.
+        num_classes: int. Classifier outputs. Defaults to 400.
+        crop: int or (height, width). Input crop. Defaults to 160.
+        tables: optional precomputed `layer_tables(space, num_classes, crop)`.
+
+    Attributes:
+        keys: searchable variable keys, in `space.variables()` order (the order
+            of the probability vectors passed to `expected`).
+        constant: MACs of the layers that depend on no searchable variable.
+        terms: list of (variable positions, float64 table).
+
+    Example:
+
+    >>> model = MacsModel(space, crop=160)
+    >>> uniform = [np.full(len(v.choices), 1 / len(v.choices)) for v in space.variables()]
+    >>> model.expected_numpy(uniform)  # mean MACs of a uniformly random architecture
+    """
+
+    def __init__(self, space: TwoStreamSpace, num_classes: int = 400, crop=160, tables=None):
+        if not isinstance(space, TwoStreamSpace):
+            raise TypeError(f"MacsModel expects a TwoStreamSpace, got {type(space).__name__}.")
+        self.space = space
+        self.num_classes = num_classes
+        self.crop = crop
+        variables = space.variables()
+        self.keys = tuple(v.key for v in variables)
+        self.sizes = tuple(len(v.choices) for v in variables)
+        position = {key: i for i, key in enumerate(self.keys)}
+        tables = layer_tables(space, num_classes, crop) if tables is None else tables
+        constant = 0.0
+        merged = {}
+        for table in tables:
+            axes = [a for a, key in enumerate(table.keys) if key in position]
+            macs = table.macs.reshape([table.shape[a] for a in axes])  # fixed axes have size 1
+            if not axes:
+                constant += float(macs)
+                continue
+            positions = [position[table.keys[a]] for a in axes]
+            order = np.argsort(positions)
+            key = tuple(positions[i] for i in order)
+            merged[key] = merged.get(key, 0.0) + np.transpose(macs, order)
+        self.constant = constant
+        self.terms = sorted(merged.items())
+        self._tables32 = None
+
+    # ------------------------------------------------------------ concrete
+    def macs(self, indices) -> float:
+        """MACs of the architecture with these choice indices (sequence in `keys` order)."""
+        indices = [int(i) for i in indices]
+        total = self.constant
+        for positions, table in self.terms:
+            total += float(table[tuple(indices[p] for p in positions)])
+        return total
+
+    def macs_of(self, arch) -> float:
+        """MACs of an `Architecture` of the space."""
+        values = self.space.indices(arch)
+        return self.macs([values[key] for key in self.keys])
+
+    # ---------------------------------------------------------- expected
+    def expected_numpy(self, probabilities) -> float:
+        """E[MACs] in float64 for a list of probability vectors (in `keys` order)."""
+        probabilities = [np.asarray(p, dtype=np.float64) for p in probabilities]
+        total = self.constant
+        for positions, table in self.terms:
+            total += float(np.einsum(self._equation(len(positions)), table,
+                                     *[probabilities[p] for p in positions]))
+        return total
+
+    def expected(self, probabilities):
+        """E[MACs] as a differentiable backend tensor (float32).
+
+        Args:
+            probabilities: list of tensors, one probability vector per
+                searchable variable, in `keys` order.
+        """
+        total = ops.convert_to_tensor(np.float32(self.constant))
+        for (positions, _), table in zip(self.terms, self._float32_tables()):
+            total = total + ops.einsum(
+                self._equation(len(positions)), ops.convert_to_tensor(table),
+                *[probabilities[p] for p in positions]
+            )
+        return total
+
+    def sampled(self, indices):
+        """MACs of a sampled architecture as a tensor: `indices` is an int tensor (V,)."""
+        total = ops.convert_to_tensor(np.float32(self.constant))
+        for (positions, _), table in zip(self.terms, self._float32_tables()):
+            flat = 0
+            for axis, p in enumerate(positions):
+                stride = int(np.prod(table.shape[axis + 1:]))
+                flat = flat + ops.cast(indices[p], "int32") * stride
+            total = total + ops.take(ops.convert_to_tensor(table.reshape(-1)), flat)
+        return total
+
+    def _float32_tables(self):
+        # NumPy, not tensors: a tensor cached during one trace is out of scope in the next.
+        if self._tables32 is None:
+            self._tables32 = [table.astype("float32") for _, table in self.terms]
+        return self._tables32
+
+    @staticmethod
+    def _equation(rank):
+        letters = _LETTERS[:rank]
+        return letters + "," + ",".join(letters) + "->"
+
+    # ------------------------------------------------------------- bounds
+    def macs_range(self) -> tuple:
+        """Exact (smallest, largest) MACs over every architecture of the space.
+
+        Min-sum (max-sum) variable elimination over the terms, so no enumeration
+        of the space is needed.
+        """
+        return self._optimum(np.min), self._optimum(np.max)
+
+    def _optimum(self, reduce):
+        factors = [(tuple(p), t) for p, t in self.terms]
+        total = self.constant
+        remaining = {p for positions, _ in factors for p in positions}
+        def cost(variable, factors):
+            scope = set()
+            for positions, _ in factors:
+                if variable in positions:
+                    scope.update(positions)
+            return math.prod(self.sizes[p] for p in scope)
+
+        while remaining:
+            best = min(sorted(remaining), key=lambda v, f=factors: cost(v, f))
+            involved = [f for f in factors if best in f[0]]
+            factors = [f for f in factors if best not in f[0]]
+            scope = sorted({p for positions, _ in involved for p in positions})
+            combined = 0.0
+            for positions, table in involved:
+                combined = combined + _broadcast(table, positions, scope, self.sizes)
+            reduced = reduce(combined, axis=scope.index(best))
+            rest = tuple(p for p in scope if p != best)
+            if rest:
+                factors.append((rest, reduced))
+            else:
+                total += float(reduced)
+            remaining.discard(best)
+        for _, table in factors:  # scalars left over (none in practice)
+            total += float(table)
+        return total
+
+
+def _broadcast(table, positions, scope, sizes):
+    order = sorted(range(len(positions)), key=lambda i: positions[i])
+    table = np.transpose(table, order)
+    ordered = [positions[i] for i in order]
+    shape = [sizes[p] if p in ordered else 1 for p in scope]
+    return table.reshape(shape)
+
+
+__all__ = ["MacsModel"]

@@ -1,0 +1,458 @@
+"""The PARSEC search step (paper section 4.1) as a Keras model: `fit` runs the search.
+
+One step, on every replica (TensorFlow backend):
+
+1. draw S architectures A ~ p(A | alpha) with stateless Gumbel noise seeded by
+   (seed, step, replica id): every replica draws different ones, and a resumed
+   run draws the same ones again;
+2. train the supernet weights on the training batch (split in S parts) along
+   the sampled paths with `MaskedSGD` (untaken weights do not move);
+3. score each sample on a held-out batch (accuracy by default) with batch
+   statistics and no BN update;
+4. gather the K = S x replicas scores and samples, importance weights
+   w_k = softmax(score_k / tau), and update alpha with Adam on
+   -sum_k w_k log p(A_k | alpha) + lambda * max(0, E[MACs] / target - 1);
+   the gradient of the first term is -sum_k w_k (onehot(A_k) - softmax(alpha)).
+
+The expected MACs are exact (`MacsModel`), so the FLOPs hinge has an analytic
+gradient; `hinge="per_sample"` instead subtracts lambda * max(0, MACs(A_k) /
+target - 1) from each score before the softmax.
+
+Data: `fit` takes a dataset whose elements are `((x, y), (x_heldout, y_heldout))`
+(`search_dataset` zips a training and a held-out dataset). Under
+`MirroredStrategy` build and compile the model inside `strategy.scope()`;
+for `MultiWorkerMirroredStrategy` use `custom_search_loop` (Keras' `fit` fails
+there: keras-team/keras#20585).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from tsnet_keras.search.distribution import (
+    ArchitectureDistribution,
+    space_from_dict,
+    space_to_dict,
+)
+from tsnet_keras.search.optimizers import MaskedSGD
+from tsnet_keras.search.supernet import Supernet
+
+SCORES = ("accuracy", "log_likelihood")
+HINGES = ("expected", "per_sample")
+
+
+def _labels(y):
+    y = ops.convert_to_tensor(y)
+    if len(y.shape) > 1:
+        return ops.argmax(y, axis=-1)
+    return ops.cast(y, "int32")
+
+
+def accuracy_score(y_true, logits, indices=None):
+    """Fraction of the batch classified correctly (Auto-TSNet's proxy score)."""
+    correct = ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"),
+                        ops.cast(_labels(y_true), "int32"))
+    return ops.mean(ops.cast(correct, "float32"))
+
+
+def log_likelihood_score(y_true, logits, indices=None):
+    """Mean log-probability of the true labels (PARSEC's original score)."""
+    log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    onehot = ops.one_hot(_labels(y_true), ops.shape(logits)[-1])
+    return ops.mean(ops.sum(onehot * log_probs, axis=-1))
+
+
+def cross_entropy(y_true, logits):
+    """Mean cross-entropy of logits against integer (or one-hot) labels."""
+    return -log_likelihood_score(y_true, logits)
+
+
+def search_dataset(train, heldout):
+    """The dataset `ParsecSearch.fit` consumes: `((x, y), (x_heldout, y_heldout))` per step.
+
+    The held-out dataset repeats, so every training batch has a held-out batch.
+    """
+    return tf.data.Dataset.zip((train, heldout.repeat()))
+
+
+@keras.saving.register_keras_serializable(package="tsnet_keras")
+class ParsecSearch(keras.Model):
+    """PARSEC architecture search over a `TwoStreamSpace` (Auto-TSNet section 4).
+
+    Args:
+        space: `TwoStreamSpace` (or its dict form).
+        num_classes: int.
+        crop: int or (height, width). Crop at which MACs are counted (the
+            training crop). Defaults to 160.
+        samples_per_replica: int S. Architectures drawn per replica and step;
+            K = S x replicas must be >= 2. Defaults to 2.
+        score: "accuracy" (default), "log_likelihood" or a callable
+            `score(y_true, logits, indices) -> scalar` (a hook to plant scores).
+        temperature: float tau > 0 of the importance weights. Defaults to 1.0.
+        target_macs: None, an int (upper target) or (low, high): the FLOPs
+            hinge's range of one-view MACs. Must be reachable by the space.
+        macs_penalty: float lambda of the hinge. Defaults to 1.0.
+        hinge: "expected" (analytic, on alpha; default) or "per_sample".
+        seed: int. Seeds the architecture draws. Defaults to 0.
+        dynamic_shapes: bool or None, passed to the `Supernet`.
+        **kwargs: `keras.Model` arguments.
+
+    Attributes:
+        supernet: the `Supernet`.
+        distribution: the `ArchitectureDistribution` (alpha).
+        search_step: int64 variable, steps done (drives sampling and resumes).
+        alpha_frozen: bool. Warm-up: train weights only. Changing it needs a
+            retrace (`make_train_function(force=True)`), done by `run_search_step`.
+
+    Example:
+
+    >>> with strategy.scope():
+    ...     search = ParsecSearch(space, num_classes=10, crop=112, target_macs=2e8)
+    ...     search.compile(total_steps=1000)
+    >>> search.fit(search_dataset(train, heldout), epochs=10, steps_per_epoch=100)
+    >>> search.distribution.most_probable()
+    """
+
+    def __init__(
+        self,
+        space,
+        num_classes: int,
+        crop=160,
+        samples_per_replica: int = 2,
+        score="accuracy",
+        temperature: float = 1.0,
+        target_macs=None,
+        macs_penalty: float = 1.0,
+        hinge: str = "expected",
+        seed: int = 0,
+        dynamic_shapes=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        space = space_from_dict(space)
+        if isinstance(samples_per_replica, bool) or not isinstance(samples_per_replica, int) \
+                or samples_per_replica < 1:
+            raise ValueError(
+                f"`samples_per_replica` must be a positive int, got {samples_per_replica!r}."
+            )
+        if not callable(score) and score not in SCORES:
+            raise ValueError(f"`score` must be one of {SCORES} or a callable, got {score!r}.")
+        if not temperature > 0:
+            raise ValueError(f"`temperature` must be > 0, got {temperature!r}.")
+        if hinge not in HINGES:
+            raise ValueError(f"`hinge` must be one of {HINGES}, got {hinge!r}.")
+        if macs_penalty < 0:
+            raise ValueError(f"`macs_penalty` must be >= 0, got {macs_penalty!r}.")
+        self.space = space
+        self.num_classes = num_classes
+        self.crop = crop
+        self.samples_per_replica = samples_per_replica
+        self.score = score
+        self.temperature = float(temperature)
+        self.macs_penalty = float(macs_penalty)
+        self.hinge = hinge
+        self.seed = int(seed)
+        self.supernet = Supernet(space, num_classes, dynamic_shapes=dynamic_shapes, name="supernet")
+        self.distribution = ArchitectureDistribution(space, num_classes, crop, name="distribution")
+        self.target_macs = check_target_macs(self.distribution.macs_model, target_macs)
+        self.search_step = self.add_weight(
+            name="search_step", shape=(), dtype="int64", initializer="zeros",
+            trainable=False, aggregation="only_first_replica",
+        )
+        self.alpha_frozen = False
+        self.alpha_optimizer = None
+        self._score_fn = score if callable(score) else {
+            "accuracy": accuracy_score, "log_likelihood": log_likelihood_score,
+        }[score]
+        self._loss_fn = cross_entropy
+        self._sample_gradients = tf.function(self._sample_gradients_eager, reduce_retracing=True)
+        self._sample_score = tf.function(self._sample_score_eager, reduce_retracing=True)
+        self._trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "heldout_score", "alpha_loss", "entropy", "expected_macs",
+                         "sampled_macs")
+        }
+        self.built = True
+
+    # ------------------------------------------------------------ compile
+    def compile(
+        self,
+        weights_optimizer=None,
+        alpha_optimizer=None,
+        loss=None,
+        learning_rate=0.4,
+        total_steps=None,
+        momentum=0.9,
+        weight_decay=None,
+        alpha_learning_rate=0.025,
+        **kwargs,
+    ):
+        """Sets both optimizers (paper section 5.2 defaults) and builds them.
+
+        Args:
+            weights_optimizer: optimizer of the supernet weights. Default:
+                `MaskedSGD(CosineDecay(learning_rate, total_steps), momentum)`
+                (a constant rate when `total_steps` is None).
+            alpha_optimizer: optimizer of alpha. Default `Adam(alpha_learning_rate)`,
+                no weight decay.
+            loss: callable `loss(y_true, logits)`; default cross-entropy.
+            learning_rate, total_steps, momentum, weight_decay: of the default SGD.
+            alpha_learning_rate: float. Defaults to 0.025.
+            **kwargs: `keras.Model.compile` arguments (`jit_compile` is forced off:
+                XLA recompiles for every sampled width).
+        """
+        strategy = tf.distribute.get_strategy()
+        replicas = strategy.num_replicas_in_sync
+        if replicas * self.samples_per_replica < 2:
+            raise ValueError(
+                f"PARSEC needs K >= 2 architectures per step (with K = 1 the importance "
+                f"weight is always 1 and alpha learns nothing); got {replicas} replica(s) x "
+                f"samples_per_replica={self.samples_per_replica}."
+            )
+        if weights_optimizer is None:
+            rate = learning_rate
+            if total_steps:
+                rate = keras.optimizers.schedules.CosineDecay(learning_rate, int(total_steps))
+            weights_optimizer = MaskedSGD(rate, momentum=momentum, weight_decay=weight_decay)
+        self.alpha_optimizer = alpha_optimizer or keras.optimizers.Adam(
+            alpha_learning_rate, name="alpha_adam"
+        )
+        if loss is not None:
+            self._loss_fn = loss
+        kwargs["jit_compile"] = False
+        super().compile(optimizer=weights_optimizer, **kwargs)
+        self.optimizer.build(self.supernet.trainable_variables)
+        self.alpha_optimizer.build(self.distribution.trainable_variables)
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    # ---------------------------------------------------------------- call
+    def call(self, inputs, indices=None, training=None):
+        """Logits of the most probable architecture (or of `indices`)."""
+        if indices is None:
+            indices = self.most_probable_indices()
+        return self.supernet(inputs, indices=indices, training=training)
+
+    def most_probable_indices(self):
+        if not self.distribution.logits:
+            return ops.zeros((0,), "int32")
+        return ops.cast(ops.argmax(self.distribution.padded_logits(), axis=-1), "int32")
+
+    # ---------------------------------------------------------- the step
+    def sample(self, replica_id=0):
+        """(S, V) int32 indices drawn for this step and replica (stateless)."""
+        dist = self.distribution
+        step = ops.cast(ops.convert_to_tensor(self.search_step), "int64")
+        seed = tf.stack([tf.constant(self.seed, tf.int64),
+                         step * 4096 + tf.cast(replica_id, tf.int64)])
+        noise = tf.random.stateless_uniform(
+            (self.samples_per_replica, dist.num_variables, dist.max_choices), seed=seed
+        )
+        return dist.sample_indices(noise)
+
+    def _hinge(self, macs):
+        if self.target_macs is None:
+            return ops.zeros_like(macs)
+        low, high = self.target_macs
+        penalty = ops.relu(macs / high - 1.0)
+        if low:
+            penalty = penalty + ops.relu(1.0 - macs / low)
+        return self.macs_penalty * penalty
+
+    def train_step(self, data):
+        (x, y), (heldout_x, heldout_y) = data
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        replica_id = context.replica_id_in_sync_group
+        samples = self.samples_per_replica
+        indices = self.sample(replica_id)
+
+        # Weights: each sample trains on its share of the batch. One traced
+        # function serves every sample (the graph of a supernet is large).
+        weights = self.supernet.trainable_variables
+        # Mean over samples; the optimizer all-reduces with SUM over replicas.
+        scale = tf.constant(1.0 / (samples * replicas))
+        losses, gradients = [], None
+        for s in range(samples):
+            part_x = tf.nest.map_structure(lambda t, s=s: t[s::samples], x)
+            loss_s, grads_s = self._sample_gradients(part_x, y[s::samples], indices[s], scale)
+            losses.append(loss_s)
+            gradients = grads_s if gradients is None else [a + b for a, b in zip(gradients, grads_s)]
+        loss = ops.mean(ops.stack(losses))
+        self.optimizer.apply_gradients(zip(gradients, weights))
+
+        # Scores of every sample on the same held-out batch.
+        scores, sampled_macs = [], []
+        for s in range(samples):
+            scores.append(self._sample_score(heldout_x, heldout_y, indices[s]))
+            sampled_macs.append(self.distribution.sampled_macs(indices[s]))
+        scores, sampled_macs = ops.stack(scores), ops.stack(sampled_macs)
+        adjusted = scores
+        if self.hinge == "per_sample":
+            adjusted = scores - self._hinge(sampled_macs)
+        all_scores, all_indices = adjusted, indices
+        if replicas > 1:
+            all_scores = context.all_gather(adjusted, axis=0)
+            all_indices = context.all_gather(indices, axis=0)
+        importance = ops.stop_gradient(ops.softmax(all_scores / self.temperature))
+
+        alpha = self.distribution.trainable_variables
+        with tf.GradientTape() as tape:
+            log_p = self.distribution.log_prob(all_indices)
+            alpha_loss = -ops.sum(importance * log_p)
+            expected_macs = self.distribution.expected_macs()
+            total = alpha_loss
+            if self.hinge == "expected":
+                total = total + self._hinge(expected_macs)
+            total = total / replicas
+        if not self.alpha_frozen and alpha:
+            alpha_gradients = tape.gradient(total, alpha)
+            self.alpha_optimizer.apply_gradients(zip(alpha_gradients, alpha))
+
+        self.search_step.assign_add(1)
+        values = {
+            "loss": loss,
+            "heldout_score": ops.mean(scores),
+            "alpha_loss": alpha_loss,
+            "entropy": self.distribution.entropy(),
+            "expected_macs": expected_macs,
+            "sampled_macs": ops.mean(sampled_macs),
+        }
+        for name, value in values.items():
+            self._trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self._trackers.items()}
+
+    def _sample_gradients_eager(self, x, y, indices, scale):
+        """(loss, gradients of scale * loss) of one sampled architecture."""
+        weights = self.supernet.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self.supernet(x, indices=indices, training=True)
+            loss = ops.cast(self._loss_fn(y, logits), "float32")
+            scaled = loss * scale
+        return loss, tape.gradient(scaled, weights)
+
+    def _sample_score_eager(self, x, y, indices):
+        logits = self.supernet(x, indices=indices, training=True, update_statistics=False)
+        return ops.cast(self._score_fn(y, logits, indices), "float32")
+
+    def test_step(self, data):
+        """Loss and score of the current most probable architecture on `(x, y)` batches."""
+        x, y = data
+        logits = self(x, training=False)
+        self._trackers["loss"].update_state(self._loss_fn(y, logits))
+        self._trackers["heldout_score"].update_state(self._score_fn(y, logits, None))
+        return {n: self._trackers[n].result() for n in ("loss", "heldout_score")}
+
+    def get_config(self):
+        if callable(self.score):
+            raise TypeError("A ParsecSearch with a custom score function cannot be serialised.")
+        return {
+            "name": self.name,
+            "space": space_to_dict(self.space),
+            "num_classes": self.num_classes,
+            "crop": self.crop,
+            "samples_per_replica": self.samples_per_replica,
+            "score": self.score,
+            "temperature": self.temperature,
+            "target_macs": list(self.target_macs) if self.target_macs else None,
+            "macs_penalty": self.macs_penalty,
+            "hinge": self.hinge,
+            "seed": self.seed,
+            "dynamic_shapes": self.supernet.dynamic_shapes,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def check_target_macs(macs_model, target_macs):
+    """Validates a MACs target against the space's exact range; returns (low, high) or None.
+
+    Raises:
+        ValueError: if the target is not a positive number / ordered pair, or lies
+            outside the MACs the space can reach (the hinge could never be
+            satisfied, or would never act).
+    """
+    if target_macs is None:
+        return None
+    if isinstance(target_macs, (int, float, np.integer, np.floating)) and not isinstance(
+        target_macs, bool
+    ):
+        low, high = 0.0, float(target_macs)
+    elif isinstance(target_macs, (tuple, list)) and len(target_macs) == 2:
+        low, high = (float(v) for v in target_macs)
+    else:
+        raise ValueError(
+            f"`target_macs` must be a number or a (low, high) pair, got {target_macs!r}."
+        )
+    if not 0 <= low < high:
+        raise ValueError(f"`target_macs` needs 0 <= low < high, got ({low}, {high}).")
+    smallest, largest = macs_model.macs_range()
+    if high < smallest:
+        raise ValueError(
+            f"target_macs {high:.4g} is below the smallest architecture of the space "
+            f"({smallest:.4g} MACs at crop {macs_model.crop}): no architecture can meet it."
+        )
+    if low > largest:
+        raise ValueError(
+            f"target_macs lower bound {low:.4g} is above the largest architecture of the "
+            f"space ({largest:.4g} MACs at crop {macs_model.crop})."
+        )
+    if low == 0 and high >= largest:
+        raise ValueError(
+            f"target_macs {high:.4g} is at or above the largest architecture of the space "
+            f"({largest:.4g} MACs at crop {macs_model.crop}): the FLOPs hinge would never act. "
+            "Pass target_macs=None to search without it."
+        )
+    return (low, high)
+
+
+def custom_search_loop(search, strategy, dataset, steps, callbacks=None):
+    """Runs `steps` search steps with `tf.function(strategy.run(train_step))`.
+
+    For `MultiWorkerMirroredStrategy`, where Keras' `fit` fails (keras-team/keras
+    issue 20585). Build and compile `search` in `strategy.scope()` first.
+
+    Args:
+        search: a compiled `ParsecSearch`.
+        strategy: a `tf.distribute.Strategy`.
+        dataset: a `tf.data.Dataset` from `search_dataset` (global batches).
+        steps: int. Steps to run.
+        callbacks: optional list of callables `callback(step, logs)` run after
+            each step (on every worker).
+
+    Returns:
+        The logs (dict of floats) of the last step.
+    """
+    distributed = strategy.experimental_distribute_dataset(dataset)
+    iterator = iter(distributed)
+
+    @tf.function
+    def step_fn(iterator):
+        outputs = strategy.run(search.train_step, args=(next(iterator),))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                for k, v in outputs.items()}
+
+    logs = {}
+    for step in range(steps):
+        logs = {k: float(v) for k, v in step_fn(iterator).items()}
+        for callback in callbacks or ():
+            callback(step, logs)
+    return logs
+
+
+__all__ = [
+    "ParsecSearch",
+    "accuracy_score",
+    "check_target_macs",
+    "cross_entropy",
+    "custom_search_loop",
+    "log_likelihood_score",
+    "search_dataset",
+]

@@ -1,0 +1,562 @@
+"""Progressive search (paper section 4.2) and the one-shot baseline, one function per step.
+
+| step | searches | fixed / inherited |
+|---|---|---|
+| 1 | sparse stream alone (kernels, widths, expansion), with its own head | - |
+| 2 | dense stream and fusion ops | sparse stream = step 1's most probable architecture, its weights inherited |
+| 3 | attention places (GloRe on/off) in both streams | everything else = step 2's result, weights inherited |
+| "one_shot" | every variable at once (paper Table 9 baseline) | - |
+
+`run_search_step` writes into `output_dir`:
+
+- `distribution.json`: the learned distribution (space, logits, marginals);
+- `architecture.json`: the most probable architecture (the step's result);
+- `model.weights.h5`: weights of `build_model(architecture)` sliced from the
+  supernet (what the next step inherits; optionally BN-recalibrated);
+- `supernet.weights.npz`: every supernet variable by path;
+- `history.csv` / `history.json`: one row per epoch (loss, held-out score,
+  entropy, expected / sampled / most-probable MACs);
+- `logs/`: TensorBoard;
+- `checkpoint.npz`: the full search state every `checkpoint_every` steps
+  (atomic). Running the same call again after a crash resumes from it; after
+  a finished search it returns the stored result.
+
+Data: `train_data` is a finite `tf.data.Dataset` of `(x, y)` batches (one
+epoch in a fixed order) or a callable `epoch -> dataset` (per-epoch shuffling
+with a seed); `val_data` is a dataset of held-out batches, cycled. x is a
+clip tensor (single stream) or a dict `{"sparse", "dense"}`. Resuming replays
+the data from the step of the checkpoint, so with deterministic datasets a
+resumed search equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tsnet_keras.search.batch_norm import recalibrate_batch_norm
+from tsnet_keras.search.checkpoint import (
+    CHECKPOINT_FILE,
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+    write_npz_atomically,
+)
+from tsnet_keras.search.distribution import (
+    ArchitectureDistribution,
+    atomic_write_text,
+    space_to_dict,
+)
+from tsnet_keras.search.expected_macs import MacsModel
+from tsnet_keras.search.parsec import ParsecSearch, check_target_macs
+from tsnet_keras.search.supernet import layer_choices
+from tsnet_keras.space.architecture import Architecture
+from tsnet_keras.space.specs import TwoStreamSpace
+
+SEARCH_STEPS = (1, 2, 3, "one_shot")
+HISTORY_FIELDS = (
+    "epoch", "step", "loss", "heldout_score", "alpha_loss", "entropy", "expected_macs",
+    "sampled_macs", "most_probable_macs", "seconds",
+)
+
+
+class SearchDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class SearchResult:
+    """What one search step produced.
+
+    Attributes:
+        step: 1, 2, 3 or "one_shot".
+        output_dir: where the outputs are.
+        architecture: the most probable `Architecture`.
+        distribution: the `ArchitectureDistribution`.
+        history: list of per-epoch dicts (`HISTORY_FIELDS`).
+        search: the `ParsecSearch` model (None when loaded from a finished run).
+    """
+
+    step: object
+    output_dir: str
+    architecture: Architecture
+    distribution: ArchitectureDistribution
+    history: list = field(default_factory=list)
+    search: ParsecSearch | None = None
+
+
+# ------------------------------------------------------------------ spaces
+def step_space(step, space: TwoStreamSpace, previous: Architecture | None = None) -> TwoStreamSpace:
+    """The sub-space one progressive step searches.
+
+    Args:
+        step: 1, 2, 3 or "one_shot".
+        space: the full space (e.g. `auto_tsnet()`).
+        previous: the previous step's most probable architecture (steps 2, 3).
+
+    Raises:
+        ValueError: unknown step, missing previous architecture, or a previous
+            architecture that is not in `space` (the message names the variable).
+    """
+    if step not in SEARCH_STEPS:
+        raise ValueError(f"`step` must be one of {SEARCH_STEPS}, got {step!r}.")
+    if step == "one_shot":
+        return space
+    if step == 1:
+        single = space.single_stream() if space.dense is not None else space
+        return single.only(1)
+    if space.dense is None:
+        raise ValueError(f"step {step} needs a two-stream space; this one has no dense stream.")
+    if previous is None:
+        raise ValueError(f"step {step} needs the previous step's architecture (`previous_dir`).")
+    if step == 2:
+        try:
+            space.single_stream().validate(
+                Architecture(sparse=previous.sparse, head_units=previous.head_units,
+                             dropout_rate=previous.dropout_rate,
+                             fusion_merge=previous.fusion_merge)
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"the step-1 architecture does not belong to this space: {error}"
+            ) from None
+        sparse_keys = [v.key for v in space.variables(searchable=False) if v.stream == "sparse"
+                       and v.name not in ("fusion", "attention")]
+        single_values = space.single_stream().values(
+            Architecture(sparse=previous.sparse, head_units=previous.head_units,
+                         dropout_rate=previous.dropout_rate, fusion_merge=previous.fusion_merge)
+        )
+        base = space.architecture({k: single_values[k] for k in sparse_keys})
+        return space.only(2, fixed=base)
+    try:
+        space.validate(previous)
+    except ValueError as error:
+        raise ValueError(f"the step-2 architecture does not belong to this space: {error}") from None
+    return space.only(3, fixed=previous)
+
+
+# -------------------------------------------------------------------- data
+def _check_split(data, name, epoch=0):
+    dataset = data(epoch) if callable(data) else data
+    if not isinstance(dataset, tf.data.Dataset):
+        raise TypeError(f"`{name}` must be a tf.data.Dataset (or a callable epoch -> dataset), "
+                        f"got {type(dataset).__name__}.")
+    cardinality = int(tf.data.experimental.cardinality(dataset))
+    if cardinality == 0:
+        raise ValueError(f"`{name}` is empty: the search needs at least one batch.")
+    for _ in dataset.take(1):
+        break
+    else:
+        raise ValueError(f"`{name}` is empty: the search needs at least one batch.")
+    return dataset, cardinality
+
+
+def _epoch_dataset(train_data, val_data, epoch, skip, steps_per_epoch, global_start, val_size):
+    train = train_data(epoch) if callable(train_data) else train_data
+    train = train.take(steps_per_epoch).skip(skip)
+    heldout = val_data.repeat()
+    offset = global_start % val_size if val_size > 0 else global_start
+    heldout = heldout.skip(offset)
+    return tf.data.Dataset.zip((train, heldout))
+
+
+# --------------------------------------------------------------- callbacks
+class _NaNGuard(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.failed = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name in ("loss", "alpha_loss", "expected_macs"):
+            value = (logs or {}).get(name)
+            if value is not None and not math.isfinite(float(value)):
+                self.failed = (name, float(value), int(self.model.search_step.numpy()))
+                self.model.stop_training = True
+                return
+
+
+class _Checkpointer(keras.callbacks.Callback):
+    def __init__(self, path, every, guard, meta_fn):
+        super().__init__()
+        self.path, self.every, self.guard, self.meta_fn = path, every, guard, meta_fn
+        self.last_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.guard.failed or not self.every:
+            return
+        step = int(self.model.search_step.numpy())
+        if step % self.every == 0:
+            save_checkpoint(self.model, self.path, self.meta_fn(step, completed=False))
+            self.last_step = step
+
+
+def _tensorboard_available():
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------- files
+def _write_history(output_dir, history):
+    atomic_write_text(os.path.join(output_dir, "history.json"), json.dumps(history, indent=2))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in history:
+        writer.writerow(row)
+    atomic_write_text(os.path.join(output_dir, "history.csv"), buffer.getvalue())
+
+
+def _fixed_model_weights(search, arch, output_dir, num_classes, recalibration):
+    from tsnet_keras.models import build_model
+
+    model = build_model(arch, num_classes=num_classes, crop=None)
+    search.supernet.copy_to_model(model, arch)
+    if recalibration is not None:
+        dataset, batches = recalibration
+        recalibrate_batch_norm(model, dataset, batches)
+    path = os.path.join(output_dir, "model.weights.h5")
+    temp = os.path.join(output_dir, f".tmp-{os.getpid()}.weights.h5")
+    model.save_weights(temp)
+    os.replace(temp, path)
+    return model
+
+
+def _write_outputs(search, output_dir, history, num_classes, recalibration):
+    distribution = search.distribution
+    arch = distribution.most_probable()
+    distribution.save(os.path.join(output_dir, "distribution.json"))
+    atomic_write_text(os.path.join(output_dir, "architecture.json"), arch.to_json())
+    write_npz_atomically(
+        os.path.join(output_dir, "supernet.weights.npz"),
+        {v.path: np.asarray(keras.ops.convert_to_numpy(v)) for v in search.supernet.variables},
+    )
+    _fixed_model_weights(search, arch, output_dir, num_classes, recalibration)
+    _write_history(output_dir, history)
+    return arch
+
+
+def load_step_result(output_dir) -> SearchResult:
+    """Reads the outputs of a finished `run_search_step`."""
+    distribution = ArchitectureDistribution.load(os.path.join(output_dir, "distribution.json"))
+    arch = Architecture.load(os.path.join(output_dir, "architecture.json"))
+    history = []
+    path = os.path.join(output_dir, "history.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            history = json.load(handle)
+    step = read_checkpoint_meta(os.path.join(output_dir, CHECKPOINT_FILE))["config"]["step"] \
+        if os.path.exists(os.path.join(output_dir, CHECKPOINT_FILE)) else None
+    return SearchResult(step, os.fspath(output_dir), arch, distribution, history)
+
+
+# ----------------------------------------------------------- inheritance
+def inherit_weights(supernet, previous_dir, num_classes: int) -> list:
+    """Loads a previous step's `model.weights.h5` into the matching super-block slices.
+
+    The previous architecture must lie in this supernet's space for every
+    variable both spaces share (checked first; the error names the variable).
+
+    Returns:
+        Names of the layers that received weights.
+    """
+    from tsnet_keras.models import build_model
+
+    for name in ("architecture.json", "distribution.json", "model.weights.h5"):
+        if not os.path.exists(os.path.join(previous_dir, name)):
+            raise ValueError(f"previous_dir {previous_dir!r} has no {name}; run the previous step first.")
+    previous_space = ArchitectureDistribution.load(
+        os.path.join(previous_dir, "distribution.json")
+    ).space
+    arch = Architecture.load(os.path.join(previous_dir, "architecture.json"))
+    previous_space.validate(arch)
+    previous_values = previous_space.values(arch)
+    target = {v.key: v.choices for v in supernet.space.variables(searchable=False)}
+    for key, value in previous_values.items():
+        if key in target and value not in target[key]:
+            raise ValueError(
+                f"cannot inherit weights from {previous_dir!r}: its architecture has "
+                f"{key} = {value!r}, which this space does not allow (choices {target[key]})."
+            )
+    model = build_model(arch, num_classes=num_classes, crop=None)
+    try:
+        model.load_weights(os.path.join(previous_dir, "model.weights.h5"))
+    except ValueError as error:
+        raise ValueError(
+            f"cannot inherit weights from {previous_dir!r} (num_classes={num_classes}?): {error}"
+        ) from None
+    weights = {}
+    for layer in model.layers:
+        if layer.weights:
+            prefix = layer.name + "/"
+            weights[layer.name] = {
+                (v.path.split(prefix, 1)[1] if prefix in v.path else v.name):
+                np.asarray(keras.ops.convert_to_numpy(v)) for v in layer.weights
+            }
+    choices = layer_choices(previous_space, arch)
+    return supernet.load_fixed_weights(weights, choices)
+
+
+# ------------------------------------------------------------- the step
+def run_search_step(
+    step,
+    space: TwoStreamSpace,
+    train_data,
+    val_data,
+    output_dir,
+    previous_dir=None,
+    *,
+    num_classes: int,
+    epochs: int = 1,
+    steps_per_epoch: int | None = None,
+    crop=160,
+    target_macs=None,
+    macs_penalty: float = 1.0,
+    hinge: str = "expected",
+    samples_per_replica: int = 2,
+    score="accuracy",
+    temperature: float = 1.0,
+    warmup_epochs: int = 0,
+    learning_rate: float = 0.4,
+    momentum: float = 0.9,
+    weight_decay: float | None = None,
+    alpha_learning_rate: float = 0.025,
+    seed: int = 0,
+    checkpoint_every: int = 100,
+    recalibrate_batches: int = 0,
+    strategy=None,
+    resume: bool = True,
+    tensorboard: bool = True,
+    callbacks=None,
+    verbose="auto",
+    dynamic_shapes=None,
+) -> SearchResult:
+    """Runs one progressive-search step (or the one-shot search) and writes its outputs.
+
+    Args:
+        step: 1, 2, 3 or "one_shot".
+        space: the full `TwoStreamSpace` (the step's sub-space is derived).
+        train_data: dataset of `(x, y)` batches (one epoch) or callable epoch -> dataset.
+        val_data: dataset of held-out `(x, y)` batches (cycled).
+        output_dir: directory for the outputs (created).
+        previous_dir: output_dir of the previous step (steps 2 and 3).
+        num_classes: int.
+        epochs: int. Search epochs (paper: 800 / 400 / 200 on MiniKinetics-100).
+        steps_per_epoch: int or None (the training dataset's length).
+        crop: training crop, for the MACs. Defaults to 160.
+        target_macs: None, int or (low, high): the FLOPs hinge's target for the
+            network this step searches (sparse stream alone in step 1).
+        macs_penalty, hinge, samples_per_replica, score, temperature: see `ParsecSearch`.
+        warmup_epochs: int. First epochs train the weights only (alpha frozen).
+        learning_rate, momentum, weight_decay: SGD of the weights (cosine decay
+            over the whole step). Defaults 0.4, 0.9, None.
+        alpha_learning_rate: Adam on alpha. Defaults to 0.025.
+        seed: int. Seeds the architecture draws.
+        checkpoint_every: int. Steps between checkpoints (0: epoch ends only).
+        recalibrate_batches: int. If > 0, BN statistics of the saved fixed model
+            are recomputed on that many training batches (precise BN).
+        strategy: a `tf.distribute.Strategy` (default: the current one).
+        resume: bool. Resume from `output_dir/checkpoint.npz` if present.
+        tensorboard: bool. Write TensorBoard logs to `output_dir/logs`.
+        callbacks: extra Keras callbacks.
+        verbose: `fit` verbosity.
+        dynamic_shapes: passed to the `Supernet`.
+
+    Returns:
+        `SearchResult`.
+
+    Raises:
+        ValueError: bad step, empty split, unreachable `target_macs`, previous
+            architecture outside the space, a checkpoint from another search.
+        SearchDivergedError: the loss became NaN / infinite (last good
+            checkpoint kept).
+    """
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"`epochs` must be a positive int, got {epochs!r}.")
+    if not 0 <= warmup_epochs < epochs:
+        raise ValueError(f"`warmup_epochs` must be in [0, epochs), got {warmup_epochs!r}.")
+    if checkpoint_every < 0:
+        raise ValueError(f"`checkpoint_every` must be >= 0, got {checkpoint_every!r}.")
+    previous = None
+    if step in (2, 3):
+        if previous_dir is None:
+            raise ValueError(f"step {step} needs `previous_dir` (the output_dir of step {step - 1}).")
+        path = os.path.join(previous_dir, "architecture.json")
+        if not os.path.exists(path):
+            raise ValueError(f"previous_dir {previous_dir!r} has no architecture.json.")
+        previous = Architecture.load(path)
+    sub_space = step_space(step, space, previous)
+    _, train_size = _check_split(train_data, "train_data")
+    _, val_size = _check_split(val_data, "val_data")
+    if steps_per_epoch is None:
+        if train_size < 0:
+            raise ValueError("the length of `train_data` is unknown: pass `steps_per_epoch`.")
+        steps_per_epoch = train_size
+    if train_size > 0 and steps_per_epoch > train_size:
+        raise ValueError(
+            f"`steps_per_epoch` ({steps_per_epoch}) exceeds the batches of `train_data` "
+            f"({train_size})."
+        )
+    check_target_macs(MacsModel(sub_space, num_classes, crop), target_macs)
+
+    os.makedirs(output_dir, exist_ok=True)
+    checkpoint_path = os.path.join(output_dir, CHECKPOINT_FILE)
+    config = {
+        "step": step, "space": space_to_dict(sub_space), "num_classes": num_classes,
+        "crop": crop, "seed": seed, "samples_per_replica": samples_per_replica,
+        "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+    }
+    config = json.loads(json.dumps(config))
+    meta = None
+    if resume and os.path.exists(checkpoint_path):
+        meta = read_checkpoint_meta(checkpoint_path)
+        if meta.get("config") != config:
+            raise ValueError(
+                f"{checkpoint_path} belongs to another search (different step, space, seed, "
+                "epochs or batch layout); use another output_dir or resume=False."
+            )
+        if meta.get("completed"):
+            return load_step_result(output_dir)
+
+    strategy = strategy or tf.distribute.get_strategy()
+    total_steps = epochs * steps_per_epoch
+    # Same initial weights in every run with this seed (a resumed run restores them anyway).
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        search = ParsecSearch(
+            sub_space, num_classes, crop=crop, samples_per_replica=samples_per_replica,
+            score=score, temperature=temperature, target_macs=target_macs,
+            macs_penalty=macs_penalty, hinge=hinge, seed=seed, dynamic_shapes=dynamic_shapes,
+        )
+        search.compile(
+            learning_rate=learning_rate, total_steps=total_steps, momentum=momentum,
+            weight_decay=weight_decay, alpha_learning_rate=alpha_learning_rate,
+        )
+    history = []
+    if meta is not None:
+        meta = load_checkpoint(search, checkpoint_path)
+        history = meta.get("history", [])
+    elif previous_dir is not None:
+        inherit_weights(search.supernet, previous_dir, num_classes)
+
+    def meta_fn(at_step, completed):
+        return {"config": config, "history": history, "step": at_step, "completed": completed}
+
+    guard = _NaNGuard()
+    checkpointer = _Checkpointer(checkpoint_path, checkpoint_every, guard, meta_fn)
+    all_callbacks = [guard, checkpointer]
+    if tensorboard and not _tensorboard_available():
+        warnings.warn("TensorBoard is not installed (pip install tensorboard): no logs written.")
+        tensorboard = False
+    if tensorboard:
+        all_callbacks.append(keras.callbacks.TensorBoard(
+            log_dir=os.path.join(output_dir, "logs"), update_freq="epoch", profile_batch=0,
+            write_graph=False,
+        ))
+    all_callbacks += list(callbacks or [])
+
+    done = int(search.search_step.numpy())
+    for epoch in range(done // steps_per_epoch, epochs):
+        frozen = epoch < warmup_epochs
+        if frozen != search.alpha_frozen:
+            search.alpha_frozen = frozen
+            search.make_train_function(force=True)
+        skip = done - epoch * steps_per_epoch
+        data = _epoch_dataset(train_data, val_data, epoch, skip, steps_per_epoch, done, val_size)
+        started = time.time()
+        logs = search.fit(
+            data, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps_per_epoch - skip,
+            callbacks=all_callbacks, verbose=verbose, shuffle=False,
+        ).history
+        if guard.failed:
+            name, value, at_step = guard.failed
+            last = checkpointer.last_step
+            if last is None and os.path.exists(checkpoint_path):
+                last = read_checkpoint_meta(checkpoint_path).get("step")
+            raise SearchDivergedError(
+                f"the search diverged at step {at_step}: {name} = {value}. Stopped; the last "
+                f"good checkpoint ({checkpoint_path}, step {last}) is kept. Lower the learning "
+                "rate or check the data, then run again to resume from it."
+            )
+        done = int(search.search_step.numpy())
+        row = {"epoch": epoch + 1, "step": done}
+        for name in HISTORY_FIELDS[2:-2]:
+            if name in logs:
+                row[name] = float(logs[name][-1])
+        dist = search.distribution
+        row["most_probable_macs"] = dist.macs_model.macs_of(dist.most_probable())
+        row["seconds"] = round(time.time() - started, 3)
+        history.append(row)
+        _write_history(output_dir, history)
+        save_checkpoint(search, checkpoint_path, meta_fn(done, completed=False))
+        checkpointer.last_step = done
+
+    recalibration = None
+    if recalibrate_batches:
+        recalibration = (train_data(0) if callable(train_data) else train_data, recalibrate_batches)
+    arch = _write_outputs(search, output_dir, history, num_classes, recalibration)
+    save_checkpoint(search, checkpoint_path, meta_fn(done, completed=True))
+    return SearchResult(step, os.fspath(output_dir), arch, search.distribution, history, search)
+
+
+def progressive_search(
+    space: TwoStreamSpace,
+    train_data,
+    val_data,
+    output_dir,
+    *,
+    num_classes: int,
+    epochs=(800, 400, 200),
+    target_macs=(None, None, None),
+    **kwargs,
+) -> list:
+    """Steps 1, 2 and 3 in `output_dir/step1`, `step2`, `step3` (paper section 4.2).
+
+    Args:
+        epochs: epochs of each step (paper: 800, 400, 200).
+        target_macs: per-step MACs targets (step 1: the sparse stream alone).
+        **kwargs: other `run_search_step` arguments, shared by the steps.
+
+    Returns:
+        list of three `SearchResult`.
+    """
+    results, previous = [], None
+    for index, step in enumerate((1, 2, 3)):
+        directory = os.path.join(output_dir, f"step{step}")
+        results.append(run_search_step(
+            step, space, train_data, val_data, directory, previous, num_classes=num_classes,
+            epochs=epochs[index], target_macs=target_macs[index], **kwargs,
+        ))
+        previous = directory
+    return results
+
+
+def one_shot_search(space, train_data, val_data, output_dir, **kwargs) -> SearchResult:
+    """Searches every variable at once (the paper's Table 9 baseline)."""
+    return run_search_step("one_shot", space, train_data, val_data, output_dir, **kwargs)
+
+
+__all__ = [
+    "HISTORY_FIELDS",
+    "SEARCH_STEPS",
+    "SearchDivergedError",
+    "SearchResult",
+    "inherit_weights",
+    "load_step_result",
+    "one_shot_search",
+    "progressive_search",
+    "run_search_step",
+    "step_space",
+]
