@@ -1,0 +1,101 @@
+"""The built-in synthetic dataset: files, caching, atomic writes, and class semantics."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tsnet_keras.data import synthetic
+from tsnet_keras.data.decode import read_video
+
+TINY = {"num_classes": 4, "videos_per_class": 2, "val_videos_per_class": 1, "width": 64, "height": 48,
+        "num_frames": 24, "workers": 1, "verbose": False}
+
+
+def test_writes_videos_and_list_files(tmp_path):
+    data = synthetic.make_synthetic_dataset(tmp_path / "syn", **TINY)
+    assert data.num_classes == 4 and len(data.descriptions) == 4
+    assert data.classes[1] == "red-disc_right_wobble"
+    assert "wobbling" in data.descriptions[1] and data.factors[1]["direction"] == "right"
+    train_lines = open(data.train_list).read().split("\n")[:-1]
+    assert len(train_lines) == 8 and len(open(data.val_list).read().split("\n")[:-1]) == 4
+    path, label = train_lines[-1].rsplit(" ", 1)
+    assert label == "3" and os.path.isfile(os.path.join(data.root, path))
+    decoded = read_video(os.path.join(data.root, path), lambda n: np.arange(n))
+    assert decoded.num_frames == 24 and decoded.frames.shape[1:] == (48, 64, 3)
+    assert data.recommended == {"crop_size": 40, "jitter": [40, 48], "test_short_side": 40}
+    inputs, labels = next(iter(data.dataset("train", batch_size=2, seed=0)))
+    assert inputs["sparse"].shape == (2, 4, 40, 40, 3) and inputs["dense"].shape == (2, 32, 40, 40, 3)
+
+
+def test_generated_once_then_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("TSNET_KERAS_CACHE", str(tmp_path))
+    first = synthetic.make_synthetic_dataset(**TINY)
+    assert os.path.dirname(first.root) == str(tmp_path) and os.path.basename(first.root).startswith("synthetic-")
+    marker = os.path.join(first.root, "dataset.json")
+    stamp = os.stat(marker).st_mtime_ns
+
+    def fail(job):
+        raise AssertionError("must not regenerate")
+
+    monkeypatch.setattr(synthetic, "_write_one", fail)
+    again = synthetic.make_synthetic_dataset(**TINY)
+    assert again == first and os.stat(marker).st_mtime_ns == stamp
+    other = dict(TINY, seed=1)
+    with pytest.raises(AssertionError, match="must not regenerate"):
+        synthetic.make_synthetic_dataset(**other)  # other parameters -> another folder
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(first.root)]  # no half dataset left
+
+
+def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
+    calls = []
+
+    def write_then_die(job):
+        calls.append(job)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        original(job)
+
+    original = synthetic._write_one
+    monkeypatch.setattr(synthetic, "_write_one", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.make_synthetic_dataset(tmp_path / "syn", **TINY)
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(synthetic, "_write_one", original)
+    data = synthetic.make_synthetic_dataset(tmp_path / "syn", **TINY)
+    assert json.load(open(os.path.join(data.root, "dataset.json")))["params"]["num_classes"] == 4
+
+
+def object_track(frames, colour):
+    """Centroid (x, y) of the pixels that have exactly the class colour, per frame."""
+    track = []
+    for frame in frames:
+        rows, cols = np.nonzero(np.all(frame == colour, axis=-1))
+        track.append((cols.mean(), rows.mean()))
+    return np.array(track)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_wobble_is_invisible_at_the_sparse_stride_and_visible_when_dense(seed):
+    wobble = synthetic.class_factors(8)[1]
+    assert wobble["wobble"] and wobble["direction"] == "right"
+    steady = dict(wobble, wobble=False)
+    tracks = {}
+    for name, factors in (("wobble", wobble), ("steady", steady)):
+        colour = synthetic.video_parameters(factors, np.random.default_rng(seed))["colour"]
+        frames = synthetic.render_video(factors, np.random.default_rng(seed))
+        tracks[name] = object_track(frames, colour)
+    across = tracks["wobble"][:, 1]  # moving right: the wobble is vertical
+    for start in (0, 7, 20):
+        assert np.ptp(across[start : start + 64 : 16]) < 1.0  # sparse stride 16: same phase, looks straight
+        assert np.ptp(across[start : start + 64 : 2]) > 6.0  # dense stride 2: the oscillation (4-6 px)
+    assert np.ptp(tracks["steady"][:, 1]) < 1.0
+    # both move right at the same speed: the sparse stream sees the same path up to an offset
+    np.testing.assert_allclose(np.diff(tracks["wobble"][::16, 0]), np.diff(tracks["steady"][::16, 0]), atol=1.0)
+
+
+@pytest.mark.parametrize("num_classes", [3, 6, 100, True])
+def test_invalid_class_counts(num_classes):
+    with pytest.raises(ValueError, match="num_classes"):
+        synthetic.class_grid(num_classes)

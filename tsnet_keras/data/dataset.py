@@ -1,0 +1,470 @@
+"""`video_dataset`: the one entry point from annotation files to model-ready batches.
+
+Data flow of one training element (one random draw per clip, shared by both
+streams):
+
+    (video index, clip seed)                            tf.data: shuffle, repeat
+      -> short side s ~ U[jitter]                        graph, stateless
+      -> read frames of one window at target fps,        PyAV in tf.numpy_function
+         resized to short side s; unreadable ->          (threads: PyAV releases
+         counted, replaced by another video                the GIL while decoding)
+      -> one crop (+ flip) of every frame                graph
+      -> float32, Kinetics mean/std
+      -> gather: sparse = frames[sparse positions], dense = frames[dense positions]
+      -> batch: ({"sparse": (B, 4, 160, 160, 3), "dense": (B, 32, 160, 160, 3)}, label)
+
+In test mode each video is decoded once for all its clips; each (clip, crop)
+becomes one element with its `video_id` and `view_id`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tsnet_keras.data import augment, tfrecord
+from tsnet_keras.data.decode import read_frame_folder, read_video
+from tsnet_keras.data.failures import DecodeFailures, TooManyFailuresError
+from tsnet_keras.data.lists import (
+    VideoList,
+    read_kinetics_csv,
+    read_list_file,
+    read_ssv2_json,
+    records_from_pairs,
+)
+from tsnet_keras.data.sampling import ClipSampler
+
+MODES = ("train", "val", "test")
+FORMATS = ("auto", "list", "kinetics", "ssv2", "frames", "tfrecord")
+SSV2_LABEL_FILES = ("labels.json", "something-something-v2-labels.json")
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def detect_format(list_file) -> str:
+    """Guesses the annotation format of `list_file` (see `video_dataset`)."""
+    if isinstance(list_file, VideoList):
+        return "list"
+    if not isinstance(list_file, (str, os.PathLike)):
+        items = list(list_file)
+        if items and all(isinstance(item, (str, os.PathLike)) and os.fspath(item).endswith(".tfrecord") for item in items):
+            return "tfrecord"
+        return "list"
+    path = os.fspath(list_file)
+    if path.endswith(".tfrecord") or "*" in path or "?" in path:
+        return "tfrecord"
+    if os.path.isdir(path):
+        return "tfrecord"
+    if path.endswith(".json"):
+        return "ssv2"
+    if path.endswith(".csv") and os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            header = handle.readline()
+        if "youtube_id" in header:
+            return "kinetics"
+    return "list"
+
+
+def _find_ssv2_labels(split_file: str):
+    folder = os.path.dirname(os.path.abspath(split_file))
+    for name in SSV2_LABEL_FILES:
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"video_dataset: Something-Something-V2 needs `labels_file`; none given and none of "
+        f"{SSV2_LABEL_FILES} found next to {split_file!r}."
+    )
+
+
+def load_video_list(list_file, data_root=None, format: str = "auto", labels_file=None, classes=None) -> VideoList:
+    """Reads any supported annotation format into a `VideoList` (not TFRecords)."""
+    if format == "auto":
+        format = detect_format(list_file)
+    if format == "tfrecord":
+        raise ValueError("load_video_list: TFRecord shards are read by video_dataset directly.")
+    if isinstance(list_file, VideoList):
+        return list_file if data_root is None else records_from_pairs(list_file.records, data_root)
+    if format == "kinetics":
+        return read_kinetics_csv(list_file, data_root, classes=classes)
+    if format == "ssv2":
+        return read_ssv2_json(list_file, labels_file or _find_ssv2_labels(os.fspath(list_file)), data_root)
+    if isinstance(list_file, (str, os.PathLike)):
+        return read_list_file(list_file, data_root)
+    return records_from_pairs(list_file, data_root)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+class _ClipLoader:
+    """The Python side of the pipeline: decodes clips for tf.numpy_function."""
+
+    def __init__(self, videos: VideoList, sampler: ClipSampler, target_fps, source_fps, frames_format: bool,
+                 failures: DecodeFailures, max_retries: int):
+        self.records = videos.records
+        self.sampler = sampler
+        self.target_fps = target_fps
+        self.source_fps = source_fps
+        self.frames_format = frames_format
+        self.failures = failures
+        self.max_retries = max_retries
+
+    def _read(self, path, select, short_side):
+        if self.frames_format or os.path.isdir(path):
+            return read_frame_folder(path, select, short_side, self.target_fps, self.source_fps)
+        return read_video(path, select, short_side, self.target_fps)
+
+    def _attempt(self, index, select, short_side):
+        """Decoded frames, or None (failure recorded)."""
+        path = self.records[index].path
+        if self.failures.is_known_bad(path):
+            return None
+        try:
+            decoded = self._read(path, select, short_side)
+        except Exception as error:  # noqa: BLE001 - a broken file must never stop an epoch
+            self.failures.record(path, f"{type(error).__name__}: {error}", len(self.records))
+            return None
+        self.failures.record(path, None, len(self.records))
+        return decoded
+
+    def _split(self, decoded, num_sparse):
+        positions = decoded.positions
+        sparse = positions[..., :num_sparse]
+        dense = positions[..., num_sparse:]
+        return decoded.frames, sparse.astype(np.int64), dense.astype(np.int64)
+
+    def train(self, index, clip_seed, short_side):
+        index, short_side = int(index), int(short_side)
+        rng = np.random.default_rng([int(clip_seed) & 0xFFFFFFFFFFFFFFFF, index])
+
+        def select(num_frames):
+            sparse, dense = self.sampler.train_indices(num_frames, rng)
+            return sparse if dense is None else np.concatenate([sparse, dense])
+
+        for _ in range(self.max_retries + 1):
+            decoded = self._attempt(index, select, short_side)
+            if decoded is not None:
+                frames, sparse, dense = self._split(decoded, self.sampler.sparse_frames)
+                return frames, sparse, dense, np.int64(self.records[index].label)
+            index = int(rng.integers(len(self.records)))  # replace the broken video by another one
+        raise TooManyFailuresError(
+            f"no readable video after {self.max_retries} replacements; {self.failures.summary()}"
+        )
+
+    def views(self, index, short_side, num_clips):
+        index, short_side, num_clips = int(index), int(short_side), int(num_clips)
+
+        def select(num_frames):
+            sparse, dense = self.sampler.test_indices(num_frames, num_clips)
+            return sparse if dense is None else np.concatenate([sparse, dense], axis=1)
+
+        decoded = self._attempt(index, select, short_side)
+        label = np.int64(self.records[index].label)
+        if decoded is None:
+            empty = np.zeros((0, 1, 1, 3), np.uint8)
+            dense_frames = self.sampler.dense_frames or 0
+            return (empty, np.zeros((num_clips, self.sampler.sparse_frames), np.int64),
+                    np.zeros((num_clips, dense_frames), np.int64), label, False)
+        frames, sparse, dense = self._split(decoded, self.sampler.sparse_frames)
+        return frames, sparse, dense, label, True
+
+
+def _tfrecord_frames(parsed, sampler: ClipSampler, target_fps, clip_seed, num_clips=None):
+    """Samples indices of a parsed TFRecord example and decodes only their JPEGs."""
+
+    def select(num_stored, stored_fps, seed):
+        stored_fps = float(stored_fps)
+        rate = float(target_fps or stored_fps)
+        num_frames = max(1, int(np.floor(int(num_stored) * rate / stored_fps + 1e-6)))
+        if num_clips is None:
+            rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
+            sparse, dense = sampler.train_indices(num_frames, rng)
+            indices = sparse if dense is None else np.concatenate([sparse, dense])
+        else:
+            sparse, dense = sampler.test_indices(num_frames, num_clips)
+            indices = sparse if dense is None else np.concatenate([sparse, dense], axis=1)
+        source = np.floor(indices * (stored_fps / rate) + 1e-6).astype(np.int64)
+        return np.clip(source, 0, int(num_stored) - 1)
+
+    indices = tf.numpy_function(select, [parsed["num_frames"], parsed["fps"], clip_seed], tf.int64)
+    flat = tf.reshape(indices, [-1])
+    unique, positions = tf.unique(flat)
+    frames = tfrecord.decode_jpeg_frames(tf.gather(parsed["frames"], unique))
+    positions = tf.reshape(tf.cast(positions, tf.int64), tf.shape(indices))
+    return frames, positions[..., : sampler.sparse_frames], positions[..., sampler.sparse_frames :]
+
+
+# --------------------------------------------------------------------------- graph side
+
+
+def _check_positive_int(name, value, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
+        raise ValueError(f"video_dataset: `{name}` must be an int >= {0 if allow_zero else 1}, got {value!r}.")
+
+
+def video_dataset(
+    list_file,
+    data_root=None,
+    mode: str = "train",
+    batch_size: int = 8,
+    *,
+    format: str = "auto",
+    labels_file=None,
+    classes: Sequence[str] | None = None,
+    sparse_frames: int = 4,
+    sparse_stride: int = 16,
+    dense_frames: int | None = 32,
+    dense_stride: int = 2,
+    temporal_sampling: str | None = None,
+    crop_size: int = 160,
+    jitter: tuple[int, int] = (182, 228),
+    test_short_side: int | None = None,
+    flip: bool | None = None,
+    target_fps: float | None = 30.0,
+    source_fps: float | None = None,
+    num_views: int = 10,
+    num_crops: int = 1,
+    num_parallel_calls: int | None = None,
+    shuffle: bool | None = None,
+    shuffle_buffer: int = 1024,
+    seed: int | None = None,
+    repeat: bool = False,
+    drop_remainder: bool | None = None,
+    max_failure_fraction: float = 0.5,
+    check_after: int = 20,
+    max_retries: int = 10,
+    failures: DecodeFailures | None = None,
+    mean: Sequence[float] = augment.KINETICS_MEAN,
+    std: Sequence[float] = augment.KINETICS_STD,
+) -> tf.data.Dataset:
+    """Two-stream (or single-stream) video clips as a `tf.data.Dataset`.
+
+    Args:
+        list_file: annotations: a PySlowFast list file (`path label` per line,
+            space or comma separated), a Kinetics CSV, an SSv2 split JSON, TFRecord
+            shards (a `.tfrecord` path, glob, folder or list of paths), a
+            `VideoList`, or a Python list of `(path, label)` pairs. Paths in list
+            files may be video files or folders of JPEG frames.
+        data_root: folder that relative paths are joined to, or None.
+        mode: `"train"` (random clip and augmentation), `"val"` (one centre clip,
+            one centre crop) or `"test"` (`num_views` x `num_crops` views per video).
+        batch_size: int.
+        format: `"auto"` (detect from `list_file`), `"list"`, `"kinetics"`,
+            `"ssv2"`, `"frames"` (every path is a JPEG frame folder) or `"tfrecord"`.
+        labels_file: SSv2 labels JSON (default: `labels.json` or
+            `something-something-v2-labels.json` next to the split file).
+        classes: Kinetics class names in label order (default: sorted labels of
+            the CSV; pass the training classes when reading validation files).
+        sparse_frames, sparse_stride: frames and temporal stride of the sparse
+            stream (default 4 x 16).
+        dense_frames, dense_stride: the same for the dense stream (default
+            32 x 2); `dense_frames=0` or None gives single-stream mode (e.g.
+            X3D-S: `sparse_frames=13, sparse_stride=6, dense_frames=None`).
+        temporal_sampling: `"window"` (one window per clip) or `"segment"`
+            (default for SSv2); see `tsnet_keras.data.sampling`.
+        crop_size: int. Training / single-crop test crop (default 160).
+        jitter: `(min, max)` short-side range of training scale jitter
+            (default (182, 228)); `min >= crop_size`.
+        test_short_side: int. Short side in val/test mode (default `jitter[0]`).
+            With `num_crops=3` the crops are `test_short_side` squares.
+        flip: bool. Random horizontal flip in training (default True, False for
+            SSv2 whose labels say left/right).
+        target_fps: float or None. Frame rate clips are sampled at (default 30,
+            as PySlowFast); None uses each video's own rate.
+        source_fps: float or None. Rate of JPEG frame folders (default: the
+            target rate).
+        num_views: int. Temporal clips per video in test mode (default 10).
+        num_crops: 1 (centre) or 3 (left/centre/right) spatial crops in test mode.
+        num_parallel_calls: int or None. Videos decoded in parallel (threads);
+            None lets tf.data tune it.
+        shuffle: bool. Shuffle videos (default True in training only).
+        shuffle_buffer: int. Buffer of the TFRecord example shuffle.
+        seed: int or None. Seed of shuffling, clip positions and augmentation;
+            every epoch draws new values, reproducibly.
+        repeat: bool. Repeat forever (default False: one pass per epoch).
+        drop_remainder: bool. Drop the last partial batch (default: True in
+            training, so every batch has `batch_size` clips).
+        max_failure_fraction: float. Stop with `TooManyFailuresError` when more
+            than this fraction of the first `check_after` videos is unreadable.
+        check_after: int. See `max_failure_fraction` (default 20).
+        max_retries: int. Training replaces an unreadable video by a random other
+            one, at most this many times in a row.
+        failures: `DecodeFailures` to record into (default: a new one, also
+            available as `dataset.failures`).
+        mean, std: per-channel normalisation of [0, 1] pixels (Kinetics values
+            of PySlowFast by default).
+
+    Returns:
+        `tf.data.Dataset`. Two-stream train/val elements:
+        `({"sparse": (B, sparse_frames, C, C, 3), "dense": (B, dense_frames, C, C,
+        3)}, label (B,))`, float32 inputs, int64 labels (-1 for unlabelled);
+        single-stream: `(sparse, label)`. Test mode adds a third item
+        `{"video_id": (B,) int64, "view_id": (B,) int32}` (video_id = position in
+        the list; view_id = clip * num_crops + crop); use
+        `tsnet_keras.data.evaluate_views` or `model.predict` on it, not
+        `model.evaluate` (Keras would read the ids as sample weights).
+        The dataset carries `failures` (`DecodeFailures`, queryable during and
+        after iteration) and `videos` (the `VideoList`, None for TFRecords).
+
+    Example:
+
+    >>> train = video_dataset("train.csv", "videos", mode="train", batch_size=8, seed=0)  # doctest: +SKIP
+    >>> model.fit(train, epochs=1)  # doctest: +SKIP
+    >>> print(train.failures.summary())  # doctest: +SKIP
+    """
+    if mode not in MODES:
+        raise ValueError(f"video_dataset: `mode` must be one of {MODES}, got {mode!r}.")
+    if format not in FORMATS:
+        raise ValueError(f"video_dataset: `format` must be one of {FORMATS}, got {format!r}.")
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("crop_size", crop_size)
+    _check_positive_int("num_views", num_views)
+    _check_positive_int("max_retries", max_retries, allow_zero=True)
+    if num_crops not in (1, 3):
+        raise ValueError(f"video_dataset: `num_crops` must be 1 or 3, got {num_crops!r}.")
+    if len(jitter) != 2 or not crop_size <= jitter[0] <= jitter[1]:
+        raise ValueError(
+            f"video_dataset: `jitter` must be (min, max) with crop_size ({crop_size}) <= min <= max, got {jitter!r}."
+        )
+    test_short_side = int(jitter[0]) if test_short_side is None else test_short_side
+    if test_short_side < crop_size:
+        raise ValueError(
+            f"video_dataset: `test_short_side` ({test_short_side}) must be >= crop_size ({crop_size})."
+        )
+    if target_fps is not None and not target_fps > 0:
+        raise ValueError(f"video_dataset: `target_fps` must be > 0 or None, got {target_fps!r}.")
+
+    if format == "auto":
+        format = detect_format(list_file)
+    ssv2 = format == "ssv2"
+    flip = (not ssv2) if flip is None else bool(flip)
+    temporal_sampling = temporal_sampling or ("segment" if ssv2 else "window")
+    sampler = ClipSampler(sparse_frames, sparse_stride, dense_frames or None, dense_stride, temporal_sampling)
+    shuffle = (mode == "train") if shuffle is None else shuffle
+    drop_remainder = (mode == "train") if drop_remainder is None else drop_remainder
+    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+    failures = failures if failures is not None else DecodeFailures(max_failure_fraction, check_after)
+    clips = 1 if mode != "test" else num_views
+    crops = 1 if mode != "test" else num_crops
+    view_crop = crop_size if crops == 1 else test_short_side
+    mean, std = tuple(float(x) for x in mean), tuple(float(x) for x in std)
+
+    def finish(frames, sparse_positions, dense_positions, crop):
+        """Normalise the cropped union of frames, then pick each stream's frames."""
+        frames = augment.normalize(frames, mean, std)
+        sparse = tf.gather(frames, sparse_positions)
+        sparse.set_shape([sampler.sparse_frames, crop, crop, 3])
+        if not sampler.two_stream:
+            return sparse
+        dense = tf.gather(frames, dense_positions)
+        dense.set_shape([sampler.dense_frames, crop, crop, 3])
+        return {"sparse": sparse, "dense": dense}
+
+    def train_element(frames, sparse_positions, dense_positions, label, clip_seed, short_side):
+        frames = augment.resize_short_side(frames, short_side)
+        frames, _ = augment.random_crop_and_flip(frames, crop_size, clip_seed, flip)
+        return finish(frames, sparse_positions, dense_positions, crop_size), label
+
+    def view_elements(frames, sparse_positions, dense_positions, label, video_id):
+        """One dataset element per (clip, crop) of a decoded video."""
+        frames = augment.resize_short_side(frames, test_short_side)
+        shape = tf.shape(frames)
+
+        def view(view_id):
+            clip, crop = view_id // crops, view_id % crops
+            top, left = augment.crop_offsets(shape[1], shape[2], view_crop, crop, crops)
+            sparse_idx = tf.gather(sparse_positions, clip)
+            dense_idx = tf.gather(dense_positions, clip)
+            wanted = tf.concat([sparse_idx, dense_idx], axis=0)
+            selected = tf.gather(frames, wanted)[:, top : top + view_crop, left : left + view_crop, :]
+            count = sampler.sparse_frames
+            positions = tf.range(tf.shape(wanted)[0], dtype=tf.int64)
+            inputs = finish(selected, positions[:count], positions[count:], view_crop)
+            if mode == "val":
+                return inputs, label
+            return inputs, label, {"video_id": video_id, "view_id": tf.cast(view_id, tf.int32)}
+
+        return tf.data.Dataset.range(clips * crops).map(view)
+
+    if format == "tfrecord":
+        videos = None
+        shards = tfrecord.find_shards(list_file, data_root)
+        files = tf.data.Dataset.from_tensor_slices(shards)
+        if shuffle:
+            files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
+        examples = files.interleave(
+            tf.data.TFRecordDataset, cycle_length=min(4, len(shards)), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        if shuffle:
+            examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            examples = examples.repeat()
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        if mode == "train":
+            def parse_train(serialized, clip_seed):
+                parsed = tfrecord.parse_example(serialized)
+                frames, sparse, dense = _tfrecord_frames(parsed, sampler, target_fps, clip_seed)
+                short_side = augment.random_short_side(clip_seed, jitter)
+                return train_element(frames, sparse, dense, parsed["label"], clip_seed, short_side)
+
+            dataset = tf.data.Dataset.zip((examples, seeds)).map(parse_train, num_parallel_calls=parallel)
+        else:
+            def parse_views(video_id, serialized):
+                parsed = tfrecord.parse_example(serialized)
+                frames, sparse, dense = _tfrecord_frames(parsed, sampler, target_fps, tf.constant(0, tf.int64), clips)
+                return frames, sparse, dense, parsed["label"], video_id
+
+            dataset = examples.enumerate().map(parse_views, num_parallel_calls=parallel).flat_map(view_elements)
+    else:
+        videos = load_video_list(list_file, data_root, format, labels_file, classes)
+        if len(videos) == 0:
+            raise ValueError(f"video_dataset: {list_file!r} lists no videos.")
+        loader = _ClipLoader(videos, sampler, target_fps, source_fps, format == "frames", failures, max_retries)
+        indices = tf.data.Dataset.range(len(videos))
+        if shuffle:
+            indices = indices.shuffle(len(videos), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            indices = indices.repeat()
+        if mode == "train":
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+            def load_train(index, clip_seed):
+                short_side = augment.random_short_side(clip_seed, jitter)
+                frames, sparse, dense, label = tf.numpy_function(
+                    loader.train, [index, clip_seed, short_side], [tf.uint8, tf.int64, tf.int64, tf.int64]
+                )
+                frames.set_shape([None, None, None, 3])
+                sparse.set_shape([sampler.sparse_frames])
+                dense.set_shape([sampler.dense_frames or 0])
+                label.set_shape([])
+                return train_element(frames, sparse, dense, label, clip_seed, short_side)
+
+            dataset = tf.data.Dataset.zip((indices, seeds)).map(load_train, num_parallel_calls=parallel)
+        else:
+            def load_views(index):
+                frames, sparse, dense, label, ok = tf.numpy_function(
+                    loader.views, [index, test_short_side, clips], [tf.uint8, tf.int64, tf.int64, tf.int64, tf.bool]
+                )
+                frames.set_shape([None, None, None, 3])
+                sparse.set_shape([clips, sampler.sparse_frames])
+                dense.set_shape([clips, sampler.dense_frames or 0])
+                label.set_shape([])
+                ok.set_shape([])
+                return frames, sparse, dense, label, index, ok
+
+            dataset = (
+                indices.map(load_views, num_parallel_calls=parallel)
+                .filter(lambda *element: element[-1])
+                .map(lambda *element: element[:-1])
+                .flat_map(view_elements)
+            )
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    dataset.failures = failures
+    dataset.videos = videos
+    return dataset
