@@ -55,7 +55,12 @@ def test_manual_tsnet_params_and_macs():
     assert abs(graph_macs(model, dummy_inputs(arch, 160)) / cost.macs - 1) < 0.01
 
 
-@pytest.mark.parametrize("seed", range(50))
+# 50 sampled architectures in all: the first 12 in the default run, the other 38
+# with `-m slow` (each builds a two-stream model and walks its graph, ~5-10 s).
+SAMPLED_SEEDS = [pytest.param(seed, marks=[pytest.mark.slow] if seed >= 12 else []) for seed in range(50)]
+
+
+@pytest.mark.parametrize("seed", SAMPLED_SEEDS)
 def test_sampled_architectures_params_and_macs(seed):
     arch = auto_tsnet().sample(seed=seed)
     crop = 64  # spatial size does not change params; MACs are checked at this crop

@@ -158,3 +158,25 @@ def test_variants():
     text = arch.table()
     assert "GloRe" in text or "GloRe" not in str(plain)
     assert len(text.splitlines()) == 2 + 2 * (11 + 2) + 1
+
+
+def test_mini_space_has_the_same_variables_on_a_small_network():
+    from tsnet_keras.accounting import complexity
+    from tsnet_keras.spaces import auto_tsnet_mini, get_space
+
+    mini, full = get_space("auto_tsnet_mini"), auto_tsnet()
+    assert mini == auto_tsnet_mini()
+    names = lambda space, step: {v.name for v in space.variables(step=step)}  # noqa: E731
+    for step in (1, 2, 3):
+        assert names(mini, step) == names(full, step)
+    assert len(mini.variables(step=1)) == 6 * 4  # 6 groups x (t, k, channels, expansion)
+    assert mini.size(step=3) == 2**6  # 3 attention places per stream
+    # 6 groups x 42 kernel/expansion pairs; dense widths 1, 2, 2, 2, 2, 3; 5 fusion places x 4 ops
+    assert mini.size(step=2) == 42**6 * (1 * 2 * 2 * 2 * 2 * 3) * 4**5
+    arch = mini.sample(seed=3)
+    mini.validate(arch)
+    assert not full.contains(arch)
+    macs = [complexity(mini.sample(seed=s), num_classes=8, crop=64).macs for s in range(20)]
+    assert 30e6 < min(macs) and max(macs) < 250e6
+    with pytest.raises(ValueError, match="auto_tsnet_mini"):
+        get_space("auto_tsnet_tiny")

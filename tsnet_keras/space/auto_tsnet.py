@@ -141,3 +141,85 @@ def auto_tsnet(
 
 
 __all__ = ["auto_tsnet", "GROUP_LAYOUT", "DEFAULT_ATTENTION_PLACES", "DEFAULT_FUSION_PLACES"]
+
+
+# A scaled-down space with the same six variables per block group, for CPUs, the
+# built-in synthetic dataset, tests and the recipes' default run.
+MINI_GROUP_LAYOUT = ((1, 1, 2), (2, 1, 2), (2, 1, 1), (3, 1, 2), (3, 1, 1), (4, 1, 2))
+MINI_SPARSE_CHANNELS = {1: (16, 24, 8), 2: (24, 40, 8), 3: (40, 64, 8), 4: (64, 96, 16)}
+MINI_DENSE_CHANNELS = {1: (8, 8, 8), 2: (8, 16, 8), 3: (16, 24, 8), 4: (16, 32, 8)}
+
+
+def auto_tsnet_mini(
+    sparse_frames: int = 4,
+    dense_frames: int = 32,
+    fusion_ops: tuple = FUSION_OPS,
+    fusion_places: tuple = (0, 1, 2, 3, 4),
+    attention_places: tuple = (2, 4, 5),
+    fusion_merge: str = "concat",
+    head_units: int = 256,
+) -> TwoStreamSpace:
+    """A small Auto-TSNet space for CPUs and the built-in synthetic dataset.
+
+    The same variables as `auto_tsnet()` (temporal kernel {1, 3, 5}, spatial
+    kernel {3, 5}, output channels, expansion 1.5..6.0 step 0.75, fusion op,
+    attention on/off) over 6 block groups of one block each instead of 11 groups
+    and 26 blocks, with about a third of the widths:
+
+    | stage | N, S per group | sparse channels | dense channels |
+    |---|---|---|---|
+    | 0 (stem) | conv 1x3^2 s2, conv 3x1^2 | 16 | 8 |
+    | 1 | (1, 2) | (16, 24, 8) | 8 |
+    | 2 | (1, 2), (1, 1) | (24, 40, 8) | (8, 16, 8) |
+    | 3 | (1, 2), (1, 1) | (40, 64, 8) | (16, 24, 8) |
+    | 4 | (1, 2) | (64, 96, 16) | (16, 32, 8) |
+
+    Fusion candidates after groups 0-4, attention candidates after groups 2, 4
+    and 5, head convs of 216 (sparse) and 72 (dense) channels, 256 hidden units.
+    A step-1 search on it runs at a few steps per second at crop 64 on two CPU
+    cores; it is the recipes' default so that they finish on a laptop. Use
+    `auto_tsnet()` for the paper's space.
+
+    Example:
+
+    >>> space = auto_tsnet_mini()
+    >>> len(space.variables(step=1))
+    24
+    """
+    for place in tuple(fusion_places) + tuple(attention_places):
+        if not 0 <= place < len(MINI_GROUP_LAYOUT):
+            raise ValueError(
+                f"fusion/attention place {place} is not a block group index "
+                f"(0..{len(MINI_GROUP_LAYOUT) - 1})."
+            )
+
+    def stream(channels, stem_channels, frames, head_channels, with_fusion):
+        groups = []
+        for index, (stage, repeats, stride) in enumerate(MINI_GROUP_LAYOUT):
+            groups.append(
+                BlockGroupSpace(
+                    stage=stage,
+                    repeats=repeats,
+                    stride=stride,
+                    channels=choice_range(*channels[stage]),
+                    expansion=EXPANSIONS,
+                    fusion=tuple(fusion_ops) if with_fusion and index in fusion_places else ("none",),
+                    attention=(False, True) if index in attention_places else (False,),
+                )
+            )
+        return StreamSpace(
+            frames=frames,
+            stem=Stem(channels=stem_channels, temporal_kernel=3),
+            groups=tuple(groups),
+            head_channels=head_channels,
+        )
+
+    return TwoStreamSpace(
+        sparse=stream(MINI_SPARSE_CHANNELS, 16, sparse_frames, 216, with_fusion=True),
+        dense=stream(MINI_DENSE_CHANNELS, 8, dense_frames, 72, with_fusion=False),
+        head_units=head_units,
+        fusion_merge=fusion_merge,
+    )
+
+
+__all__ = __all__ + ["auto_tsnet_mini", "MINI_GROUP_LAYOUT"]
