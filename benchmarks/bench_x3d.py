@@ -3,9 +3,12 @@
 Usage:
     python benchmarks/bench_x3d.py [--size S] [--batches 1 8] [--repeats 5]
 
-Prints one line per batch size. Shapes follow the X3D-S recipe: 13 x 160^2
-clips, 400 classes. The first call of each function (tracing) is excluded;
-the median of `--repeats` timed calls is reported.
+Prints one line per batch size and implementation. Shapes follow the X3D-S
+recipe: 13 x 160^2 clips, 400 classes. The first call of each function (tracing)
+is excluded; the median of `--repeats` timed calls is reported. Unless
+`--no-torch`, the same network in plain PyTorch (`torch_x3d_reference.py`, eager,
+grouped `nn.Conv3d`; same parameter count) is timed in the same run, so the ratio
+is measured side by side.
 """
 
 import argparse
@@ -38,6 +41,7 @@ def main():
     parser.add_argument("--size", default="S", choices=sorted(presets.X3D_SIZES))
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     args = parser.parse_args()
 
     config = presets.X3D_SIZES[args.size]
@@ -64,13 +68,58 @@ def main():
     print(f"X3D-{args.size}: {cost.params:,} params, {cost.gflops:.3f} GMACs/clip at "
           f"{config['frames']}x{crop}^2; TF {tf.__version__}, Keras {keras.__version__}, "
           f"{os.cpu_count()} CPU threads")
-    print(f"{'batch':>5} {'forward s/batch':>16} {'forward clips/s':>16} {'s/clip':>8} {'train step s':>13}")
+    print(f"{'impl':>14} {'batch':>5} {'forward s/batch':>16} {'forward clips/s':>16} {'s/clip':>8} {'train step s':>13}")
+    reference = None if args.no_torch else torch_reference(args.size)
     for batch in args.batches:
         x = tf.constant(np.random.default_rng(0).normal(size=(batch, config["frames"], crop, crop, 3)), tf.float32)
         y = tf.constant(np.arange(batch) % 400)
         fwd = timed(lambda: forward(x).numpy(), args.repeats)
         step = timed(lambda: float(train_step(x, y)), max(2, args.repeats // 2))
-        print(f"{batch:>5} {fwd:>16.3f} {batch / fwd:>16.2f} {fwd / batch:>8.3f} {step:>13.3f}")
+        print(f"{'tsnet_keras/TF':>14} {batch:>5} {fwd:>16.3f} {batch / fwd:>16.2f} {fwd / batch:>8.3f} {step:>13.3f}")
+        if reference is not None:
+            tfwd, tstep = reference(x.numpy(), y.numpy(), args.repeats)
+            print(f"{'PyTorch ref':>14} {batch:>5} {tfwd:>16.3f} {batch / tfwd:>16.2f} {tfwd / batch:>8.3f} {tstep:>13.3f}"
+                  f"   (TF speed-up: forward {tfwd / fwd:.2f}x, train {tstep / step:.2f}x)")
+
+
+def torch_reference(size):
+    """Returns `run(x, y, repeats) -> (forward s, train step s)` for the PyTorch X3D."""
+    if size != "S" and size != "XS" and size != "M":
+        return None  # the reference module is built for the X3D-S/XS/M widths
+    import sys
+
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_x3d_reference import X3D
+
+    torch.set_num_threads(os.cpu_count())
+    model = X3D(num_classes=400)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    print(f"PyTorch {torch.__version__} reference: {sum(p.numel() for p in model.parameters()):,} params, "
+          f"{torch.get_num_threads()} threads, eager")
+
+    def run(x, y, repeats):
+        tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))).float()
+        ty = torch.from_numpy(y.astype("int64"))
+
+        def forward():
+            model.eval()
+            with torch.no_grad():
+                model(tx)
+
+        def step():
+            model.train()
+            optimizer.zero_grad()
+            loss = loss_fn(model(tx), ty)
+            loss.backward()
+            optimizer.step()
+            return float(loss)
+
+        return timed(forward, repeats), timed(step, max(2, repeats // 2))
+
+    return run
 
 
 if __name__ == "__main__":
