@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -99,3 +101,31 @@ def test_wobble_is_invisible_at_the_sparse_stride_and_visible_when_dense(seed):
 def test_invalid_class_counts(num_classes):
     with pytest.raises(ValueError, match="num_classes"):
         synthetic.class_grid(num_classes)
+
+
+def test_parallel_generation_from_a_script_without_main_guard(tmp_path):
+    # A spawn-based pool would re-run this script in every worker and break.
+    script = tmp_path / "make.py"
+    script.write_text(
+        "import sys\n"
+        "from tsnet_keras.data.synthetic import make_synthetic_dataset\n"
+        f"data = make_synthetic_dataset(sys.argv[1], **{dict(TINY, workers=2)!r})\n"
+        "print('ROOT', data.root)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "syn")], capture_output=True, text=True,
+                            timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ROOT {tmp_path / 'syn'}" in result.stdout
+    lines = open(tmp_path / "syn" / "train.csv").read().split()
+    paths = [os.path.join(tmp_path, "syn", path) for path in lines[::2]]
+    assert len(paths) == 8
+    for path in paths:
+        assert read_video(path, lambda n: np.arange(n)).num_frames == 24
+
+
+def test_failing_worker_is_reported():
+    jobs = [("/nonexistent-dir/\0bad.mp4", synthetic.class_factors(4)[0], [0], 64, 48, 4, 30.0, 16)] * 2
+    with pytest.raises(RuntimeError, match="generation worker failed"):
+        synthetic._run_jobs(jobs, workers=2, verbose=False)

@@ -32,9 +32,12 @@ import dataclasses
 import hashlib
 import json
 import os
+import queue
 import shutil
+import subprocess
+import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+import threading
 
 import av
 import numpy as np
@@ -420,19 +423,80 @@ def make_synthetic_dataset(
 def _run_jobs(jobs, workers, verbose) -> None:
     from tqdm.auto import tqdm
 
-    workers = workers or os.cpu_count() or 1
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     progress = tqdm(total=len(jobs), desc="synthetic videos", disable=not verbose, unit="video")
     try:
-        if workers <= 1:
+        if workers == 1:
             for job in jobs:
                 _write_one(job)
                 progress.update()
         else:
-            import multiprocessing
-
-            # spawn, not fork: the parent may already run TensorFlow threads.
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for _ in pool.map(_write_one, jobs, chunksize=8):
-                    progress.update()
+            _run_in_subprocesses(jobs, workers, progress)
     finally:
         progress.close()
+
+
+_WORKER_COMMAND = "from tsnet_keras.data.synthetic import _worker; _worker()"
+
+
+def _worker() -> None:
+    """A generation subprocess: reads its jobs (JSON) from stdin, prints a line per video written."""
+    for job in json.load(sys.stdin):
+        _write_one(tuple(job))
+        print(job[0], flush=True)
+
+
+def _forward_lines(stream, lines: queue.Queue) -> None:
+    for _ in stream:
+        lines.put(1)
+    lines.put(None)
+
+
+def _run_in_subprocesses(jobs, workers: int, progress) -> None:
+    """Renders and encodes `jobs` in `workers` fresh Python processes.
+
+    Plain subprocesses, not multiprocessing: a spawn pool re-imports the caller's
+    script, which fails in scripts without an `if __name__ == "__main__"` guard,
+    and fork is unsafe once TensorFlow threads run. The workers import only
+    NumPy and PyAV.
+    """
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    lines = queue.Queue()
+    processes, logs = [], []
+    try:
+        for worker in range(workers):
+            log = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+            logs.append(log)
+            process = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=log, text=True, env=env,
+            )
+            processes.append(process)
+            threading.Thread(target=_forward_lines, args=(process.stdout, lines), daemon=True).start()
+            try:
+                process.stdin.write(json.dumps(jobs[worker::workers]))
+                process.stdin.close()
+            except BrokenPipeError:
+                pass  # the worker died at start; its exit code and log say why
+        finished = 0
+        while finished < workers:
+            if lines.get() is None:
+                finished += 1
+            else:
+                progress.update()
+        for process, log in zip(processes, logs):
+            if process.wait() != 0:
+                log.seek(0)
+                raise RuntimeError(
+                    f"make_synthetic_dataset: a generation worker failed (exit code {process.returncode}):\n"
+                    + log.read()[-3000:]
+                )
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        for log in logs:
+            log.close()
