@@ -36,6 +36,23 @@ def timed(function, repeats):
     return statistics.median(times)
 
 
+def timed_side_by_side(functions, repeats):
+    """Medians of `functions` called in turn, `repeats` rounds.
+
+    Alternating the implementations round by round lets both see the same
+    machine load, so their ratio holds on a shared machine.
+    """
+    for function in functions:
+        function()  # trace / warm up
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for index, function in enumerate(functions):
+            start = time.perf_counter()
+            function()
+            times[index].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="S", choices=sorted(presets.X3D_SIZES))
@@ -73,17 +90,21 @@ def main():
     for batch in args.batches:
         x = tf.constant(np.random.default_rng(0).normal(size=(batch, config["frames"], crop, crop, 3)), tf.float32)
         y = tf.constant(np.arange(batch) % 400)
-        fwd = timed(lambda: forward(x).numpy(), args.repeats)
-        step = timed(lambda: float(train_step(x, y)), max(2, args.repeats // 2))
+        tf_forward, tf_step = (lambda: forward(x).numpy()), (lambda: float(train_step(x, y)))
+        if reference is None:
+            fwd, step = timed(tf_forward, args.repeats), timed(tf_step, max(2, args.repeats // 2))
+        else:
+            torch_forward, torch_step = reference(x.numpy(), y.numpy())
+            fwd, tfwd = timed_side_by_side([tf_forward, torch_forward], args.repeats)
+            step, tstep = timed_side_by_side([tf_step, torch_step], max(2, args.repeats // 2))
         print(f"{'tsnet_keras/TF':>14} {batch:>5} {fwd:>16.3f} {batch / fwd:>16.2f} {fwd / batch:>8.3f} {step:>13.3f}")
         if reference is not None:
-            tfwd, tstep = reference(x.numpy(), y.numpy(), args.repeats)
             print(f"{'PyTorch ref':>14} {batch:>5} {tfwd:>16.3f} {batch / tfwd:>16.2f} {tfwd / batch:>8.3f} {tstep:>13.3f}"
                   f"   (TF speed-up: forward {tfwd / fwd:.2f}x, train {tstep / step:.2f}x)")
 
 
 def torch_reference(size):
-    """Returns `run(x, y, repeats) -> (forward s, train step s)` for the PyTorch X3D."""
+    """Returns `make(x, y) -> (forward(), train_step())` for the PyTorch X3D."""
     if size != "S" and size != "XS" and size != "M":
         return None  # the reference module is built for the X3D-S/XS/M widths
     import sys
@@ -100,7 +121,7 @@ def torch_reference(size):
     print(f"PyTorch {torch.__version__} reference: {sum(p.numel() for p in model.parameters()):,} params, "
           f"{torch.get_num_threads()} threads, eager")
 
-    def run(x, y, repeats):
+    def make(x, y):
         tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))).float()
         ty = torch.from_numpy(y.astype("int64"))
 
@@ -115,11 +136,11 @@ def torch_reference(size):
             loss = loss_fn(model(tx), ty)
             loss.backward()
             optimizer.step()
-            return float(loss)
+            return float(loss.detach())
 
-        return timed(forward, repeats), timed(step, max(2, repeats // 2))
+        return forward, step
 
-    return run
+    return make
 
 
 if __name__ == "__main__":

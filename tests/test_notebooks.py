@@ -1,8 +1,9 @@
 """Notebooks are committed stripped, with one commented `parameters` cell, and run with papermill.
 
 Every notebook in `notebooks/` runs on tiny parameters (`NOTEBOOK_TEST_PARAMETERS`;
-one without an entry runs on its defaults, which must stay laptop-fast). A
-recipe in `recipes/` runs once `RECIPE_TEST_PARAMETERS` has an entry for it.
+one without an entry runs on its defaults, which must stay laptop-fast). The
+recipes in `recipes/` run as chains (`RECIPE_CHAINS`), each reading the previous
+one's output folder, on `RECIPE_TEST_PARAMETERS`.
 """
 
 import ast
@@ -40,8 +41,33 @@ SLOW_NOTEBOOK_RUNS = [
     ("layers_on_other_backends", {"backend": "tensorflow", "crop": 16, "num_clips": 8, "epochs": 1}),
     ("quickstart", {"preset": "X3D-S"}),
 ]
-# Recipe file stem -> tiny parameters. Recipes without an entry are not executed here.
-RECIPE_TEST_PARAMETERS = {}
+# Recipe file stem -> tiny parameters (crop 32, batch 4, a few steps). `output_dir`,
+# `previous_dir` and `figure_dir` are set by the chain test.
+RECIPE_TEST_PARAMETERS = {
+    "step1_sparse": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "crop": 32,
+                     "target_gflops": 0.01, "checkpoint_every": 1},
+    "step2_dense_fusion": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "crop": 32,
+                           "target_gflops": 0.0},
+    "step3_attention": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "crop": 32},
+    "retrain": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 4, "crop": 32, "val_steps": 2},
+    "evaluate": {"num_views": 2, "batch_size": 16},
+}
+# Recipes run in order in one folder, each reading the previous one's output_dir. The
+# default run skips steps 2 and 3 (about 2 minutes each, mostly tracing the two-stream
+# supernet): retrain then trains step 1's architecture.
+RECIPE_CHAINS = [
+    pytest.param(("step1_sparse", "retrain", "evaluate"), id="step1-retrain-evaluate"),
+    pytest.param(("step1_sparse", "step2_dense_fusion", "step3_attention", "retrain", "evaluate"),
+                 id="full-chain", marks=pytest.mark.slow),
+]
+# What each recipe's metrics.json must hold as finite numbers (dotted paths).
+RECIPE_METRICS = {
+    "step1_sparse": ("heldout_score", "loss", "entropy", "expected_gflops", "architecture.gflops"),
+    "step2_dense_fusion": ("heldout_score", "loss", "entropy", "expected_gflops", "architecture.gflops"),
+    "step3_attention": ("heldout_score", "loss", "entropy", "expected_gflops", "architecture.gflops"),
+    "retrain": ("loss", "accuracy", "val_loss", "val_top1_one_clip", "architecture.params"),
+    "evaluate": ("top1", "top5"),
+}
 
 
 def relative(path):
@@ -149,9 +175,6 @@ def execution_cases():
                 pytest.param(path, parameters, id=f"{relative(path)}[{label}]",
                              marks=pytest.mark.slow)
             )
-    for path in notebooks_in("recipes"):
-        if path.stem in RECIPE_TEST_PARAMETERS:
-            cases.append(pytest.param(path, RECIPE_TEST_PARAMETERS[path.stem], id=relative(path)))
     return cases
 
 
@@ -201,3 +224,48 @@ def test_notebook_executes(path, parameters, tmp_path, python3_kernel):
     if "figure_dir" in declared:
         pngs = list(figure_dir.glob("*.png"))
         assert pngs and all(p.stat().st_size > 1000 for p in pngs)
+
+
+# ------------------------------------------------------------------------ recipes
+def test_every_recipe_is_in_a_chain():
+    stems = {path.stem for path in notebooks_in("recipes")}
+    chained = {stem for chain in RECIPE_CHAINS for stem in chain.values[0]}
+    assert stems == chained == set(RECIPE_TEST_PARAMETERS)
+
+
+def metric(metrics, dotted):
+    for key in dotted.split("."):
+        metrics = metrics[key]
+    return metrics
+
+
+@pytest.mark.parametrize("chain", RECIPE_CHAINS)
+def test_recipe_chain_executes(chain, tmp_path, python3_kernel):
+    """Runs the recipes in order, each on the previous one's output_dir, and checks the outputs."""
+    import json
+    import math
+
+    import papermill
+
+    previous = ""
+    for stem in chain:
+        path = ROOT / "recipes" / f"{stem}.ipynb"
+        output_dir = tmp_path / stem
+        parameters = dict(RECIPE_TEST_PARAMETERS[stem], output_dir=str(output_dir),
+                          previous_dir=previous, figure_dir=str(tmp_path / "figures" / stem))
+        unknown = set(parameters) - declared_parameters(path)
+        assert not unknown, f"{relative(path)} has no parameter(s) {sorted(unknown)}."
+        papermill.execute_notebook(
+            str(path), str(tmp_path / path.name), parameters=parameters,
+            kernel_name=python3_kernel, cwd=str(ROOT), progress_bar=False, execution_timeout=600,
+        )
+        with open(output_dir / "metrics.json") as handle:
+            metrics = json.load(handle)
+        for name in RECIPE_METRICS[stem]:
+            value = metric(metrics, name)
+            assert isinstance(value, (int, float)) and math.isfinite(value), (stem, name, value)
+        assert (output_dir / "architecture.json").exists(), stem
+        pngs = list((tmp_path / "figures" / stem).glob("*.png"))
+        assert pngs and all(p.stat().st_size > 1000 for p in pngs), stem
+        previous = str(output_dir)
+    assert (tmp_path / "evaluate" / "table.md").read_text().count("Auto-TSNet-") == 6
