@@ -1,0 +1,290 @@
+"""tsnet_keras.recipes: parameter errors before training, your own list files with a broken
+video, resuming an interrupted retrain, the held-out split, the schedule and the table."""
+
+import json
+import math
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from tsnet_keras import recipes
+from tsnet_keras.data.synthetic import make_synthetic_dataset
+from tsnet_keras.space.architecture import Architecture
+from tsnet_keras.spaces import get_space
+
+CROP = 32
+TINY = {"crop": CROP, "batch_size": 2, "verbose": 0}
+
+
+# --------------------------------------------------------------------------- data
+@pytest.fixture(scope="module")
+def own_videos(tmp_path_factory):
+    """Someone else's dataset: videos in one folder, list files in another, one broken video.
+
+    4 classes x 3 training + 1 validation H.264 videos of 64 x 48 pixels (72 frames); the lists
+    use paths relative to the video folder (`data_root`) and each lists `broken.mp4` (a text file).
+    """
+    root = tmp_path_factory.mktemp("own")
+    generated = make_synthetic_dataset(root / "generated", num_classes=4, videos_per_class=3,
+                                       val_videos_per_class=1, width=64, height=48, num_frames=72,
+                                       workers=1, verbose=False)
+    clips = root / "clips"
+    shutil.copytree(os.path.join(generated.root, "videos"), clips)
+    (clips / "broken.mp4").write_text("not a video\n" * 10)
+    lists = root / "lists"
+    lists.mkdir()
+    for split, source in (("train", generated.train_list), ("val", generated.val_list)):
+        with open(source) as handle:
+            lines = [line.strip() for line in handle if line.strip()]
+        # paths relative to clips/, not to the list file's folder
+        lines = [line.replace("videos/", "", 1) for line in lines] + ["broken.mp4 1"]
+        (lists / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return {"data_root": str(clips), "train_list": str(lists / "train.txt"),
+            "val_list": str(lists / "val.txt")}
+
+
+@pytest.fixture(scope="module")
+def own_data(own_videos):
+    return recipes.resolve_data(**own_videos, verbose=False)
+
+
+def two_stream_arch():
+    return get_space("auto_tsnet_mini").sample(0)
+
+
+def sparse_arch():
+    return get_space("auto_tsnet_mini").single_stream().sample(0)
+
+
+def assert_finite(*values):
+    for value in values:
+        assert value is not None and math.isfinite(value), value
+
+
+# ----------------------------------------------------------- errors before training
+def test_data_parameter_errors_name_the_parameter(own_videos, tmp_path):
+    with pytest.raises(ValueError, match="`val_list` is empty"):
+        recipes.resolve_data(train_list=own_videos["train_list"])
+    with pytest.raises(ValueError, match="`train_list`.*not a file"):
+        recipes.resolve_data(train_list=str(tmp_path / "missing.txt"), val_list=own_videos["val_list"])
+    with pytest.raises(ValueError, match="`data_root`.*not a folder"):
+        recipes.resolve_data(str(tmp_path / "nowhere"), own_videos["train_list"], own_videos["val_list"])
+    with pytest.raises(ValueError, match="none of the .* `train_list`.*data_root"):
+        recipes.resolve_data(str(tmp_path), own_videos["train_list"], own_videos["val_list"])
+    high = tmp_path / "val_high.txt"
+    high.write_text("a.mp4 7\n")
+    with pytest.raises(ValueError, match="`val_list`.*labels >= 4"):
+        recipes.resolve_data(own_videos["data_root"], own_videos["train_list"], str(high))
+    with pytest.raises(ValueError, match="`num_classes`"):
+        recipes.resolve_data(**own_videos, num_classes=2)
+
+
+def test_recipe_parameter_errors_come_before_the_data(tmp_path):
+    # The lists do not exist either: the first error must be the numeric parameter's.
+    missing = {"train_list": str(tmp_path / "t.txt"), "val_list": str(tmp_path / "v.txt")}
+    out = str(tmp_path / "out")
+    cases = [
+        (lambda: recipes.search_step(1, out, epochs=0, **missing), "`epochs`"),
+        (lambda: recipes.search_step(1, out, target_gflops=-1.0, **missing), "`target_gflops`"),
+        (lambda: recipes.search_step(1, out, space="nope", **missing), "`space`"),
+        (lambda: recipes.search_step(1, out, previous_dir=out, **missing), "`previous_dir`"),
+        (lambda: recipes.search_step(2, out, str(tmp_path / "step1"), **missing), "`previous_dir`.*step 1"),
+        (lambda: recipes.search_step(1, out, heldout_fraction=1.0, **missing), "`heldout_fraction`"),
+        (lambda: recipes.retrain(sparse_arch(), out, batch_size=0, **missing), "`batch_size`"),
+        (lambda: recipes.retrain(sparse_arch(), out, epochs=2, warmup_epochs=2, **missing),
+         "`warmup_epochs`"),
+        (lambda: recipes.retrain(sparse_arch(), out, label_smoothing=1.5, **missing), "`label_smoothing`"),
+        (lambda: recipes.retrain(sparse_arch(), out, mixed_precision="yes", **missing), "`mixed_precision`"),
+        (lambda: recipes.evaluate(str(tmp_path), out, **missing), "`previous_dir`.*model.keras"),
+        (lambda: recipes.load_architecture(str(tmp_path)), "`previous_dir`.*architecture.json"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert not os.path.exists(out)
+
+
+def test_unreachable_target_is_refused_before_training(own_data, tmp_path):
+    with pytest.raises(ValueError, match="target_macs .* below the smallest"):
+        recipes.search_step(1, str(tmp_path / "s1"), data=own_data, target_gflops=1e-6, epochs=1,
+                            steps_per_epoch=1, heldout_fraction=0.34, **TINY)
+    assert not os.path.exists(tmp_path / "s1" / "checkpoint.npz")
+
+
+# --------------------------------------------------------- your own list files
+def test_own_list_file_with_a_broken_video_trains_and_evaluates(own_videos, tmp_path):
+    data = recipes.resolve_data(**own_videos, verbose=False)
+    assert data.num_classes == 4 and data.num_train_videos == 13 and not data.synthetic
+    outcome = recipes.retrain(two_stream_arch(), str(tmp_path / "retrain"), data=data, epochs=1,
+                              steps_per_epoch=2, warmup_epochs=0, **TINY)
+    broken = os.path.join(own_videos["data_root"], "broken.mp4")
+    metrics = recipes.read_json(str(tmp_path / "retrain" / "metrics.json"))
+    assert broken in metrics["data"]["failed_files"]  # the validation pass met it
+    assert_finite(metrics["loss"], metrics["val_loss"], metrics["val_top1_one_clip"])
+    assert os.path.exists(tmp_path / "retrain" / "model.keras")
+    assert outcome.metrics["epochs_completed"] == 1
+
+    result = recipes.evaluate(str(tmp_path / "retrain"), str(tmp_path / "evaluate"),
+                              **own_videos, num_views=2, rows=("S", "M", "L"), verbose=False)
+    measured = {row["row"]: row for row in result["rows"]}
+    assert measured["S"]["num_videos"] == 4  # 5 listed, the broken one skipped
+    assert measured["S"]["num_views"] == 8
+    assert_finite(result["top1"], result["top5"], measured["M"]["top1"])
+    assert measured["L"]["top1"] is None and measured["L"]["status"] == recipes.NOT_TRAINED
+    assert broken in result["data"]["failed_files"]
+    table = (tmp_path / "evaluate" / "table.md").read_text()
+    assert "Auto-TSNet-L" in table and "not trained" in table and "\u00d7 2" in table
+
+
+# ------------------------------------------------------------------ resuming
+class Interrupt(keras.callbacks.Callback):
+    """Raises after `after` training batches of this run (a killed job)."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.after, self.seen = after, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.after:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+class Recorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs, self.batches, self.first_step = [], 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.first_step is None and hasattr(self.model.optimizer, "iterations"):
+            self.first_step = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+@pytest.mark.parametrize("checkpoint_every, saved_step", [(0, 2), (1, 3)],
+                         ids=["epoch-checkpoints", "step-checkpoints"])
+def test_retrain_resumes_after_interruption(own_data, tmp_path, checkpoint_every, saved_step):
+    arch, out = sparse_arch(), str(tmp_path / "retrain")
+    settings = dict(data=own_data, epochs=3, steps_per_epoch=2, warmup_epochs=1, validate=False,
+                    checkpoint_every=checkpoint_every, **TINY)
+    with pytest.raises(KeyboardInterrupt):
+        recipes.retrain(arch, out, callbacks=[Interrupt(after=3)], **settings)
+    state = recipes.read_json(os.path.join(out, "checkpoint", "state.json"))
+    assert state["step"] == saved_step and not state["completed"]
+    assert [row["epoch"] for row in state["history"]] == [1]
+    assert not os.path.exists(os.path.join(out, "model.keras"))
+
+    recorder = Recorder()
+    outcome = recipes.retrain(arch, out, callbacks=[recorder], **settings)
+    assert recorder.first_step == saved_step  # optimizer state (and schedule position) restored
+    assert recorder.batches == 6 - saved_step  # not from scratch
+    assert recorder.epochs == [1, 2]  # continues in the epoch of the saved step
+    assert int(outcome.model.optimizer.iterations.numpy()) == 6
+    assert [row["epoch"] for row in outcome.history] == [1, 2, 3]
+    with open(os.path.join(out, "history.csv")) as handle:
+        assert len(handle.read().strip().splitlines()) == 4
+
+    # A finished run returns its stored model; other settings in the same folder are refused.
+    again = recipes.retrain(arch, out, **settings)
+    assert again.metrics["epochs_completed"] == 3
+    with pytest.raises(ValueError, match="another training run.*epochs"):
+        recipes.retrain(arch, out, **dict(settings, epochs=4))
+
+
+@pytest.mark.slow
+def test_search_step_resumes_after_interruption(own_data, tmp_path):
+    out = str(tmp_path / "step1")
+    settings = dict(data=own_data, epochs=2, steps_per_epoch=2, checkpoint_every=1, snapshot_every=1,
+                    heldout_fraction=0.34, target_gflops=0.0, **TINY)
+    with pytest.raises(KeyboardInterrupt):
+        recipes.search_step(1, out, callbacks=[Interrupt(after=3)], **settings)
+    recorder = Recorder()
+    outcome = recipes.search_step(1, out, callbacks=[recorder], **settings)
+    assert recorder.batches == 1  # only the last of the 4 steps was left
+    assert [row["epoch"] for row in outcome.history] == [1, 2]
+    snapshots = [s["step"] for s in recipes.load_snapshots(out)]
+    assert snapshots == [0, 1, 2, 3, 4]
+    assert_finite(outcome.metrics["heldout_score"], outcome.metrics["entropy"])
+
+
+def test_distribution_snapshots_follow_the_restored_step(tmp_path):
+    class FakeDistribution:
+        def marginals(self):
+            return {"sparse/g0/expansion": {1.5: 0.25, 3.0: 0.75}}
+
+    class FakeSearch:
+        def __init__(self, step):
+            self.search_step = keras.Variable(step, dtype="int64")
+            self.distribution = FakeDistribution()
+
+    path = tmp_path / "distribution_history.json"
+    path.write_text(json.dumps([{"step": s, "sparse/g0/expansion": {"1.5": 0.5, "3.0": 0.5}}
+                                for s in (0, 2, 4, 6)]))
+    callback = recipes.DistributionSnapshots(path, every=2)
+    callback.set_model(FakeSearch(4))  # the checkpoint was taken at step 4
+    callback.on_train_begin()
+    callback.model.search_step.assign(6)
+    callback.on_train_batch_end(0)
+    steps = [s["step"] for s in json.loads(path.read_text())]
+    assert steps == [0, 2, 4, 6]
+    assert json.loads(path.read_text())[-1]["sparse/g0/expansion"] == {"1.5": 0.25, "3.0": 0.75}
+
+
+# ------------------------------------------------------------------ pure pieces
+def test_split_heldout_is_per_class_disjoint_and_reproducible(own_data):
+    train, heldout = recipes.split_heldout(own_data.train, 0.34, seed=3)
+    again = recipes.split_heldout(own_data.train, 0.34, seed=3)
+    assert [r.path for r in heldout] == [r.path for r in again[1]]
+    assert not {r.path for r in train} & {r.path for r in heldout}
+    assert len(train) + len(heldout) == len(own_data.train)
+    labels = own_data.train.labels
+    for label in np.unique(labels):
+        assert (train.labels == label).sum() >= 1
+    with pytest.raises(ValueError, match="heldout_fraction"):
+        recipes.split_heldout(own_data.train, 0.0)
+
+
+def test_learning_rate_rule_warm_up_and_cosine():
+    assert recipes.peak_learning_rate(0.4, 64) == pytest.approx(0.4)
+    assert recipes.peak_learning_rate(0.4, 8) == pytest.approx(0.05)
+    schedule = recipes.learning_rate_schedule(0.8, total_steps=110, warmup_steps=10)
+    rates = np.array([float(schedule(step)) for step in range(111)])
+    np.testing.assert_allclose(rates[:11], np.linspace(0.08, 0.8, 11), rtol=1e-5)
+    cosine = 0.8 * 0.5 * (1 + np.cos(np.pi * np.arange(101) / 100))
+    np.testing.assert_allclose(rates[10:], cosine, rtol=1e-4, atol=1e-6)
+
+
+def test_top_k_accuracy_reads_mixed_precision_logits():
+    labels = np.eye(4)[[0, 1, 2]]
+    logits = np.array([[5.0, 4.0, 0.0, 0.0], [5.0, 4.0, 0.0, 0.0], [5.0, 4.0, 0.0, 0.0]])
+    metric = recipes.TopKAccuracy(k=2)
+    metric.update_state(labels, keras.ops.cast(logits, "bfloat16"))
+    assert float(metric.result()) == pytest.approx(2 / 3)
+
+
+def test_variants_follow_the_paper():
+    assert recipes.variant_crops(160) == {"S": 182, "M": 256, "L": 356}
+    arch = Architecture.from_dict(two_stream_arch().to_dict())
+    variants = recipes.variant_architectures(arch)
+    assert variants["S"] == variants["M"] == arch
+    assert variants["L"] == arch.scale_depth(2)
+    assert variants["L\u2020"] == arch.scale_depth(2).without_attention()
+    assert not any(g.attention for _, s in variants["S\u2020"].streams() for g in s.groups)
+
+
+def test_single_device_uses_the_default_strategy():
+    import tensorflow as tf
+
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        pytest.skip("several GPUs: MirroredStrategy is expected")
+    strategy = recipes.choose_strategy(verbose=False)
+    assert strategy.num_replicas_in_sync == 1
+    assert not isinstance(strategy, tf.distribute.MirroredStrategy)

@@ -1,0 +1,86 @@
+"""The library side of the notebooks in `recipes/`: the paper's whole pipeline.
+
+    resolve_data -> search_step(1) -> search_step(2) -> search_step(3) -> retrain -> evaluate
+    synthetic or    sparse stream     dense stream +    attention         from       10 clips x 1|3
+    your lists                        fusion blocks     places            scratch    crops, Table 3
+
+Each step reads the previous step's output folder and writes its own
+(`architecture.json` where it has one, `metrics.json`, checkpoints). Running a
+step again resumes it, or returns its stored result when it is complete.
+
+Modules:
+    common    parameter checks (ValueErrors naming the parameter), strategy, metrics files
+    data      `resolve_data`: the built-in synthetic dataset or list files, held-out split
+    search    `search_step`: one progressive-search step, distribution snapshots
+    train     `retrain`: SGD + warm-up + cosine, label smoothing, mixed precision, resumable
+    evaluate  `evaluate`: multi-view accuracy, the paper's Table 3 for S / M / L and dagger variants
+
+See docs/recipes.md.
+"""
+
+from tsnet_keras.recipes.common import (
+    architecture_summary,
+    check_int,
+    check_number,
+    choose_strategy,
+    load_architecture,
+    read_json,
+    write_metrics,
+)
+from tsnet_keras.recipes.data import RecipeData, resolve_data, split_heldout, stream_frames
+from tsnet_keras.recipes.evaluate import (
+    NOT_TRAINED,
+    ROWS,
+    evaluate,
+    format_table,
+    load_trained_model,
+    variant_architectures,
+    variant_crops,
+)
+from tsnet_keras.recipes.search import (
+    DistributionSnapshots,
+    SearchStepOutcome,
+    load_snapshots,
+    search_step,
+)
+from tsnet_keras.recipes.train import (
+    RetrainOutcome,
+    TopKAccuracy,
+    TrainingCheckpoint,
+    learning_rate_schedule,
+    load_history,
+    peak_learning_rate,
+    retrain,
+)
+
+__all__ = [
+    "DistributionSnapshots",
+    "NOT_TRAINED",
+    "ROWS",
+    "RecipeData",
+    "RetrainOutcome",
+    "SearchStepOutcome",
+    "TopKAccuracy",
+    "TrainingCheckpoint",
+    "architecture_summary",
+    "check_int",
+    "check_number",
+    "choose_strategy",
+    "evaluate",
+    "format_table",
+    "learning_rate_schedule",
+    "load_architecture",
+    "load_history",
+    "load_snapshots",
+    "load_trained_model",
+    "peak_learning_rate",
+    "read_json",
+    "resolve_data",
+    "retrain",
+    "search_step",
+    "split_heldout",
+    "stream_frames",
+    "variant_architectures",
+    "variant_crops",
+    "write_metrics",
+]

@@ -1,0 +1,175 @@
+"""What every recipe shares: parameter checks, the strategy, metrics files, folders."""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+
+from tsnet_keras.space.architecture import Architecture
+
+METRICS_FILE = "metrics.json"
+ARCHITECTURE_FILE = "architecture.json"
+
+
+# ------------------------------------------------------------------ parameter checks
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """Returns `value` as int, or raises a ValueError naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_number(name: str, value, minimum: float = 0.0, below: float | None = None,
+                 strict: bool = False) -> float:
+    """Returns `value` as float, or raises a ValueError naming the parameter."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > minimum if strict else value >= minimum)
+    ok = ok and (below is None or value < below)
+    if not ok:
+        bounds = f"{'>' if strict else '>='} {minimum}" + (f" and < {below}" if below is not None else "")
+        raise ValueError(f"`{name}` must be a number {bounds}, got {value!r}.")
+    return float(value)
+
+
+def check_output_dir(output_dir, name: str = "output_dir") -> str:
+    if not isinstance(output_dir, (str, os.PathLike)) or not os.fspath(output_dir):
+        raise ValueError(f"`{name}` must be a folder path, got {output_dir!r}.")
+    output_dir = os.fspath(output_dir)
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"`{name}` {output_dir!r} exists and is not a folder.")
+    return output_dir
+
+
+def check_previous_dir(previous_dir, needs: tuple, produced_by: str, name: str = "previous_dir") -> str:
+    """`previous_dir` as str, after checking that it holds the files `needs`."""
+    if not isinstance(previous_dir, (str, os.PathLike)) or not os.fspath(previous_dir):
+        raise ValueError(f"`{name}` must be the output_dir of {produced_by}, got {previous_dir!r}.")
+    previous_dir = os.fspath(previous_dir)
+    if not os.path.isdir(previous_dir):
+        raise ValueError(f"`{name}` {previous_dir!r} does not exist; run {produced_by} first.")
+    missing = [file for file in needs if not os.path.exists(os.path.join(previous_dir, file))]
+    if missing:
+        raise ValueError(
+            f"`{name}` {previous_dir!r} has no {', '.join(missing)}; run {produced_by} first "
+            "(or let it finish)."
+        )
+    return previous_dir
+
+
+def load_architecture(previous_dir, name: str = "previous_dir",
+                      produced_by: str = "a search step") -> Architecture:
+    """The `architecture.json` of a previous recipe's output folder."""
+    previous_dir = check_previous_dir(previous_dir, (ARCHITECTURE_FILE,), produced_by, name)
+    try:
+        return Architecture.load(os.path.join(previous_dir, ARCHITECTURE_FILE))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"`{name}`: {os.path.join(previous_dir, ARCHITECTURE_FILE)} is not an "
+                         f"architecture ({error}).") from None
+
+
+# ------------------------------------------------------------------------- devices
+def choose_strategy(verbose: bool = True):
+    """`MirroredStrategy` over the visible GPUs when there are several, else the default.
+
+    Global batches: `batch_size` is split between the replicas.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if verbose:
+        where = f"{len(gpus)} GPUs (MirroredStrategy)" if len(gpus) > 1 else (
+            "1 GPU" if gpus else "CPU")
+        print(f"devices: {where}; {strategy.num_replicas_in_sync} replica(s)")
+    return strategy
+
+
+# ------------------------------------------------------------------------- files
+def _plain(value):
+    """JSON-ready copy: NumPy scalars to Python, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())
+    return str(value)
+
+
+def as_json(value):
+    """`value` as it reads back from a JSON file (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(_plain(value)))
+
+
+def write_json(path, data) -> None:
+    """Writes JSON through a temp file and `os.replace` (never half-written)."""
+    path = os.fspath(path)
+    temp = f"{path}.tmp-{os.getpid()}"
+    with open(temp, "w", encoding="utf-8") as handle:
+        json.dump(_plain(data), handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def write_metrics(output_dir, metrics: dict) -> str:
+    """Writes `output_dir/metrics.json` (non-finite numbers become null); returns its path."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, METRICS_FILE)
+    write_json(path, metrics)
+    return path
+
+
+def write_architecture(output_dir, arch: Architecture) -> str:
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, ARCHITECTURE_FILE)
+    write_json(path, arch.to_dict())
+    return path
+
+
+def architecture_summary(arch: Architecture, num_classes: int, crop: int) -> dict:
+    """Params and one-view GFLOPs of `arch` at `crop`, split by stream."""
+    from tsnet_keras.accounting import complexity
+
+    cost = complexity(arch, num_classes=num_classes, crop=crop)
+    return {
+        "params": cost.params,
+        "gflops": cost.gflops,
+        "crop": crop,
+        "gflops_by_part": {part: macs / 1e9 for part, macs in cost.by_stream().items()},
+        "two_stream": arch.two_stream,
+        "attention_blocks": sum(g.attention for _, s in arch.streams() for g in s.groups),
+        "fusion_blocks": sum(g.fusion != "none" for g in arch.sparse.groups),
+    }
+
+
+__all__ = [
+    "ARCHITECTURE_FILE",
+    "METRICS_FILE",
+    "architecture_summary",
+    "as_json",
+    "check_int",
+    "check_number",
+    "check_output_dir",
+    "check_previous_dir",
+    "choose_strategy",
+    "load_architecture",
+    "read_json",
+    "write_architecture",
+    "write_json",
+    "write_metrics",
+]

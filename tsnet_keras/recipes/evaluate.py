@@ -1,0 +1,311 @@
+"""Multi-view evaluation and the paper's Table 3 for a searched model and its variants.
+
+`evaluate(model_dir, output_dir, ...)` loads the model `retrain` wrote and
+scores the validation videos with `num_views` clips x `num_crops` crops per
+video (`video_dataset(mode="test")`, scores averaged per video after a
+softmax, `tsnet_keras.data.evaluate_views`), then writes a table in the form of
+the paper's Table 3:
+
+| row | architecture | test crop (train crop c) | weights |
+|---|---|---|---|
+| S | the retrained one | c x 182/160 | the retrained model |
+| M | the same | c x 256/160 | the same weights at the larger crop |
+| S-dagger, M-dagger | without GloRe blocks | as S, M | own training (see below) |
+| L | depth x 2 (`auto_tsnet_variant`) | c x 356/160 | own training |
+| L-dagger | depth x 2, no GloRe | as L | own training |
+
+At the paper's train crop 160 the test crops are its 182, 256 and 356. The
+paper trains M at its own crop; here M reuses S's weights (a fully
+convolutional network with global pooling runs at any crop), which the
+`weights` column says.
+
+Removing GloRe blocks or doubling the depth changes the weights, so the dagger
+and L rows need their own training. By default they are listed with their
+params and GFLOPs and "not trained" as accuracy; `train_variants=True` trains
+each from scratch with the retrained model's settings (`retrain`, into
+`output_dir/variants/<row>`, resumable) and measures them. When the searched
+architecture has no GloRe block, the dagger rows are the S / M model itself.
+
+Columns: params (millions, trainable incl. BN affine, as papers report),
+GFLOPs per view x views (one view's multiply-adds at the test crop, as in the
+paper), total GFLOPs, top-1 and top-5 (%) over the videos.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+
+import keras
+
+from tsnet_keras.recipes.common import (
+    check_int,
+    check_output_dir,
+    check_previous_dir,
+    read_json,
+    write_architecture,
+    write_json,
+    write_metrics,
+)
+from tsnet_keras.recipes.data import RecipeData, resolve_data, stream_frames
+from tsnet_keras.recipes.train import MODEL_FILE, retrain
+from tsnet_keras.space.architecture import Architecture
+
+# Paper test crops of -S, -M, -L (section 5.3) over its training crop 160.
+TEST_CROP_RATIOS = {"S": 182 / 160, "M": 256 / 160, "L": 356 / 160}
+ROWS = ("S\u2020", "S", "M\u2020", "M", "L\u2020", "L")
+NOT_TRAINED = "not trained"
+
+
+def variant_crops(train_crop: int) -> dict:
+    """Test crops of the S, M and L rows for a model trained at `train_crop` (even sizes)."""
+    return {size: int(2 * round(train_crop * ratio / 2)) for size, ratio in TEST_CROP_RATIOS.items()}
+
+
+def variant_architectures(arch: Architecture) -> dict:
+    """Row name -> architecture: S, M = `arch`; L = depth x 2; dagger = without attention."""
+    from tsnet_keras.presets import auto_tsnet_variant
+
+    large, _ = auto_tsnet_variant(arch, "L")
+    return {
+        "S\u2020": arch.without_attention(), "S": arch,
+        "M\u2020": arch.without_attention(), "M": arch,
+        "L\u2020": large.without_attention(), "L": large,
+    }
+
+
+def _any_crop_model(trained: keras.Model, arch: Architecture, num_classes: int):
+    """`trained`'s weights in a model that accepts any spatial size."""
+    from tsnet_keras.models import build_model
+
+    model = build_model(arch, num_classes=num_classes, crop=None)
+    model.set_weights(trained.get_weights())
+    return model
+
+
+def load_trained_model(path) -> keras.Model:
+    """A `model.keras` written by `retrain` (a `TSNet`, its architecture inside)."""
+    import tsnet_keras.models  # noqa: F401  (registers TSNet and the layers)
+
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - any loading failure is the file's fault
+        raise ValueError(f"{path!r} is not a tsnet_keras model saved by `retrain`: "
+                         f"{str(error)[:300]}") from None
+    if not hasattr(model, "architecture"):
+        raise ValueError(f"{path!r} holds a {type(model).__name__}, not a tsnet_keras TSNet.")
+    return model
+
+
+def _percent(value):
+    return None if value is None else 100.0 * value
+
+
+def format_table(rows: list, title: str = "") -> str:
+    """Rows of `evaluate` as a Markdown table in the form of the paper's Table 3."""
+    header = ("| Model | Params (M) | GFLOPs \u00d7 views | Total GFLOPs | Top-1 (%) | Top-5 (%) "
+              "| test crop | weights |")
+    lines = ([f"**{title}**", ""] if title else []) + [header, "|---" * 8 + "|"]
+    for row in rows:
+        if row["top1"] is None:
+            top1 = top5 = row["status"]
+        else:
+            top1, top5 = f"{_percent(row['top1']):.1f}", f"{_percent(row['top5']):.1f}"
+        lines.append(
+            f"| {row['model']} | {row['params'] / 1e6:.2f} | {row['gflops_per_view']:.3f} "
+            f"\u00d7 {row['views']} | {row['total_gflops']:.2f} | {top1} | {top5} | "
+            f"{row['crop']}\u00b2 | {row['weights']} |"
+        )
+    return "\n".join(lines)
+
+
+def _write_csv(path, rows):
+    fields = ("model", "params", "gflops_per_view", "views", "total_gflops", "top1", "top5",
+              "crop", "weights", "status", "num_videos", "num_views")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(buffer.getvalue())
+
+
+def evaluate(
+    model_dir,
+    output_dir,
+    *,
+    data: RecipeData | None = None,
+    data_root="",
+    train_list="",
+    val_list="",
+    num_classes: int = 0,
+    num_views: int = 10,
+    num_crops: int = 1,
+    batch_size: int = 8,
+    rows=ROWS,
+    train_variants: bool = False,
+    variant_settings: dict | None = None,
+    name: str = "Auto-TSNet",
+    verbose: bool = True,
+) -> dict:
+    """Multi-view accuracy of a retrained model and the Table-3 rows of its variants.
+
+    Args:
+        model_dir: output_dir of `retrain` (holds `model.keras` and `metrics.json`).
+        output_dir: folder of `metrics.json`, `table.md`, `table.csv`, `architecture.json`.
+        data: a `RecipeData`; default `resolve_data(data_root, train_list, val_list, num_classes)`.
+            The validation list is evaluated.
+        num_views: int. Clips per video (paper: 10).
+        num_crops: 1 (centre) or 3 (left, centre, right; the paper's Table 3).
+        batch_size: int. Views per batch.
+        rows: which of `ROWS` to report (default all six).
+        train_variants: bool. Train the rows that need their own weights (dagger
+            when the model has GloRe blocks, L) with the retrained model's settings.
+        variant_settings: dict of `retrain` arguments that override those
+            settings (e.g. `{"epochs": 10}`).
+        name: str. Model family name in the table.
+        verbose: print progress and the table.
+
+    Returns:
+        The metrics dict (also in `metrics.json`); `metrics["table"]` is the Markdown table.
+    """
+    output_dir = check_output_dir(output_dir)
+    model_dir = check_previous_dir(model_dir, (MODEL_FILE,), "the retrain recipe")
+    num_views = check_int("num_views", num_views)
+    if num_crops not in (1, 3):
+        raise ValueError(f"`num_crops` must be 1 or 3, got {num_crops!r}.")
+    batch_size = check_int("batch_size", batch_size)
+    unknown = [row for row in rows if row not in ROWS]
+    if unknown or not rows:
+        raise ValueError(f"`rows` must be a non-empty subset of {ROWS}, got {list(rows)!r}.")
+    if not isinstance(train_variants, bool):
+        raise ValueError(f"`train_variants` must be True or False, got {train_variants!r}.")
+    trained = load_trained_model(os.path.join(model_dir, MODEL_FILE))
+    arch = Architecture.from_dict(trained.architecture)
+    train_crop = trained.crop
+    if data is None:
+        data = resolve_data(data_root, train_list, val_list, num_classes)
+    if data.num_classes != trained.num_classes:
+        raise ValueError(
+            f"the model in `previous_dir` {model_dir!r} has {trained.num_classes} classes but the "
+            f"data (`train_list` / `val_list`) have {data.num_classes}."
+        )
+    settings = {}
+    metrics_path = os.path.join(model_dir, "metrics.json")
+    if os.path.exists(metrics_path):
+        settings = read_json(metrics_path).get("settings", {})
+    crops = variant_crops(train_crop)
+    architectures = variant_architectures(arch)
+    has_attention = arch != arch.without_attention()
+    views = num_views * num_crops
+    os.makedirs(output_dir, exist_ok=True)
+    write_architecture(output_dir, arch)
+
+    # Which trained weights each row uses: S and M share them, and so do S-dagger and
+    # M-dagger; without GloRe blocks in the model a dagger row is its plain row.
+    def weight_key(row):
+        base = "L" if row.startswith("L") else "S"
+        return base + ("\u2020" if row.endswith("\u2020") and has_attention else "")
+
+    models = {"S": trained}
+    descriptions = {"S": "retrained"}
+
+    def weights_for(row):
+        """(trained model or None, description of its weights) for `row`."""
+        key = weight_key(row)
+        if key not in models:
+            if not train_variants:
+                return None, NOT_TRAINED
+            if verbose:
+                print(f"training the {key} variant from scratch (train_variants=True)")
+            kwargs = {k: settings[k] for k in ("epochs", "steps_per_epoch", "batch_size",
+                                                "warmup_epochs", "weight_decay", "momentum",
+                                                "label_smoothing", "mixed_precision", "seed")
+                      if k in settings}
+            kwargs.update(variant_settings or {})
+            folder = os.path.join(output_dir, "variants", key.replace("\u2020", "_dagger"))
+            models[key] = retrain(architectures[key], folder, data=data, crop=train_crop,
+                                  verbose=2 if verbose else 0, **kwargs).model
+            descriptions[key] = "trained here"
+        if row.startswith("M"):
+            return models[key], f"{key} weights"
+        return models[key], descriptions[key] if key == row else f"= {key} (no GloRe)"
+
+    from tsnet_keras.accounting import complexity
+    from tsnet_keras.data.views import evaluate_views
+
+    top_k = (1, min(5, data.num_classes))
+    measured = {}  # (weights key, crop) -> scores: S-dagger = S without GloRe is not run twice
+    results = []
+    started = time.time()
+    for row in rows:
+        row_arch, crop = architectures[row], crops[row.rstrip("\u2020")]
+        cost = complexity(row_arch, num_classes=data.num_classes, crop=crop)
+        model, described = weights_for(row)
+        entry = {
+            "model": f"{name}-{row}", "row": row, "params": cost.params,
+            "gflops_per_view": cost.gflops, "views": views, "total_gflops": cost.gflops * views,
+            "crop": crop, "weights": described if model is not None else "-", "status": described,
+            "top1": None, "top5": None, "num_videos": None, "num_views": None,
+        }
+        if model is not None:
+            key = (weight_key(row), crop)
+            if key not in measured:
+                row_started = time.time()
+                any_crop = _any_crop_model(model, Architecture.from_dict(model.architecture),
+                                           data.num_classes)
+                test = data.dataset("val", "test", crop=crop, batch_size=batch_size,
+                                    frames=stream_frames(row_arch), num_views=num_views,
+                                    num_crops=num_crops, test_short_side=crop)
+                scores = evaluate_views(any_crop, test, top_k=top_k)
+                measured[key] = {"top1": scores["top1"], "top5": scores[f"top{top_k[1]}"],
+                                 "num_videos": scores["num_videos"],
+                                 "num_views": scores["num_views"],
+                                 "seconds": time.time() - row_started}
+            entry.update(measured[key], status="measured")
+            if verbose:
+                print(f"{entry['model']}: top-1 {100 * entry['top1']:.1f}%, top-5 "
+                      f"{100 * entry['top5']:.1f}% over {entry['num_videos']} videos x {views} "
+                      f"views at {crop}\u00b2 ({entry['seconds']:.0f} s)")
+        results.append(entry)
+
+    protocol = f"{num_views} clips \u00d7 {num_crops} crop{'s' if num_crops > 1 else ''}"
+    where = "the synthetic dataset" if data.synthetic else "the validation list"
+    table = format_table(results, f"{name} on {where} ({protocol}, trained at {train_crop}\u00b2)")
+    with open(os.path.join(output_dir, "table.md"), "w", encoding="utf-8") as handle:
+        handle.write(table + "\n")
+    _write_csv(os.path.join(output_dir, "table.csv"), results)
+    main = next((r for r in results if r["row"] == "S" and r["top1"] is not None),
+                next((r for r in results if r["top1"] is not None), None))
+    metrics = {
+        "recipe": "evaluate",
+        "model_dir": model_dir,
+        "protocol": {"num_views": num_views, "num_crops": num_crops, "train_crop": train_crop,
+                     "test_crops": crops},
+        "top1": main["top1"] if main else None,
+        "top5": main["top5"] if main else None,
+        "rows": results,
+        "table": table,
+        "seconds": time.time() - started,
+        "data": data.describe(),
+    }
+    write_metrics(output_dir, metrics)
+    write_json(os.path.join(output_dir, "rows.json"), results)
+    if verbose:
+        print(table)
+    return metrics
+
+
+__all__ = [
+    "NOT_TRAINED",
+    "ROWS",
+    "TEST_CROP_RATIOS",
+    "evaluate",
+    "format_table",
+    "load_trained_model",
+    "variant_architectures",
+    "variant_crops",
+]

@@ -1,0 +1,283 @@
+"""One progressive-search step as a recipe: data, held-out split, snapshots, metrics.
+
+`search_step(step, output_dir, previous_dir, ...)` wraps
+`tsnet_keras.search.run_search_step` (which writes architecture.json,
+distribution.json, model.weights.h5, history.csv/json, logs/ and an atomic
+checkpoint, and resumes from it) and adds:
+
+- the data: the training list minus a held-out share per class (the PARSEC
+  held-out batches), reshuffled every epoch with `seed + epoch`, so that a
+  resumed search replays the same batches; step 1 decodes the sparse stream
+  only;
+- `distribution_history.json`: the marginal probabilities of every searched
+  variable every `snapshot_every` steps, for `plot_distribution_evolution`
+  (kept consistent with the checkpoint on resume);
+- `metrics.json`: the result's params and GFLOPs, the last epoch's held-out
+  score, entropy and expected GFLOPs, the target, timing and decode failures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+
+import keras
+
+from tsnet_keras.recipes.common import (
+    ARCHITECTURE_FILE,
+    architecture_summary,
+    check_int,
+    check_number,
+    check_output_dir,
+    check_previous_dir,
+    choose_strategy,
+    read_json,
+    write_json,
+    write_metrics,
+)
+from tsnet_keras.recipes.data import RecipeData, resolve_data, split_heldout, stream_frames
+
+SNAPSHOT_FILE = "distribution_history.json"
+PREVIOUS_STEP_FILES = (ARCHITECTURE_FILE, "distribution.json", "model.weights.h5")
+
+
+class DistributionSnapshots(keras.callbacks.Callback):
+    """Records the searched variables' marginals every `every` steps and at epoch ends.
+
+    Writes `[{"step": n, variable_key: {choice: probability}}, ...]` to `path`
+    (atomically, at each snapshot). On a resumed search the snapshots taken
+    after the restored step are dropped, so the file matches the checkpoint.
+    """
+
+    def __init__(self, path, every: int = 0):
+        super().__init__()
+        self.path = os.fspath(path)
+        self.every = every
+        self.snapshots = []
+
+    def _record(self):
+        step = int(self.model.search_step.numpy())
+        if self.snapshots and self.snapshots[-1]["step"] == step:
+            return
+        marginals = self.model.distribution.marginals()
+        self.snapshots.append({"step": step, **{k: {str(c): p for c, p in m.items()}
+                                                for k, m in marginals.items()}})
+        write_json(self.path, self.snapshots)
+
+    def on_train_begin(self, logs=None):
+        step = int(self.model.search_step.numpy())
+        if not self.snapshots and os.path.exists(self.path):
+            self.snapshots = [s for s in read_json(self.path) if s["step"] <= step]
+        if not self.snapshots:
+            self._record()  # the starting (uniform) distribution
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every and int(self.model.search_step.numpy()) % self.every == 0:
+            self._record()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._record()
+
+
+def load_snapshots(output_dir) -> list:
+    """The snapshots `search_step` wrote (empty list if none)."""
+    path = os.path.join(output_dir, SNAPSHOT_FILE)
+    return read_json(path) if os.path.exists(path) else []
+
+
+@contextlib.contextmanager
+def _graph_optimization(enabled):
+    import tensorflow as tf
+
+    if enabled is None:
+        enabled = bool(tf.config.list_logical_devices("GPU"))
+    previous = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not enabled})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": previous})
+
+
+@dataclasses.dataclass
+class SearchStepOutcome:
+    """What `search_step` returns: the `SearchResult`, the metrics and the target (MACs)."""
+
+    result: object
+    metrics: dict
+    target_macs: float | None
+
+    @property
+    def architecture(self):
+        return self.result.architecture
+
+    @property
+    def history(self):
+        return self.result.history
+
+
+def search_step(
+    step: int,
+    output_dir,
+    previous_dir="",
+    *,
+    data: RecipeData | None = None,
+    data_root="",
+    train_list="",
+    val_list="",
+    num_classes: int = 0,
+    space="auto_tsnet_mini",
+    epochs: int = 3,
+    steps_per_epoch: int = 8,
+    batch_size: int = 8,
+    crop: int = 64,
+    target_gflops: float = 0.0,
+    seed: int = 0,
+    heldout_fraction: float = 0.2,
+    warmup_epochs: int = 0,
+    learning_rate: float = 0.4,
+    samples_per_replica: int = 2,
+    checkpoint_every: int = 4,
+    snapshot_every: int = 2,
+    graph_optimization: bool | None = None,
+    strategy=None,
+    callbacks=None,
+    verbose="auto",
+    **search_kwargs,
+) -> SearchStepOutcome:
+    """Runs (or resumes, or reloads) progressive-search step 1, 2 or 3.
+
+    Args:
+        step: 1 (sparse stream), 2 (dense stream and fusion) or 3 (attention).
+        output_dir: folder of this step's outputs.
+        previous_dir: output_dir of the previous step (steps 2 and 3).
+        data: a `RecipeData`; default `resolve_data(data_root, train_list, val_list, num_classes)`.
+        space: a space name (`tsnet_keras.spaces.get_space`) or a `TwoStreamSpace`.
+        epochs, steps_per_epoch, batch_size: search length and global batch
+            (`steps_per_epoch` 0: one pass over the search-train videos).
+        crop: training crop, also the crop of the FLOPs accounting.
+        target_gflops: one-view GFLOPs (multiply-adds) target of the network
+            this step searches at `crop` (step 1: the sparse stream alone);
+            0 searches without the FLOPs penalty.
+        seed: seeds the data order, the held-out split and the architecture draws.
+        heldout_fraction: share of each class's training videos held out for
+            the architecture updates (0: use the validation list instead).
+        warmup_epochs, learning_rate, samples_per_replica: see `run_search_step`.
+        checkpoint_every: steps between checkpoints (epoch ends always).
+        snapshot_every: steps between distribution snapshots (0: epoch ends).
+        graph_optimization: bool. Let Grappler optimise the traced search step.
+            Default: only when a GPU is visible. On CPUs its first-call
+            optimisation of the supernet step (hundreds of switch branches) costs
+            about a minute, more than it saves in a short search (measured: step 2
+            of `auto_tsnet_mini`, first epoch 161 s with, 96 s without; later
+            steps equal).
+        strategy: `tf.distribute.Strategy`; default `choose_strategy()`.
+        callbacks: extra Keras callbacks of the search's `fit`.
+        **search_kwargs: other `run_search_step` arguments.
+
+    Returns:
+        `SearchStepOutcome`.
+    """
+    from tsnet_keras.search import run_search_step
+    from tsnet_keras.search.progressive import step_space
+    from tsnet_keras.spaces import get_space
+
+    if step not in (1, 2, 3):
+        raise ValueError(f"`step` must be 1, 2 or 3, got {step!r}.")
+    output_dir = check_output_dir(output_dir)
+    epochs = check_int("epochs", epochs)
+    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch or 0, minimum=0)
+    batch_size = check_int("batch_size", batch_size, minimum=2)
+    crop = check_int("crop", crop, minimum=16)
+    seed = check_int("seed", seed, minimum=0)
+    target_gflops = check_number("target_gflops", target_gflops)
+    heldout_fraction = check_number("heldout_fraction", heldout_fraction, below=1.0)
+    check_int("warmup_epochs", warmup_epochs, minimum=0)
+    if warmup_epochs >= epochs:
+        raise ValueError(f"`warmup_epochs` ({warmup_epochs}) must be < `epochs` ({epochs}).")
+    if isinstance(space, str):
+        try:
+            space = get_space(space)
+        except ValueError as error:
+            raise ValueError(f"`space`: {error}") from None
+    if step > 1:
+        previous_dir = check_previous_dir(previous_dir, PREVIOUS_STEP_FILES, f"step {step - 1}")
+    elif previous_dir:
+        raise ValueError(f"`previous_dir` must be empty for step 1 (it starts the search), got "
+                         f"{previous_dir!r}.")
+    else:
+        previous_dir = None
+    if data is None:
+        data = resolve_data(data_root, train_list, val_list, num_classes)
+    if previous_dir is not None:
+        # Fail before any training when the previous step does not fit this space.
+        from tsnet_keras.space.architecture import Architecture
+
+        step_space(step, space, Architecture.load(os.path.join(previous_dir, ARCHITECTURE_FILE)))
+
+    frames = stream_frames(space)
+    if step == 1:
+        frames = (frames[0], None)  # the sparse stream is searched alone
+    if heldout_fraction > 0 and data.format != "tfrecord":
+        search_train, heldout = split_heldout(data.train, heldout_fraction, seed)
+    else:
+        search_train, heldout = data.train, data.val
+    if hasattr(search_train, "records") and len(search_train) < batch_size:
+        raise ValueError(f"`batch_size` ({batch_size}) exceeds the {len(search_train)} search-"
+                         "training videos.")
+
+    def train_data(epoch):
+        return data.dataset("train", "train", crop=crop, batch_size=batch_size, frames=frames,
+                            seed=seed * 1000 + epoch, videos=search_train)
+
+    heldout_batch = max(2, min(batch_size, len(heldout) if hasattr(heldout, "records") else batch_size))
+    val_data = data.dataset("val", "val", crop=crop, batch_size=heldout_batch, frames=frames,
+                            seed=seed, videos=heldout, drop_remainder=True)
+    if not steps_per_epoch:
+        steps_per_epoch = int(train_data(0).cardinality())
+        if steps_per_epoch < 1:
+            raise ValueError("`steps_per_epoch` must be given (> 0): the training set's length "
+                             "is unknown or smaller than one batch.")
+    target_macs = target_gflops * 1e9 if target_gflops else None
+    strategy = strategy or choose_strategy()
+    snapshots = DistributionSnapshots(os.path.join(output_dir, SNAPSHOT_FILE),
+                                      snapshot_every)
+    started = time.time()
+    with _graph_optimization(graph_optimization):
+        result = run_search_step(
+            step, space, train_data, val_data, output_dir, previous_dir,
+            num_classes=data.num_classes, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            crop=crop, target_macs=target_macs, seed=seed, warmup_epochs=warmup_epochs,
+            learning_rate=learning_rate, samples_per_replica=samples_per_replica,
+            checkpoint_every=checkpoint_every, strategy=strategy,
+            callbacks=[snapshots, *(callbacks or [])], verbose=verbose, **search_kwargs,
+        )
+    seconds = time.time() - started
+    last = result.history[-1] if result.history else {}
+    metrics = {
+        "recipe": f"search_step{step}",
+        "step": step,
+        "architecture": architecture_summary(result.architecture, data.num_classes, crop),
+        "target_gflops": target_gflops or None,
+        "heldout_score": last.get("heldout_score"),
+        "loss": last.get("loss"),
+        "entropy": last.get("entropy"),
+        "expected_gflops": last.get("expected_macs", 0) / 1e9 if last else None,
+        "most_probable_gflops": last.get("most_probable_macs", 0) / 1e9 if last else None,
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": batch_size,
+        "seed": seed,
+        "previous_dir": previous_dir,
+        "seconds_this_run": seconds,
+        "search_seconds": sum(row.get("seconds", 0.0) for row in result.history),
+        "data": data.describe(),
+    }
+    write_metrics(output_dir, metrics)
+    return SearchStepOutcome(result, metrics, target_macs)
+
+
+__all__ = ["DistributionSnapshots", "SNAPSHOT_FILE", "SearchStepOutcome", "load_snapshots",
+           "search_step"]

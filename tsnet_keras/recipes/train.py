@@ -1,0 +1,401 @@
+"""Training an architecture from scratch (paper section 5.2), resumable.
+
+`retrain(arch, output_dir, ...)` builds `build_model(arch)` with fresh weights
+and trains it with the paper's recipe:
+
+- SGD, momentum 0.9, peak learning rate `base_learning_rate x batch_size /
+  reference_batch_size` (linear scaling rule, Goyal et al. 2017). The paper
+  gives 0.4 without its batch size; we read it as the rate of a global batch of
+  64, so batch 8 trains at 0.05 and batch 512 at 3.2;
+- cosine decay over all steps after a linear warm-up of `warmup_epochs`
+  (from a tenth of the peak, as PySlowFast);
+- weight decay 5e-5 (X3D's; the paper does not say), optional label smoothing
+  and mixed precision (float16 on GPUs, bfloat16 on CPUs).
+
+Resuming: the model and optimizer state (weights, momentum, step counter, and
+so the learning-rate schedule) are saved every `checkpoint_every` steps and at
+each epoch end into `output_dir/checkpoint/`: a weights file named by its step,
+then `state.json` pointing at it, each written atomically, so a run killed at
+any moment leaves a consistent pair. Running the same call again continues from
+the saved step (mid-epoch: the epoch's data are replayed from the same seed and
+the batches already seen skipped). A finished run returns its stored model.
+
+Outputs in `output_dir`: `model.keras` (loads with `keras.saving.load_model`,
+the architecture inside), `architecture.json`, `history.csv` / `history.json`
+(per epoch: loss, accuracy, top-5, validation figures, learning rate, seconds)
+and `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import io
+import os
+import time
+import warnings
+
+import keras
+
+from tsnet_keras.recipes.common import (
+    architecture_summary,
+    as_json,
+    check_int,
+    check_number,
+    check_output_dir,
+    choose_strategy,
+    read_json,
+    write_architecture,
+    write_json,
+    write_metrics,
+)
+from tsnet_keras.recipes.data import RecipeData, resolve_data, stream_frames
+from tsnet_keras.space.architecture import Architecture
+
+MODEL_FILE = "model.keras"
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "state.json"
+HISTORY_FIELDS = ("epoch", "step", "loss", "accuracy", "top5", "val_loss", "val_accuracy",
+                  "val_top5", "learning_rate", "seconds")
+
+
+def peak_learning_rate(base_learning_rate: float, batch_size: int, reference_batch_size: int = 64) -> float:
+    """The linear scaling rule: `base_learning_rate * batch_size / reference_batch_size`."""
+    return base_learning_rate * batch_size / reference_batch_size
+
+
+def learning_rate_schedule(peak: float, total_steps: int, warmup_steps: int):
+    """Cosine decay to 0 over `total_steps`, after a linear warm-up from `peak / 10`."""
+    if warmup_steps <= 0:
+        return keras.optimizers.schedules.CosineDecay(peak, max(1, total_steps))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak / 10, decay_steps=max(1, total_steps - warmup_steps),
+        warmup_target=peak, warmup_steps=warmup_steps,
+    )
+
+
+@keras.saving.register_keras_serializable(package="tsnet_keras")
+class TopKAccuracy(keras.metrics.TopKCategoricalAccuracy):
+    """Top-k accuracy of one-hot labels that also reads float16 / bfloat16 logits.
+
+    `TopKCategoricalAccuracy` passes the logits to `in_top_k`, which accepts float32 only,
+    so mixed-precision models fail with it.
+    """
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(y_true, keras.ops.cast(y_pred, "float32"), sample_weight)
+
+
+# ------------------------------------------------------------------------ checkpoint
+class TrainingCheckpoint:
+    """Atomic weights + state checkpoints of a training run in one folder."""
+
+    def __init__(self, folder):
+        self.folder = os.fspath(folder)
+        self.state_path = os.path.join(self.folder, STATE_FILE)
+
+    def exists(self) -> bool:
+        return os.path.exists(self.state_path)
+
+    def read(self) -> dict:
+        return read_json(self.state_path)
+
+    def save(self, model, state: dict) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        step = int(state["step"])
+        name = f"step-{step:09d}.weights.h5"
+        path = os.path.join(self.folder, name)
+        temp = os.path.join(self.folder, f".tmp-{os.getpid()}.weights.h5")
+        model.save_weights(temp)  # model and optimizer variables
+        os.replace(temp, path)
+        write_json(self.state_path, {**state, "weights": name})
+        for old in glob.glob(os.path.join(self.folder, "step-*.weights.h5")):
+            if os.path.basename(old) != name:
+                os.remove(old)
+
+    def restore(self, model) -> dict:
+        state = self.read()
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(os.path.join(self.folder, state["weights"]))
+        return state
+
+
+class _StepCheckpointer(keras.callbacks.Callback):
+    def __init__(self, checkpoint, every, state_fn):
+        super().__init__()
+        self.checkpoint, self.every, self.state_fn = checkpoint, every, state_fn
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if self.every and step % self.every == 0:
+            self.checkpoint.save(self.model, self.state_fn(step))
+
+
+def _write_history(output_dir, history):
+    write_json(os.path.join(output_dir, "history.json"), history)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in history:
+        writer.writerow(row)
+    path = os.path.join(output_dir, "history.csv")
+    temp = f"{path}.tmp-{os.getpid()}"
+    with open(temp, "w", encoding="utf-8") as handle:
+        handle.write(buffer.getvalue())
+    os.replace(temp, path)
+
+
+def _mixed_precision_policy() -> str:
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+
+
+@dataclasses.dataclass
+class RetrainOutcome:
+    """What `retrain` returns: the trained model, its per-epoch history and the metrics."""
+
+    model: keras.Model
+    history: list
+    metrics: dict
+
+
+def retrain(
+    arch: Architecture,
+    output_dir,
+    *,
+    data: RecipeData | None = None,
+    data_root="",
+    train_list="",
+    val_list="",
+    num_classes: int = 0,
+    epochs: int = 4,
+    steps_per_epoch: int = 0,
+    batch_size: int = 8,
+    crop: int = 64,
+    base_learning_rate: float = 0.4,
+    reference_batch_size: int = 64,
+    warmup_epochs: int = 1,
+    weight_decay: float = 5e-5,
+    momentum: float = 0.9,
+    label_smoothing: float = 0.0,
+    mixed_precision: bool = False,
+    seed: int = 0,
+    checkpoint_every: int = 0,
+    validate: bool = True,
+    val_steps: int = 0,
+    strategy=None,
+    resume: bool = True,
+    callbacks=None,
+    verbose="auto",
+) -> RetrainOutcome:
+    """Trains `arch` from scratch on the recipe data; resumes an interrupted run.
+
+    Args:
+        arch: `Architecture` (e.g. the searched one, `load_architecture(step3_dir)`).
+        output_dir: folder of the outputs and the checkpoint.
+        data: a `RecipeData`; default `resolve_data(data_root, train_list, val_list, num_classes)`.
+        epochs: int. Training epochs (paper: 300 on Kinetics-400).
+        steps_per_epoch: int. 0: one pass over the training videos.
+        batch_size: int. Global batch (split between replicas).
+        crop: int. Training crop (paper: 160).
+        base_learning_rate, reference_batch_size: peak rate =
+            base x batch_size / reference (paper: 0.4; reference 64, see the module docstring).
+        warmup_epochs: int. Linear warm-up epochs (< epochs).
+        weight_decay, momentum: SGD settings (5e-5, 0.9).
+        label_smoothing: float in [0, 1).
+        mixed_precision: bool. float16 compute on GPUs, bfloat16 on CPUs.
+        seed: int. Weight initialisation and data order (epoch e uses seed x 1000 + e).
+        checkpoint_every: int. Steps between checkpoints (0: epoch ends only).
+        validate: bool. One centre clip per validation video after each epoch.
+        val_steps: int. Validation batches per epoch (0: all).
+        strategy: `tf.distribute.Strategy`; default `choose_strategy()`.
+        resume: bool. Continue from `output_dir/checkpoint` when present.
+        callbacks: extra Keras callbacks.
+        verbose: `fit` verbosity.
+
+    Returns:
+        `RetrainOutcome`.
+
+    Raises:
+        ValueError: a bad parameter (named), or a checkpoint from another run.
+    """
+    from tsnet_keras.models import build_model
+
+    if not isinstance(arch, Architecture):
+        raise ValueError(f"`arch` must be an Architecture, got {type(arch).__name__}.")
+    output_dir = check_output_dir(output_dir)
+    epochs = check_int("epochs", epochs)
+    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch or 0, minimum=0)
+    batch_size = check_int("batch_size", batch_size)
+    crop = check_int("crop", crop, minimum=16)
+    seed = check_int("seed", seed, minimum=0)
+    warmup_epochs = check_int("warmup_epochs", warmup_epochs, minimum=0)
+    if warmup_epochs >= epochs:
+        raise ValueError(f"`warmup_epochs` ({warmup_epochs}) must be < `epochs` ({epochs}).")
+    base_learning_rate = check_number("base_learning_rate", base_learning_rate, strict=True)
+    reference_batch_size = check_int("reference_batch_size", reference_batch_size)
+    weight_decay = check_number("weight_decay", weight_decay)
+    momentum = check_number("momentum", momentum, below=1.0)
+    label_smoothing = check_number("label_smoothing", label_smoothing, below=1.0)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=0)
+    val_steps = check_int("val_steps", val_steps, minimum=0)
+    if not isinstance(mixed_precision, bool):
+        raise ValueError(f"`mixed_precision` must be True or False, got {mixed_precision!r}.")
+    if data is None:
+        data = resolve_data(data_root, train_list, val_list, num_classes)
+    num_classes = data.num_classes
+    frames = stream_frames(arch)
+    top_k = min(5, num_classes)
+
+    def one_hot(x, y):
+        import tensorflow as tf
+
+        return x, tf.one_hot(y, num_classes)
+
+    def train_data(epoch):
+        dataset = data.dataset("train", "train", crop=crop, batch_size=batch_size, frames=frames,
+                               seed=seed * 1000 + epoch)
+        return dataset.map(one_hot)
+
+    if not steps_per_epoch:
+        steps_per_epoch = int(train_data(0).cardinality())
+        if steps_per_epoch < 1:
+            raise ValueError(f"`batch_size` ({batch_size}) exceeds the training videos, or their "
+                             "number is unknown (TFRecords): give `steps_per_epoch`.")
+    val_data = None
+    if validate:
+        val_data = data.dataset("val", "val", crop=crop, batch_size=batch_size, frames=frames,
+                                seed=seed).map(one_hot)
+        if val_steps:
+            val_data = val_data.take(val_steps)
+
+    total_steps = epochs * steps_per_epoch
+    peak = peak_learning_rate(base_learning_rate, batch_size, reference_batch_size)
+    config = {
+        "architecture": arch.to_dict(), "num_classes": num_classes, "crop": crop, "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "peak_learning_rate": peak,
+        "warmup_epochs": warmup_epochs, "weight_decay": weight_decay, "momentum": momentum,
+        "label_smoothing": label_smoothing, "mixed_precision": mixed_precision, "seed": seed,
+    }
+    config = as_json(config)
+    os.makedirs(output_dir, exist_ok=True)
+    checkpoint = TrainingCheckpoint(os.path.join(output_dir, CHECKPOINT_DIR))
+    state = None
+    if resume and checkpoint.exists():
+        state = checkpoint.read()
+        if state.get("config") != config:
+            changed = sorted(k for k in config if state.get("config", {}).get(k) != config[k])
+            raise ValueError(
+                f"{checkpoint.state_path} belongs to another training run (different {changed}); "
+                "use another output_dir or resume=False."
+            )
+        if state.get("completed") and os.path.exists(os.path.join(output_dir, MODEL_FILE)):
+            from tsnet_keras.recipes.evaluate import load_trained_model
+
+            model = load_trained_model(os.path.join(output_dir, MODEL_FILE))
+            metrics = read_json(os.path.join(output_dir, "metrics.json"))
+            print(f"retrain: {output_dir} is complete; loaded {MODEL_FILE}.")
+            return RetrainOutcome(model, state.get("history", []), metrics)
+
+    strategy = strategy or choose_strategy()
+    previous_policy = keras.config.dtype_policy()
+    if mixed_precision:
+        keras.config.set_dtype_policy(_mixed_precision_policy())
+    try:
+        keras.utils.set_random_seed(seed)
+        with strategy.scope():
+            model = build_model(arch, num_classes=num_classes, crop=crop)
+            optimizer = keras.optimizers.SGD(
+                learning_rate_schedule(peak, total_steps, warmup_epochs * steps_per_epoch),
+                momentum=momentum, weight_decay=weight_decay or None,
+            )
+            model.compile(
+                optimizer=optimizer,
+                loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                          label_smoothing=label_smoothing),
+                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                         TopKAccuracy(k=top_k, name="top5")],
+            )
+        history = []
+        if state is not None:
+            state = checkpoint.restore(model)
+            history = state.get("history", [])
+            print(f"retrain: resuming from step {state['step']} of {total_steps} "
+                  f"(epoch {state['step'] // steps_per_epoch + 1}).")
+        done = int(model.optimizer.iterations.numpy())
+
+        def state_fn(at_step, completed=False):
+            return {"config": config, "step": at_step, "history": history, "completed": completed}
+
+        all_callbacks = [_StepCheckpointer(checkpoint, checkpoint_every, state_fn)]
+        all_callbacks += list(callbacks or [])
+        started = time.time()
+        for epoch in range(done // steps_per_epoch, epochs):
+            skip = done - epoch * steps_per_epoch
+            dataset = train_data(epoch).take(steps_per_epoch).skip(skip)
+            epoch_started = time.time()
+            with warnings.catch_warnings():
+                # The validation set's length is unknown (unreadable videos are dropped).
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                logs = model.fit(
+                    dataset, epochs=epoch + 1, initial_epoch=epoch,
+                    steps_per_epoch=steps_per_epoch - skip, validation_data=val_data,
+                    callbacks=all_callbacks, verbose=verbose, shuffle=False,
+                ).history
+            done = int(model.optimizer.iterations.numpy())
+            row = {"epoch": epoch + 1, "step": done}
+            for name in HISTORY_FIELDS[2:-2]:
+                if name in logs:
+                    row[name] = float(logs[name][-1])
+            row["learning_rate"] = float(keras.ops.convert_to_numpy(
+                model.optimizer.learning_rate))
+            row["seconds"] = round(time.time() - epoch_started, 3)
+            history.append(row)
+            _write_history(output_dir, history)
+            checkpoint.save(model, state_fn(done))
+        seconds = time.time() - started
+        model.save(os.path.join(output_dir, MODEL_FILE))
+        write_architecture(output_dir, arch)
+        last = history[-1] if history else {}
+        metrics = {
+            "recipe": "retrain",
+            "architecture": architecture_summary(arch, num_classes, crop),
+            "keras_params": int(model.count_params()),
+            "epochs_completed": len(history),
+            "loss": last.get("loss"),
+            "accuracy": last.get("accuracy"),
+            "top5": last.get("top5"),
+            "val_loss": last.get("val_loss"),
+            "val_top1_one_clip": last.get("val_accuracy"),
+            "val_top5_one_clip": last.get("val_top5"),
+            "seconds_this_run": seconds,
+            "train_seconds": sum(row.get("seconds", 0.0) for row in history),
+            "settings": {k: v for k, v in config.items() if k != "architecture"},
+            "data": data.describe(),
+        }
+        write_metrics(output_dir, metrics)
+        checkpoint.save(model, state_fn(done, completed=True))
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    return RetrainOutcome(model, history, metrics)
+
+
+def load_history(output_dir) -> list:
+    """The per-epoch history `retrain` wrote (empty list if none)."""
+    path = os.path.join(output_dir, "history.json")
+    return read_json(path) if os.path.exists(path) else []
+
+
+__all__ = [
+    "HISTORY_FIELDS",
+    "MODEL_FILE",
+    "RetrainOutcome",
+    "TopKAccuracy",
+    "TrainingCheckpoint",
+    "learning_rate_schedule",
+    "load_history",
+    "peak_learning_rate",
+    "retrain",
+]
