@@ -74,6 +74,23 @@ DEFAULT_FUSION_PLACES = tuple(range(len(GROUP_LAYOUT) - 1))
 DEFAULT_ATTENTION_PLACES = (2, 3, 5, 7, 9, 10)
 
 
+def _stream_space(layout, widths, stem, frames, head_channels, fusion_ops, fusion_places, attention_places):
+    """A `StreamSpace` over `layout` rows (stage, repeats, stride); `widths[i]` = (min, max, step)."""
+    groups = tuple(
+        BlockGroupSpace(
+            stage=stage,
+            repeats=repeats,
+            stride=stride,
+            channels=choice_range(*widths[index]),
+            expansion=EXPANSIONS,
+            fusion=tuple(fusion_ops) if fusion_ops and index in fusion_places else ("none",),
+            attention=(False, True) if index in attention_places else (False,),
+        )
+        for index, (stage, repeats, stride) in enumerate(layout)
+    )
+    return StreamSpace(frames=frames, stem=stem, groups=groups, head_channels=head_channels)
+
+
 def auto_tsnet(
     sparse_frames: int = 4,
     dense_frames: int = 32,
@@ -110,28 +127,11 @@ def auto_tsnet(
             )
 
     def stream(channels, stem_channels, frames, head_channels, with_fusion):
-        groups = []
-        for index, (stage, repeats, stride) in enumerate(GROUP_LAYOUT):
-            width = channels[stage]
-            if channels is DENSE_CHANNELS and index == 0:
-                width = (8, 8, 8)
-            groups.append(
-                BlockGroupSpace(
-                    stage=stage,
-                    repeats=repeats,
-                    stride=stride,
-                    channels=choice_range(*width),
-                    expansion=EXPANSIONS,
-                    fusion=tuple(fusion_ops) if with_fusion and index in fusion_places else ("none",),
-                    attention=(False, True) if index in attention_places else (False,),
-                )
-            )
-        return StreamSpace(
-            frames=frames,
-            stem=Stem(channels=stem_channels, temporal_kernel=3),
-            groups=tuple(groups),
-            head_channels=head_channels,
-        )
+        widths = {index: channels[stage] for index, (stage, _, _) in enumerate(GROUP_LAYOUT)}
+        if channels is DENSE_CHANNELS:
+            widths[0] = (8, 8, 8)
+        return _stream_space(GROUP_LAYOUT, widths, Stem(channels=stem_channels, temporal_kernel=3), frames,
+                             head_channels, fusion_ops if with_fusion else (), fusion_places, attention_places)
 
     return TwoStreamSpace(
         sparse=stream(SPARSE_CHANNELS, 24, sparse_frames, 776, with_fusion=True),
@@ -194,25 +194,9 @@ def auto_tsnet_mini(
             )
 
     def stream(channels, stem_channels, frames, head_channels, with_fusion):
-        groups = []
-        for index, (stage, repeats, stride) in enumerate(MINI_GROUP_LAYOUT):
-            groups.append(
-                BlockGroupSpace(
-                    stage=stage,
-                    repeats=repeats,
-                    stride=stride,
-                    channels=choice_range(*channels[stage]),
-                    expansion=EXPANSIONS,
-                    fusion=tuple(fusion_ops) if with_fusion and index in fusion_places else ("none",),
-                    attention=(False, True) if index in attention_places else (False,),
-                )
-            )
-        return StreamSpace(
-            frames=frames,
-            stem=Stem(channels=stem_channels, temporal_kernel=3),
-            groups=tuple(groups),
-            head_channels=head_channels,
-        )
+        widths = {index: channels[stage] for index, (stage, _, _) in enumerate(MINI_GROUP_LAYOUT)}
+        return _stream_space(MINI_GROUP_LAYOUT, widths, Stem(channels=stem_channels, temporal_kernel=3), frames,
+                             head_channels, fusion_ops if with_fusion else (), fusion_places, attention_places)
 
     return TwoStreamSpace(
         sparse=stream(MINI_SPARSE_CHANNELS, 16, sparse_frames, 216, with_fusion=True),
