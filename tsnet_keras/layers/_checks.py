@@ -48,3 +48,17 @@ def check_video_shape(layer, input_shape):
 def strided_size(size, stride):
     """Output size of a "same"-padded convolution: ceil(size / stride)."""
     return None if size is None else -(-size // stride)
+
+
+def strided_video_shape(input_shape, spatial_stride, channels):
+    """`(B, T, H, W, C)` after a layer with spatial stride `spatial_stride` and `channels` outputs."""
+    batch, frames, height, width, _ = input_shape
+    return (batch, frames, strided_size(height, spatial_stride), strided_size(width, spatial_stride), channels)
+
+
+def add_squeeze_excite_weights(layer, inner, hidden):
+    """Creates the squeeze-excite weights of an MBConv3D-like `layer` (reduce and expand FCs)."""
+    layer.se_reduce_kernel = layer.add_weight(name="se_reduce_kernel", shape=(inner, hidden), initializer="he_normal")
+    layer.se_reduce_bias = layer.add_weight(name="se_reduce_bias", shape=(hidden,), initializer="zeros")
+    layer.se_expand_kernel = layer.add_weight(name="se_expand_kernel", shape=(hidden, inner), initializer="he_normal")
+    layer.se_expand_bias = layer.add_weight(name="se_expand_bias", shape=(inner,), initializer="zeros")

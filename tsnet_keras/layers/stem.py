@@ -108,14 +108,7 @@ class VideoStem(keras.layers.Layer):
         return ops.relu(x)
 
     def compute_output_shape(self, input_shape):
-        batch, frames, height, width, _ = input_shape
-        return (
-            batch,
-            frames,
-            _checks.strided_size(height, self.spatial_stride),
-            _checks.strided_size(width, self.spatial_stride),
-            self.filters,
-        )
+        return _checks.strided_video_shape(input_shape, self.spatial_stride, self.filters)
 
     def get_config(self):
         config = super().get_config()

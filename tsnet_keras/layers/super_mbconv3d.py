@@ -182,18 +182,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
             name="depthwise_kernel", shape=(t, k, k, inner), initializer="he_normal"
         )
         if hidden:
-            self.se_reduce_kernel = self.add_weight(
-                name="se_reduce_kernel", shape=(inner, hidden), initializer="he_normal"
-            )
-            self.se_reduce_bias = self.add_weight(
-                name="se_reduce_bias", shape=(hidden,), initializer="zeros"
-            )
-            self.se_expand_kernel = self.add_weight(
-                name="se_expand_kernel", shape=(hidden, inner), initializer="he_normal"
-            )
-            self.se_expand_bias = self.add_weight(
-                name="se_expand_bias", shape=(inner,), initializer="zeros"
-            )
+            _checks.add_squeeze_excite_weights(self, inner, hidden)
         self.project_kernel = self.add_weight(
             name="project_kernel", shape=(inner, self.max_filters), initializer="he_normal"
         )
@@ -380,14 +369,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         return y
 
     def compute_output_shape(self, input_shape):
-        batch, frames, height, width, _ = input_shape
-        return (
-            batch,
-            frames,
-            _checks.strided_size(height, self.spatial_stride),
-            _checks.strided_size(width, self.spatial_stride),
-            None if self.dynamic_shapes else self.max_filters,
-        )
+        return _checks.strided_video_shape(input_shape, self.spatial_stride, None if self.dynamic_shapes else self.max_filters)
 
     # --------------------------------------------------- fixed-block weights
     # choice_weights / assign_choice_weights come from ChoiceWeightsMixin.
