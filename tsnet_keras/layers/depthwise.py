@@ -47,11 +47,16 @@ def _pad_time(inputs, pad):
     return ops.pad(inputs, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
 
 
-def depthwise_conv3d_taps(inputs, kernel, spatial_stride=1):
-    """Sum over temporal taps of per-frame 2D depthwise convolutions."""
-    temporal_kernel, _, _, channels = kernel.shape
+def depthwise_conv3d_taps(inputs, kernel, spatial_stride=1, temporal_kernel=None):
+    """Sum over temporal taps of per-frame 2D depthwise convolutions.
+
+    Shapes are read from the tensors, so inputs whose channel count is only
+    known at run time (widths sliced with a tensor-valued size) trace once;
+    pass `temporal_kernel` when the kernel's leading size is not static.
+    """
+    temporal_kernel = temporal_kernel or kernel.shape[0]
     shape = ops.shape(inputs)
-    batch, frames, height, width = shape[0], shape[1], shape[2], shape[3]
+    batch, frames, height, width, channels = shape[0], shape[1], shape[2], shape[3], shape[4]
     padded = _pad_time(inputs, temporal_kernel // 2)
     output = None
     for tap in range(temporal_kernel):  # at most a handful of taps, never frames

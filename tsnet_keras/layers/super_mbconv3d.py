@@ -5,6 +5,7 @@ from keras import ops
 
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers._super import ChoiceWeightsMixin
+from tsnet_keras.layers.depthwise import depthwise_conv3d_taps
 from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
@@ -21,25 +22,7 @@ def depthwise_conv3d_any_width(inputs, kernel, temporal_kernel, spatial_stride):
     tap order, zero padding `t // 2` frames) but the channel count is read from
     the tensor, so a width sliced with a tensor-valued size traces once.
     """
-    shape = ops.shape(inputs)
-    batch, frames, height, width, channels = shape[0], shape[1], shape[2], shape[3], shape[4]
-    pad = temporal_kernel // 2
-    padded = inputs
-    if pad:
-        padded = ops.pad(inputs, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
-    output = None
-    for tap in range(temporal_kernel):
-        frames_in = ops.reshape(padded[:, tap : tap + frames], (-1, height, width, channels))
-        response = ops.depthwise_conv(
-            frames_in,
-            ops.expand_dims(kernel[tap], -1),
-            strides=spatial_stride,
-            padding="same",
-            data_format="channels_last",
-        )
-        output = response if output is None else output + response
-    out_shape = ops.shape(output)
-    return ops.reshape(output, (batch, frames, out_shape[1], out_shape[2], channels))
+    return depthwise_conv3d_taps(inputs, kernel, spatial_stride, temporal_kernel=temporal_kernel)
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
