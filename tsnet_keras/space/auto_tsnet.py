@@ -74,21 +74,41 @@ DEFAULT_FUSION_PLACES = tuple(range(len(GROUP_LAYOUT) - 1))
 DEFAULT_ATTENTION_PLACES = (2, 3, 5, 7, 9, 10)
 
 
-def _stream_space(layout, widths, stem, frames, head_channels, fusion_ops, fusion_places, attention_places):
-    """A `StreamSpace` over `layout` rows (stage, repeats, stride); `widths[i]` = (min, max, step)."""
-    groups = tuple(
-        BlockGroupSpace(
-            stage=stage,
-            repeats=repeats,
-            stride=stride,
-            channels=choice_range(*widths[index]),
-            expansion=EXPANSIONS,
-            fusion=tuple(fusion_ops) if fusion_ops and index in fusion_places else ("none",),
-            attention=(False, True) if index in attention_places else (False,),
+def _two_stream_space(layout, sparse, dense, fusion_ops, fusion_places, attention_places, fusion_merge,
+                      head_units=2048) -> TwoStreamSpace:
+    """A `TwoStreamSpace` over `layout` rows (stage, repeats, stride).
+
+    `sparse` and `dense` are (stem channels, frames, per-group (min, max, step)
+    widths, head channels); fusion candidates go into the sparse stream only.
+    """
+    for place in tuple(fusion_places) + tuple(attention_places):
+        if not 0 <= place < len(layout):
+            raise ValueError(
+                f"fusion/attention place {place} is not a block group index (0..{len(layout) - 1})."
+            )
+
+    def stream(stem_channels, frames, widths, head_channels, with_fusion):
+        groups = tuple(
+            BlockGroupSpace(
+                stage=stage,
+                repeats=repeats,
+                stride=stride,
+                channels=choice_range(*widths[index]),
+                expansion=EXPANSIONS,
+                fusion=tuple(fusion_ops) if with_fusion and index in fusion_places else ("none",),
+                attention=(False, True) if index in attention_places else (False,),
+            )
+            for index, (stage, repeats, stride) in enumerate(layout)
         )
-        for index, (stage, repeats, stride) in enumerate(layout)
+        return StreamSpace(frames=frames, stem=Stem(channels=stem_channels, temporal_kernel=3),
+                           groups=groups, head_channels=head_channels)
+
+    return TwoStreamSpace(
+        sparse=stream(*sparse, with_fusion=True),
+        dense=stream(*dense, with_fusion=False),
+        head_units=head_units,
+        fusion_merge=fusion_merge,
     )
-    return StreamSpace(frames=frames, stem=stem, groups=groups, head_channels=head_channels)
 
 
 def auto_tsnet(
@@ -119,23 +139,13 @@ def auto_tsnet(
     >>> len(space.variables(step=1))
     44
     """
-    for place in tuple(fusion_places) + tuple(attention_places):
-        if not 0 <= place < len(GROUP_LAYOUT):
-            raise ValueError(
-                f"fusion/attention place {place} is not a block group index "
-                f"(0..{len(GROUP_LAYOUT) - 1})."
-            )
-
-    def stream(channels, stem_channels, frames, head_channels, with_fusion):
-        widths = {index: channels[stage] for index, (stage, _, _) in enumerate(GROUP_LAYOUT)}
-        if channels is DENSE_CHANNELS:
-            widths[0] = (8, 8, 8)
-        return _stream_space(GROUP_LAYOUT, widths, Stem(channels=stem_channels, temporal_kernel=3), frames,
-                             head_channels, fusion_ops if with_fusion else (), fusion_places, attention_places)
-
-    return TwoStreamSpace(
-        sparse=stream(SPARSE_CHANNELS, 24, sparse_frames, 776, with_fusion=True),
-        dense=stream(DENSE_CHANNELS, 8, dense_frames, 128, with_fusion=False),
+    dense_widths = [DENSE_CHANNELS[stage] for stage, _, _ in GROUP_LAYOUT]
+    dense_widths[0] = (8, 8, 8)  # Table 1 lists a single width for dense stage 1, group 1
+    return _two_stream_space(
+        GROUP_LAYOUT,
+        sparse=(24, sparse_frames, [SPARSE_CHANNELS[stage] for stage, _, _ in GROUP_LAYOUT], 776),
+        dense=(8, dense_frames, dense_widths, 128),
+        fusion_ops=fusion_ops, fusion_places=fusion_places, attention_places=attention_places,
         fusion_merge=fusion_merge,
     )
 
@@ -186,23 +196,12 @@ def auto_tsnet_mini(
     >>> len(space.variables(step=1))
     24
     """
-    for place in tuple(fusion_places) + tuple(attention_places):
-        if not 0 <= place < len(MINI_GROUP_LAYOUT):
-            raise ValueError(
-                f"fusion/attention place {place} is not a block group index "
-                f"(0..{len(MINI_GROUP_LAYOUT) - 1})."
-            )
-
-    def stream(channels, stem_channels, frames, head_channels, with_fusion):
-        widths = {index: channels[stage] for index, (stage, _, _) in enumerate(MINI_GROUP_LAYOUT)}
-        return _stream_space(MINI_GROUP_LAYOUT, widths, Stem(channels=stem_channels, temporal_kernel=3), frames,
-                             head_channels, fusion_ops if with_fusion else (), fusion_places, attention_places)
-
-    return TwoStreamSpace(
-        sparse=stream(MINI_SPARSE_CHANNELS, 16, sparse_frames, 216, with_fusion=True),
-        dense=stream(MINI_DENSE_CHANNELS, 8, dense_frames, 72, with_fusion=False),
-        head_units=head_units,
-        fusion_merge=fusion_merge,
+    return _two_stream_space(
+        MINI_GROUP_LAYOUT,
+        sparse=(16, sparse_frames, [MINI_SPARSE_CHANNELS[stage] for stage, _, _ in MINI_GROUP_LAYOUT], 216),
+        dense=(8, dense_frames, [MINI_DENSE_CHANNELS[stage] for stage, _, _ in MINI_GROUP_LAYOUT], 72),
+        fusion_ops=fusion_ops, fusion_places=fusion_places, attention_places=attention_places,
+        fusion_merge=fusion_merge, head_units=head_units,
     )
 
 
