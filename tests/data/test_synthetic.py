@@ -26,7 +26,7 @@ def test_writes_videos_and_list_files(tmp_path):
     assert label == "3" and os.path.isfile(os.path.join(data.root, path))
     decoded = read_video(os.path.join(data.root, path), lambda n: np.arange(n))
     assert decoded.num_frames == 24 and decoded.frames.shape[1:] == (48, 64, 3)
-    assert data.recommended == {"crop_size": 40, "jitter": [40, 48], "test_short_side": 40}
+    assert data.recommended == {"crop_size": 40, "jitter": [40, 48], "test_short_side": 40, "flip": False}
     inputs, labels = next(iter(data.dataset("train", batch_size=2, seed=0)))
     assert inputs["sparse"].shape == (2, 4, 40, 40, 3) and inputs["dense"].shape == (2, 32, 40, 40, 3)
 
@@ -129,3 +129,42 @@ def test_failing_worker_is_reported():
     jobs = [("/nonexistent-dir/\0bad.mp4", synthetic.class_factors(4)[0], [0], 64, 48, 4, 30.0, 16)] * 2
     with pytest.raises(RuntimeError, match="generation worker failed"):
         synthetic._run_jobs(jobs, workers=2, verbose=False)
+
+
+def red_centroid_x(clip):
+    """x centroid of the red class shape in each frame of a de-normalised clip."""
+    red = (clip[..., 0] > 0.6) & (clip[..., 1] < 0.4) & (clip[..., 2] < 0.4)
+    columns = np.arange(clip.shape[2])[None, None, :]
+    return (red * columns).sum(axis=(1, 2)) / np.maximum(red.sum(axis=(1, 2)), 1), red.sum(axis=(1, 2))
+
+
+def test_training_clips_keep_the_direction_of_motion(tmp_path):
+    # Version 1 of the recommended arguments left random flips on, which turned
+    # half of the "right" clips into "left" ones: direction was label noise.
+    from tsnet_keras.data import augment
+    from tsnet_keras.recipes.data import resolve_data
+
+    params = dict(TINY, videos_per_class=6, val_videos_per_class=0, num_frames=48)
+    root = synthetic.make_synthetic_dataset(tmp_path / "syn", **params).root
+    data = resolve_data(synthetic_root=root, verbose=False)
+    assert data.flip is False
+    mean, std = np.array(augment.KINETICS_MEAN), np.array(augment.KINETICS_STD)
+
+    def agreement(**kwargs):
+        stream = data.dataset("train", "train", crop=40, batch_size=4, frames=(4, None), sparse_stride=8,
+                              seed=3, **kwargs)
+        agree = total = 0
+        for _ in range(3):  # three epochs of random clips, crops and flips
+            for clips, labels in stream:
+                for clip, label in zip(clips.numpy() * std + mean, labels.numpy()):
+                    x, pixels = red_centroid_x(clip)
+                    if pixels.min() < 20:  # the shape left the crop: no reliable centroid
+                        continue
+                    moving_right = data.classes[label].split("_")[1] == "right"
+                    agree += (x[-1] > x[0]) == moving_right
+                    total += 1
+        assert total >= 20
+        return agree / total
+
+    assert agreement() == 1.0
+    assert agreement(flip=True) < 0.85  # the check sees flips when they happen

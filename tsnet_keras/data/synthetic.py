@@ -20,10 +20,12 @@ wobble factor, and only a model that sees fine temporal detail solves the task.
 The distractor wobbles half of the time too, so "something wobbles" is not
 enough: the model has to follow the coloured shape.
 
-Default: 8 classes (2 appearances x 2 directions x 2 wobbles), 40 training and
-10 validation videos per class, 160 x 128 pixels, 90 frames at 30 fps, H.264
-(libx264, yuv420p) .mp4 files. Use crop 112 with scale jitter (112, 128) (the
-`recommended` arguments of the returned object).
+Default: 8 classes (2 appearances x 2 directions x 2 wobbles), 80 training and
+20 validation videos per class, 96 x 80 pixels, 72 frames at 30 fps, H.264
+(libx264, yuv420p) .mp4 files, about 25 s to write on 2 cores. Use crop 64 with
+scale jitter (64, 80) (the `recommended` arguments of the returned object): the
+frames are made at the size the CPU recipes train at, so nothing is lost to
+downscaling.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import threading
 import av
 import numpy as np
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 APPEARANCES = (
     ("disc", "red", (230, 40, 40)),
     ("square", "blue", (40, 80, 240)),
@@ -168,8 +170,12 @@ def _draw(image: np.ndarray, shape: str, centre, radius: float, colour) -> None:
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Smooth random colour field plus a static texture."""
-    grid = rng.uniform(40, 200, size=(4, 5, 3))
+    """Smooth, low-contrast random colour field plus a faint static texture.
+
+    Version 1 used a high-contrast field and texture: with 320 videos the models
+    memorised backgrounds instead of learning the classes (BENCHMARKS.md, section 5).
+    """
+    grid = rng.uniform(70, 170, size=(4, 5, 3))
     rows = np.linspace(0, grid.shape[0] - 1, height)
     cols = np.linspace(0, grid.shape[1] - 1, width)
     r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
@@ -179,7 +185,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
         grid[r0][:, c0] * (1 - fr) * (1 - fc) + grid[r1][:, c0] * fr * (1 - fc)
         + grid[r0][:, c1] * (1 - fr) * fc + grid[r1][:, c1] * fr * fc
     )
-    texture = rng.normal(0, 10, size=(height // 4, width // 4, 1)).repeat(4, 0).repeat(4, 1)
+    texture = rng.normal(0, 5, size=(height // 4, width // 4, 1)).repeat(4, 0).repeat(4, 1)
     return np.clip(field + texture, 0, 255)
 
 
@@ -187,15 +193,15 @@ def _trajectory(rng, num_frames, width, height, direction, speed, wobble_amplitu
     """Centre positions `(T, 2)`: straight path (centred on a random midpoint) plus wobble."""
     direction = np.asarray(direction, dtype=np.float64)
     across = np.array([-direction[1], direction[0]])
-    midpoint = np.array([rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height])
+    midpoint = np.array([rng.uniform(0.35, 0.65) * width, rng.uniform(0.35, 0.65) * height])
     time = np.arange(num_frames) - (num_frames - 1) / 2
     phase = rng.uniform(0, 2 * np.pi)
     wobble = wobble_amplitude * np.sin(2 * np.pi * np.arange(num_frames) / period + phase)
     return midpoint + time[:, None] * speed * direction + wobble[:, None] * across
 
 
-def video_parameters(factors: dict, rng: np.random.Generator, width: int = 160, height: int = 128,
-                     num_frames: int = 90, wobble_period: int = 16) -> dict:
+def video_parameters(factors: dict, rng: np.random.Generator, width: int = 96, height: int = 80,
+                     num_frames: int = 72, wobble_period: int = 16) -> dict:
     """Random content of one video of a class: paths, sizes, colours, background.
 
     Returns:
@@ -205,32 +211,35 @@ def video_parameters(factors: dict, rng: np.random.Generator, width: int = 160, 
     """
     rgb = next(rgb for shape, _, rgb in APPEARANCES if shape == factors["shape"])
     direction = dict(DIRECTIONS)[factors["direction"]]
-    scale = min(width, height) / 128
-    radius = rng.uniform(9, 12) * scale
-    speed = rng.uniform(0.45, 0.6) * scale
-    amplitude = rng.uniform(4, 6) * scale * bool(factors["wobble"])
+    # Sizes in pixels of an 80-pixel short side: the shape covers about a quarter
+    # of the frame height and moves about its radius every 16 frames, so each
+    # pair of sparse frames (stride 16) shows a clear displacement.
+    scale = min(width, height) / 80
+    radius = rng.uniform(10, 13) * scale
+    speed = rng.uniform(0.55, 0.7) * scale
+    amplitude = rng.uniform(4, 5.5) * scale * bool(factors["wobble"])
     path = _trajectory(rng, num_frames, width, height, direction, speed, amplitude, wobble_period)
     colour = np.clip(np.asarray(rgb) * rng.uniform(0.85, 1.1), 0, 255).astype(np.uint8)
     # Distractor: grey ellipse, random direction and speed, wobbling half of the time.
     angle = rng.uniform(0, 2 * np.pi)
     distractor_path = _trajectory(
         rng, num_frames, width, height, (np.cos(angle), np.sin(angle)), rng.uniform(0.2, 0.7) * scale,
-        rng.uniform(3, 6) * scale * (rng.random() < 0.5), wobble_period,
+        rng.uniform(3, 5) * scale * (rng.random() < 0.5), wobble_period,
     )
     return {
         "path": path,
         "radius": radius,
         "colour": colour,
         "distractor_path": distractor_path,
-        "distractor_radius": rng.uniform(8, 12) * scale,
+        "distractor_radius": rng.uniform(6, 9) * scale,
         "grey": np.full(3, rng.uniform(60, 200)),
         "background": _background(rng, height, width),
         "flicker": rng.normal(0, 4, size=num_frames),
     }
 
 
-def render_video(factors: dict, rng: np.random.Generator, width: int = 160, height: int = 128,
-                 num_frames: int = 90, wobble_period: int = 16) -> np.ndarray:
+def render_video(factors: dict, rng: np.random.Generator, width: int = 96, height: int = 80,
+                 num_frames: int = 72, wobble_period: int = 16) -> np.ndarray:
     """Frames `(num_frames, height, width, 3)` uint8 of one video of a class."""
     content = video_parameters(factors, rng, width, height, num_frames, wobble_period)
     frames = np.empty((num_frames, height, width, 3), np.uint8)
@@ -316,11 +325,11 @@ def _load(root: str) -> SyntheticDataset:
 def make_synthetic_dataset(
     root=None,
     num_classes: int = 8,
-    videos_per_class: int = 40,
-    val_videos_per_class: int = 10,
-    width: int = 160,
-    height: int = 128,
-    num_frames: int = 90,
+    videos_per_class: int = 80,
+    val_videos_per_class: int = 20,
+    width: int = 96,
+    height: int = 80,
+    num_frames: int = 72,
     fps: float = 30.0,
     wobble_period: int = 16,
     seed: int = 0,
@@ -339,10 +348,11 @@ def make_synthetic_dataset(
             `~/.cache/tsnet_keras`).
         num_classes: int. A multiple of 4 (appearances x directions x 2 wobbles);
             default 8.
-        videos_per_class: int. Training videos per class (default 40).
-        val_videos_per_class: int. Validation videos per class (default 10).
-        width, height: int. Frame size, even (default 160 x 128).
-        num_frames: int. Frames per video (default 90: 3 s at 30 fps).
+        videos_per_class: int. Training videos per class (default 80).
+        val_videos_per_class: int. Validation videos per class (default 20).
+        width, height: int. Frame size, even (default 96 x 80).
+        num_frames: int. Frames per video (default 72: 2.4 s at 30 fps; the
+            default dense window is 63 frames).
         fps: float. Frame rate (default 30).
         wobble_period: int. Oscillation period in frames (default 16, the
             default sparse stride, so the sparse stream cannot see it).
@@ -400,7 +410,8 @@ def make_synthetic_dataset(
                 handle.write("\n".join(lines[split]) + ("\n" if lines[split] else ""))
         short_side = min(width, height)
         crop = max(16, (short_side * 7 // 8) // 8 * 8)
-        recommended = {"crop_size": crop, "jitter": [crop, short_side], "test_short_side": crop}
+        # No horizontal flip: it would turn "moving right" into "moving left" (as in SSv2).
+        recommended = {"crop_size": crop, "jitter": [crop, short_side], "test_short_side": crop, "flip": False}
         meta = {"params": params, "classes": classes, "recommended": recommended,
                 "note": "class = appearance x direction x wobble; see tsnet_keras.data.synthetic"}
         with open(os.path.join(staging, "dataset.json"), "w", encoding="utf-8") as handle:

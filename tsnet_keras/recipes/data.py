@@ -49,6 +49,9 @@ class RecipeData:
         failures: `DecodeFailures` shared by every dataset this object builds.
         jitter_scale: (low, high) short-side range of training jitter, as
             multiples of the crop; `test_scale` the test short side likewise.
+        flip: bool or None. Random horizontal flip in training; None leaves
+            `video_dataset`'s default (on, off for SSv2). False for the synthetic
+            dataset, whose classes include the direction of motion.
     """
 
     train: object
@@ -61,6 +64,7 @@ class RecipeData:
     failures: DecodeFailures = dataclasses.field(default_factory=lambda: DecodeFailures())
     jitter_scale: tuple = X3D_JITTER
     test_scale: float = X3D_JITTER[0]
+    flip: bool | None = None
 
     # --------------------------------------------------------------- sizes
     def sizes(self, crop: int) -> dict:
@@ -98,6 +102,8 @@ class RecipeData:
 
         source = videos if videos is not None else (self.train if split == "train" else self.val)
         arguments = dict(self.sizes(crop))
+        if self.flip is not None:
+            arguments["flip"] = self.flip
         sparse_frames, dense_frames = frames
         arguments.update(sparse_frames=sparse_frames, dense_frames=dense_frames or None,
                          seed=seed, failures=self.failures)
@@ -210,6 +216,7 @@ def resolve_data(data_root="", train_list="", val_list="", num_classes: int = 0,
             source={"data_root": synthetic.root, "train_list": synthetic.train_list,
                     "val_list": synthetic.val_list},
             jitter_scale=jitter, test_scale=recommended["test_short_side"] / crop,
+            flip=recommended.get("flip"),
         )
     else:
         for name, value in (("train_list", train_list), ("val_list", val_list)):
