@@ -130,7 +130,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    parser.add_argument("--learning-rate", type=float, default=0.0,
+    parser.add_argument("--learning-rate", type=float, default=None,
                         help="peak rate (default 2e-3 for AdamW, 0.4 x batch / 64 for SGD)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -152,7 +152,7 @@ def main():
         if args.rows and name not in args.rows:
             continue
         result = train_and_evaluate(arch, streams, data, args.epochs, args.batch_size, args.seed,
-                                    args.optimizer, args.learning_rate or None)
+                                    args.optimizer, args.learning_rate)
         results[name] = result
         print(f"| {name} | {result['params']:,} | {result['mmacs']:.1f} | {100 * result['top1']:.1f} | "
               f"{100 * result['top5']:.1f} | {result['train_seconds']:.0f} |", flush=True)

@@ -22,7 +22,7 @@ enough: the model has to follow the coloured shape.
 
 Default: 8 classes (2 appearances x 2 directions x 2 wobbles), 80 training and
 20 validation videos per class, 96 x 80 pixels, 72 frames at 30 fps, H.264
-(libx264, yuv420p) .mp4 files, about 25 s to write on 2 cores. Use crop 64 with
+(libx264, yuv420p) .mp4 files, about 45 s to write on 2 cores. Use crop 64 with
 scale jitter (64, 80) (the `recommended` arguments of the returned object): the
 frames are made at the size the CPU recipes train at, so nothing is lost to
 downscaling.
@@ -170,11 +170,7 @@ def _draw(image: np.ndarray, shape: str, centre, radius: float, colour) -> None:
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Smooth, low-contrast random colour field plus a faint static texture.
-
-    Version 1 used a high-contrast field and texture: with 320 videos the models
-    memorised backgrounds instead of learning the classes (BENCHMARKS.md, section 5).
-    """
+    """Smooth, low-contrast random colour field plus a faint static texture."""
     grid = rng.uniform(70, 170, size=(4, 5, 3))
     rows = np.linspace(0, grid.shape[0] - 1, height)
     cols = np.linspace(0, grid.shape[1] - 1, width)
