@@ -275,7 +275,11 @@ def test_top_k_accuracy_reads_mixed_precision_logits():
 
 
 def test_variants_follow_the_paper():
-    assert recipes.variant_crops(160) == {"S": 182, "M": 256, "L": 356}
+    # 10-Center: short side 182, centre crop 160 (section 5.2); M and L at X3D's sizes.
+    assert recipes.variant_views(160) == {"S": (182, 160), "M": (256, 224), "L": (356, 312)}
+    # 10-LeftCenterRight: three squares of the test size along the long side.
+    assert recipes.variant_crops(160, num_crops=3) == {"S": 182, "M": 256, "L": 356}
+    assert recipes.variant_views(64) == {"S": (72, 64), "M": (102, 90), "L": (142, 124)}
     arch = Architecture.from_dict(two_stream_arch().to_dict())
     variants = recipes.variant_architectures(arch)
     assert variants["S"] == variants["M"] == arch

@@ -36,6 +36,7 @@ from tsnet_keras.recipes.evaluate import (
     load_trained_model,
     variant_architectures,
     variant_crops,
+    variant_views,
 )
 from tsnet_keras.recipes.search import (
     DistributionSnapshots,
@@ -82,5 +83,6 @@ __all__ = [
     "stream_frames",
     "variant_architectures",
     "variant_crops",
+    "variant_views",
     "write_metrics",
 ]

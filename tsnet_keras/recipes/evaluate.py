@@ -6,18 +6,23 @@ video (`video_dataset(mode="test")`, scores averaged per video after a
 softmax, `tsnet_keras.data.evaluate_views`), then writes a table in the form of
 the paper's Table 3:
 
-| row | architecture | test crop (train crop c) | weights |
+| row | architecture | view (model trained at crop c) | weights |
 |---|---|---|---|
-| S | the retrained one | c x 182/160 | the retrained model |
-| M | the same | c x 256/160 | the same weights at the larger crop |
+| S | the retrained one | short side c x 182/160, crop c | the retrained model |
+| M | the same | short side c x 256/160, crop c x 224/160 | S's weights (trained at c) |
 | S-dagger, M-dagger | without GloRe blocks | as S, M | own training (see below) |
-| L | depth x 2 (`auto_tsnet_variant`) | c x 356/160 | own training |
-| L-dagger | depth x 2, no GloRe | as L | own training |
+| L | depth x 2 (`auto_tsnet_variant`) | short side c x 356/160, crop c x 312/160 | own training at crop c x 312/160 |
+| L-dagger | depth x 2, no GloRe | as L | as L |
 
-At the paper's train crop 160 the test crops are its 182, 256 and 356. The
-paper trains M at its own crop; here M reuses S's weights (a fully
-convolutional network with global pooling runs at any crop), which the
-`weights` column says.
+The views follow the paper's section 5.2: "10-Center" (`num_crops=1`) resizes
+the short side to 182 and takes one centre crop of 160 (the training crop; the
+FLOPs are counted at 160); "10-LeftCenterRight" (`num_crops=3`) takes 3 crops
+of 182 x 182 along the long side. M and L use X3D-M's and X3D-L's sizes (train
+224 / test 256, train 312 / test 356), scaled by c / 160; the paper gives M's
+test size (256) and L's (356) but not their 10-Center crops, so those are
+X3D's. The paper trains M at its own size; here M reuses S's weights (a fully
+convolutional network with global pooling runs at any size), which the
+`weights` column says. L is trained at its own crop.
 
 Removing GloRe blocks or doubling the depth changes the weights, so the dagger
 and L rows need their own training. By default they are listed with their
@@ -53,15 +58,36 @@ from tsnet_keras.recipes.data import RecipeData, resolve_data, stream_frames
 from tsnet_keras.recipes.train import MODEL_FILE, retrain
 from tsnet_keras.space.architecture import Architecture
 
-# Paper test crops of -S, -M, -L (section 5.3) over its training crop 160.
-TEST_CROP_RATIOS = {"S": 182 / 160, "M": 256 / 160, "L": 356 / 160}
+# (training crop, test short side) of -S, -M, -L at the paper's training crop 160:
+# S from section 5.2; M and L from X3D-M / X3D-L (the paper gives 256 and 356).
+PAPER_SIZES = {"S": (160, 182), "M": (224, 256), "L": (312, 356)}
+PAPER_TRAIN_CROP = 160
 ROWS = ("S\u2020", "S", "M\u2020", "M", "L\u2020", "L")
 NOT_TRAINED = "not trained"
 
 
-def variant_crops(train_crop: int) -> dict:
-    """Test crops of the S, M and L rows for a model trained at `train_crop` (even sizes)."""
-    return {size: int(2 * round(train_crop * ratio / 2)) for size, ratio in TEST_CROP_RATIOS.items()}
+def _scaled(train_crop: int, size: int) -> int:
+    """`size` of the paper's 160-pixel setting scaled to `train_crop` (even)."""
+    return int(2 * round(train_crop * size / PAPER_TRAIN_CROP / 2))
+
+
+def variant_views(train_crop: int, num_crops: int = 1) -> dict:
+    """Row size -> (test short side, crop) for a model trained at `train_crop`.
+
+    10-Center (`num_crops=1`): short side = test size, one centre crop of the
+    row's training size. 10-LeftCenterRight (`num_crops=3`): three square crops
+    of the test size.
+    """
+    views = {}
+    for size, (train, test) in PAPER_SIZES.items():
+        short_side = _scaled(train_crop, test)
+        views[size] = (short_side, short_side if num_crops == 3 else _scaled(train_crop, train))
+    return views
+
+
+def variant_crops(train_crop: int, num_crops: int = 1) -> dict:
+    """Row size -> the crop its views are scored (and its FLOPs counted) at."""
+    return {size: crop for size, (_, crop) in variant_views(train_crop, num_crops).items()}
 
 
 def variant_architectures(arch: Architecture) -> dict:
@@ -197,7 +223,8 @@ def evaluate(
     metrics_path = os.path.join(model_dir, "metrics.json")
     if os.path.exists(metrics_path):
         settings = read_json(metrics_path).get("settings", {})
-    crops = variant_crops(train_crop)
+    sides = variant_views(train_crop, num_crops)
+    crops = {size: crop for size, (_, crop) in sides.items()}
     architectures = variant_architectures(arch)
     has_attention = arch != arch.without_attention()
     views = num_views * num_crops
@@ -227,11 +254,12 @@ def evaluate(
                       if k in settings}
             kwargs.update(variant_settings or {})
             folder = os.path.join(output_dir, "variants", key.replace("\u2020", "_dagger"))
-            models[key] = retrain(architectures[key], folder, data=data, crop=train_crop,
+            crop = _scaled(train_crop, PAPER_SIZES[key[0]][0])
+            models[key] = retrain(architectures[key], folder, data=data, crop=crop,
                                   verbose=2 if verbose else 0, **kwargs).model
-            descriptions[key] = "trained here"
+            descriptions[key] = f"trained here at {crop}\u00b2"
         if row.startswith("M"):
-            return models[key], f"{key} weights"
+            return models[key], f"{key} weights (trained at {train_crop}\u00b2)"
         return models[key], descriptions[key] if key == row else f"= {key} (no GloRe)"
 
     from tsnet_keras.accounting import complexity
@@ -259,7 +287,8 @@ def evaluate(
                                            data.num_classes)
                 test = data.dataset("val", "test", crop=crop, batch_size=batch_size,
                                     frames=stream_frames(row_arch), num_views=num_views,
-                                    num_crops=num_crops, test_short_side=crop)
+                                    num_crops=num_crops,
+                                    test_short_side=sides[row.rstrip("\u2020")][0])
                 scores = evaluate_views(any_crop, test, top_k=top_k)
                 measured[key] = {"top1": scores["top1"], "top5": scores[f"top{top_k[1]}"],
                                  "num_videos": scores["num_videos"],
@@ -284,7 +313,8 @@ def evaluate(
         "recipe": "evaluate",
         "model_dir": model_dir,
         "protocol": {"num_views": num_views, "num_crops": num_crops, "train_crop": train_crop,
-                     "test_crops": crops},
+                     "test_crops": crops,
+                     "test_short_sides": {size: side for size, (side, _) in sides.items()}},
         "top1": main["top1"] if main else None,
         "top5": main["top5"] if main else None,
         "rows": results,
@@ -308,4 +338,5 @@ __all__ = [
     "load_trained_model",
     "variant_architectures",
     "variant_crops",
+    "variant_views",
 ]

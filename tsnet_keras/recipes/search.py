@@ -38,6 +38,7 @@ from tsnet_keras.recipes.common import (
     write_metrics,
 )
 from tsnet_keras.recipes.data import RecipeData, resolve_data, split_heldout, stream_frames
+from tsnet_keras.search.estimator import DEFAULTS
 
 SNAPSHOT_FILE = "distribution_history.json"
 PREVIOUS_STEP_FILES = (ARCHITECTURE_FILE, "distribution.json", "model.weights.h5")
@@ -138,7 +139,9 @@ def search_step(
     heldout_fraction: float = 0.2,
     warmup_epochs: int = 0,
     learning_rate: float = 0.4,
-    samples_per_replica: int = 2,
+    reference_batch_size: int = 64,
+    heldout_batch_size: int = 16,
+    samples_per_replica: int = DEFAULTS.samples_per_replica,
     checkpoint_every: int = 4,
     snapshot_every: int = 2,
     graph_optimization: bool | None = None,
@@ -164,7 +167,12 @@ def search_step(
         seed: seeds the data order, the held-out split and the architecture draws.
         heldout_fraction: share of each class's training videos held out for
             the architecture updates (0: use the validation list instead).
-        warmup_epochs, learning_rate, samples_per_replica: see `run_search_step`.
+        learning_rate, reference_batch_size: the supernet's peak SGD rate is
+            learning_rate x batch_size / reference_batch_size (the paper's 0.4
+            read as the rate of a batch of 64, as in `retrain`).
+        heldout_batch_size: held-out clips every sampled architecture is scored
+            on per step (the same clips for all of them).
+        warmup_epochs, samples_per_replica: see `run_search_step`.
         checkpoint_every: steps between checkpoints (epoch ends always).
         snapshot_every: steps between distribution snapshots (0: epoch ends).
         graph_optimization: bool. Let Grappler optimise the traced search step.
@@ -190,6 +198,13 @@ def search_step(
     epochs = check_int("epochs", epochs)
     steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch or 0, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=2)
+    learning_rate = check_number("learning_rate", learning_rate, strict=True)
+    reference_batch_size = check_int("reference_batch_size", reference_batch_size)
+    samples_per_replica = check_int("samples_per_replica", samples_per_replica)
+    if batch_size < samples_per_replica:
+        raise ValueError(f"`batch_size` ({batch_size}) must be >= `samples_per_replica` "
+                         f"({samples_per_replica}): each sampled architecture trains on its "
+                         "share of the batch.")
     crop = check_int("crop", crop, minimum=16)
     seed = check_int("seed", seed, minimum=0)
     target_gflops = check_number("target_gflops", target_gflops)
@@ -232,7 +247,9 @@ def search_step(
         return data.dataset("train", "train", crop=crop, batch_size=batch_size, frames=frames,
                             seed=seed * 1000 + epoch, videos=search_train)
 
-    heldout_batch = max(2, min(batch_size, len(heldout) if hasattr(heldout, "records") else batch_size))
+    heldout_batch_size = check_int("heldout_batch_size", heldout_batch_size, minimum=2)
+    heldout_batch = min(heldout_batch_size,
+                        len(heldout) if hasattr(heldout, "records") else heldout_batch_size)
     val_data = data.dataset("val", "val", crop=crop, batch_size=heldout_batch, frames=frames,
                             seed=seed, videos=heldout, drop_remainder=True)
     if not steps_per_epoch:
@@ -250,7 +267,8 @@ def search_step(
             step, space, train_data, val_data, output_dir, previous_dir,
             num_classes=data.num_classes, epochs=epochs, steps_per_epoch=steps_per_epoch,
             crop=crop, target_macs=target_macs, seed=seed, warmup_epochs=warmup_epochs,
-            learning_rate=learning_rate, samples_per_replica=samples_per_replica,
+            learning_rate=learning_rate * batch_size / reference_batch_size,
+            samples_per_replica=samples_per_replica,
             checkpoint_every=checkpoint_every, strategy=strategy,
             callbacks=[snapshots, *(callbacks or [])], verbose=verbose, **search_kwargs,
         )

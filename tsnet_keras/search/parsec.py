@@ -5,14 +5,18 @@ One step, on every replica (TensorFlow backend):
 1. draw S architectures A ~ p(A | alpha) with stateless Gumbel noise seeded by
    (seed, step, replica id): every replica draws different ones, and a resumed
    run draws the same ones again;
-2. train the supernet weights on the training batch (split in S parts) along
-   the sampled paths with `MaskedSGD` (untaken weights do not move);
-3. score each sample on a held-out batch (accuracy by default) with batch
-   statistics and no BN update;
-4. gather the K = S x replicas scores and samples, importance weights
-   w_k = softmax(score_k / tau), and update alpha with Adam on
-   -sum_k w_k log p(A_k | alpha) + lambda * max(0, E[MACs] / target - 1);
-   the gradient of the first term is -sum_k w_k (onehot(A_k) - softmax(alpha)).
+2. score each sample on the same held-out batch (accuracy by default) with
+   batch statistics and no BN update, and gather the K = S x replicas scores
+   and samples;
+3. train the supernet weights on the training batch (split in S parts) along
+   the sampled paths with `MaskedSGD` (untaken weights do not move), each
+   sample's loss weighted as `weight_update` says;
+4. update alpha with Adam on
+   -sum_k a_k log p(A_k | alpha) + lambda * max(0, E[MACs] / target - 1),
+   whose first gradient is -sum_k a_k (onehot(A_k) - softmax(alpha)); the
+   coefficients a_k come from the scores as `weighting` says
+   (`tsnet_keras.search.estimator`: centred ranks by default, PARSEC's
+   importance weights softmax(score / tau) with `weighting="softmax"`).
 
 The expected MACs are exact (`MacsModel`), so the FLOPs hinge has an analytic
 gradient; `hinge="per_sample"` instead subtracts lambda * max(0, MACs(A_k) /
@@ -36,6 +40,13 @@ from tsnet_keras.search.distribution import (
     ArchitectureDistribution,
     space_from_dict,
     space_to_dict,
+)
+from tsnet_keras.search.estimator import (
+    DEFAULTS,
+    WEIGHT_UPDATES,
+    WEIGHTINGS,
+    advantages,
+    sample_loss_weights,
 )
 from tsnet_keras.search.optimizers import MaskedSGD
 from tsnet_keras.search.supernet import Supernet
@@ -88,10 +99,17 @@ class ParsecSearch(keras.Model):
         crop: int or (height, width). Crop at which MACs are counted (the
             training crop). Defaults to 160.
         samples_per_replica: int S. Architectures drawn per replica and step;
-            K = S x replicas must be >= 2. Defaults to 2.
+            K = S x replicas must be >= 2. Defaults to 4.
         score: "accuracy" (default), "log_likelihood" or a callable
             `score(y_true, logits, indices) -> scalar` (a hook to plant scores).
-        temperature: float tau > 0 of the importance weights. Defaults to 1.0.
+        weighting: "rank" (default), "baseline" or "softmax": how the K
+            scores weigh the alpha gradient (`tsnet_keras.search.estimator`).
+        temperature: float tau > 0 of softmax(score / tau), used by the
+            "softmax" and "baseline" weightings and by importance-weighted
+            weight updates. Defaults to 1.0.
+        weight_update: "mean" (default: every sampled path's loss counts the
+            same) or "importance" (PARSEC: each path's loss is weighted by
+            K x softmax(score / tau)).
         target_macs: None, an int (upper target) or (low, high): the FLOPs
             hinge's range of one-view MACs. Must be reachable by the space.
         macs_penalty: float lambda of the hinge. Defaults to 1.0.
@@ -121,9 +139,11 @@ class ParsecSearch(keras.Model):
         space,
         num_classes: int,
         crop=160,
-        samples_per_replica: int = 2,
+        samples_per_replica: int = DEFAULTS.samples_per_replica,
         score="accuracy",
-        temperature: float = 1.0,
+        weighting: str = DEFAULTS.weighting,
+        temperature: float = DEFAULTS.temperature,
+        weight_update: str = DEFAULTS.weight_update,
         target_macs=None,
         macs_penalty: float = 1.0,
         hinge: str = "expected",
@@ -142,6 +162,12 @@ class ParsecSearch(keras.Model):
             raise ValueError(f"`score` must be one of {SCORES} or a callable, got {score!r}.")
         if not temperature > 0:
             raise ValueError(f"`temperature` must be > 0, got {temperature!r}.")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"`weighting` must be one of {WEIGHTINGS}, got {weighting!r}.")
+        if weight_update not in WEIGHT_UPDATES:
+            raise ValueError(
+                f"`weight_update` must be one of {WEIGHT_UPDATES}, got {weight_update!r}."
+            )
         if hinge not in HINGES:
             raise ValueError(f"`hinge` must be one of {HINGES}, got {hinge!r}.")
         if macs_penalty < 0:
@@ -151,7 +177,9 @@ class ParsecSearch(keras.Model):
         self.crop = crop
         self.samples_per_replica = samples_per_replica
         self.score = score
+        self.weighting = weighting
         self.temperature = float(temperature)
+        self.weight_update = weight_update
         self.macs_penalty = float(macs_penalty)
         self.hinge = hinge
         self.seed = int(seed)
@@ -267,53 +295,13 @@ class ParsecSearch(keras.Model):
     def train_step(self, data):
         (x, y), (heldout_x, heldout_y) = data
         context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync
-        replica_id = context.replica_id_in_sync_group
-        samples = self.samples_per_replica
-        indices = self.sample(replica_id)
-
-        # Weights: each sample trains on its share of the batch. One traced
-        # function serves every sample (the graph of a supernet is large).
-        weights = self.supernet.trainable_variables
-        # Mean over samples; the optimizer all-reduces with SUM over replicas.
-        scale = tf.constant(1.0 / (samples * replicas))
-        losses, gradients = [], None
-        for s in range(samples):
-            part_x = tf.nest.map_structure(lambda t, s=s: t[s::samples], x)
-            loss_s, grads_s = self._sample_gradients(part_x, y[s::samples], indices[s], scale)
-            losses.append(loss_s)
-            gradients = grads_s if gradients is None else [a + b for a, b in zip(gradients, grads_s)]
-        loss = ops.mean(ops.stack(losses))
-        self.optimizer.apply_gradients(zip(gradients, weights))
-
-        # Scores of every sample on the same held-out batch.
-        scores, sampled_macs = [], []
-        for s in range(samples):
-            scores.append(self._sample_score(heldout_x, heldout_y, indices[s]))
-            sampled_macs.append(self.distribution.sampled_macs(indices[s]))
-        scores, sampled_macs = ops.stack(scores), ops.stack(sampled_macs)
-        adjusted = scores
-        if self.hinge == "per_sample":
-            adjusted = scores - self._hinge(sampled_macs)
-        all_scores, all_indices = adjusted, indices
-        if replicas > 1:
-            all_scores = context.all_gather(adjusted, axis=0)
-            all_indices = context.all_gather(indices, axis=0)
-        importance = ops.stop_gradient(ops.softmax(all_scores / self.temperature))
-
-        alpha = self.distribution.trainable_variables
-        with tf.GradientTape() as tape:
-            log_p = self.distribution.log_prob(all_indices)
-            alpha_loss = -ops.sum(importance * log_p)
-            expected_macs = self.distribution.expected_macs()
-            total = alpha_loss
-            if self.hinge == "expected":
-                total = total + self._hinge(expected_macs)
-            total = total / replicas
-        if not self.alpha_frozen and alpha:
-            alpha_gradients = tape.gradient(total, alpha)
-            self.alpha_optimizer.apply_gradients(zip(alpha_gradients, alpha))
-
+        indices = self.sample(context.replica_id_in_sync_group)
+        scores, sampled_macs = self._score_samples(heldout_x, heldout_y, indices)
+        all_scores, all_indices = self._gather(context, self._adjusted(scores, sampled_macs),
+                                               indices)
+        loss = self._train_weights(x, y, indices, all_scores, context)
+        alpha_loss, expected_macs = self._update_alpha(all_scores, all_indices,
+                                                       context.num_replicas_in_sync)
         self.search_step.assign_add(1)
         values = {
             "loss": loss,
@@ -326,6 +314,63 @@ class ParsecSearch(keras.Model):
         for name, value in values.items():
             self._trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self._trackers.items()}
+
+    def _score_samples(self, heldout_x, heldout_y, indices):
+        """Held-out score and MACs of each of this replica's samples (same clips for all)."""
+        scores, sampled_macs = [], []
+        for s in range(self.samples_per_replica):
+            scores.append(self._sample_score(heldout_x, heldout_y, indices[s]))
+            sampled_macs.append(self.distribution.sampled_macs(indices[s]))
+        return ops.stack(scores), ops.stack(sampled_macs)
+
+    def _adjusted(self, scores, sampled_macs):
+        if self.hinge == "per_sample":
+            return scores - self._hinge(sampled_macs)
+        return scores
+
+    @staticmethod
+    def _gather(context, scores, indices):
+        """The K = S x replicas scores and samples, identical on every replica."""
+        if context.num_replicas_in_sync == 1:
+            return scores, indices
+        return context.all_gather(scores, axis=0), context.all_gather(indices, axis=0)
+
+    def _train_weights(self, x, y, indices, all_scores, context):
+        """One MaskedSGD step on the sampled paths; returns the mean training loss."""
+        samples = self.samples_per_replica
+        replicas = context.num_replicas_in_sync
+        loss_weights = sample_loss_weights(all_scores, self.weight_update, self.temperature)
+        if replicas > 1:
+            loss_weights = loss_weights[samples * context.replica_id_in_sync_group:][:samples]
+        # Mean over samples; the optimizer all-reduces with SUM over replicas.
+        scale = 1.0 / (samples * replicas)
+        losses, gradients = [], None
+        for s in range(samples):
+            part_x = tf.nest.map_structure(lambda t, s=s: t[s::samples], x)
+            loss_s, grads_s = self._sample_gradients(
+                part_x, y[s::samples], indices[s], ops.stop_gradient(loss_weights[s]) * scale)
+            losses.append(loss_s)
+            gradients = grads_s if gradients is None else [a + b for a, b in zip(gradients, grads_s)]
+        self.optimizer.apply_gradients(zip(gradients, self.supernet.trainable_variables))
+        return ops.mean(ops.stack(losses))
+
+    def _update_alpha(self, all_scores, all_indices, replicas):
+        """Adam on -sum_k a_k log p(A_k) (+ the expected-MACs hinge); returns both terms."""
+        coefficients = ops.stop_gradient(
+            advantages(all_scores, self.weighting, self.temperature))
+        alpha = self.distribution.trainable_variables
+        with tf.GradientTape() as tape:
+            log_p = self.distribution.log_prob(all_indices)
+            alpha_loss = -ops.sum(coefficients * log_p)
+            expected_macs = self.distribution.expected_macs()
+            total = alpha_loss
+            if self.hinge == "expected":
+                total = total + self._hinge(expected_macs)
+            total = total / replicas
+        if not self.alpha_frozen and alpha:
+            alpha_gradients = tape.gradient(total, alpha)
+            self.alpha_optimizer.apply_gradients(zip(alpha_gradients, alpha))
+        return alpha_loss, expected_macs
 
     def _sample_gradients_eager(self, x, y, indices, scale):
         """(loss, gradients of scale * loss) of one sampled architecture."""
@@ -358,7 +403,9 @@ class ParsecSearch(keras.Model):
             "crop": self.crop,
             "samples_per_replica": self.samples_per_replica,
             "score": self.score,
+            "weighting": self.weighting,
             "temperature": self.temperature,
+            "weight_update": self.weight_update,
             "target_macs": list(self.target_macs) if self.target_macs else None,
             "macs_penalty": self.macs_penalty,
             "hinge": self.hinge,

@@ -1,0 +1,325 @@
+"""Does the PARSEC search find the better architecture? Known-answer benchmarks.
+
+Subcommands (each prints a Markdown table and writes JSON into `--output`):
+
+- `planted`: the step-1 space of `auto_tsnet_mini()` is searched on the
+  built-in synthetic dataset, and the held-out score of every sampled
+  architecture is its real held-out accuracy plus `delta` when it has one
+  planted choice (t = 5 in sparse group 2 by default). Reports, per delta and
+  seed, the probability of the planted choice against search steps and the
+  largest marginal of every other variable minus uniform (drift).
+  `--configs` compares estimator settings (the ablation of BENCHMARKS.md).
+- `known`: no planting. A space where one choice destroys what the labels
+  depend on (see `known_answer_space`); the search must learn to avoid it from
+  accuracy alone.
+
+Everything runs on cached, pre-decoded clips (decoded once with the recipes'
+data path), so a search step costs what the network costs. Crop 32 keeps a
+300-step search at a few minutes on two CPU cores.
+
+Usage:
+    python benchmarks/bench_search_quality.py planted --deltas 2 5 10 --seeds 10
+    python benchmarks/bench_search_quality.py planted --deltas 5 --seeds 4 \\
+        --configs default softmax_t1_k2 baseline_k4 ...
+    python benchmarks/bench_search_quality.py known --seeds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import ops  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tsnet_keras.search import ParsecSearch, search_dataset  # noqa: E402
+from tsnet_keras.search.parsec import accuracy_score  # noqa: E402
+from tsnet_keras.search.progressive import step_space  # noqa: E402
+from tsnet_keras.spaces import auto_tsnet_mini  # noqa: E402
+
+CROP = 32
+PLANTED = ("sparse[2].temporal_kernel", 5)
+# Settings compared by `planted --configs`: ParsecSearch keyword overrides plus
+# "heldout_batch" (clips every sample is scored on). "default": the library's.
+CONFIGS = {
+    "default": {},
+    "previous_default": dict(weighting="softmax", temperature=1.0, samples_per_replica=2,
+                             heldout_batch=8),
+    "softmax_t0.05_k4": dict(weighting="softmax", temperature=0.05),
+    "baseline_t0.05_k4": dict(weighting="baseline", temperature=0.05),
+    "rank_k2": dict(weighting="rank", samples_per_replica=2),
+    "rank_k4_n8": dict(weighting="rank", heldout_batch=8),
+    "rank_k4_n32": dict(weighting="rank", heldout_batch=32),
+    "rank_k4_importance": dict(weight_update="importance", temperature=0.05),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    """What one benchmark search runs with (the search recipe's defaults).
+
+    learning_rate: the paper's 0.4 at batch 64, scaled linearly to batch 8.
+    """
+
+    steps: int = 300
+    batch_size: int = 8
+    heldout_batch: int = 16
+    learning_rate: float = 0.4 * 8 / 64
+    alpha_learning_rate: float = 0.025
+    record_every: int = 10
+    estimator: tuple = ()  # ParsecSearch keyword overrides, as (name, value) pairs
+
+
+# ----------------------------------------------------------------------- data
+def _cache_path(**params) -> str:
+    from tsnet_keras.data.synthetic import GENERATOR_VERSION, default_cache_dir
+
+    key = hashlib.sha1(json.dumps({**params, "v": GENERATOR_VERSION}, sort_keys=True).encode())
+    return os.path.join(default_cache_dir(), "bench_clips", key.hexdigest()[:12] + ".npz")
+
+
+def synthetic_clips(crop=CROP, frames=4, stride=16, train_epochs=3, heldout_fraction=0.2,
+                    seed=0) -> dict:
+    """Decoded sparse clips of the synthetic dataset: train (several epochs) and held-out.
+
+    The held-out videos are split off the training list per class, as the
+    recipes do; the validation list stays unused. Cached as float16 .npz.
+    """
+    path = _cache_path(crop=crop, frames=frames, stride=stride, epochs=train_epochs,
+                       heldout=heldout_fraction, seed=seed)
+    if os.path.exists(path):
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    from tsnet_keras.recipes.data import resolve_data, split_heldout
+
+    data = resolve_data(verbose=False)
+    train, heldout = split_heldout(data.train, heldout_fraction, seed)
+    common = dict(crop=crop, frames=(frames, None), sparse_stride=stride)
+    arrays = {"num_classes": np.asarray(data.num_classes)}
+    xs, ys = [], []
+    for epoch in range(train_epochs):
+        dataset = data.dataset("train", "train", batch_size=64, seed=seed * 100 + epoch,
+                               videos=train, **common)
+        for x, y in dataset:
+            xs.append(x.numpy().astype("float16"))
+            ys.append(y.numpy())
+    arrays["train_x"], arrays["train_y"] = np.concatenate(xs), np.concatenate(ys)
+    dataset = data.dataset("val", "val", batch_size=64, videos=heldout, **common)
+    pairs = [(x.numpy().astype("float16"), y.numpy()) for x, y in dataset]
+    arrays["heldout_x"] = np.concatenate([p[0] for p in pairs])
+    arrays["heldout_y"] = np.concatenate([p[1] for p in pairs])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.savez(path + ".tmp.npz", **arrays)
+    os.replace(path + ".tmp.npz", path)
+    return arrays
+
+
+def search_data(clips, settings: SearchSettings, seed: int):
+    """`((x, y), (x_heldout, y_heldout))` batches; the training order depends on the seed."""
+    order = np.random.default_rng(seed).permutation(len(clips["train_y"]))
+    train = tf.data.Dataset.from_tensor_slices(
+        (clips["train_x"][order].astype("float32"), clips["train_y"][order]))
+    heldout = tf.data.Dataset.from_tensor_slices(
+        (clips["heldout_x"].astype("float32"), clips["heldout_y"]))
+    train = train.batch(settings.batch_size, drop_remainder=True).repeat()
+    heldout = heldout.shuffle(len(clips["heldout_y"]), seed=seed)
+    return search_dataset(train, heldout.batch(settings.heldout_batch, drop_remainder=True))
+
+
+# -------------------------------------------------------------------- planted
+def planted_score(space, key, value, delta):
+    """accuracy + delta when the sampled architecture has `value` for variable `key`."""
+    keys = [v.key for v in space.variables()]
+    variable = space.variables()[keys.index(key)]
+    position, choice = keys.index(key), variable.choices.index(value)
+
+    def score(y_true, logits, indices):
+        bonus = ops.cast(ops.equal(indices[position], choice), "float32") * delta
+        return accuracy_score(y_true, logits) + bonus
+
+    return score
+
+
+def drift(marginals: dict, exclude=()) -> float:
+    """Largest (marginal - uniform) over the variables not in `exclude`."""
+    gaps = [max(m.values()) - 1.0 / len(m) for k, m in marginals.items() if k not in exclude]
+    return float(max(gaps, default=0.0))
+
+
+class _Recorder(keras.callbacks.Callback):
+    def __init__(self, every, key, value):
+        super().__init__()
+        self.every, self.key, self.value = every, key, value
+        self.curve = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.search_step.numpy())
+        if step % self.every == 0:
+            marginals = self.model.distribution.marginals()
+            self.curve.append({"step": step, "p": marginals[self.key][self.value],
+                               "drift": drift(marginals, (self.key,)),
+                               "entropy": float(self.model.distribution.entropy_numpy())})
+
+
+def run_search(space, clips, settings: SearchSettings, seed: int, score="accuracy",
+               watch=PLANTED) -> dict:
+    """One search; returns the curve of `watch`'s probability and the final marginals."""
+    keras.utils.set_random_seed(seed)
+    search = ParsecSearch(space, int(clips["num_classes"]), crop=CROP, score=score, seed=seed,
+                          **dict(settings.estimator))
+    search.compile(learning_rate=settings.learning_rate, total_steps=settings.steps,
+                   alpha_learning_rate=settings.alpha_learning_rate)
+    recorder = _Recorder(settings.record_every, *watch)
+    started = time.time()
+    search.fit(search_data(clips, settings, seed), epochs=1, steps_per_epoch=settings.steps,
+               verbose=0, callbacks=[recorder])
+    marginals = search.distribution.marginals()
+    print(f"  seed {seed}: P({watch[0]} = {watch[1]}) = {marginals[watch[0]][watch[1]]:.3f}, "
+          f"drift {drift(marginals, (watch[0],)):.2f}, {time.time() - started:.0f} s",
+          file=sys.stderr, flush=True)
+    return {"seed": seed, "curve": recorder.curve, "marginals": marginals,
+            "seconds": round(time.time() - started, 1),
+            "most_probable": search.distribution.most_probable().to_dict()}
+
+
+def step_reaching(curve, level=0.9):
+    """First recorded step at which the probability reached `level` (None if never)."""
+    return next((point["step"] for point in curve if point["p"] >= level), None)
+
+
+def summarise(runs, key, value) -> dict:
+    final = [r["marginals"][key][value] for r in runs]
+    drifts = [drift(r["marginals"], (key,)) for r in runs]
+    reached = [step_reaching(r["curve"]) for r in runs]
+    return {
+        "seeds": len(runs),
+        "found_0.9": sum(p >= 0.9 for p in final),
+        "median_p": float(np.median(final)),
+        "min_p": float(np.min(final)),
+        "median_step_0.9": (float(np.median([s for s in reached if s is not None]))
+                            if any(s is not None for s in reached) else None),
+        "max_drift": float(np.max(drifts)),
+        "median_drift": float(np.median(drifts)),
+        "seconds_per_run": float(np.mean([r["seconds"] for r in runs])),
+    }
+
+
+def planted(args):
+    space = step_space(1, auto_tsnet_mini())
+    clips = synthetic_clips()
+    results = {}
+    for config in args.configs:
+        estimator = dict(CONFIGS[config])
+        heldout_batch = estimator.pop("heldout_batch", args.heldout_batch)
+        settings = SearchSettings(steps=args.steps, heldout_batch=heldout_batch,
+                                  estimator=tuple(sorted(estimator.items())))
+        for delta in args.deltas:
+            score = planted_score(space, *PLANTED, delta / 100.0)
+            runs = [run_search(space, clips, settings, seed, score) for seed in args.seeds_list]
+            results[f"{config} delta={delta}"] = {"config": config, "delta": delta,
+                                                  "settings": dataclasses.asdict(settings),
+                                                  "summary": summarise(runs, *PLANTED),
+                                                  "runs": runs}
+            print(_row(config, delta, results[f"{config} delta={delta}"]["summary"]), flush=True)
+            _write(args.output, "planted.json", results)
+    return results
+
+
+# ---------------------------------------------------------------- known answer
+KNOWN_GROUP = 3
+
+
+def known_answer_space(group=KNOWN_GROUP):
+    """Step-1 space of `auto_tsnet_mini()` where only `group` can mix frames.
+
+    The stem's temporal conv and every other group have temporal kernel 1, so
+    the network sees the frames' order only through `group`'s temporal kernel:
+    with t = 1 it averages per-frame features, which cannot tell the motion's
+    direction (start positions are uniform), and the synthetic classes need it
+    (appearance alone: 25% at most, appearance + direction: 50%). The other
+    variables (spatial kernels, widths, expansions) stay searchable. The right
+    answer: t in {3, 5} for `group`, i.e. P(t = 1) -> 0.
+    """
+    space = step_space(1, auto_tsnet_mini())
+    groups = tuple(
+        dataclasses.replace(g, temporal_kernel=(1, 3, 5) if index == group else (1,))
+        for index, g in enumerate(space.sparse.groups)
+    )
+    stem = dataclasses.replace(space.sparse.stem, temporal_kernel=1)
+    sparse = dataclasses.replace(space.sparse, stem=stem, groups=groups)
+    return dataclasses.replace(space, sparse=sparse)
+
+
+def known(args):
+    space = known_answer_space()
+    clips = synthetic_clips()
+    key = f"sparse[{KNOWN_GROUP}].temporal_kernel"
+    settings = SearchSettings(steps=args.steps, heldout_batch=args.heldout_batch)
+    runs = [run_search(space, clips, settings, seed, watch=(key, 1)) for seed in args.seeds_list]
+    rows = []
+    for run in runs:
+        m = run["marginals"][key]
+        rows.append({"seed": run["seed"], "p_t1": m[1], "p_t3": m[3], "p_t5": m[5],
+                     "most_probable_t": max(m, key=m.get),
+                     "drift_others": drift(run["marginals"], (key,))})
+        print(f"| {run['seed']} | {m[1]:.2f} | {m[3]:.2f} | {m[5]:.2f} | "
+              f"{rows[-1]['most_probable_t']} | {rows[-1]['drift_others']:.2f} |", flush=True)
+    _write(args.output, "known.json", {"settings": dataclasses.asdict(settings), "rows": rows,
+                                       "runs": runs})
+    return rows
+
+
+def _row(config, delta, summary):
+    return (f"| {config} | {delta} | {summary['found_0.9']}/{summary['seeds']} | "
+            f"{summary['median_p']:.2f} (min {summary['min_p']:.2f}) | "
+            f"{summary['median_step_0.9']} | {summary['max_drift']:.2f} "
+            f"(median {summary['median_drift']:.2f}) | {summary['seconds_per_run']:.0f} |")
+
+
+def _write(output, name, payload):
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, name), "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=1)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    plant = sub.add_parser("planted", help="planted advantage on real held-out accuracy")
+    plant.add_argument("--deltas", type=float, nargs="+", default=[2, 5, 10],
+                       help="advantage in accuracy points")
+    plant.add_argument("--configs", nargs="+", default=["default"], choices=sorted(CONFIGS))
+    know = sub.add_parser("known", help="a choice that destroys the labels' information")
+    for command in (plant, know):
+        command.add_argument("--seeds", type=int, default=10)
+        command.add_argument("--first-seed", type=int, default=0)
+        command.add_argument("--steps", type=int, default=300)
+        command.add_argument("--heldout-batch", type=int, default=SearchSettings.heldout_batch)
+        command.add_argument("--output", default="runs/bench_search_quality")
+    args = parser.parse_args(argv)
+    args.seeds_list = list(range(args.first_seed, args.first_seed + args.seeds))
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    if args.command == "planted":
+        print("| config | delta (points) | P >= 0.9 at the end | final P (median, min) | "
+              "median step reaching 0.9 | max drift of the others | s per run |")
+        print("|---|---|---|---|---|---|---|")
+    else:
+        print("| seed | P(t=1) | P(t=3) | P(t=5) | most probable t | max drift of the others |")
+        print("|---|---|---|---|---|---|")
+    {"planted": planted, "known": known}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
