@@ -219,6 +219,34 @@ def test_search_step_resumes_after_interruption(own_data, tmp_path):
     assert_finite(outcome.metrics["heldout_score"], outcome.metrics["entropy"])
 
 
+def test_held_out_batches_are_positioned_without_decoding_the_skipped_ones(own_data):
+    from tsnet_keras.data.lists import VideoList
+    from tsnet_keras.search.progressive import heldout_positions
+
+    videos = VideoList(tuple(r for r in own_data.train if "broken" not in r.path))
+    options = dict(crop=CROP, batch_size=2, frames=(4, None), seed=0)
+    by_position = heldout_positions(own_data.heldout_batches(videos, **options))
+    cycle = len(videos) // 2
+    attempts = []
+    for start in (0, 50, 200, 800):  # a long search: 800 steps are 400 passes over the list
+        before = own_data.failures.num_attempts
+        for _ in by_position(start).take(1):
+            pass
+        attempts.append(own_data.failures.num_attempts - before)
+    # At most one pass over the list whatever the start (skipping would decode 2 x start).
+    assert max(attempts) <= 2 * cycle, attempts
+    # Batch k of the cycle, as the plain dataset cycled batch by batch gives it.
+    plain = heldout_positions(own_data.dataset("val", "val", videos=videos, drop_remainder=True,
+                                               **options))
+    for start in (1, cycle + 2):
+        (want_x, want_y), = plain(start).take(1)
+        (got_x, got_y), = by_position(start).take(1)
+        np.testing.assert_array_equal(got_y, want_y)
+        np.testing.assert_array_equal(got_x, want_x)
+    with pytest.raises(ValueError, match="do not fill one batch"):
+        own_data.heldout_batches(VideoList(videos.records[:1]), **options)
+
+
 def test_distribution_snapshots_follow_the_restored_step(tmp_path):
     class FakeDistribution:
         def marginals(self):

@@ -113,6 +113,35 @@ class RecipeData:
         arguments.update(kwargs)
         return video_dataset(source, None, mode, batch_size, **arguments)
 
+    def heldout_batches(self, videos: VideoList, *, crop: int, batch_size: int, frames=(4, 32),
+                        seed=0, **kwargs):
+        """Held-out batches cycled by position: a callable `start_batch -> dataset`.
+
+        A cycle is `len(videos) // batch_size` val-mode batches (the remainder
+        dropped), batch k holding videos `[k * batch_size, (k + 1) * batch_size)`.
+        The dataset for `start_batch` reads the list rotated to that batch, so
+        reaching a position decodes nothing (`run_search_step` repeats it).
+
+        Raises:
+            ValueError: fewer videos than `batch_size`.
+        """
+        if not isinstance(videos, VideoList):
+            raise ValueError(f"`videos` must be a VideoList, got {type(videos).__name__}.")
+        per_cycle = len(videos) // batch_size
+        if per_cycle < 1:
+            raise ValueError(f"the {len(videos)} held-out videos do not fill one batch of "
+                             f"{batch_size}.")
+        usable = videos.records[: per_cycle * batch_size]
+
+        def from_position(start_batch):
+            offset = (int(start_batch) % per_cycle) * batch_size
+            rotated = VideoList(usable[offset:] + usable[:offset], videos.classes)
+            return self.dataset("val", "val", crop=crop, batch_size=batch_size, frames=frames,
+                                seed=seed, videos=rotated, drop_remainder=True, **kwargs)
+
+        from_position.batches_per_cycle = per_cycle
+        return from_position
+
     def describe(self) -> dict:
         """What `metrics.json` records about the data."""
         return {

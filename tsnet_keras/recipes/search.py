@@ -233,8 +233,13 @@ def search_step(
                             seed=seed * 1000 + epoch, videos=search_train)
 
     heldout_batch = max(2, min(batch_size, len(heldout) if hasattr(heldout, "records") else batch_size))
-    val_data = data.dataset("val", "val", crop=crop, batch_size=heldout_batch, frames=frames,
-                            seed=seed, videos=heldout, drop_remainder=True)
+    if hasattr(heldout, "records"):
+        # Positioned by rotating the list: resuming decodes no skipped batch.
+        val_data = data.heldout_batches(heldout, crop=crop, batch_size=heldout_batch,
+                                        frames=frames, seed=seed)
+    else:  # TFRecord shards: a dataset, skipped batch by batch
+        val_data = data.dataset("val", "val", crop=crop, batch_size=heldout_batch, frames=frames,
+                                seed=seed, videos=heldout, drop_remainder=True)
     if not steps_per_epoch:
         steps_per_epoch = int(train_data(0).cardinality())
         if steps_per_epoch < 1:

@@ -23,10 +23,17 @@
 
 Data: `train_data` is a finite `tf.data.Dataset` of `(x, y)` batches (one
 epoch in a fixed order) or a callable `epoch -> dataset` (per-epoch shuffling
-with a seed); `val_data` is a dataset of held-out batches, cycled. x is a
-clip tensor (single stream) or a dict `{"sparse", "dense"}`. Resuming replays
-the data from the step of the checkpoint, so with deterministic datasets a
-resumed search equals an uninterrupted one.
+with a seed). Step n scores the sampled architectures on held-out batch n of a
+cycle: `val_data` is either a dataset of held-out batches (one cycle, repeated)
+or a callable `start_batch -> dataset` whose first element is batch
+`start_batch` of the cycle (it is repeated too, so one rotated cycle is
+enough). Use the callable for decoding pipelines: it positions the held-out
+data at the list level, before anything is decoded (`RecipeData.heldout_batches`
+rotates the held-out video list), whereas a dataset of unknown length has to be
+skipped batch by batch, decoding every batch it passes. x is a clip tensor
+(single stream) or a dict `{"sparse", "dense"}`. Resuming replays the data from
+the step of the checkpoint, so with deterministic datasets a resumed search
+equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -149,7 +156,7 @@ def step_space(step, space: TwoStreamSpace, previous: Architecture | None = None
 def _check_split(data, name, epoch=0):
     dataset = data(epoch) if callable(data) else data
     if not isinstance(dataset, tf.data.Dataset):
-        raise TypeError(f"`{name}` must be a tf.data.Dataset (or a callable epoch -> dataset), "
+        raise TypeError(f"`{name}` must be a tf.data.Dataset (or a callable -> dataset), "
                         f"got {type(dataset).__name__}.")
     cardinality = int(tf.data.experimental.cardinality(dataset))
     if cardinality == 0:
@@ -161,13 +168,29 @@ def _check_split(data, name, epoch=0):
     return dataset, cardinality
 
 
-def _epoch_dataset(train_data, val_data, epoch, skip, steps_per_epoch, global_start, val_size):
+def heldout_positions(val_data):
+    """`val_data` as a callable `start_batch -> dataset` of held-out batches from there, cycled.
+
+    A callable is used as it is (then repeated); a dataset is repeated and skipped
+    to `start_batch` modulo its length (every batch up to `start_batch` when the
+    length is unknown, decoding each: pass a callable for decoding pipelines).
+    """
+    if callable(val_data):
+        return lambda start: val_data(int(start)).repeat()
+    size = int(tf.data.experimental.cardinality(val_data))
+
+    def from_position(start):
+        offset = start % size if size > 0 else start
+        return val_data.repeat().skip(offset)
+
+    return from_position
+
+
+def _epoch_dataset(train_data, heldout_at, epoch, skip, steps_per_epoch):
     train = train_data(epoch) if callable(train_data) else train_data
     train = train.take(steps_per_epoch).skip(skip)
-    heldout = val_data.repeat()
-    offset = global_start % val_size if val_size > 0 else global_start
-    heldout = heldout.skip(offset)
-    return tf.data.Dataset.zip((train, heldout))
+    # Step n uses held-out batch n of the cycle.
+    return tf.data.Dataset.zip((train, heldout_at(epoch * steps_per_epoch + skip)))
 
 
 # --------------------------------------------------------------- callbacks
@@ -349,7 +372,9 @@ def run_search_step(
         step: 1, 2, 3 or "one_shot".
         space: the full `TwoStreamSpace` (the step's sub-space is derived).
         train_data: dataset of `(x, y)` batches (one epoch) or callable epoch -> dataset.
-        val_data: dataset of held-out `(x, y)` batches (cycled).
+        val_data: dataset of held-out `(x, y)` batches (cycled), or a callable
+            `start_batch -> dataset` starting at that batch of the cycle (see the
+            module docstring; no decoding to reach a position).
         output_dir: directory for the outputs (created).
         previous_dir: output_dir of the previous step (steps 2 and 3).
         num_classes: int.
@@ -399,7 +424,8 @@ def run_search_step(
         previous = Architecture.load(path)
     sub_space = step_space(step, space, previous)
     _, train_size = _check_split(train_data, "train_data")
-    _, val_size = _check_split(val_data, "val_data")
+    _check_split(val_data, "val_data")
+    heldout_at = heldout_positions(val_data)
     if steps_per_epoch is None:
         if train_size < 0:
             raise ValueError("the length of `train_data` is unknown: pass `steps_per_epoch`.")
@@ -474,7 +500,7 @@ def run_search_step(
             search.alpha_frozen = frozen
             search.make_train_function(force=True)
         skip = done - epoch * steps_per_epoch
-        data = _epoch_dataset(train_data, val_data, epoch, skip, steps_per_epoch, done, val_size)
+        data = _epoch_dataset(train_data, heldout_at, epoch, skip, steps_per_epoch)
         started = time.time()
         logs = search.fit(
             data, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps_per_epoch - skip,
@@ -553,6 +579,7 @@ __all__ = [
     "SEARCH_STEPS",
     "SearchDivergedError",
     "SearchResult",
+    "heldout_positions",
     "inherit_weights",
     "load_step_result",
     "one_shot_search",
