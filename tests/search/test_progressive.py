@@ -74,6 +74,8 @@ def test_warm_up_epochs_leave_alpha_untouched(steps):
     uniform = 2 * np.log(2.0)  # step 3 searches two on/off variables
     assert first["entropy"] == pytest.approx(uniform, abs=1e-6)
     assert second["entropy"] != pytest.approx(uniform, abs=1e-6)
+    # Adam's step counter counts the 3 steps after the warm-up only (one traced step).
+    assert int(step3.search.alpha_optimizer.iterations.numpy()) == 3
 
 
 def test_steps_fix_what_earlier_steps_found(steps):

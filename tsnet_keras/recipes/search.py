@@ -257,7 +257,9 @@ def search_step(
             crop=crop, target_macs=target_macs, seed=seed, warmup_epochs=warmup_epochs,
             learning_rate=learning_rate, samples_per_replica=samples_per_replica,
             checkpoint_every=checkpoint_every, strategy=strategy,
-            callbacks=[snapshots, *(callbacks or [])], verbose=verbose, **search_kwargs,
+            callbacks=[snapshots, *(callbacks or [])], verbose=verbose,
+            extra_config={"batch_size": batch_size, "heldout_fraction": heldout_fraction},
+            **search_kwargs,
         )
     seconds = time.time() - started
     last = result.history[-1] if result.history else {}
