@@ -80,6 +80,12 @@ def test_data_parameter_errors_name_the_parameter(own_videos, tmp_path):
         recipes.resolve_data(own_videos["data_root"], own_videos["train_list"], str(high))
     with pytest.raises(ValueError, match="`num_classes`"):
         recipes.resolve_data(**own_videos, num_classes=2)
+    # A typo label (1000 among 0..3) is an error, not 997 new classes.
+    typo = tmp_path / "train_typo.txt"
+    with open(own_videos["train_list"]) as handle:
+        typo.write_text(handle.read() + "clip.mp4 1000\n")
+    with pytest.raises(ValueError, match=r"`train_list`.*labels up to 1000.*typo"):
+        recipes.resolve_data(own_videos["data_root"], str(typo), own_videos["val_list"])
 
 
 def test_recipe_parameter_errors_come_before_the_data(tmp_path):

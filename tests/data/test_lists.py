@@ -179,3 +179,12 @@ def test_list_file_gaps_bom_spaces_odd_labels_and_encoding(tmp_path):
     path.write_bytes("caf\xe9.mp4 1\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"list.txt.*not UTF-8"):
         read_list_file(path)
+
+
+def test_labels_beyond_num_classes_are_refused_before_decoding():
+    from tsnet_keras.data.dataset import video_dataset
+
+    pairs = [("a.mp4", 0), ("missing/b.mp4", 5), ("c.mp4", -1)]
+    with pytest.raises(ValueError, match=r"1 label\(s\) outside \[0, 3\).*missing/b.mp4.*label 5"):
+        video_dataset(pairs, mode="val", num_classes=3)
+    video_dataset(pairs, mode="val", num_classes=6)  # in range (and -1, unlabelled): accepted

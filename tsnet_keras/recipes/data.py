@@ -106,7 +106,7 @@ class RecipeData:
             arguments["flip"] = self.flip
         sparse_frames, dense_frames = frames
         arguments.update(sparse_frames=sparse_frames, dense_frames=dense_frames or None,
-                         seed=seed, failures=self.failures)
+                         seed=seed, failures=self.failures, num_classes=self.num_classes)
         if dense_frames:
             # The sparse stream's window (4 x 16 = 64 frames) also holds the dense 32 x 2.
             arguments.setdefault("dense_stride", 2)
@@ -279,6 +279,14 @@ def resolve_data(data_root="", train_list="", val_list="", num_classes: int = 0,
             if (labels < 0).any():
                 raise ValueError(f"`train_list` {train_list!r} has unlabelled videos (label -1).")
             found = len(train.classes) if train.classes else int(labels.max()) + 1
+            missing = sorted(set(range(found)) - set(labels.tolist()))
+            if not train.classes and not num_classes and missing:
+                raise ValueError(
+                    f"`train_list` {train_list!r} has labels up to {found - 1} but no video of "
+                    f"{len(missing)} label(s) below it (e.g. {missing[:5]}): a typo in a label? "
+                    f"Labels must be 0..num_classes-1; if classes really have no training "
+                    f"video, pass `num_classes`."
+                )
             if num_classes and num_classes < found:
                 raise ValueError(f"`num_classes` is {num_classes} but `train_list` has labels up to "
                                  f"{found - 1}.")

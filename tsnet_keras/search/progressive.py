@@ -167,11 +167,28 @@ def _check_split(data, name, epoch=0):
     cardinality = int(tf.data.experimental.cardinality(dataset))
     if cardinality == 0:
         raise ValueError(f"`{name}` is empty: the search needs at least one batch.")
-    for _ in dataset.take(1):
+    for first in dataset.take(1):
         break
     else:
         raise ValueError(f"`{name}` is empty: the search needs at least one batch.")
-    return dataset, cardinality
+    return dataset, cardinality, int(tf.nest.flatten(first[1])[0].shape[0])
+
+
+def _check_batches(train_batch, heldout_batch, replicas, samples_per_replica):
+    """Each replica splits its batch between its samples and scores them on its held-out share."""
+    if train_batch // replicas < samples_per_replica:
+        raise ValueError(
+            f"`train_data` batches of {train_batch} clips over {replicas} replica(s) give "
+            f"{train_batch // replicas} per replica, fewer than samples_per_replica="
+            f"{samples_per_replica} (each sampled architecture trains on its share of a "
+            f"replica's batch): use a global batch of at least {replicas * samples_per_replica} "
+            "or a smaller samples_per_replica."
+        )
+    if heldout_batch < replicas:
+        raise ValueError(
+            f"`val_data` batches of {heldout_batch} clips leave some of the {replicas} replicas "
+            f"without a held-out clip: use held-out batches of at least {replicas}."
+        )
 
 
 def heldout_positions(val_data):
@@ -433,9 +450,11 @@ def run_search_step(
             raise ValueError(f"previous_dir {previous_dir!r} has no architecture.json.")
         previous = Architecture.load(path)
     sub_space = step_space(step, space, previous)
-    _, train_size = _check_split(train_data, "train_data")
-    _check_split(val_data, "val_data")
+    _, train_size, train_batch = _check_split(train_data, "train_data")
+    _, _, heldout_batch = _check_split(val_data, "val_data")
     heldout_at = heldout_positions(val_data)
+    strategy = strategy or tf.distribute.get_strategy()
+    _check_batches(train_batch, heldout_batch, strategy.num_replicas_in_sync, samples_per_replica)
     if steps_per_epoch is None:
         if train_size < 0:
             raise ValueError("the length of `train_data` is unknown: pass `steps_per_epoch`.")
@@ -452,7 +471,6 @@ def run_search_step(
     checkpoint_path = os.path.join(output_dir, CHECKPOINT_FILE)
     found = find_checkpoint(checkpoint_path) if resume else None
 
-    strategy = strategy or tf.distribute.get_strategy()
     total_steps = epochs * steps_per_epoch
     # Same initial weights in every run with this seed (a resumed run restores them anyway).
     keras.utils.set_random_seed(seed)
