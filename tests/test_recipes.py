@@ -80,6 +80,12 @@ def test_data_parameter_errors_name_the_parameter(own_videos, tmp_path):
         recipes.resolve_data(own_videos["data_root"], own_videos["train_list"], str(high))
     with pytest.raises(ValueError, match="`num_classes`"):
         recipes.resolve_data(**own_videos, num_classes=2)
+    # A typo label (1000 among 0..3) is an error, not 997 new classes.
+    typo = tmp_path / "train_typo.txt"
+    with open(own_videos["train_list"]) as handle:
+        typo.write_text(handle.read() + "clip.mp4 1000\n")
+    with pytest.raises(ValueError, match=r"`train_list`.*labels up to 1000.*typo"):
+        recipes.resolve_data(own_videos["data_root"], str(typo), own_videos["val_list"])
 
 
 def test_recipe_parameter_errors_come_before_the_data(tmp_path):
@@ -199,8 +205,74 @@ def test_retrain_resumes_after_interruption(own_data, tmp_path, checkpoint_every
     # A finished run returns its stored model; other settings in the same folder are refused.
     again = recipes.retrain(arch, out, **settings)
     assert again.metrics["epochs_completed"] == 3
-    with pytest.raises(ValueError, match="another training run.*epochs"):
+    with pytest.raises(ValueError, match="other settings.*epochs: 3 in the checkpoint, 4 now"):
         recipes.retrain(arch, out, **dict(settings, epochs=4))
+
+
+def test_retrain_killed_right_after_an_epochs_checkpoint_keeps_its_row(own_data, tmp_path,
+                                                                        monkeypatch):
+    from tsnet_keras.recipes import train
+
+    arch, out = sparse_arch(), str(tmp_path / "retrain")
+    settings = dict(data=own_data, epochs=2, steps_per_epoch=2, warmup_epochs=0, validate=False,
+                    checkpoint_every=2, **TINY)  # a checkpoint on each epoch's last step
+    real = train.TrainingCheckpoint.save
+
+    def save_then_die(self, model, state):
+        real(self, model, state)
+        if state["step"] == 2:
+            raise KeyboardInterrupt("killed right after the checkpoint of step 2")
+
+    monkeypatch.setattr(train.TrainingCheckpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        recipes.retrain(arch, out, **settings)
+    state = recipes.read_json(os.path.join(out, "checkpoint", "state.json"))
+    assert state["step"] == 2 and [row["epoch"] for row in state["history"]] == [1]
+    monkeypatch.undo()
+    recorder = Recorder()
+    outcome = recipes.retrain(arch, out, callbacks=[recorder], **settings)
+    assert recorder.batches == 2 and recorder.first_step == 2
+    assert [row["epoch"] for row in outcome.history] == [1, 2]
+    assert outcome.metrics["epochs_completed"] == 2
+    # The last two checkpoints are kept; a changed setting is refused naming both values.
+    folder = os.path.join(out, "checkpoint")
+    assert sorted(f for f in os.listdir(folder) if f.endswith(".h5")) == [
+        "step-000000002.weights.h5", "step-000000004.weights.h5"]
+    with pytest.raises(ValueError, match=r"momentum: 0.9 in the checkpoint, 0.5 now.*resume=False"):
+        recipes.retrain(arch, out, **dict(settings, momentum=0.5))
+
+
+def test_early_stopping_ends_a_retrain(own_data, tmp_path):
+    stop = keras.callbacks.EarlyStopping(monitor="loss", min_delta=1e9, patience=2)
+    outcome = recipes.retrain(sparse_arch(), str(tmp_path / "retrain"), data=own_data, epochs=5,
+                              steps_per_epoch=1, warmup_epochs=0, validate=False,
+                              callbacks=[stop], **TINY)
+    assert [row["epoch"] for row in outcome.history] == [1, 2, 3]
+    assert outcome.metrics["epochs_completed"] == 3
+
+
+def test_training_checkpoint_falls_back_when_the_latest_weights_are_damaged(tmp_path):
+    from tsnet_keras.recipes.train import TrainingCheckpoint
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    checkpoint = TrainingCheckpoint(tmp_path / "checkpoint")
+    kernel = model.layers[0].kernel
+    kernel.assign(np.ones((3, 2)))
+    checkpoint.save(model, {"step": 1})
+    kernel.assign(np.full((3, 2), 2.0))
+    checkpoint.save(model, {"step": 2})
+    kernel.assign(np.full((3, 2), 3.0))
+    checkpoint.save(model, {"step": 3})
+    files = sorted(os.listdir(tmp_path / "checkpoint"))
+    assert files == ["state.json", "state.previous.json", "step-000000002.weights.h5",
+                     "step-000000003.weights.h5"]
+    latest = tmp_path / "checkpoint" / "step-000000003.weights.h5"
+    latest.write_bytes(latest.read_bytes()[:200])
+    with pytest.warns(UserWarning, match=r"step-000000003\.weights\.h5.*previous checkpoint"):
+        state = checkpoint.restore(model)
+    assert state["step"] == 2
+    np.testing.assert_array_equal(np.asarray(kernel), np.full((3, 2), 2.0))
 
 
 @pytest.mark.slow
@@ -217,6 +289,34 @@ def test_search_step_resumes_after_interruption(own_data, tmp_path):
     snapshots = [s["step"] for s in recipes.load_snapshots(out)]
     assert snapshots == [0, 1, 2, 3, 4]
     assert_finite(outcome.metrics["heldout_score"], outcome.metrics["entropy"])
+
+
+def test_held_out_batches_are_positioned_without_decoding_the_skipped_ones(own_data):
+    from tsnet_keras.data.lists import VideoList
+    from tsnet_keras.search.progressive import heldout_positions
+
+    videos = VideoList(tuple(r for r in own_data.train if "broken" not in r.path))
+    options = dict(crop=CROP, batch_size=2, frames=(4, None), seed=0)
+    by_position = heldout_positions(own_data.heldout_batches(videos, **options))
+    cycle = len(videos) // 2
+    attempts = []
+    for start in (0, 50, 200, 800):  # a long search: 800 steps are 400 passes over the list
+        before = own_data.failures.num_attempts
+        for _ in by_position(start).take(1):
+            pass
+        attempts.append(own_data.failures.num_attempts - before)
+    # At most one pass over the list whatever the start (skipping would decode 2 x start).
+    assert max(attempts) <= 2 * cycle, attempts
+    # Batch k of the cycle, as the plain dataset cycled batch by batch gives it.
+    plain = heldout_positions(own_data.dataset("val", "val", videos=videos, drop_remainder=True,
+                                               **options))
+    for start in (1, cycle + 2):
+        (want_x, want_y), = plain(start).take(1)
+        (got_x, got_y), = by_position(start).take(1)
+        np.testing.assert_array_equal(got_y, want_y)
+        np.testing.assert_array_equal(got_x, want_x)
+    with pytest.raises(ValueError, match="do not fill one batch"):
+        own_data.heldout_batches(VideoList(videos.records[:1]), **options)
 
 
 def test_distribution_snapshots_follow_the_restored_step(tmp_path):

@@ -163,3 +163,28 @@ def test_ssv2_unknown_template(tmp_path):
         read_ssv2_json(tmp_path / "val.json", tmp_path / "labels.json")
     with pytest.raises(FileNotFoundError, match="labels_file"):
         read_ssv2_json(tmp_path / "val.json", tmp_path / "none.json")
+
+
+def test_list_file_gaps_bom_spaces_odd_labels_and_encoding(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_bytes("\ufeffa.mp4 1\nmy  clips/two   spaces.mp4 2\n".encode("utf-8"))
+    videos = read_list_file(path)
+    assert videos.paths == ["a.mp4", "my  clips/two   spaces.mp4"]  # no BOM, spaces kept
+    for label in ("1e3", "-7", "1.0", str(10**20)):
+        path.write_text(f"a.mp4 0\nb.mp4 {label}\n")
+        with pytest.raises(ValueError, match=r"list.txt, line 2: label"):
+            read_list_file(path)
+    path.write_text("a.mp4 -1\n")
+    assert read_list_file(path).labels.tolist() == [-1]  # unlabelled
+    path.write_bytes("caf\xe9.mp4 1\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"list.txt.*not UTF-8"):
+        read_list_file(path)
+
+
+def test_labels_beyond_num_classes_are_refused_before_decoding():
+    from tsnet_keras.data.dataset import video_dataset
+
+    pairs = [("a.mp4", 0), ("missing/b.mp4", 5), ("c.mp4", -1)]
+    with pytest.raises(ValueError, match=r"1 label\(s\) outside \[0, 3\).*missing/b.mp4.*label 5"):
+        video_dataset(pairs, mode="val", num_classes=3)
+    video_dataset(pairs, mode="val", num_classes=6)  # in range (and -1, unlabelled): accepted

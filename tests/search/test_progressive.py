@@ -74,6 +74,8 @@ def test_warm_up_epochs_leave_alpha_untouched(steps):
     uniform = 2 * np.log(2.0)  # step 3 searches two on/off variables
     assert first["entropy"] == pytest.approx(uniform, abs=1e-6)
     assert second["entropy"] != pytest.approx(uniform, abs=1e-6)
+    # Adam's step counter counts the 3 steps after the warm-up only (one traced step).
+    assert int(step3.search.alpha_optimizer.iterations.numpy()) == 3
 
 
 def test_steps_fix_what_earlier_steps_found(steps):
@@ -179,3 +181,19 @@ def test_nan_loss_stops_the_search_and_keeps_the_last_good_checkpoint(tmp_path):
             if data[key].dtype.kind == "f":
                 assert np.all(np.isfinite(data[key])), key
     assert not os.path.exists(tmp_path / "run" / "architecture.json")
+
+
+def test_a_held_out_callable_is_asked_for_the_batch_of_each_epochs_first_step(tmp_path):
+    heldout = _data(8, 1)  # a cycle of 2 batches
+    starts = []
+
+    def val_data(start):
+        starts.append(start)
+        offset = start % 2
+        return heldout.skip(offset).concatenate(heldout.take(offset))
+
+    options = dict(COMMON, epochs=2, tensorboard=False)
+    result = run_search_step(1, progressive_space(), _data(), val_data, tmp_path / "run",
+                             **options)
+    assert starts == [0, 0, 3]  # the check before training, then epochs starting at steps 0, 3
+    assert [row["step"] for row in result.history] == [3, 6]

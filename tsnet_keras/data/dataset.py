@@ -200,6 +200,23 @@ def _tfrecord_frames(parsed, sampler: ClipSampler, target_fps, clip_seed, num_cl
     return frames, positions[..., : sampler.sparse_frames], positions[..., sampler.sparse_frames :]
 
 
+def check_labels(videos: VideoList, num_classes: int, source="videos") -> None:
+    """Refuses labels outside [0, num_classes) other than -1 (unlabelled), naming the video.
+
+    A label beyond the classes would train as nothing (an all-zero one-hot target)
+    or count as a new class; it is a typo in the list, not data.
+    """
+    _check_positive_int("num_classes", num_classes)
+    labels = videos.labels
+    bad = np.flatnonzero((labels >= num_classes) | (labels < -1))
+    if bad.size:
+        record = videos[int(bad[0])]
+        raise ValueError(
+            f"video_dataset: {source!r} has {bad.size} label(s) outside [0, {num_classes}) "
+            f"(num_classes={num_classes}); the first: {record.path!r} with label {record.label}."
+        )
+
+
 # --------------------------------------------------------------------------- graph side
 
 
@@ -240,6 +257,7 @@ def video_dataset(
     check_after: int = 20,
     max_retries: int = 10,
     failures: DecodeFailures | None = None,
+    num_classes: int | None = None,
     mean: Sequence[float] = augment.KINETICS_MEAN,
     std: Sequence[float] = augment.KINETICS_STD,
 ) -> tf.data.Dataset:
@@ -297,6 +315,9 @@ def video_dataset(
             one, at most this many times in a row.
         failures: `DecodeFailures` to record into (default: a new one, also
             available as `dataset.failures`).
+        num_classes: int or None. When given, every label must be in
+            [0, num_classes) (or -1, unlabelled): a list with another label is
+            refused before anything is decoded (the message names the video).
         mean, std: per-channel normalisation of [0, 1] pixels (Kinetics values
             of PySlowFast by default).
 
@@ -429,6 +450,8 @@ def video_dataset(
         videos = load_video_list(list_file, data_root, format, labels_file, classes)
         if len(videos) == 0:
             raise ValueError(f"video_dataset: {list_file!r} lists no videos.")
+        if num_classes is not None:
+            check_labels(videos, num_classes, list_file if isinstance(list_file, (str, os.PathLike)) else "the list")
         loader = _ClipLoader(videos, sampler, target_fps, source_fps, format == "frames", failures, max_retries)
         indices = tf.data.Dataset.range(len(videos))
         if shuffle:

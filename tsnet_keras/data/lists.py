@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -106,6 +107,33 @@ def _parse_int(text: str, field: str, where: str) -> int:
         raise ValueError(f"{where}: {field} must be an integer, got {text!r}.") from None
 
 
+LABEL_LIMIT = 2**31  # labels index classes: int32 in the models
+
+
+def _parse_label(text: str, where: str) -> int:
+    """A class label: a plain integer in [-1, 2**31) (-1: unlabelled)."""
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise ValueError(f"{where}: label must be a whole number written in digits, got "
+                         f"{text!r}.")
+    label = int(text)
+    if not -1 <= label < LABEL_LIMIT:
+        raise ValueError(f"{where}: label must be in [-1, {LABEL_LIMIT}) (-1: unlabelled), "
+                         f"got {text}.")
+    return label
+
+
+def _read_text_lines(path: str, caller: str) -> list:
+    """The lines of a UTF-8 text file (a byte-order mark is dropped); errors name the file."""
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            return handle.read().splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{caller}: {path!r} is not UTF-8 text (byte {error.start}: "
+                         f"{error.reason}); save it as UTF-8.") from None
+    except OSError as error:
+        raise OSError(f"{caller}: cannot read {path!r}: {error}") from error
+
+
 def read_list_file(list_file, data_root=None, separator: str | None = None) -> VideoList:
     """Reads a PySlowFast list file: one `path label` per line.
 
@@ -136,8 +164,7 @@ def read_list_file(list_file, data_root=None, separator: str | None = None) -> V
     if separator not in (None, ",", " "):
         raise ValueError(f"read_list_file: `separator` must be ',', ' ' or None, got {separator!r}.")
     records = []
-    with open(list_file, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
+    lines = _read_text_lines(list_file, "read_list_file")
     sep = separator
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
@@ -152,11 +179,12 @@ def read_list_file(list_file, data_root=None, separator: str | None = None) -> V
         num_frames = None
         if len(fields) == 3 and fields[1].isdigit() and fields[2].lstrip("-").isdigit():
             path, num_frames, label = fields[0], int(fields[1]), fields[2]
-        else:
-            path, label = (" " if sep == " " else ",").join(fields[:-1]), fields[-1]
-        records.append(
-            VideoRecord(_join(data_root, path), _parse_int(label, "label", where), num_frames=num_frames)
-        )
+        elif sep == ",":
+            path, label = ",".join(fields[:-1]), fields[-1]
+        else:  # the path keeps its own spaces (runs of spaces included)
+            path, label = line.rsplit(None, 1)
+        records.append(VideoRecord(_join(data_root, path), _parse_label(label, where),
+                                   num_frames=num_frames))
     return VideoList(tuple(records))
 
 
@@ -180,6 +208,9 @@ def records_from_pairs(pairs: Iterable, data_root=None) -> VideoList:
         path, label = pair
         if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
             raise ValueError(f"list_file[{index}]: label must be an int, got {label!r}.")
+        if not -1 <= label < LABEL_LIMIT:
+            raise ValueError(f"list_file[{index}]: label must be in [-1, {LABEL_LIMIT}) (-1: "
+                             f"unlabelled), got {label}.")
         records.append(VideoRecord(_join(data_root, os.fspath(path)), int(label)))
     return VideoList(tuple(records))
 
@@ -223,8 +254,12 @@ def read_kinetics_csv(
     csv_file = os.fspath(csv_file)
     if not os.path.isfile(csv_file):
         raise FileNotFoundError(f"read_kinetics_csv: CSV file {csv_file!r} does not exist.")
-    with open(csv_file, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with open(csv_file, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"read_kinetics_csv: {csv_file!r} is not UTF-8 text (byte "
+                         f"{error.start}); save it as UTF-8.") from None
         if not rows:
             return VideoList((), tuple(classes) if classes is not None else ())
     header = rows[0].keys()

@@ -106,12 +106,41 @@ class RecipeData:
             arguments["flip"] = self.flip
         sparse_frames, dense_frames = frames
         arguments.update(sparse_frames=sparse_frames, dense_frames=dense_frames or None,
-                         seed=seed, failures=self.failures)
+                         seed=seed, failures=self.failures, num_classes=self.num_classes)
         if dense_frames:
             # The sparse stream's window (4 x 16 = 64 frames) also holds the dense 32 x 2.
             arguments.setdefault("dense_stride", 2)
         arguments.update(kwargs)
         return video_dataset(source, None, mode, batch_size, **arguments)
+
+    def heldout_batches(self, videos: VideoList, *, crop: int, batch_size: int, frames=(4, 32),
+                        seed=0, **kwargs):
+        """Held-out batches cycled by position: a callable `start_batch -> dataset`.
+
+        A cycle is `len(videos) // batch_size` val-mode batches (the remainder
+        dropped), batch k holding videos `[k * batch_size, (k + 1) * batch_size)`.
+        The dataset for `start_batch` reads the list rotated to that batch, so
+        reaching a position decodes nothing (`run_search_step` repeats it).
+
+        Raises:
+            ValueError: fewer videos than `batch_size`.
+        """
+        if not isinstance(videos, VideoList):
+            raise ValueError(f"`videos` must be a VideoList, got {type(videos).__name__}.")
+        per_cycle = len(videos) // batch_size
+        if per_cycle < 1:
+            raise ValueError(f"the {len(videos)} held-out videos do not fill one batch of "
+                             f"{batch_size}.")
+        usable = videos.records[: per_cycle * batch_size]
+
+        def from_position(start_batch):
+            offset = (int(start_batch) % per_cycle) * batch_size
+            rotated = VideoList(usable[offset:] + usable[:offset], videos.classes)
+            return self.dataset("val", "val", crop=crop, batch_size=batch_size, frames=frames,
+                                seed=seed, videos=rotated, drop_remainder=True, **kwargs)
+
+        from_position.batches_per_cycle = per_cycle
+        return from_position
 
     def describe(self) -> dict:
         """What `metrics.json` records about the data."""
@@ -250,6 +279,14 @@ def resolve_data(data_root="", train_list="", val_list="", num_classes: int = 0,
             if (labels < 0).any():
                 raise ValueError(f"`train_list` {train_list!r} has unlabelled videos (label -1).")
             found = len(train.classes) if train.classes else int(labels.max()) + 1
+            missing = sorted(set(range(found)) - set(labels.tolist()))
+            if not train.classes and not num_classes and missing:
+                raise ValueError(
+                    f"`train_list` {train_list!r} has labels up to {found - 1} but no video of "
+                    f"{len(missing)} label(s) below it (e.g. {missing[:5]}): a typo in a label? "
+                    f"Labels must be 0..num_classes-1; if classes really have no training "
+                    f"video, pass `num_classes`."
+                )
             if num_classes and num_classes < found:
                 raise ValueError(f"`num_classes` is {num_classes} but `train_list` has labels up to "
                                  f"{found - 1}.")

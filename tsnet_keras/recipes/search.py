@@ -201,10 +201,6 @@ def search_step(
     learning_rate = check_number("learning_rate", learning_rate, strict=True)
     reference_batch_size = check_int("reference_batch_size", reference_batch_size)
     samples_per_replica = check_int("samples_per_replica", samples_per_replica)
-    if batch_size < samples_per_replica:
-        raise ValueError(f"`batch_size` ({batch_size}) must be >= `samples_per_replica` "
-                         f"({samples_per_replica}): each sampled architecture trains on its "
-                         "share of the batch.")
     crop = check_int("crop", crop, minimum=16)
     seed = check_int("seed", seed, minimum=0)
     target_gflops = check_number("target_gflops", target_gflops)
@@ -250,8 +246,13 @@ def search_step(
     heldout_batch_size = check_int("heldout_batch_size", heldout_batch_size, minimum=2)
     heldout_batch = min(heldout_batch_size,
                         len(heldout) if hasattr(heldout, "records") else heldout_batch_size)
-    val_data = data.dataset("val", "val", crop=crop, batch_size=heldout_batch, frames=frames,
-                            seed=seed, videos=heldout, drop_remainder=True)
+    if hasattr(heldout, "records"):
+        # Positioned by rotating the list: resuming decodes no skipped batch.
+        val_data = data.heldout_batches(heldout, crop=crop, batch_size=heldout_batch,
+                                        frames=frames, seed=seed)
+    else:  # TFRecord shards: a dataset, skipped batch by batch
+        val_data = data.dataset("val", "val", crop=crop, batch_size=heldout_batch, frames=frames,
+                                seed=seed, videos=heldout, drop_remainder=True)
     if not steps_per_epoch:
         steps_per_epoch = int(train_data(0).cardinality())
         if steps_per_epoch < 1:
@@ -270,7 +271,10 @@ def search_step(
             learning_rate=learning_rate * batch_size / reference_batch_size,
             samples_per_replica=samples_per_replica,
             checkpoint_every=checkpoint_every, strategy=strategy,
-            callbacks=[snapshots, *(callbacks or [])], verbose=verbose, **search_kwargs,
+            callbacks=[snapshots, *(callbacks or [])], verbose=verbose,
+            extra_config={"batch_size": batch_size, "heldout_fraction": heldout_fraction,
+                          "heldout_batch_size": heldout_batch},
+            **search_kwargs,
         )
     seconds = time.time() - started
     last = result.history[-1] if result.history else {}

@@ -16,9 +16,16 @@ Resuming: the model and optimizer state (weights, momentum, step counter, and
 so the learning-rate schedule) are saved every `checkpoint_every` steps and at
 each epoch end into `output_dir/checkpoint/`: a weights file named by its step,
 then `state.json` pointing at it, each written atomically, so a run killed at
-any moment leaves a consistent pair. Running the same call again continues from
-the saved step (mid-epoch: the epoch's data are replayed from the same seed and
-the batches already seen skipped). A finished run returns its stored model.
+any moment leaves a consistent pair. The previous pair is kept
+(`state.previous.json` and its weights); older weights are deleted only after
+the new state is written, and a latest pair that cannot be read falls back to
+the previous one with a warning naming the file. Running the same call again
+continues from the saved step (mid-epoch: the epoch's data are replayed from the
+same seed and the batches already seen skipped); other settings are refused,
+naming them. An epoch's history row is written before its checkpoint, so no
+row is ever lost. A finished run returns its stored model. The loop is
+`tsnet_keras.engine` (shared with the search): callbacks see one run
+(EarlyStopping ends it).
 
 Outputs in `output_dir`: `model.keras` (loads with `keras.saving.load_model`,
 the architecture inside), `architecture.json`, `history.csv` / `history.json`
@@ -28,16 +35,23 @@ and `metrics.json`.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import glob
-import io
 import os
 import time
 import warnings
 
 import keras
 
+from tsnet_keras.engine import (
+    Checkpointer,
+    EpochHistory,
+    RunCallbacks,
+    check_same_config,
+    fit_epochs,
+    remove_stale_temp_files,
+    write_history,
+)
 from tsnet_keras.recipes.common import (
     architecture_summary,
     as_json,
@@ -56,6 +70,7 @@ from tsnet_keras.space.architecture import Architecture
 MODEL_FILE = "model.keras"
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
+PREVIOUS_STATE_FILE = "state.previous.json"
 HISTORY_FIELDS = ("epoch", "step", "loss", "accuracy", "top5", "val_loss", "val_accuracy",
                   "val_top5", "learning_rate", "seconds")
 
@@ -89,17 +104,40 @@ class TopKAccuracy(keras.metrics.TopKCategoricalAccuracy):
 
 # ------------------------------------------------------------------------ checkpoint
 class TrainingCheckpoint:
-    """Atomic weights + state checkpoints of a training run in one folder."""
+    """Atomic weights + state checkpoints of a training run in one folder (the last two kept)."""
 
     def __init__(self, folder):
         self.folder = os.fspath(folder)
         self.state_path = os.path.join(self.folder, STATE_FILE)
+        self.previous_state_path = os.path.join(self.folder, PREVIOUS_STATE_FILE)
 
     def exists(self) -> bool:
-        return os.path.exists(self.state_path)
+        return os.path.exists(self.state_path) or os.path.exists(self.previous_state_path)
+
+    def _states(self):
+        """Readable (path, state) pairs, newest first; unreadable ones warned about."""
+        states = []
+        for path in (self.state_path, self.previous_state_path):
+            if not os.path.exists(path):
+                continue
+            try:
+                states.append((path, read_json(path)))
+            except (OSError, ValueError) as error:
+                warnings.warn(f"retrain: {path} cannot be read ({error}); using the previous "
+                              "checkpoint.", stacklevel=3)
+        return states
 
     def read(self) -> dict:
-        return read_json(self.state_path)
+        """The newest readable state.
+
+        Raises:
+            ValueError: state files exist but none can be read (named).
+        """
+        states = self._states()
+        if not states:
+            raise ValueError(f"no readable checkpoint state in {self.folder} ({STATE_FILE}, "
+                             f"{PREVIOUS_STATE_FILE}); delete them or pass resume=False.")
+        return states[0][1]
 
     def save(self, model, state: dict) -> None:
         os.makedirs(self.folder, exist_ok=True)
@@ -107,43 +145,45 @@ class TrainingCheckpoint:
         name = f"step-{step:09d}.weights.h5"
         path = os.path.join(self.folder, name)
         temp = os.path.join(self.folder, f".tmp-{os.getpid()}.weights.h5")
-        model.save_weights(temp)  # model and optimizer variables
-        os.replace(temp, path)
-        write_json(self.state_path, {**state, "weights": name})
-        for old in glob.glob(os.path.join(self.folder, "step-*.weights.h5")):
-            if os.path.basename(old) != name:
+        try:
+            model.save_weights(temp)  # model and optimizer variables
+            os.replace(temp, path)
+            if os.path.exists(self.state_path):
+                previous = read_json(self.state_path)
+                if previous.get("weights") != name:
+                    os.replace(self.state_path, self.previous_state_path)
+            write_json(self.state_path, {**state, "weights": name})
+        except OSError as error:
+            raise OSError(f"retrain: cannot write the checkpoint in {self.folder} ({path}): "
+                          f"{error}") from error
+        finally:
+            if os.path.exists(temp):
+                os.remove(temp)
+        # Only now, with the new state on disk, drop weights no state refers to.
+        keep = {name}
+        if os.path.exists(self.previous_state_path):
+            keep.add(read_json(self.previous_state_path).get("weights"))
+        for old in glob.glob(os.path.join(glob.escape(self.folder), "step-*.weights.h5")):
+            if os.path.basename(old) not in keep:
                 os.remove(old)
 
     def restore(self, model) -> dict:
-        state = self.read()
+        """Loads the newest readable pair (falls back to the previous one, with a warning)."""
         model.optimizer.build(model.trainable_variables)
-        model.load_weights(os.path.join(self.folder, state["weights"]))
-        return state
-
-
-class _StepCheckpointer(keras.callbacks.Callback):
-    def __init__(self, checkpoint, every, state_fn):
-        super().__init__()
-        self.checkpoint, self.every, self.state_fn = checkpoint, every, state_fn
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if self.every and step % self.every == 0:
-            self.checkpoint.save(self.model, self.state_fn(step))
-
-
-def _write_history(output_dir, history):
-    write_json(os.path.join(output_dir, "history.json"), history)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for row in history:
-        writer.writerow(row)
-    path = os.path.join(output_dir, "history.csv")
-    temp = f"{path}.tmp-{os.getpid()}"
-    with open(temp, "w", encoding="utf-8") as handle:
-        handle.write(buffer.getvalue())
-    os.replace(temp, path)
+        errors = []
+        for path, state in self._states():
+            weights = os.path.join(self.folder, str(state.get("weights")))
+            try:
+                model.load_weights(weights)
+            except Exception as error:  # noqa: BLE001 - h5py/Keras raise several types
+                errors.append(f"{weights}: {type(error).__name__}: {error}")
+                continue
+            if errors:
+                warnings.warn(f"retrain: {errors[0]} cannot be read; resuming from the previous "
+                              f"checkpoint {path} (step {state.get('step')}).", stacklevel=2)
+            return state
+        raise ValueError("retrain: no checkpoint in " + self.folder + " can be read (" +
+                         "; ".join(errors) + "); delete it or pass resume=False.")
 
 
 def _mixed_precision_policy() -> str:
@@ -282,15 +322,13 @@ def retrain(
     config = as_json(config)
     os.makedirs(output_dir, exist_ok=True)
     checkpoint = TrainingCheckpoint(os.path.join(output_dir, CHECKPOINT_DIR))
+    for folder in (output_dir, checkpoint.folder):
+        if os.path.isdir(folder):
+            remove_stale_temp_files(folder)
     state = None
     if resume and checkpoint.exists():
         state = checkpoint.read()
-        if state.get("config") != config:
-            changed = sorted(k for k in config if state.get("config", {}).get(k) != config[k])
-            raise ValueError(
-                f"{checkpoint.state_path} belongs to another training run (different {changed}); "
-                "use another output_dir or resume=False."
-            )
+        check_same_config(checkpoint.state_path, state.get("config", {}), config)
         if state.get("completed") and os.path.exists(os.path.join(output_dir, MODEL_FILE)):
             from tsnet_keras.recipes.evaluate import load_trained_model
 
@@ -324,37 +362,35 @@ def retrain(
             history = state.get("history", [])
             print(f"retrain: resuming from step {state['step']} of {total_steps} "
                   f"(epoch {state['step'] // steps_per_epoch + 1}).")
-        done = int(model.optimizer.iterations.numpy())
 
         def state_fn(at_step, completed=False):
             return {"config": config, "step": at_step, "history": history, "completed": completed}
 
-        all_callbacks = [_StepCheckpointer(checkpoint, checkpoint_every, state_fn)]
-        all_callbacks += list(callbacks or [])
+        def step_fn(trained):
+            return int(trained.optimizer.iterations.numpy())
+
+        def learning_rate(trained):
+            return {"learning_rate": float(keras.ops.convert_to_numpy(
+                trained.optimizer.learning_rate))}
+
+        recorder = EpochHistory(history, HISTORY_FIELDS, step_fn,
+                                lambda rows: write_history(output_dir, rows, HISTORY_FIELDS),
+                                learning_rate)
+        checkpointer = Checkpointer(lambda trained, at_step: checkpoint.save(trained, state_fn(at_step)),
+                                    step_fn, checkpoint_every, steps_per_epoch)
+        run_callbacks = RunCallbacks(callbacks)
         started = time.time()
-        for epoch in range(done // steps_per_epoch, epochs):
-            skip = done - epoch * steps_per_epoch
-            dataset = train_data(epoch).take(steps_per_epoch).skip(skip)
-            epoch_started = time.time()
-            with warnings.catch_warnings():
-                # The validation set's length is unknown (unreadable videos are dropped).
-                warnings.filterwarnings("ignore", message="Your input ran out of data")
-                logs = model.fit(
-                    dataset, epochs=epoch + 1, initial_epoch=epoch,
-                    steps_per_epoch=steps_per_epoch - skip, validation_data=val_data,
-                    callbacks=all_callbacks, verbose=verbose, shuffle=False,
-                ).history
-            done = int(model.optimizer.iterations.numpy())
-            row = {"epoch": epoch + 1, "step": done}
-            for name in HISTORY_FIELDS[2:-2]:
-                if name in logs:
-                    row[name] = float(logs[name][-1])
-            row["learning_rate"] = float(keras.ops.convert_to_numpy(
-                model.optimizer.learning_rate))
-            row["seconds"] = round(time.time() - epoch_started, 3)
-            history.append(row)
-            _write_history(output_dir, history)
-            checkpoint.save(model, state_fn(done))
+        with warnings.catch_warnings():
+            # The validation set's length is unknown (unreadable videos are dropped).
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            fit_epochs(
+                model, lambda epoch, skip: train_data(epoch).take(steps_per_epoch).skip(skip),
+                epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=step_fn,
+                callbacks=[recorder, checkpointer], run_callbacks=run_callbacks,
+                validation_data=val_data, verbose=verbose,
+            )
+        run_callbacks.finish()
+        done = step_fn(model)
         seconds = time.time() - started
         model.save(os.path.join(output_dir, MODEL_FILE))
         write_architecture(output_dir, arch)

@@ -7,6 +7,12 @@ JSON blob (history, configuration). It is written to a temporary file in the
 same directory, flushed to disk and moved over the previous checkpoint with
 `os.replace`, so a crash during a save leaves the last good checkpoint intact.
 
+The last two checkpoints are kept (`checkpoint.npz` and
+`checkpoint.previous.npz`): a latest one that cannot be read (truncated, empty,
+bit-flipped: the zip CRC catches it) is reported with a warning naming the file
+and the previous one is used. Temp files a killed write left behind are removed
+by `remove_stale_temp_files` at the start of a run.
+
 Resuming restores all of it; the step counter drives the architecture draws
 (stateless, seeded by step) and the data position, so a resumed search
 continues exactly where the checkpoint was taken.
@@ -16,12 +22,24 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+import zipfile
 
 import numpy as np
 from keras import ops
 
+from tsnet_keras.engine import remove_stale_temp_files
+
 CHECKPOINT_FILE = "checkpoint.npz"
 _META = "__meta__"
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read (the message names it)."""
+
+
+def previous_path(path) -> str:
+    """Where the checkpoint before `path` is kept (`checkpoint.previous.npz`)."""
+    root, extension = os.path.splitext(os.fspath(path))
+    return f"{root}.previous{extension}"
 
 
 def search_variables(search) -> list:
@@ -45,8 +63,16 @@ def _groups(search):
     return groups
 
 
-def write_npz_atomically(path, arrays: dict) -> None:
-    """`np.savez` to `path` through a temp file + fsync + `os.replace`."""
+def write_npz_atomically(path, arrays: dict, keep_previous: str | None = None) -> None:
+    """`np.savez` to `path` through a temp file + fsync + `os.replace`.
+
+    Args:
+        keep_previous: path the current `path` is moved to before the new file
+            replaces it (the previous checkpoint), or None.
+
+    Raises:
+        OSError: naming `path` (disk full, no permission, ...); `path` is intact.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     temp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
@@ -55,7 +81,11 @@ def write_npz_atomically(path, arrays: dict) -> None:
             np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
+        if keep_previous is not None and os.path.exists(path):
+            os.replace(path, keep_previous)
         os.replace(temp, path)
+    except OSError as error:
+        raise OSError(f"cannot write {path}: {error}") from error
     finally:
         if os.path.exists(temp):
             os.remove(temp)
@@ -84,49 +114,114 @@ def save_checkpoint(search, path, meta: dict | None = None) -> None:
             arrays[f"{group}/{index:05d}"] = np.asarray(ops.convert_to_numpy(variable))
     payload = {"meta": meta or {}, "names": names}
     arrays[_META] = np.frombuffer(json.dumps(payload).encode("utf-8"), dtype=np.uint8)
-    write_npz_atomically(path, arrays)
+    write_npz_atomically(path, arrays, keep_previous=previous_path(path))
 
 
 def read_checkpoint_meta(path) -> dict:
-    """The `meta` dict of a checkpoint (without loading the arrays)."""
-    with np.load(os.fspath(path)) as data:
-        return json.loads(bytes(data[_META]).decode("utf-8"))["meta"]
+    """The `meta` dict of a checkpoint (without loading the arrays).
+
+    Raises:
+        CheckpointError: the file cannot be read (named).
+    """
+    path = os.fspath(path)
+    try:
+        with np.load(path) as data:
+            return json.loads(bytes(data[_META]).decode("utf-8"))["meta"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {type(error).__name__}: "
+                              f"{error}") from None
+
+
+def read_checkpoint(path) -> dict:
+    """Every array of a checkpoint, read and CRC-checked: `{"path", "meta", "names", "arrays"}`.
+
+    Raises:
+        CheckpointError: the file cannot be read (truncated, empty, corrupt), named.
+    """
+    path = os.fspath(path)
+    try:
+        with np.load(path) as data:
+            payload = json.loads(bytes(data[_META]).decode("utf-8"))
+            arrays = {key: data[key] for key in data.files if key != _META}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {type(error).__name__}: "
+                              f"{error}") from None
+    return {"path": path, "meta": payload["meta"], "names": payload["names"], "arrays": arrays}
+
+
+def find_checkpoint(path):
+    """The newest readable checkpoint: `path`, else the previous one; None if neither exists.
+
+    A latest checkpoint that cannot be read gives a warning naming it, and the
+    previous one (`previous_path(path)`) is used.
+
+    Raises:
+        CheckpointError: checkpoints exist but none can be read (both named).
+    """
+    path = os.fspath(path)
+    errors = []
+    for candidate in (path, previous_path(path)):
+        if not os.path.exists(candidate):
+            continue
+        try:
+            checkpoint = read_checkpoint(candidate)
+        except CheckpointError as error:
+            errors.append(str(error))
+            continue
+        if errors or candidate != path:
+            reason = errors[0] if errors else f"{path} is missing"
+            warnings.warn(f"{reason}; resuming from the previous checkpoint {candidate} "
+                          f"(step {checkpoint['meta'].get('step')}).", stacklevel=2)
+        return checkpoint
+    if errors:
+        raise CheckpointError("; ".join(errors) + ". Delete them or pass resume=False to start "
+                              "over.")
+    return None
 
 
 def load_checkpoint(search, path) -> dict:
     """Restores a checkpoint written by `save_checkpoint`; returns its `meta`.
 
+    Args:
+        path: a checkpoint file, or the dict `read_checkpoint` / `find_checkpoint` gave.
+
     Raises:
+        CheckpointError: the file cannot be read.
         ValueError: when the checkpoint does not match the search's variables
             (another space or configuration); nothing is assigned then.
     """
-    with np.load(os.fspath(path)) as data:
-        payload = json.loads(bytes(data[_META]).decode("utf-8"))
-        assignments = []
-        for group, variables in _groups(search).items():
-            stored = payload["names"].get(group)
-            current = [variable.path for variable in variables]
-            if stored is None or len(stored) != len(current):
+    checkpoint = path if isinstance(path, dict) else read_checkpoint(path)
+    path, arrays = checkpoint["path"], checkpoint["arrays"]
+    assignments = []
+    for group, variables in _groups(search).items():
+        stored = checkpoint["names"].get(group)
+        current = [variable.path for variable in variables]
+        if stored is None or len(stored) != len(current):
+            raise ValueError(
+                f"checkpoint {path}: {group} has {0 if stored is None else len(stored)} "
+                f"variables, the search has {len(current)}; it is from another search."
+            )
+        for index, variable in enumerate(variables):
+            value = arrays[f"{group}/{index:05d}"]
+            if tuple(value.shape) != tuple(variable.shape):
                 raise ValueError(
-                    f"checkpoint {path}: {group} has {0 if stored is None else len(stored)} "
-                    f"variables, the search has {len(current)}; it is from another search."
+                    f"checkpoint {path}: {stored[index]} has shape {value.shape}, the "
+                    f"search's {current[index]} has {tuple(variable.shape)}."
                 )
-            for index, variable in enumerate(variables):
-                value = data[f"{group}/{index:05d}"]
-                if tuple(value.shape) != tuple(variable.shape):
-                    raise ValueError(
-                        f"checkpoint {path}: {stored[index]} has shape {value.shape}, the "
-                        f"search's {current[index]} has {tuple(variable.shape)}."
-                    )
-                assignments.append((variable, value))
+            assignments.append((variable, value))
     for variable, value in assignments:
         variable.assign(value)
-    return payload["meta"]
+    return checkpoint["meta"]
 
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "CheckpointError",
+    "find_checkpoint",
     "load_checkpoint",
+    "previous_path",
+    "read_checkpoint",
+    "remove_stale_temp_files",
     "read_checkpoint_meta",
     "save_checkpoint",
     "search_variables",

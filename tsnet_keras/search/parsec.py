@@ -122,8 +122,12 @@ class ParsecSearch(keras.Model):
         supernet: the `Supernet`.
         distribution: the `ArchitectureDistribution` (alpha).
         search_step: int64 variable, steps done (drives sampling and resumes).
-        alpha_frozen: bool. Warm-up: train weights only. Changing it needs a
-            retrace (`make_train_function(force=True)`), done by `run_search_step`.
+        alpha_frozen: bool. Warm-up: train weights only. Alpha gets zero
+            gradients and the alpha optimizer's step counter does not advance, so
+            a warm-up from the start leaves alpha and Adam's state untouched
+            (frozen later, Adam's moments would still decay). Backed by the
+            variable `alpha_frozen_flag`, read in the traced step: switching it
+            needs no retrace.
 
     Example:
 
@@ -190,7 +194,11 @@ class ParsecSearch(keras.Model):
             name="search_step", shape=(), dtype="int64", initializer="zeros",
             trainable=False, aggregation="only_first_replica",
         )
-        self.alpha_frozen = False
+        # Warm-up gate read inside the traced step: changing it needs no retrace.
+        self.alpha_frozen_flag = self.add_weight(
+            name="alpha_frozen", shape=(), dtype="bool", initializer="zeros",
+            trainable=False, aggregation="only_first_replica",
+        )
         self.alpha_optimizer = None
         self._score_fn = score if callable(score) else {
             "accuracy": accuracy_score, "log_likelihood": log_likelihood_score,
@@ -204,6 +212,14 @@ class ParsecSearch(keras.Model):
                          "sampled_macs")
         }
         self.built = True
+
+    @property
+    def alpha_frozen(self) -> bool:
+        return bool(ops.convert_to_numpy(self.alpha_frozen_flag))
+
+    @alpha_frozen.setter
+    def alpha_frozen(self, frozen):
+        self.alpha_frozen_flag.assign(bool(frozen))
 
     # ------------------------------------------------------------ compile
     def compile(
@@ -367,9 +383,16 @@ class ParsecSearch(keras.Model):
             if self.hinge == "expected":
                 total = total + self._hinge(expected_macs)
             total = total / replicas
-        if not self.alpha_frozen and alpha:
+        if alpha:
             alpha_gradients = tape.gradient(total, alpha)
+            # Warm-up gate without control flow (tf.distribute refuses an optimizer
+            # update inside tf.cond): zero gradients leave alpha and Adam's (zero)
+            # moments as they are, and the step counter is given back.
+            frozen = ops.convert_to_tensor(self.alpha_frozen_flag)
+            alpha_gradients = [tf.where(frozen, tf.zeros_like(g), g) for g in alpha_gradients]
             self.alpha_optimizer.apply_gradients(zip(alpha_gradients, alpha))
+            iterations = self.alpha_optimizer.iterations
+            iterations.assign_sub(tf.cast(frozen, iterations.dtype))
         return alpha_loss, expected_macs
 
     def _sample_gradients_eager(self, x, y, indices, scale):

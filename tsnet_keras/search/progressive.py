@@ -23,20 +23,24 @@
 
 Data: `train_data` is a finite `tf.data.Dataset` of `(x, y)` batches (one
 epoch in a fixed order) or a callable `epoch -> dataset` (per-epoch shuffling
-with a seed); `val_data` is a dataset of held-out batches, cycled. x is a
-clip tensor (single stream) or a dict `{"sparse", "dense"}`. Resuming replays
-the data from the step of the checkpoint, so with deterministic datasets a
-resumed search equals an uninterrupted one.
+with a seed). Step n scores the sampled architectures on held-out batch n of a
+cycle: `val_data` is either a dataset of held-out batches (one cycle, repeated)
+or a callable `start_batch -> dataset` whose first element is batch
+`start_batch` of the cycle (it is repeated too, so one rotated cycle is
+enough). Use the callable for decoding pipelines: it positions the held-out
+data at the list level, before anything is decoded (`RecipeData.heldout_batches`
+rotates the held-out video list), whereas a dataset of unknown length has to be
+skipped batch by batch, decoding every batch it passes. x is a clip tensor
+(single stream) or a dict `{"sparse", "dense"}`. Resuming replays the data from
+the step of the checkpoint, so with deterministic datasets a resumed search
+equals an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
-import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -44,19 +48,29 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tsnet_keras.engine import (
+    Checkpointer,
+    EpochHistory,
+    RunCallbacks,
+    check_same_config,
+    fit_epochs,
+    write_history,
+)
 from tsnet_keras.search.batch_norm import recalibrate_batch_norm
 from tsnet_keras.search.checkpoint import (
     CHECKPOINT_FILE,
+    find_checkpoint,
     load_checkpoint,
     read_checkpoint_meta,
+    remove_stale_temp_files,
     save_checkpoint,
     write_npz_atomically,
 )
 from tsnet_keras.search.distribution import (
     ArchitectureDistribution,
     atomic_write_text,
-    space_to_dict,
 )
+from tsnet_keras.search.estimator import DEFAULTS
 from tsnet_keras.search.expected_macs import MacsModel
 from tsnet_keras.search.parsec import ParsecSearch, check_target_macs
 from tsnet_keras.search.supernet import layer_choices
@@ -149,25 +163,58 @@ def step_space(step, space: TwoStreamSpace, previous: Architecture | None = None
 def _check_split(data, name, epoch=0):
     dataset = data(epoch) if callable(data) else data
     if not isinstance(dataset, tf.data.Dataset):
-        raise TypeError(f"`{name}` must be a tf.data.Dataset (or a callable epoch -> dataset), "
+        raise TypeError(f"`{name}` must be a tf.data.Dataset (or a callable -> dataset), "
                         f"got {type(dataset).__name__}.")
     cardinality = int(tf.data.experimental.cardinality(dataset))
     if cardinality == 0:
         raise ValueError(f"`{name}` is empty: the search needs at least one batch.")
-    for _ in dataset.take(1):
+    for first in dataset.take(1):
         break
     else:
         raise ValueError(f"`{name}` is empty: the search needs at least one batch.")
-    return dataset, cardinality
+    return dataset, cardinality, int(tf.nest.flatten(first[1])[0].shape[0])
 
 
-def _epoch_dataset(train_data, val_data, epoch, skip, steps_per_epoch, global_start, val_size):
+def _check_batches(train_batch, heldout_batch, replicas, samples_per_replica):
+    """Each replica splits its batch between its samples and scores them on its held-out share."""
+    if train_batch // replicas < samples_per_replica:
+        raise ValueError(
+            f"`train_data` batches of {train_batch} clips over {replicas} replica(s) give "
+            f"{train_batch // replicas} per replica, fewer than samples_per_replica="
+            f"{samples_per_replica} (each sampled architecture trains on its share of a "
+            f"replica's batch): use a global batch of at least {replicas * samples_per_replica} "
+            "or a smaller samples_per_replica."
+        )
+    if heldout_batch < replicas:
+        raise ValueError(
+            f"`val_data` batches of {heldout_batch} clips leave some of the {replicas} replicas "
+            f"without a held-out clip: use held-out batches of at least {replicas}."
+        )
+
+
+def heldout_positions(val_data):
+    """`val_data` as a callable `start_batch -> dataset` of held-out batches from there, cycled.
+
+    A callable is used as it is (then repeated); a dataset is repeated and skipped
+    to `start_batch` modulo its length (every batch up to `start_batch` when the
+    length is unknown, decoding each: pass a callable for decoding pipelines).
+    """
+    if callable(val_data):
+        return lambda start: val_data(int(start)).repeat()
+    size = int(tf.data.experimental.cardinality(val_data))
+
+    def from_position(start):
+        offset = start % size if size > 0 else start
+        return val_data.repeat().skip(offset)
+
+    return from_position
+
+
+def _epoch_dataset(train_data, heldout_at, epoch, skip, steps_per_epoch):
     train = train_data(epoch) if callable(train_data) else train_data
     train = train.take(steps_per_epoch).skip(skip)
-    heldout = val_data.repeat()
-    offset = global_start % val_size if val_size > 0 else global_start
-    heldout = heldout.skip(offset)
-    return tf.data.Dataset.zip((train, heldout))
+    # Step n uses held-out batch n of the cycle.
+    return tf.data.Dataset.zip((train, heldout_at(epoch * steps_per_epoch + skip)))
 
 
 # --------------------------------------------------------------- callbacks
@@ -185,21 +232,6 @@ class _NaNGuard(keras.callbacks.Callback):
                 return
 
 
-class _Checkpointer(keras.callbacks.Callback):
-    def __init__(self, path, every, guard, meta_fn):
-        super().__init__()
-        self.path, self.every, self.guard, self.meta_fn = path, every, guard, meta_fn
-        self.last_step = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.guard.failed or not self.every:
-            return
-        step = int(self.model.search_step.numpy())
-        if step % self.every == 0:
-            save_checkpoint(self.model, self.path, self.meta_fn(step, completed=False))
-            self.last_step = step
-
-
 def _tensorboard_available():
     try:
         import tensorboard  # noqa: F401
@@ -209,16 +241,6 @@ def _tensorboard_available():
 
 
 # ------------------------------------------------------------------- files
-def _write_history(output_dir, history):
-    atomic_write_text(os.path.join(output_dir, "history.json"), json.dumps(history, indent=2))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for row in history:
-        writer.writerow(row)
-    atomic_write_text(os.path.join(output_dir, "history.csv"), buffer.getvalue())
-
-
 def _fixed_model_weights(search, arch, output_dir, num_classes, recalibration):
     from tsnet_keras.models import build_model
 
@@ -244,7 +266,7 @@ def _write_outputs(search, output_dir, history, num_classes, recalibration):
         {v.path: np.asarray(keras.ops.convert_to_numpy(v)) for v in search.supernet.variables},
     )
     _fixed_model_weights(search, arch, output_dir, num_classes, recalibration)
-    _write_history(output_dir, history)
+    write_history(output_dir, history, HISTORY_FIELDS)
     return arch
 
 
@@ -310,6 +332,25 @@ def inherit_weights(supernet, previous_dir, num_classes: int) -> list:
 
 
 # ------------------------------------------------------------- the step
+def run_config(step, search, settings, extra_config=None) -> dict:
+    """What a checkpoint stores to recognise its search: the `ParsecSearch`'s config
+    (every constructor argument, so new ones are compared too), `settings` and
+    `extra_config`, as they read back from JSON."""
+    score = search.score
+    if callable(score):  # get_config refuses callables; compare the function's name
+        search.score = "accuracy"
+        try:
+            config = search.get_config()
+        finally:
+            search.score = score
+        config["score"] = f"{getattr(score, '__module__', '')}.{getattr(score, '__qualname__', score)}"
+    else:
+        config = search.get_config()
+    config.pop("name", None)
+    config = {"step": step, **config, **settings, **(extra_config or {})}
+    return json.loads(json.dumps(config, default=str))
+
+
 def run_search_step(
     step,
     space: TwoStreamSpace,
@@ -325,9 +366,9 @@ def run_search_step(
     target_macs=None,
     macs_penalty: float = 1.0,
     hinge: str = "expected",
-    samples_per_replica: int = 2,
+    samples_per_replica: int = DEFAULTS.samples_per_replica,
     score="accuracy",
-    temperature: float = 1.0,
+    temperature: float = DEFAULTS.temperature,
     warmup_epochs: int = 0,
     learning_rate: float = 0.4,
     momentum: float = 0.9,
@@ -342,6 +383,8 @@ def run_search_step(
     callbacks=None,
     verbose="auto",
     dynamic_shapes=None,
+    extra_config=None,
+    **parsec_options,
 ) -> SearchResult:
     """Runs one progressive-search step (or the one-shot search) and writes its outputs.
 
@@ -349,7 +392,9 @@ def run_search_step(
         step: 1, 2, 3 or "one_shot".
         space: the full `TwoStreamSpace` (the step's sub-space is derived).
         train_data: dataset of `(x, y)` batches (one epoch) or callable epoch -> dataset.
-        val_data: dataset of held-out `(x, y)` batches (cycled).
+        val_data: dataset of held-out `(x, y)` batches (cycled), or a callable
+            `start_batch -> dataset` starting at that batch of the cycle (see the
+            module docstring; no decoding to reach a position).
         output_dir: directory for the outputs (created).
         previous_dir: output_dir of the previous step (steps 2 and 3).
         num_classes: int.
@@ -373,13 +418,21 @@ def run_search_step(
         callbacks: extra Keras callbacks.
         verbose: `fit` verbosity.
         dynamic_shapes: passed to the `Supernet`.
+        extra_config: dict of other settings that change the result (e.g. a
+            recipe's batch size and held-out share), stored and compared on resume.
+        **parsec_options: other `ParsecSearch` arguments, passed through.
+
+    Every setting that changes the result (`ParsecSearch.get_config()`, the
+    optimizers' settings, the length, `extra_config`) is stored in the
+    checkpoint; resuming with a different one is refused, naming it.
 
     Returns:
         `SearchResult`.
 
     Raises:
         ValueError: bad step, empty split, unreachable `target_macs`, previous
-            architecture outside the space, a checkpoint from another search.
+            architecture outside the space, a checkpoint with other settings
+            (the message names them; `resume=False` starts over).
         SearchDivergedError: the loss became NaN / infinite (last good
             checkpoint kept).
     """
@@ -398,8 +451,11 @@ def run_search_step(
             raise ValueError(f"previous_dir {previous_dir!r} has no architecture.json.")
         previous = Architecture.load(path)
     sub_space = step_space(step, space, previous)
-    _, train_size = _check_split(train_data, "train_data")
-    _, val_size = _check_split(val_data, "val_data")
+    _, train_size, train_batch = _check_split(train_data, "train_data")
+    _, _, heldout_batch = _check_split(val_data, "val_data")
+    heldout_at = heldout_positions(val_data)
+    strategy = strategy or tf.distribute.get_strategy()
+    _check_batches(train_batch, heldout_batch, strategy.num_replicas_in_sync, samples_per_replica)
     if steps_per_epoch is None:
         if train_size < 0:
             raise ValueError("the length of `train_data` is unknown: pass `steps_per_epoch`.")
@@ -412,25 +468,10 @@ def run_search_step(
     check_target_macs(MacsModel(sub_space, num_classes, crop), target_macs)
 
     os.makedirs(output_dir, exist_ok=True)
+    remove_stale_temp_files(output_dir)
     checkpoint_path = os.path.join(output_dir, CHECKPOINT_FILE)
-    config = {
-        "step": step, "space": space_to_dict(sub_space), "num_classes": num_classes,
-        "crop": crop, "seed": seed, "samples_per_replica": samples_per_replica,
-        "epochs": epochs, "steps_per_epoch": steps_per_epoch,
-    }
-    config = json.loads(json.dumps(config))
-    meta = None
-    if resume and os.path.exists(checkpoint_path):
-        meta = read_checkpoint_meta(checkpoint_path)
-        if meta.get("config") != config:
-            raise ValueError(
-                f"{checkpoint_path} belongs to another search (different step, space, seed, "
-                "epochs or batch layout); use another output_dir or resume=False."
-            )
-        if meta.get("completed"):
-            return load_step_result(output_dir)
+    found = find_checkpoint(checkpoint_path) if resume else None
 
-    strategy = strategy or tf.distribute.get_strategy()
     total_steps = epochs * steps_per_epoch
     # Same initial weights in every run with this seed (a resumed run restores them anyway).
     keras.utils.set_random_seed(seed)
@@ -439,69 +480,81 @@ def run_search_step(
             sub_space, num_classes, crop=crop, samples_per_replica=samples_per_replica,
             score=score, temperature=temperature, target_macs=target_macs,
             macs_penalty=macs_penalty, hinge=hinge, seed=seed, dynamic_shapes=dynamic_shapes,
+            **parsec_options,
         )
+    settings = {
+        "epochs": epochs, "steps_per_epoch": steps_per_epoch, "warmup_epochs": warmup_epochs,
+        "learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay,
+        "alpha_learning_rate": alpha_learning_rate, "recalibrate_batches": recalibrate_batches,
+    }
+    config = run_config(step, search, settings, extra_config)
+    if found is not None:
+        check_same_config(found["path"], found["meta"].get("config", {}), config)
+        if found["meta"].get("completed"):
+            return load_step_result(output_dir)
+    with strategy.scope():
         search.compile(
             learning_rate=learning_rate, total_steps=total_steps, momentum=momentum,
             weight_decay=weight_decay, alpha_learning_rate=alpha_learning_rate,
         )
     history = []
-    if meta is not None:
-        meta = load_checkpoint(search, checkpoint_path)
-        history = meta.get("history", [])
+    if found is not None:
+        history = load_checkpoint(search, found).get("history", [])
     elif previous_dir is not None:
         inherit_weights(search.supernet, previous_dir, num_classes)
 
     def meta_fn(at_step, completed):
         return {"config": config, "history": history, "step": at_step, "completed": completed}
 
+    def step_fn(model):
+        return int(model.search_step.numpy())
+
+    def most_probable_macs(model):
+        dist = model.distribution
+        return {"most_probable_macs": dist.macs_model.macs_of(dist.most_probable())}
+
     guard = _NaNGuard()
-    checkpointer = _Checkpointer(checkpoint_path, checkpoint_every, guard, meta_fn)
-    all_callbacks = [guard, checkpointer]
+    healthy = lambda: guard.failed is None  # noqa: E731
+    checkpointer = Checkpointer(
+        lambda model, at_step: save_checkpoint(model, checkpoint_path, meta_fn(at_step, False)),
+        step_fn, checkpoint_every, steps_per_epoch, healthy,
+    )
+    recorder = EpochHistory(history, HISTORY_FIELDS, step_fn,
+                            lambda rows: write_history(output_dir, rows, HISTORY_FIELDS),
+                            most_probable_macs, healthy)
+    user_callbacks = []
     if tensorboard and not _tensorboard_available():
         warnings.warn("TensorBoard is not installed (pip install tensorboard): no logs written.")
         tensorboard = False
     if tensorboard:
-        all_callbacks.append(keras.callbacks.TensorBoard(
+        user_callbacks.append(keras.callbacks.TensorBoard(
             log_dir=os.path.join(output_dir, "logs"), update_freq="epoch", profile_batch=0,
             write_graph=False,
         ))
-    all_callbacks += list(callbacks or [])
+    run_callbacks = RunCallbacks(user_callbacks + list(callbacks or []))
 
-    done = int(search.search_step.numpy())
-    for epoch in range(done // steps_per_epoch, epochs):
-        frozen = epoch < warmup_epochs
-        if frozen != search.alpha_frozen:
-            search.alpha_frozen = frozen
-            search.make_train_function(force=True)
-        skip = done - epoch * steps_per_epoch
-        data = _epoch_dataset(train_data, val_data, epoch, skip, steps_per_epoch, done, val_size)
-        started = time.time()
-        logs = search.fit(
-            data, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps_per_epoch - skip,
-            callbacks=all_callbacks, verbose=verbose, shuffle=False,
-        ).history
-        if guard.failed:
-            name, value, at_step = guard.failed
-            last = checkpointer.last_step
-            if last is None and os.path.exists(checkpoint_path):
-                last = read_checkpoint_meta(checkpoint_path).get("step")
-            raise SearchDivergedError(
-                f"the search diverged at step {at_step}: {name} = {value}. Stopped; the last "
-                f"good checkpoint ({checkpoint_path}, step {last}) is kept. Lower the learning "
-                "rate or check the data, then run again to resume from it."
-            )
-        done = int(search.search_step.numpy())
-        row = {"epoch": epoch + 1, "step": done}
-        for name in HISTORY_FIELDS[2:-2]:
-            if name in logs:
-                row[name] = float(logs[name][-1])
-        dist = search.distribution
-        row["most_probable_macs"] = dist.macs_model.macs_of(dist.most_probable())
-        row["seconds"] = round(time.time() - started, 3)
-        history.append(row)
-        _write_history(output_dir, history)
-        save_checkpoint(search, checkpoint_path, meta_fn(done, completed=False))
-        checkpointer.last_step = done
+    def set_warm_up(epoch):
+        search.alpha_frozen = epoch < warmup_epochs
+
+    fit_epochs(
+        search, lambda epoch, skip: _epoch_dataset(train_data, heldout_at, epoch, skip,
+                                                   steps_per_epoch),
+        epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=step_fn,
+        callbacks=[guard, recorder, checkpointer], run_callbacks=run_callbacks,
+        before_epoch=set_warm_up, verbose=verbose,
+    )
+    run_callbacks.finish()
+    if guard.failed:
+        name, value, at_step = guard.failed
+        last = checkpointer.last_step
+        if last is None and os.path.exists(checkpoint_path):
+            last = read_checkpoint_meta(checkpoint_path).get("step")
+        raise SearchDivergedError(
+            f"the search diverged at step {at_step}: {name} = {value}. Stopped; the last "
+            f"good checkpoint ({checkpoint_path}, step {last}) is kept. Lower the learning "
+            "rate or check the data, then run again to resume from it."
+        )
+    done = step_fn(search)
 
     recalibration = None
     if recalibrate_batches:
@@ -553,6 +606,7 @@ __all__ = [
     "SEARCH_STEPS",
     "SearchDivergedError",
     "SearchResult",
+    "heldout_positions",
     "inherit_weights",
     "load_step_result",
     "one_shot_search",

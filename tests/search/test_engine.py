@@ -1,0 +1,187 @@
+"""The training engine in the search: no lost history row, settings checked on resume,
+checkpoint fall-back, stale temp files, callbacks that see one run (EarlyStopping)."""
+
+import os
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from tests.search.data import clip_dataset
+from tests.search.spaces import progressive_space, search_space
+from tsnet_keras.search import ParsecSearch, progressive, run_search_step
+from tsnet_keras.search.checkpoint import (
+    CHECKPOINT_FILE,
+    CheckpointError,
+    find_checkpoint,
+    previous_path,
+    read_checkpoint_meta,
+    save_checkpoint,
+    write_npz_atomically,
+)
+
+OPTIONS = {"num_classes": 3, "crop": 8, "epochs": 2, "steps_per_epoch": 3, "verbose": 0,
+           "checkpoint_every": 3, "samples_per_replica": 2, "tensorboard": False}
+
+
+def _run(output_dir, **changes):
+    train = clip_dataset(12, 4, frames=2, dense_frames=4, crop=8, classes=3, seed=0)
+    heldout = clip_dataset(8, 4, frames=2, dense_frames=4, crop=8, classes=3, seed=1)
+    return run_search_step(1, progressive_space(), train, heldout, output_dir,
+                           **dict(OPTIONS, **changes))
+
+
+class InterruptAt(keras.callbacks.Callback):
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.search_step.numpy()) == self.step:
+            raise KeyboardInterrupt(f"interrupted after step {self.step}")
+
+
+class Events(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.counts = {}
+
+    def _count(self, name):
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def on_train_begin(self, logs=None):
+        self._count("train_begin")
+
+    def on_train_end(self, logs=None):
+        self._count("train_end")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._count("epoch_begin")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._count("batches")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("finished") / "run"
+    _run(output_dir)
+    return output_dir
+
+
+def test_a_run_killed_right_after_an_epochs_last_checkpoint_keeps_its_row(tmp_path, monkeypatch):
+    real = progressive.save_checkpoint
+
+    def save_then_die(search, path, meta):
+        real(search, path, meta)
+        if meta["step"] == 3 and not meta["completed"]:
+            raise KeyboardInterrupt("killed right after the checkpoint of step 3")
+
+    monkeypatch.setattr(progressive, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "run")  # checkpoint_every=3: the epoch's last step
+    meta = read_checkpoint_meta(tmp_path / "run" / CHECKPOINT_FILE)
+    assert meta["step"] == 3 and [row["step"] for row in meta["history"]] == [3]
+    monkeypatch.undo()
+    events = Events()
+    result = _run(tmp_path / "run", callbacks=[events])
+    assert events.counts["batches"] == 3  # resumed at step 3
+    assert [row["step"] for row in result.history] == [3, 6]
+    with open(tmp_path / "run" / "history.csv") as handle:
+        assert len(handle.read().strip().splitlines()) == 3
+
+
+@pytest.mark.parametrize("change, name", [
+    ({"learning_rate": 0.1}, "learning_rate"),
+    ({"temperature": 2.0}, "temperature"),
+    ({"macs_penalty": 3.0}, "macs_penalty"),
+    ({"alpha_learning_rate": 0.5}, "alpha_learning_rate"),
+    ({"momentum": 0.5}, "momentum"),
+    ({"weight_decay": 1e-4}, "weight_decay"),
+    ({"warmup_epochs": 1}, "warmup_epochs"),
+    ({"score": "log_likelihood"}, "score"),
+    ({"extra_config": {"batch_size": 4}}, "batch_size"),
+])
+def test_a_changed_setting_is_refused_on_resume_naming_it(finished, change, name):
+    value = re.escape(str(next(iter(change.values())))) if name != "batch_size" else "4"
+    with pytest.raises(ValueError, match=rf"\b{name}: .* in the checkpoint, \"?{value}\"? now.*"
+                                         r"resume=False"):
+        _run(finished, **change)
+
+
+def test_the_same_settings_return_the_finished_result(finished):
+    assert _run(finished).search is None
+
+
+def test_a_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    output_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        _run(output_dir, checkpoint_every=2, callbacks=[InterruptAt(5)])
+    latest = output_dir / CHECKPOINT_FILE
+    assert read_checkpoint_meta(latest)["step"] == 4
+    assert read_checkpoint_meta(previous_path(latest))["step"] == 3  # the epoch end
+    latest.write_bytes(latest.read_bytes()[:1000])
+    stale = [output_dir / ".checkpoint.npz.tmp-99999", output_dir / ".tmp-99999.weights.h5",
+             output_dir / "history.json.tmp-99999"]
+    for path in stale:
+        path.write_bytes(b"left by a killed run")
+    events = Events()
+    with pytest.warns(UserWarning, match=r"checkpoint\.npz cannot be read.*previous checkpoint "
+                                         r".*checkpoint\.previous\.npz \(step 3\)"):
+        result = _run(output_dir, checkpoint_every=2, callbacks=[events])
+    assert events.counts["batches"] == 3  # steps 4 to 6
+    assert [row["step"] for row in result.history] == [3, 6]
+    assert not any(path.exists() for path in stale)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "bit-flipped"])
+def test_a_damaged_latest_checkpoint_is_named_and_the_previous_one_used(tmp_path, damage):
+    search = ParsecSearch(search_space(), 5, crop=8)
+    search.compile()
+    path = tmp_path / CHECKPOINT_FILE
+    save_checkpoint(search, path, {"step": 1})
+    save_checkpoint(search, path, {"step": 2})
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "empty":
+        data = b""
+    else:
+        data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=re.escape(str(path)) + " cannot be read"):
+        found = find_checkpoint(path)
+    assert found["meta"] == {"step": 1}
+    previous = previous_path(path)
+    with open(previous, "r+b") as handle:
+        handle.truncate(10)
+    with pytest.raises(CheckpointError, match=re.escape(str(path)) + ".*" + re.escape(previous)
+                       + ".*resume=False"):
+        find_checkpoint(path)
+
+
+def test_write_errors_name_the_path(tmp_path):
+    target = tmp_path / "missing-folder" / CHECKPOINT_FILE
+    with pytest.raises(OSError, match=re.escape(str(target))):
+        write_npz_atomically(target, {"a": np.zeros(2)})
+
+
+def test_early_stopping_ends_a_search_and_callbacks_see_one_run(tmp_path):
+    events = Events()
+    # No later epoch improves the loss by 1e9: EarlyStopping stops when `patience` = 2 epochs
+    # went without, if its count survives from epoch to epoch (one run, not one per epoch).
+    stop = keras.callbacks.EarlyStopping(monitor="loss", min_delta=1e9, patience=2)
+    result = _run(tmp_path / "run", epochs=5, steps_per_epoch=1, callbacks=[stop, events])
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert events.counts == {"train_begin": 1, "train_end": 1, "epoch_begin": 3, "batches": 3}
+    assert read_checkpoint_meta(tmp_path / "run" / CHECKPOINT_FILE)["completed"]
+    assert os.path.exists(tmp_path / "run" / "architecture.json")
+
+
+def test_a_batch_smaller_than_the_samples_is_refused_before_training(tmp_path):
+    train = clip_dataset(12, 1, frames=2, dense_frames=4, crop=8, classes=3)
+    heldout = clip_dataset(8, 4, frames=2, dense_frames=4, crop=8, classes=3, seed=1)
+    with pytest.raises(ValueError, match=r"batches of 1 clips over 1 replica.*samples_per_replica=2"):
+        run_search_step(1, progressive_space(), train, heldout, tmp_path / "run", **OPTIONS)
+    assert not os.path.exists(tmp_path / "run" / CHECKPOINT_FILE)

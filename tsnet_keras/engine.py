@@ -1,0 +1,239 @@
+"""The training loop that the search (`run_search_step`) and retraining (`retrain`) share.
+
+A run is a sequence of epochs of `steps_per_epoch` steps, resumable from any
+step: epoch e starts from `make_dataset(epoch, skip)` (the data of epoch e with
+the `skip` batches a resumed run already did left out), one Keras `fit` per
+epoch. What the two callers share:
+
+- `RunCallbacks`: the caller's callbacks (and TensorBoard) see ONE run, as in a
+  single `fit(epochs=N, initial_epoch=...)`: `on_train_begin` once,
+  `on_train_end` once at the end, `stop_training` ends the run (EarlyStopping
+  works), TensorBoard's batch step does not restart at each epoch;
+- `EpochHistory` then `Checkpointer`: at an epoch's end the history row is
+  added first and the checkpoint, holding that row, written after it, so a run
+  killed at any moment never loses a row (a checkpoint on an epoch's last step
+  is always the epoch-end one);
+- `write_history`: `history.json` and `history.csv`, atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import os
+import time
+
+import keras
+
+# Temp files of atomic writes: `.NAME.tmp-PID` (npz), `NAME.tmp-PID` (text), `.tmp-PID.weights.h5`.
+STALE_PATTERNS = (".*.tmp-*", "*.tmp-*", ".tmp-*.weights.h5")
+
+
+_HOOKS = (
+    "on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end",
+    "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+    "on_predict_begin", "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end",
+)
+
+
+class RunCallbacks(keras.callbacks.Callback):
+    """Callbacks that see the epochs of several `fit` calls as one training run.
+
+    `on_train_begin` reaches them at the first `fit` only; `on_train_end` when
+    the run calls `finish()`. Every other hook is forwarded as it comes.
+    """
+
+    def __init__(self, callbacks):
+        super().__init__()
+        self.callbacks = list(callbacks or [])
+        self._began = False
+        for hook in _HOOKS:
+            setattr(self, hook, self._forward(hook))
+
+    def _forward(self, hook):
+        def call(*args, **kwargs):
+            for callback in self.callbacks:
+                getattr(callback, hook)(*args, **kwargs)
+
+        return call
+
+    def set_model(self, model):
+        super().set_model(model)
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        for callback in self.callbacks:
+            callback.set_params(params)
+
+    def on_train_begin(self, logs=None):
+        if not self._began:
+            self._began = True
+            for callback in self.callbacks:
+                callback.on_train_begin(logs)
+
+    def finish(self, logs=None):
+        """Ends the run for the callbacks (`on_train_end`), if it began."""
+        if self._began:
+            self._began = False
+            for callback in self.callbacks:
+                callback.on_train_end(logs)
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """Appends one row per epoch to `rows` and writes it (before the epoch's checkpoint).
+
+    Args:
+        rows: list of dicts, extended in place (what the checkpoint stores).
+        fields: the row's fields (`epoch`, `step`, then logged metrics, ..., `seconds`).
+        step_fn: `model -> steps done`.
+        write_fn: `rows -> None`, called after each row.
+        extra_fn: `model -> dict` of computed fields (e.g. the learning rate), or None.
+        healthy: `() -> bool`; no row while it is False (a diverged epoch).
+    """
+
+    def __init__(self, rows, fields, step_fn, write_fn, extra_fn=None, healthy=None):
+        super().__init__()
+        self.rows, self.fields, self.step_fn = rows, fields, step_fn
+        self.write_fn, self.extra_fn = write_fn, extra_fn
+        self.healthy = healthy or (lambda: True)
+        self._started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.healthy():
+            return
+        logs = logs or {}
+        row = {"epoch": epoch + 1, "step": self.step_fn(self.model)}
+        for name in self.fields:
+            if name in logs and name not in row:
+                row[name] = float(logs[name])
+        if self.extra_fn is not None:
+            row.update(self.extra_fn(self.model))
+        row["seconds"] = round(time.time() - self._started, 3)
+        self.rows.append(row)
+        self.write_fn(self.rows)
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves every `every` steps (0: epoch ends only) and at each epoch's end.
+
+    A step that ends an epoch is saved by `on_epoch_end` only, after
+    `EpochHistory` added the row, so the checkpoint of that step holds it.
+
+    Args:
+        save_fn: `(model, step) -> None`.
+        step_fn: `model -> steps done`.
+        healthy: `() -> bool`; nothing is saved while it is False.
+    """
+
+    def __init__(self, save_fn, step_fn, every, steps_per_epoch, healthy=None):
+        super().__init__()
+        self.save_fn, self.step_fn = save_fn, step_fn
+        self.every, self.steps_per_epoch = every, steps_per_epoch
+        self.healthy = healthy or (lambda: True)
+        self.last_step = None
+
+    def _save(self):
+        step = self.step_fn(self.model)
+        self.save_fn(self.model, step)
+        self.last_step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.step_fn(self.model)
+        if (self.every and step % self.every == 0 and step % self.steps_per_epoch
+                and self.healthy()):
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.healthy():
+            self._save()
+
+
+def fit_epochs(model, make_dataset, *, epochs, steps_per_epoch, step_fn, callbacks,
+               run_callbacks, before_epoch=None, **fit_kwargs) -> bool:
+    """Runs the epochs left after `step_fn(model)` steps, one `fit` each.
+
+    Args:
+        make_dataset: `(epoch, skip) -> dataset` of that epoch minus `skip` batches.
+        step_fn: `model -> steps done` (restored from a checkpoint on resume).
+        callbacks: internal callbacks (history, checkpoint, guards), run first.
+        run_callbacks: a `RunCallbacks` (the caller's); `finish()` is the caller's.
+        before_epoch: `epoch -> None` (e.g. warm-up switches), or None.
+        **fit_kwargs: other `fit` arguments (verbose, validation_data).
+
+    Returns:
+        True when `stop_training` ended the run early.
+    """
+    done = step_fn(model)
+    for epoch in range(done // steps_per_epoch, epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
+        skip = done - epoch * steps_per_epoch
+        model.fit(make_dataset(epoch, skip), epochs=epoch + 1, initial_epoch=epoch,
+                  steps_per_epoch=steps_per_epoch - skip,
+                  callbacks=[*callbacks, run_callbacks], shuffle=False, **fit_kwargs)
+        done = step_fn(model)
+        if model.stop_training:
+            return True
+    return False
+
+
+def remove_stale_temp_files(folder) -> list:
+    """Deletes temp files that a killed or failed atomic write left in `folder`; returns them."""
+    removed = []
+    for pattern in STALE_PATTERNS:
+        for path in glob.glob(os.path.join(glob.escape(os.fspath(folder)), pattern)):
+            if os.path.isfile(path) and path not in removed:
+                try:
+                    os.remove(path)
+                except OSError as error:
+                    raise OSError(f"cannot remove the stale temp file {path}: {error}") from error
+                removed.append(path)
+    return removed
+
+
+def _shown(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_same_config(path, stored: dict, config: dict) -> None:
+    """Refuses to resume with other settings: a ValueError naming each changed one.
+
+    Args:
+        path: the checkpoint (for the message).
+        stored, config: the checkpoint's settings and this call's, as JSON reads them.
+    """
+    missing = "(not stored)"
+    changed = [key for key in dict.fromkeys([*stored, *config])
+               if stored.get(key, missing) != config.get(key, missing)]
+    if changed:
+        details = "; ".join(f"{key}: {_shown(stored.get(key, missing))} in the checkpoint, "
+                            f"{_shown(config.get(key, missing))} now" for key in changed)
+        raise ValueError(
+            f"{path} was written with other settings ({details}). Pass the same settings to "
+            "resume, use another output_dir, or pass resume=False to start over."
+        )
+
+
+def write_history(output_dir, rows, fields) -> None:
+    """`history.json` (every field) and `history.csv` (`fields`), each written atomically."""
+    from tsnet_keras.search.distribution import atomic_write_text
+
+    atomic_write_text(os.path.join(output_dir, "history.json"), json.dumps(rows, indent=2))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    atomic_write_text(os.path.join(output_dir, "history.csv"), buffer.getvalue())
+
+
+__all__ = ["Checkpointer", "EpochHistory", "RunCallbacks", "check_same_config", "fit_epochs",
+           "remove_stale_temp_files", "write_history"]
