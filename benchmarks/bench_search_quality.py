@@ -78,6 +78,7 @@ class SearchSettings:
     heldout_batch: int = 16
     learning_rate: float = 0.4 * 8 / 64
     alpha_learning_rate: float = 0.025
+    warmup_steps: int = 0  # weights only (alpha frozen) before the search steps
     record_every: int = 10
     estimator: tuple = ()  # ParsecSearch keyword overrides, as (name, value) pairs
 
@@ -179,12 +180,17 @@ def run_search(space, clips, settings: SearchSettings, seed: int, score="accurac
     keras.utils.set_random_seed(seed)
     search = ParsecSearch(space, int(clips["num_classes"]), crop=CROP, score=score, seed=seed,
                           **dict(settings.estimator))
-    search.compile(learning_rate=settings.learning_rate, total_steps=settings.steps,
+    search.compile(learning_rate=settings.learning_rate,
+                   total_steps=settings.warmup_steps + settings.steps,
                    alpha_learning_rate=settings.alpha_learning_rate)
     recorder = _Recorder(settings.record_every, *watch)
     started = time.time()
-    search.fit(search_data(clips, settings, seed), epochs=1, steps_per_epoch=settings.steps,
-               verbose=0, callbacks=[recorder])
+    data = search_data(clips, settings, seed)
+    if settings.warmup_steps:
+        search.alpha_frozen = True
+        search.fit(data, epochs=1, steps_per_epoch=settings.warmup_steps, verbose=0)
+        search.alpha_frozen = False
+    search.fit(data, epochs=1, steps_per_epoch=settings.steps, verbose=0, callbacks=[recorder])
     marginals = search.distribution.marginals()
     print(f"  seed {seed}: P({watch[0]} = {watch[1]}) = {marginals[watch[0]][watch[1]]:.3f}, "
           f"drift {drift(marginals, (watch[0],)):.2f}, {time.time() - started:.0f} s",
@@ -266,7 +272,9 @@ def known(args):
     space = known_answer_space()
     clips = synthetic_clips()
     key = f"sparse[{KNOWN_GROUP}].temporal_kernel"
-    settings = SearchSettings(steps=args.steps, heldout_batch=args.heldout_batch)
+    settings = SearchSettings(steps=args.steps, heldout_batch=args.heldout_batch,
+                              warmup_steps=args.warmup_steps,
+                              learning_rate=args.learning_rate or SearchSettings.learning_rate)
     runs = [run_search(space, clips, settings, seed, watch=(key, 1)) for seed in args.seeds_list]
     rows = []
     for run in runs:
@@ -302,6 +310,10 @@ def main(argv=None):
                        help="advantage in accuracy points")
     plant.add_argument("--configs", nargs="+", default=["default"], choices=sorted(CONFIGS))
     know = sub.add_parser("known", help="a choice that destroys the labels' information")
+    know.add_argument("--warmup-steps", type=int, default=0,
+                      help="weights-only steps before the search (alpha frozen)")
+    know.add_argument("--learning-rate", type=float, default=0.0,
+                      help="supernet SGD peak rate (0: the recipes' 0.4 x 8 / 64)")
     for command in (plant, know):
         command.add_argument("--seeds", type=int, default=10)
         command.add_argument("--first-seed", type=int, default=0)

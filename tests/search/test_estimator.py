@@ -1,5 +1,6 @@
 """The estimator: weightings against their definitions, and the search at its defaults."""
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -72,6 +73,7 @@ def _planted(space, key, value, delta):
 
 
 def _search(delta, seed, steps=150, **options):
+    keras.utils.set_random_seed(seed)
     space = search_space()
     train = clip_dataset(64, 8, crop=CROP, classes=CLASSES, seed=seed).repeat()
     heldout = clip_dataset(64, 16, crop=CROP, classes=CLASSES, seed=seed + 100)
@@ -95,6 +97,17 @@ def test_defaults_find_a_planted_advantage_of_ten_points():
         assert marginals["sparse[1].temporal_kernel"][3] > 0.85, (seed, marginals)
 
 
-def test_without_an_advantage_nothing_is_chosen():
-    marginals = _search(0.0, 0)
-    assert max(max(m.values()) for m in marginals.values()) < 0.8, marginals
+@pytest.mark.parametrize("weighting, moves", [("rank", False), ("baseline", False),
+                                               ("softmax", True)])
+def test_tied_scores_leave_alpha_alone_unless_softmax(weighting, moves):
+    """Equal scores carry no information: only PARSEC's plain softmax weights still move
+    alpha (towards whatever was sampled)."""
+    space = search_space()
+    train = clip_dataset(32, 8, crop=CROP, classes=CLASSES, seed=0).repeat()
+    heldout = clip_dataset(16, 16, crop=CROP, classes=CLASSES, seed=1)
+    search = ParsecSearch(space, CLASSES, crop=CROP, weighting=weighting,
+                          score=lambda y, logits, indices: ops.ones(()) * 0.5)
+    search.compile(learning_rate=0.05)
+    search.fit(search_dataset(train, heldout), epochs=1, steps_per_epoch=10, verbose=0)
+    largest = max(np.abs(logits).max() for logits in search.distribution.logits_numpy())
+    assert (largest > 0.05) if moves else (largest == 0.0), largest

@@ -248,9 +248,10 @@ def evaluate(
                 return None, NOT_TRAINED
             if verbose:
                 print(f"training the {key} variant from scratch (train_variants=True)")
-            kwargs = {k: settings[k] for k in ("epochs", "steps_per_epoch", "batch_size",
-                                                "warmup_epochs", "weight_decay", "momentum",
-                                                "label_smoothing", "mixed_precision", "seed")
+            kwargs = {k: settings[k] for k in ("optimizer", "epochs", "steps_per_epoch",
+                                                "batch_size", "warmup_epochs", "weight_decay",
+                                                "momentum", "label_smoothing", "mixed_precision",
+                                                "seed")
                       if k in settings}
             kwargs.update(variant_settings or {})
             folder = os.path.join(output_dir, "variants", key.replace("\u2020", "_dagger"))
