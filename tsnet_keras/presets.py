@@ -38,7 +38,7 @@ def x3d(size: str = "S") -> Architecture:
         `Architecture` with only a sparse stream: stem 24 channels (temporal
         kernel 5), stages of widths 24/48/96/192, depths ceil(d x [1, 2, 5, 3]),
         expansion 2.25, 3x3x3 depthwise kernels, squeeze-excite 1/16 on every
-        other block, head 432 -> 2048.
+        other block, ReLU after each residual add, head 432 -> 2048.
 
     Example:
 
@@ -68,7 +68,7 @@ def x3d(size: str = "S") -> Architecture:
         groups=groups,
         head_channels=X3D_HEAD_CHANNELS,
     )
-    return Architecture(sparse=stream)
+    return Architecture(sparse=stream, residual_activation="relu")
 
 
 # Table 7 of the paper: 5 fusion blocks placed +1 / +1 / +2 / +1 over stages 1-4.
