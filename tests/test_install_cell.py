@@ -51,7 +51,7 @@ def test_install_cell_without_a_spec_or_checkout_says_what_to_do(tmp_path):
 
 @pytest.mark.slow  # downloads TensorFlow and the other dependencies: minutes
 def test_install_cell_installs_into_a_clean_virtual_environment(tmp_path):
-    checkout = tmp_path / "tsnet_keras"
+    checkout = tmp_path / "checkout"
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     for name in files:
