@@ -1,5 +1,6 @@
 """MBConv3D against a NumPy reference of the whole block; parameter counts."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -117,9 +118,9 @@ def test_residual_relu_is_relu_of_the_plain_block(rng):
     plain.build(x.shape)
     relu.build(x.shape)
     relu.set_weights(plain.get_weights())
-    expected = np.maximum(np.asarray(plain(x, training=False)), 0.0)
+    expected = np.maximum(keras.ops.convert_to_numpy(plain(x, training=False)), 0.0)
     assert (expected == 0).any() and (expected > 0).any()
-    np.testing.assert_allclose(np.asarray(relu(x, training=False)), expected, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(relu(x, training=False)), expected, atol=1e-6)
     assert relu.get_config()["residual_activation"] == "relu"
     with pytest.raises(ValueError, match="residual_activation"):
         MBConv3D(8, 2.0, residual_activation="gelu")
