@@ -289,9 +289,9 @@ def test_random_macs_is_seeded_and_inside_the_space_extremes(space):
         random_macs(space, n=0)
 
 
-def test_distribution_legend_names_choice_values(space, tmp_path):
+def test_distribution_legend_names_choice_values(space):
     _, snapshots = synthetic_snapshots(space)
-    fig = plot_distribution_evolution(snapshots, path=tmp_path / "dist.png", choices=space)
+    fig = plot_distribution_evolution(snapshots, choices=space)
     rows = {legend.get_title().get_text(): [t.get_text() for t in legend.get_texts()] for legend in fig.legends}
     assert rows["temporal kernel"] == ["t=1", "t=3", "t=5"]
     assert rows["spatial kernel"] == ["k=3", "k=5"]
