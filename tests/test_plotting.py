@@ -287,3 +287,18 @@ def test_random_macs_is_seeded_and_inside_the_space_extremes(space):
     assert low <= macs.min() and macs.max() <= high
     with pytest.raises(ValueError, match="`n`"):
         random_macs(space, n=0)
+
+
+def test_distribution_legend_names_choice_values(space):
+    _, snapshots = synthetic_snapshots(space)
+    fig = plot_distribution_evolution(snapshots, choices=space)
+    rows = {legend.get_title().get_text(): [t.get_text() for t in legend.get_texts()] for legend in fig.legends}
+    assert rows["temporal kernel"] == ["t=1", "t=3", "t=5"]
+    assert rows["spatial kernel"] == ["k=3", "k=5"]
+    assert rows["expansion"][:2] == ["e=1.5", "e=2.25"]
+    # Channel choices differ between groups: each index shows the range of its values.
+    smallest = [space.variable(k).choices[0] for k in snapshots[0] if k.endswith(".channels")]
+    assert rows["channels"][0] == f"C={min(smallest)}-{max(smallest)}"
+    # Without known values the legend falls back to indices.
+    unnamed = plot_distribution_evolution([{"a": [0.5, 0.5]}, {"a": [0.2, 0.8]}])
+    assert [t.get_text() for t in unnamed.legends[0].get_texts()] == ["choice 0", "choice 1"]

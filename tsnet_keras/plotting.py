@@ -574,15 +574,82 @@ def plot_distribution_evolution(snapshots, path=None, steps=None, choices=None,
         ax.tick_params(labelsize=5, length=2, pad=1)
     for ax in axes[count:]:
         ax.set_visible(False)
-    handles = [Patch(facecolor=palette[i], label=f"choice {i}") for i in range(most_choices)]
-    fig.legend(handles=handles, loc="lower center", ncol=most_choices, fontsize=7,
-               frameon=False, title="choice index (in the space's order; dark = first)",
-               title_fontsize=7)
+    legend_rows = _choice_legend(keys, series, choices, labels)
+    for row, (title, names) in enumerate(legend_rows):
+        handles = [Patch(facecolor=palette[i], label=name) for i, name in enumerate(names)]
+        fig.legend(handles=handles, loc="lower left", ncol=len(handles), fontsize=6, frameon=False,
+                   title=title, title_fontsize=6, alignment="left",
+                   bbox_to_anchor=(0.01, (0.05 + 0.42 * (len(legend_rows) - 1 - row)) / fig.get_size_inches()[1]))
     # Fixed margins in inches: tight_layout over ~50 axes takes seconds.
     width, height = fig.get_size_inches()
     fig.subplots_adjust(left=0.4 / width, right=1 - 0.1 / width, top=1 - 0.35 / height,
-                        bottom=0.8 / height, wspace=0.12, hspace=0.5)
+                        bottom=(0.45 + 0.42 * len(legend_rows)) / height, wspace=0.12, hspace=0.5)
     return _save(fig, path)
+
+
+# How a choice value of each variable kind reads in a legend (t=3, k=5, ...).
+CHOICE_PREFIXES = {"temporal_kernel": "t=", "spatial_kernel": "k=", "expansion": "e=",
+                   "channels": "C=", "fusion": "", "attention": "GloRe "}
+
+
+def _variable_kind(key: str) -> str:
+    """`sparse[3].temporal_kernel` -> `temporal_kernel` (also `a/b/c` keys)."""
+    return key.replace("/", ".").rsplit(".", 1)[-1]
+
+
+def _choice_legend(keys, series, choices, labels) -> list:
+    """[(title, label per choice index)], one row per variable kind, naming the values.
+
+    A kind whose variables share their choices gets one label per value (t=1, t=3,
+    t=5); one whose choices differ between variables (channels) gets the range of
+    each choice index's values (C=32-248). Without known values: "choice i".
+    """
+    kinds = {}
+    for key in keys:
+        values = _choice_values(choices, key, labels)
+        kinds.setdefault(_variable_kind(key), []).append(
+            tuple(values) if values else tuple(range(series[key].shape[1])))
+    if all(not _choice_values(choices, key, labels) for key in keys):
+        width = max(array.shape[1] for array in series.values())
+        return [("choice index (in the space's order; dark = first)", [f"choice {i}" for i in range(width)])]
+    rows = []
+    for kind, value_sets in kinds.items():
+        prefix = CHOICE_PREFIXES.get(kind, f"{kind}=")
+        width = max(len(values) for values in value_sets)
+        names = []
+        for index in range(width):
+            column = [values[index] for values in value_sets if index < len(values)]
+            numbers = [_as_number(value) for value in column]
+            if None not in numbers and len(set(numbers)) > 1:
+                low, high = min(numbers), max(numbers)
+                names.append(f"{prefix}{_format_choice(low)}-{_format_choice(high)}")
+            else:
+                texts = list(dict.fromkeys(_format_choice(value) for value in column))
+                names.append(prefix + "/".join(texts))
+        rows.append((kind.replace("_", " "), names))
+    return rows
+
+
+def _as_number(value):
+    if isinstance(value, (bool, np.bool_)) or value in ("True", "False"):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _format_choice(value) -> str:
+    if isinstance(value, str):
+        try:
+            value = float(value) if value not in ("True", "False") else value == "True"
+        except ValueError:
+            return value
+    if isinstance(value, (bool, np.bool_)):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # ---------------------------------------------------------------------------- space

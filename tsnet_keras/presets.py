@@ -1,9 +1,20 @@
-"""Ready-made architectures: the X3D family and the paper's Manual-TSNet-P%.
+"""Ready-made architectures by name: X3D, Manual-TSNet-P% and Auto-TSNet-S/M/L.
+
+One registry says what each name builds and where it comes from:
+
+>>> presets.names()
+('x3d_xs', 'x3d_s', 'x3d_m', 'x3d_l', 'manual_tsnet_85', 'manual_tsnet_70', ...)
+>>> arch = presets.get("x3d_s")
+>>> presets.info("auto_tsnet_s").source
 
 `x3d(size)` reproduces the reference X3D (Feichtenhofer, CVPR 2020; the
-PyTorchVideo implementation) exactly: X3D-S has 3,794,322 parameters and
-1.963 GMACs at 13 x 160^2. `manual_tsnet(sparse_share)` builds the paper's
-two-stream baseline of section 5.4 with widths solved by the accounting.
+PySlowFast implementation) exactly: X3D-S has 3,794,322 parameters and
+1.963 GMACs at 13 x 160^2; `tsnet_keras.models.load_pytorchvideo_x3d` loads its
+pretrained PyTorchVideo / PySlowFast weights. `manual_tsnet(sparse_share)`
+builds the paper's two-stream baseline of section 5.4 with widths solved by the
+accounting. `auto_tsnet_s()` is the searched architecture of the paper's
+Figure 3 as far as the text describes it (see its docstring for what is read
+and what is assumed).
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ def x3d(size: str = "S") -> Architecture:
         `Architecture` with only a sparse stream: stem 24 channels (temporal
         kernel 5), stages of widths 24/48/96/192, depths ceil(d x [1, 2, 5, 3]),
         expansion 2.25, 3x3x3 depthwise kernels, squeeze-excite 1/16 on every
-        other block, head 432 -> 2048.
+        other block, ReLU after each residual add, head 432 -> 2048.
 
     Example:
 
@@ -68,7 +79,7 @@ def x3d(size: str = "S") -> Architecture:
         groups=groups,
         head_channels=X3D_HEAD_CHANNELS,
     )
-    return Architecture(sparse=stream)
+    return Architecture(sparse=stream, residual_activation="relu")
 
 
 # Table 7 of the paper: 5 fusion blocks placed +1 / +1 / +2 / +1 over stages 1-4.
@@ -192,6 +203,10 @@ def _strip_fusion(stream: Stream) -> Stream:
     )
 
 
+# variant -> (depth factor, test crop), paper section 5.3
+AUTO_TSNET_VARIANTS = {"S": (1, 182), "M": (1, 256), "L": (2, 356)}
+
+
 def auto_tsnet_variant(arch: Architecture, variant: str) -> tuple:
     """The paper's S / M / L variants of a searched architecture (section 5.3).
 
@@ -199,12 +214,144 @@ def auto_tsnet_variant(arch: Architecture, variant: str) -> tuple:
         (architecture, test crop): S at 182^2, M the same network at 256^2, L
         with doubled depth at 356^2.
     """
-    variants = {"S": (1, 182), "M": (1, 256), "L": (2, 356)}
-    if variant not in variants:
-        raise ValueError(f"`variant` must be one of {tuple(variants)}, got {variant!r}.")
-    factor, crop = variants[variant]
+    if variant not in AUTO_TSNET_VARIANTS:
+        raise ValueError(f"`variant` must be one of {tuple(AUTO_TSNET_VARIANTS)}, got {variant!r}.")
+    factor, crop = AUTO_TSNET_VARIANTS[variant]
     return (arch.scale_depth(factor) if factor != 1 else arch), crop
 
 
-__all__ = ["X3D_SIZES", "auto_tsnet_variant", "manual_tsnet", "x3d"]
+# Figure 3 / section 5.5.3: the two GloRe blocks sit in sparse stage 3; of the
+# attention candidates (space.auto_tsnet.DEFAULT_ATTENTION_PLACES) these are the
+# ones in stage 3.
+AUTO_TSNET_S_ATTENTION = (5, 7)
+
+
+def auto_tsnet_s() -> Architecture:
+    """Auto-TSNet-S, the paper's searched two-stream model, as far as it can be read.
+
+    Read from the paper (section 5.10 and Figure 3's caption, Tables 5 and 11):
+    two streams in the Auto-TSNet space (`space.auto_tsnet()`, Table 1
+    layout, 4 sparse and 32 dense frames); spatial kernel 5 and temporal kernel 1
+    "widely used in both streams"; attention only in the sparse stream: two GloRe
+    blocks in stage 3; 2.46 one-view GFLOPs and 8.6 M parameters.
+
+    Assumed (Figure 3 is a drawing whose per-group values the text does not
+    give): every group uses temporal kernel 1 and spatial kernel 5; every group
+    takes the middle width of its Table 1 range and expansion 2.25 (X3D's);
+    the GloRe blocks follow groups 5 and 7 (the stage-3 attention candidates);
+    time-strided-conv fusion after groups 1, 3, 5, 7, 9 (the Manual-TSNet
+    placement of Table 7). This gives 2.32 GMACs at 160^2 and 8.27 M parameters
+    (paper: 2.46 G, 8.6 M); `tests/test_presets.py` records both.
+
+    Returns:
+        `Architecture` inside `space.auto_tsnet()`.
+    """
+    from tsnet_keras.space.auto_tsnet import auto_tsnet
+
+    space = auto_tsnet()
+    values = {}
+    for variable in space.variables(searchable=False):
+        stream, rest = variable.key.split("[", 1)
+        index, name = int(rest.split("]")[0]), variable.key.rsplit(".", 1)[1]
+        choices = variable.choices
+        values[variable.key] = {
+            "temporal_kernel": 1,
+            "spatial_kernel": 5,
+            "channels": choices[len(choices) // 2],
+            "expansion": X3D_EXPANSION,
+            "attention": stream == "sparse" and index in AUTO_TSNET_S_ATTENTION,
+            "fusion": "time_strided_conv"
+            if stream == "sparse" and index in MANUAL_FUSION_PLACES
+            else "none",
+        }[name]
+    return space.architecture(values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One registry entry.
+
+    Args:
+        name: str. The registry key (`x3d_s`).
+        build: callable returning the `Architecture`.
+        test_crop: int. Crop of the paper's single-view test.
+        description: str. One line.
+        source: str. Where the architecture comes from, and how exact it is.
+        weights: str. Where pretrained weights come from ("" when none exist).
+    """
+
+    name: str
+    build: object
+    test_crop: int
+    description: str
+    source: str
+    weights: str = ""
+
+
+def _registry() -> dict:
+    entries = []
+    for size in X3D_SIZES:
+        entries.append(
+            Preset(
+                f"x3d_{size.lower()}",
+                lambda size=size: x3d(size),
+                X3D_SIZES[size]["test_crop"],
+                f"X3D-{size}, single stream, {X3D_SIZES[size]['frames']} frames",
+                "Feichtenhofer, CVPR 2020; exact (PySlowFast / PyTorchVideo structure and widths)",
+                "PyTorchVideo hub or PySlowFast checkpoint: build_model(..., weights=path)",
+            )
+        )
+    for share in (85, 70, 55):
+        entries.append(
+            Preset(
+                f"manual_tsnet_{share}",
+                lambda share=share: manual_tsnet(share / 100),
+                182,
+                f"Manual-TSNet-{share}%: two X3D-S-like streams, {share}% of the MACs sparse",
+                "Auto-TSNet paper section 5.4, Table 4 / 7; widths solved by the accounting",
+            )
+        )
+    for variant in ("S", "M", "L"):
+        entries.append(
+            Preset(
+                f"auto_tsnet_{variant.lower()}",
+                lambda variant=variant: auto_tsnet_variant(auto_tsnet_s(), variant)[0],
+                AUTO_TSNET_VARIANTS[variant][1],
+                f"Auto-TSNet-{variant}: the searched two-stream model, depth "
+                f"x{AUTO_TSNET_VARIANTS[variant][0]}, test crop {AUTO_TSNET_VARIANTS[variant][1]}",
+                "Auto-TSNet paper Figure 3 as far as the text reads; see presets.auto_tsnet_s",
+            )
+        )
+    return {entry.name: entry for entry in entries}
+
+
+def names() -> tuple:
+    """Every registered preset name, in registry order."""
+    return tuple(_registry())
+
+
+def info(name: str) -> Preset:
+    """The registry entry of `name` (source, test crop, where weights come from)."""
+    registry = _registry()
+    if name not in registry:
+        raise ValueError(f"Unknown preset {name!r}; choose one of {tuple(registry)}.")
+    return registry[name]
+
+
+def get(name: str) -> Architecture:
+    """The `Architecture` registered as `name` (see `names()`)."""
+    return info(name).build()
+
+
+__all__ = [
+    "Preset",
+    "X3D_SIZES",
+    "auto_tsnet_s",
+    "auto_tsnet_variant",
+    "get",
+    "info",
+    "manual_tsnet",
+    "names",
+    "x3d",
+]
 

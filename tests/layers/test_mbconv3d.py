@@ -1,5 +1,6 @@
 """MBConv3D against a NumPy reference of the whole block; parameter counts."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -108,3 +109,18 @@ def test_parameter_count(input_channels, kwargs):
     assert trainable == expected
     # count_params() adds the BN moving mean and variance (non-trainable).
     assert layer.count_params() == expected + 2 * bn_channels
+
+
+def test_residual_relu_is_relu_of_the_plain_block(rng):
+    x = rng.normal(size=(1, 3, 6, 6, 8)).astype("float32")
+    plain = MBConv3D(8, 2.0, squeeze_excite_ratio=0.25)
+    relu = MBConv3D(8, 2.0, squeeze_excite_ratio=0.25, residual_activation="relu")
+    plain.build(x.shape)
+    relu.build(x.shape)
+    relu.set_weights(plain.get_weights())
+    expected = np.maximum(keras.ops.convert_to_numpy(plain(x, training=False)), 0.0)
+    assert (expected == 0).any() and (expected > 0).any()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(relu(x, training=False)), expected, atol=1e-6)
+    assert relu.get_config()["residual_activation"] == "relu"
+    with pytest.raises(ValueError, match="residual_activation"):
+        MBConv3D(8, 2.0, residual_activation="gelu")

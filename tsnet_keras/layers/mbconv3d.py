@@ -7,6 +7,7 @@ from keras import ops
 
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers.depthwise import depthwise_conv3d
+from tsnet_keras.space.architecture import RESIDUAL_ACTIVATIONS
 
 SHORTCUTS = ("auto", "projection", "none")
 
@@ -35,7 +36,7 @@ class MBConv3D(keras.layers.Layer):
           -> activation (swish)
           -> 1x1x1 project inner -> filters (project_kernel) -> project_bn
              (gamma initialised to zero, so a new block starts as its shortcut)
-          -> + shortcut(x)
+          -> + shortcut(x) -> [residual_activation]
         (B, T, ceil(H / s), ceil(W / s), filters)
 
     `inner = MBConv3D.inner_channels(filters, expansion)`: the expansion is
@@ -47,7 +48,9 @@ class MBConv3D(keras.layers.Layer):
     `C_in == filters`, otherwise a projection: spatial subsampling
     `x[:, :, ::s, ::s]`, 1x1x1 conv C_in -> filters (`shortcut_kernel`) and
     `shortcut_bn`. `"projection"` always projects; `"none"` adds no residual.
-    No convolution has a bias. There is no activation after the residual add.
+    No convolution has a bias. `residual_activation="relu"` adds the ReLU after
+    the residual add of X3D as published (PySlowFast, PyTorchVideo); the default
+    `"none"` adds no activation there.
 
     Reference: Feichtenhofer, "X3D: Expanding Architectures for Efficient Video
     Recognition", CVPR 2020; Sandler et al., "MobileNetV2", CVPR 2018; Hu et al.,
@@ -65,6 +68,8 @@ class MBConv3D(keras.layers.Layer):
         activation: activation before the projection, a name or a callable.
             Default `"swish"`.
         shortcut: `"auto"`, `"projection"` or `"none"`. Default `"auto"`.
+        residual_activation: `"none"` or `"relu"`, applied after the residual
+            add. Default `"none"`.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Weights:
@@ -98,6 +103,7 @@ class MBConv3D(keras.layers.Layer):
         squeeze_excite_ratio=0.0,
         activation="swish",
         shortcut="auto",
+        residual_activation="none",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -134,6 +140,9 @@ class MBConv3D(keras.layers.Layer):
             ) from error
         self.activation = activation
         self.shortcut = _checks.check_choice(name, "shortcut", shortcut, SHORTCUTS)
+        self.residual_activation = _checks.check_choice(
+            name, "residual_activation", residual_activation, RESIDUAL_ACTIVATIONS
+        )
 
         self.inner = self.inner_channels(self.filters, self.expansion)
         self.squeeze_excite_hidden = self.squeeze_excite_channels(
@@ -205,6 +214,10 @@ class MBConv3D(keras.layers.Layer):
             self.shortcut_bn.build(output_shape)
 
     def call(self, inputs, training=None):
+        x = self._residual(inputs, training)
+        return ops.relu(x) if self.residual_activation == "relu" else x
+
+    def _residual(self, inputs, training):
         x = ops.matmul(inputs, self.expand_kernel)
         x = ops.relu(self.expand_bn(x, training=training))
         x = depthwise_conv3d(x, self.depthwise_kernel, self.spatial_stride)
@@ -245,6 +258,7 @@ class MBConv3D(keras.layers.Layer):
                     else keras.activations.serialize(self._activation_fn)
                 ),
                 "shortcut": self.shortcut,
+                "residual_activation": self.residual_activation,
             }
         )
         return config

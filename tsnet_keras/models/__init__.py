@@ -1,3 +1,4 @@
-"""Builders that turn an Architecture into a Keras model."""
+"""Builders that turn an Architecture into a Keras model, and pretrained-weight loaders."""
 
+from tsnet_keras.models.pytorchvideo import load_pytorchvideo_x3d
 from tsnet_keras.models.tsnet import TSNet, build_model, make_layer

@@ -35,6 +35,7 @@ def make_layer(spec: LayerSpec) -> keras.layers.Layer:
             spatial_kernel=opts["spatial_kernel"],
             spatial_stride=spec.spatial_stride,
             squeeze_excite_ratio=opts["squeeze_excite_ratio"],
+            residual_activation=opts["residual_activation"],
             name=spec.name,
         )
     if spec.kind == "glore":

@@ -290,7 +290,7 @@ def evaluate(
                                     frames=stream_frames(row_arch), num_views=num_views,
                                     num_crops=num_crops,
                                     test_short_side=sides[row.rstrip("\u2020")][0])
-                scores = evaluate_views(any_crop, test, top_k=top_k)
+                scores = evaluate_views(any_crop, test, top_k=top_k, verbose=verbose)
                 measured[key] = {"top1": scores["top1"], "top5": scores[f"top{top_k[1]}"],
                                  "num_videos": scores["num_videos"],
                                  "num_views": scores["num_views"],

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 FUSION_OPS = ("none", "time_to_channel", "time_strided_sample", "time_strided_conv")
 FUSION_MERGES = ("concat", "sum")
+RESIDUAL_ACTIVATIONS = ("none", "relu")
 STREAMS = ("sparse", "dense")
 
 
@@ -173,6 +174,9 @@ class Architecture:
         fusion_merge: str. How fused dense features join the sparse stream:
             "concat" (SlowFast's default; the next sparse block sees more
             channels) or "sum" (fused width must equal the sparse width).
+        residual_activation: str. Activation after each block's residual add:
+            "none" (the default of the searched models) or "relu" (X3D as
+            published in PySlowFast and PyTorchVideo; `presets.x3d` uses it).
 
     Example:
 
@@ -187,6 +191,7 @@ class Architecture:
     head_units: int = 2048
     dropout_rate: float = 0.5
     fusion_merge: str = "concat"
+    residual_activation: str = "none"
 
     def __post_init__(self):
         if not isinstance(self.sparse, Stream):
@@ -202,6 +207,11 @@ class Architecture:
             raise ValueError(
                 f"Architecture: `fusion_merge` must be one of {FUSION_MERGES}, "
                 f"got {self.fusion_merge!r}."
+            )
+        if self.residual_activation not in RESIDUAL_ACTIVATIONS:
+            raise ValueError(
+                f"Architecture: `residual_activation` must be one of {RESIDUAL_ACTIVATIONS}, "
+                f"got {self.residual_activation!r}."
             )
         if self.dense is None:
             for index, group in enumerate(self.sparse.groups):
@@ -347,6 +357,11 @@ class Architecture:
         lines.append(
             f"classifier: {self.head_units} hidden units, dropout {self.dropout_rate}, "
             f"fusion merge {self.fusion_merge}"
+            + (
+                f", {self.residual_activation} after each residual add"
+                if self.residual_activation != "none"
+                else ""
+            )
         )
         return "\n".join(lines)
 
@@ -394,6 +409,7 @@ __all__ = [
     "BlockGroup",
     "FUSION_MERGES",
     "FUSION_OPS",
+    "RESIDUAL_ACTIVATIONS",
     "Stem",
     "Stream",
 ]

@@ -115,6 +115,7 @@ def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
                             "se_hidden": se_hidden,
                             "squeeze_excite_ratio": group.squeeze_excite if se_hidden else 0.0,
                             "projection": stride != 1 or cin != cout,
+                            "residual_activation": arch.residual_activation,
                         },
                     )
                 )
