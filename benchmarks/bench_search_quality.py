@@ -302,6 +302,38 @@ def _write(output, name, payload):
         json.dump(payload, handle, indent=1)
 
 
+# ----------------------------------------------------------------------- figure
+def plot_planted(json_paths, path):
+    """P(planted choice) and the others' drift against search steps, one panel per delta."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = {}
+    for json_path in json_paths:
+        with open(json_path, encoding="utf-8") as handle:
+            for entry in json.load(handle).values():
+                if entry["config"] == "default":
+                    results.setdefault(entry["delta"], []).extend(entry["runs"])
+    deltas = sorted(results)
+    figure, axes = plt.subplots(1, len(deltas), figsize=(4.2 * len(deltas), 3.4), squeeze=False)
+    for axis, delta in zip(axes[0], deltas):
+        for run in results[delta]:
+            steps = [point["step"] for point in run["curve"]]
+            axis.plot(steps, [point["p"] for point in run["curve"]], color="tab:blue", lw=1)
+            axis.plot(steps, [point["drift"] for point in run["curve"]], color="tab:orange",
+                      lw=1, alpha=0.7)
+        axis.axhline(0.9, color="grey", ls="--", lw=0.8)
+        axis.axhline(0.15, color="tab:orange", ls=":", lw=0.8)  # the drift goal
+        axis.set(title=f"+{delta:g} points for t=5 in group 2 ({len(results[delta])} seeds)",
+                 xlabel="search step", ylim=(0, 1))
+    axes[0][0].set_ylabel("blue: P(t=5)   orange: others' drift")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -320,7 +352,13 @@ def main(argv=None):
         command.add_argument("--steps", type=int, default=300)
         command.add_argument("--heldout-batch", type=int, default=SearchSettings.heldout_batch)
         command.add_argument("--output", default="runs/bench_search_quality")
+    figure = sub.add_parser("plot", help="figure of planted.json files (default config)")
+    figure.add_argument("json", nargs="+")
+    figure.add_argument("--path", default="docs/images/search_quality_planted.png")
     args = parser.parse_args(argv)
+    if args.command == "plot":
+        print(plot_planted(args.json, args.path))
+        return
     args.seeds_list = list(range(args.first_seed, args.first_seed + args.seeds))
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     if args.command == "planted":

@@ -40,7 +40,7 @@ WEIGHT_UPDATES = ("mean", "importance")
 
 @dataclasses.dataclass(frozen=True)
 class EstimatorDefaults:
-    """The search's estimator defaults, chosen by measurement (BENCHMARKS.md section 7).
+    """The search's estimator defaults, chosen by measurement (BENCHMARKS.md section 8).
 
     `ParsecSearch`, `run_search_step` and the recipes all read them from here.
     """
