@@ -117,8 +117,11 @@ def main(argv=None) -> int:
     if args.evaluate:
         written += results_figure(args.evaluate, args.out)
     record = os.path.join(args.out, "run.json")
+    folders = [os.path.abspath(f) for f in [*args.search, args.retrain, args.evaluate] if f]
+    root = os.path.dirname(os.path.commonpath(folders)) + os.sep
+    text = json.dumps(run_record(args), indent=1, default=str)
     with open(record, "w", encoding="utf-8") as handle:
-        json.dump(run_record(args), handle, indent=1, default=str)
+        handle.write(text.replace(root, ""))  # run folders relative to their parent: no machine paths
     for path in written + [record]:
         print(path)
     return 0

@@ -34,6 +34,7 @@ NOTEBOOK_TEST_PARAMETERS = {
     "quickstart": {"crop": 64, "num_classes": 10},
     "layers_on_other_backends": {"backend": "torch", "crop": 16, "num_clips": 8, "epochs": 1},
     "search_space_tour": {"num_samples": 20},
+    "finetune_x3d": {"crop": 32, "epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "val_steps": 1},
 }
 # Further runs, marked slow: (file stem, parameters).
 SLOW_NOTEBOOK_RUNS = [
