@@ -396,3 +396,10 @@ def test_single_device_uses_the_default_strategy():
     strategy = recipes.choose_strategy(verbose=False)
     assert strategy.num_replicas_in_sync == 1
     assert not isinstance(strategy, tf.distribute.MirroredStrategy)
+
+
+def test_one_shot_search_step_takes_no_previous_step(tmp_path):
+    with pytest.raises(ValueError, match="previous_dir"):
+        recipes.search_step("one_shot", str(tmp_path / "out"), str(tmp_path))
+    with pytest.raises(ValueError, match="`step` must be one of"):
+        recipes.search_step(4, str(tmp_path / "out"))

@@ -41,6 +41,8 @@ from tsnet_keras.recipes.data import RecipeData, resolve_data, split_heldout, st
 from tsnet_keras.search.estimator import DEFAULTS
 
 SNAPSHOT_FILE = "distribution_history.json"
+# The progressive steps, and "one_shot": every variable at once (the paper's Table 9 baseline).
+RECIPE_STEPS = (1, 2, 3, "one_shot")
 PREVIOUS_STEP_FILES = (ARCHITECTURE_FILE, "distribution.json", "model.weights.h5")
 
 
@@ -153,7 +155,8 @@ def search_step(
     """Runs (or resumes, or reloads) progressive-search step 1, 2 or 3.
 
     Args:
-        step: 1 (sparse stream), 2 (dense stream and fusion) or 3 (attention).
+        step: 1 (sparse stream), 2 (dense stream and fusion), 3 (attention) or
+            "one_shot" (every variable at once, no previous step).
         output_dir: folder of this step's outputs.
         previous_dir: output_dir of the previous step (steps 2 and 3).
         data: a `RecipeData`; default `resolve_data(data_root, train_list, val_list, num_classes)`.
@@ -192,8 +195,8 @@ def search_step(
     from tsnet_keras.search.progressive import step_space
     from tsnet_keras.spaces import get_space
 
-    if step not in (1, 2, 3):
-        raise ValueError(f"`step` must be 1, 2 or 3, got {step!r}.")
+    if step not in RECIPE_STEPS:
+        raise ValueError(f"`step` must be one of {RECIPE_STEPS}, got {step!r}.")
     output_dir = check_output_dir(output_dir)
     epochs = check_int("epochs", epochs)
     steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch or 0, minimum=0)
@@ -213,11 +216,11 @@ def search_step(
             space = get_space(space)
         except ValueError as error:
             raise ValueError(f"`space`: {error}") from None
-    if step > 1:
+    if step in (2, 3):
         previous_dir = check_previous_dir(previous_dir, PREVIOUS_STEP_FILES, f"step {step - 1}")
     elif previous_dir:
-        raise ValueError(f"`previous_dir` must be empty for step 1 (it starts the search), got "
-                         f"{previous_dir!r}.")
+        raise ValueError(f"`previous_dir` must be empty for step {step!r} (it starts the search), "
+                         f"got {previous_dir!r}.")
     else:
         previous_dir = None
     if data is None:
