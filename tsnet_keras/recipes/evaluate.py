@@ -333,7 +333,7 @@ def evaluate(
 __all__ = [
     "NOT_TRAINED",
     "ROWS",
-    "TEST_CROP_RATIOS",
+    "PAPER_SIZES",
     "evaluate",
     "format_table",
     "load_trained_model",
