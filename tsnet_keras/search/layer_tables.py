@@ -322,6 +322,7 @@ def _mbconv(template, values, stream, group, cin, ratio, position, stride):
             "se_hidden": se_hidden,
             "squeeze_excite_ratio": ratio if se_hidden else 0.0,
             "projection": projection,
+            "residual_activation": template.options["residual_activation"],
         },
     )
     record = {
