@@ -278,8 +278,8 @@ def load_step_result(output_dir) -> SearchResult:
     if os.path.exists(path):
         with open(path, encoding="utf-8") as handle:
             history = json.load(handle)
-    step = read_checkpoint_meta(os.path.join(output_dir, CHECKPOINT_FILE))["config"]["step"] \
-        if os.path.exists(os.path.join(output_dir, CHECKPOINT_FILE)) else None
+    found = find_checkpoint(os.path.join(output_dir, CHECKPOINT_FILE))
+    step = found["meta"]["config"]["step"] if found is not None else None
     return SearchResult(step, os.fspath(output_dir), arch, distribution, history)
 
 
