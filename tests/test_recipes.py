@@ -392,3 +392,21 @@ def test_single_device_uses_the_default_strategy():
     strategy = recipes.choose_strategy(verbose=False)
     assert strategy.num_replicas_in_sync == 1
     assert not isinstance(strategy, tf.distribute.MirroredStrategy)
+
+
+def test_importing_the_recipes_quiets_tensorflows_cpp_warnings():
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = "import os, tsnet_keras.recipes; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    for preset, expected in ((None, "2"),):  # a preset value is left alone (setdefault)
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+        env["PYTHONPATH"] = root
+        if preset is not None:
+            env["TF_CPP_MIN_LOG_LEVEL"] = preset
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                text=True, timeout=300, cwd=root)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip().splitlines()[-1] == expected
+
