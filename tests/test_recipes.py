@@ -403,3 +403,21 @@ def test_one_shot_search_step_takes_no_previous_step(tmp_path):
         recipes.search_step("one_shot", str(tmp_path / "out"), str(tmp_path))
     with pytest.raises(ValueError, match="`step` must be one of"):
         recipes.search_step(4, str(tmp_path / "out"))
+
+
+def test_importing_the_recipes_quiets_tensorflows_cpp_warnings():
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = "import os, tsnet_keras.recipes; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    for preset, expected in ((None, "2"),):  # a preset value is left alone (setdefault)
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+        env["PYTHONPATH"] = root
+        if preset is not None:
+            env["TF_CPP_MIN_LOG_LEVEL"] = preset
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                text=True, timeout=300, cwd=root)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip().splitlines()[-1] == expected
+

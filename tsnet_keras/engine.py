@@ -60,9 +60,12 @@ class RunCallbacks(keras.callbacks.Callback):
         return call
 
     def set_model(self, model):
+        # Once per model: TensorBoard's set_model starts new event writers (and leaks the old).
+        if getattr(self, "_forwarded_model", None) is not model:
+            self._forwarded_model = model
+            for callback in self.callbacks:
+                callback.set_model(model)
         super().set_model(model)
-        for callback in self.callbacks:
-            callback.set_model(model)
 
     def set_params(self, params):
         super().set_params(params)

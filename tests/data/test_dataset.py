@@ -224,3 +224,51 @@ def test_invalid_arguments_name_the_field(video_dir, kwargs, field):
     arguments = {"crop_size": 32, "jitter": (40, 56), **kwargs}
     with pytest.raises(ValueError, match=field):
         video_dataset([(video_dir / "long.mp4", 0)], **arguments)
+
+
+def test_broken_tfrecord_examples_are_skipped_and_counted(tmp_path):
+    from tsnet_keras.data import tfrecord
+
+    frames = np.random.default_rng(0).integers(0, 255, (40, 48, 64, 3), dtype=np.uint8)
+    good = tfrecord.video_example("good", 1, frames, 30.0)
+
+    def broken(change):
+        example = tf.train.Example.FromString(good)
+        change(example.features.feature)
+        return example.SerializeToString()
+
+    def cut_jpegs(feature):
+        values = [data[: len(data) // 2] for data in feature["frames"].bytes_list.value]
+        del feature["frames"].bytes_list.value[:]
+        feature["frames"].bytes_list.value.extend(values)
+
+    cases = [
+        lambda f: f.__delitem__("label"),
+        lambda f: f["fps"].float_list.value.__setitem__(0, 0.0),
+        lambda f: f["num_frames"].int64_list.value.__setitem__(0, 0),
+        lambda f: f["num_frames"].int64_list.value.__setitem__(0, 99),
+        lambda f: f["label"].int64_list.value.__setitem__(0, 7),  # num_classes is 3
+        cut_jpegs,
+    ]
+    first, second = str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")
+    with tf.io.TFRecordWriter(first) as writer:
+        for record in [good] + [broken(case) for case in cases]:
+            writer.write(record)
+    with tf.io.TFRecordWriter(second) as writer:
+        writer.write(good)
+        writer.write(good)
+    data = open(second, "rb").read()
+    open(second, "wb").write(data[: len(data) - 100])  # the second record cut short
+    options = dict(num_classes=3, max_failure_fraction=1.0, crop_size=32, jitter=(40, 48),
+                   sparse_frames=2, sparse_stride=4, dense_frames=None)
+    val = video_dataset([first, second], mode="val", batch_size=1, **options)
+    labels = [int(y[0]) for _, y in val]
+    assert labels == [1, 1]  # the good example of each shard
+    failed = val.failures.failed_files
+    assert failed[0] == second  # counted when the dataset is built
+    assert sorted(failed[1:]) == sorted(f"{first}#{index}" for index in range(1, 7))
+    assert val.failures.num_attempts == 9 and val.failures.num_failed == 7
+    assert "no `label`" in val.failures.errors[f"{first}#1"]
+    train = video_dataset([first, second], mode="train", batch_size=2, seed=0, **options)
+    (_, y), = list(train)
+    assert y.numpy().tolist() == [1, 1]

@@ -105,3 +105,21 @@ def test_frame_folder_errors(tmp_path):
         read_frame_folder(tmp_path / "nowhere", lambda n: np.arange(2))
     with pytest.raises(VideoDecodeError, match="no image files"):
         read_frame_folder(tmp_path, lambda n: np.arange(2))
+
+
+def test_only_local_regular_files_are_opened(tmp_path, video_dir, monkeypatch):
+    import shutil
+
+    from tsnet_keras.data.decode import VideoDecodeError, read_video
+
+    # A local file whose name looks like an FFmpeg protocol is read as the file itself.
+    shutil.copy(video_dir / "long.mp4", tmp_path / "concat:clip.mp4")
+    monkeypatch.chdir(tmp_path)
+    decoded = read_video("concat:clip.mp4", lambda n: np.arange(min(n, 4)), 32)
+    assert len(decoded.positions) == 4
+
+    for url in ("http://example.com/a.mp4", "pipe:0", "concat:a.mp4|b.mp4"):
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            read_video(url, lambda n: [0], 32)
+    with pytest.raises(VideoDecodeError, match="not a regular file"):
+        read_video(str(tmp_path), lambda n: [0], 32)

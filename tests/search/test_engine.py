@@ -185,3 +185,23 @@ def test_a_batch_smaller_than_the_samples_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"batches of 1 clips over 1 replica.*samples_per_replica=2"):
         run_search_step(1, progressive_space(), train, heldout, tmp_path / "run", **OPTIONS)
     assert not os.path.exists(tmp_path / "run" / CHECKPOINT_FILE)
+
+
+def test_tensorboard_writes_one_event_file_per_run(tmp_path):
+    pytest.importorskip("tensorboard")
+    import glob
+
+    _run(tmp_path / "run", epochs=3, steps_per_epoch=1, tensorboard=True)
+    files = glob.glob(str(tmp_path / "run" / "logs" / "train" / "events.out.tfevents.*"))
+    assert len(files) == 1, files  # one writer for the run, not one per epoch
+
+
+def test_a_label_beyond_the_classes_stops_the_search_naming_the_split(tmp_path):
+    import tensorflow as tf
+
+    train = clip_dataset(12, 4, frames=2, dense_frames=4, crop=8, classes=3)
+    train = train.map(lambda x, y: (x, tf.where(y == y[0], tf.cast(7, y.dtype), y)))
+    heldout = clip_dataset(8, 4, frames=2, dense_frames=4, crop=8, classes=3, seed=1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`train_data` has a label outside "
+                                                             r"\[0, 3\)"):
+        run_search_step(1, progressive_space(), train, heldout, tmp_path / "run", **OPTIONS)

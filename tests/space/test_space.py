@@ -180,3 +180,34 @@ def test_mini_space_has_the_same_variables_on_a_small_network():
     assert 30e6 < min(macs) and max(macs) < 250e6
     with pytest.raises(ValueError, match="auto_tsnet_mini"):
         get_space("auto_tsnet_tiny")
+
+
+def test_architecture_validation_names_the_field_and_the_group():
+    import math as _math
+
+    from tsnet_keras.presets import x3d
+
+    base = x3d("S").to_dict()
+
+    def refused(error, pattern, change):
+        data = json.loads(json.dumps(base))
+        change(data)
+        with pytest.raises(error, match=pattern):
+            Architecture.from_dict(data)
+
+    def set_group(field, value, index=2):
+        return lambda data: data["sparse"]["groups"][index].__setitem__(field, value)
+
+    refused(ValueError, r"sparse.groups\[2\]: .*`expansion` must be finite", set_group("expansion", _math.nan))
+    refused(ValueError, r"sparse.groups\[2\]: .*`expansion` must be finite", set_group("expansion", _math.inf))
+    refused(ValueError, r"sparse.groups\[1\]: .*inner width .* = 0", set_group("expansion", 0.01, 1))
+    refused(TypeError, r"sparse.groups\[2\]: .*`squeeze_excite` must be a number", set_group("squeeze_excite", "x"))
+    refused(ValueError, r"sparse.groups\[2\]: .*`stride` must be 1 or 2", set_group("stride", 3))
+    refused(TypeError, r"sparse.groups\[0\]: .*`channels` must be an int", set_group("channels", "8", 0))
+    refused(TypeError, r"`dropout_rate` must be a number", lambda d: d.__setitem__("dropout_rate", "0.5"))
+    refused(TypeError, r"sparse.stem: expected a dict, got NoneType", lambda d: d["sparse"].__setitem__("stem", None))
+    refused(TypeError, r"sparse.stem: expected a dict, got str", lambda d: d["sparse"].__setitem__("stem", "x3d"))
+    refused(TypeError, r"sparse.groups: expected a list", lambda d: d["sparse"].__setitem__("groups", None))
+    refused(TypeError, r"sparse.groups: expected a list", lambda d: d["sparse"].__setitem__("groups", "abc"))
+    refused(ValueError, r"sparse.stem: .*`spatial_stride` must be 1 or 2",
+            lambda d: d["sparse"]["stem"].__setitem__("spatial_stride", 3))

@@ -175,10 +175,26 @@ class _ClipLoader:
         return frames, sparse, dense, label, True
 
 
-def _tfrecord_frames(parsed, sampler: ClipSampler, target_fps, clip_seed, num_clips=None):
-    """Samples indices of a parsed TFRecord example and decodes only their JPEGs."""
+def _tfrecord_sample(parsed, name, sampler: ClipSampler, target_fps, clip_seed, failures,
+                     num_classes=None, num_clips=None):
+    """Checks a parsed TFRecord example and samples its frames, decoding nothing.
 
-    def select(num_stored, stored_fps, seed):
+    Returns `(encoded, positions, ok)`: the JPEG strings of the sampled frames
+    (each once), the positions of every sampled frame in them, and whether the
+    example is usable. A broken example (missing label, label out of range, bad
+    `num_frames` or `fps`, a cut JPEG among the sampled frames) is recorded in
+    `failures` under `shard#record` and gives ok = False (filter it out).
+    """
+    total = sampler.sparse_frames + (sampler.dense_frames or 0)
+    shape = (total,) if num_clips is None else (num_clips, total)
+
+    def select(num_stored, stored_fps, seed, label, stored, name):
+        name = name.decode("utf-8", "replace")
+        problem = tfrecord.record_problem(int(label), int(num_stored), float(stored_fps),
+                                          int(stored), num_classes)
+        if problem is not None:
+            failures.record(name, f"broken TFRecord example: {problem}")
+            return np.zeros(shape, np.int64), False
         stored_fps = float(stored_fps)
         rate = float(target_fps or stored_fps)
         num_frames = max(1, int(np.floor(int(num_stored) * rate / stored_fps + 1e-6)))
@@ -190,14 +206,32 @@ def _tfrecord_frames(parsed, sampler: ClipSampler, target_fps, clip_seed, num_cl
             sparse, dense = sampler.test_indices(num_frames, num_clips)
             indices = sparse if dense is None else np.concatenate([sparse, dense], axis=1)
         source = np.floor(indices * (stored_fps / rate) + 1e-6).astype(np.int64)
-        return np.clip(source, 0, int(num_stored) - 1)
+        return np.clip(source, 0, int(num_stored) - 1), True
 
-    indices = tf.numpy_function(select, [parsed["num_frames"], parsed["fps"], clip_seed], tf.int64)
-    flat = tf.reshape(indices, [-1])
-    unique, positions = tf.unique(flat)
-    frames = tfrecord.decode_jpeg_frames(tf.gather(parsed["frames"], unique))
+    def check_jpegs(encoded, ok, name):
+        if not ok:
+            return False
+        problem = tfrecord.jpeg_problem(encoded)
+        failures.record(name.decode("utf-8", "replace"),
+                        None if problem is None else f"broken TFRecord example: {problem}")
+        return problem is None
+
+    indices, ok = tf.numpy_function(
+        select, [parsed["num_frames"], parsed["fps"], clip_seed, parsed["label"],
+                 tf.size(parsed["frames"], out_type=tf.int64), name], [tf.int64, tf.bool])
+    indices.set_shape(shape)
+    unique, positions = tf.unique(tf.reshape(indices, [-1]))
+    stored = tf.shape(parsed["frames"], out_type=tf.int64)[0]
+    encoded = tf.gather(parsed["frames"], tf.minimum(unique, tf.maximum(stored - 1, 0)))
+    encoded = tf.cond(stored > 0, lambda: encoded, lambda: tf.fill(tf.shape(unique), b""))
+    ok = tf.numpy_function(check_jpegs, [encoded, ok, name], tf.bool)
+    ok.set_shape([])
     positions = tf.reshape(tf.cast(positions, tf.int64), tf.shape(indices))
-    return frames, positions[..., : sampler.sparse_frames], positions[..., sampler.sparse_frames :]
+    return encoded, positions, ok
+
+
+def _split_positions(positions, sampler):
+    return positions[..., : sampler.sparse_frames], positions[..., sampler.sparse_frames :]
 
 
 def check_labels(videos: VideoList, num_classes: int, source="videos") -> None:
@@ -422,8 +456,18 @@ def video_dataset(
         files = tf.data.Dataset.from_tensor_slices(shards)
         if shuffle:
             files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
+        for shard in shards:  # a shard cut short: counted, its complete records still read
+            _, problem = tfrecord.check_shard(shard)
+            if problem is not None:
+                failures.record(shard, problem)
+
+        def read_shard(path):
+            records = tf.data.TFRecordDataset(path).ignore_errors()
+            return records.enumerate().map(
+                lambda index, record: (tf.strings.join([path, "#", tf.strings.as_string(index)]), record))
+
         examples = files.interleave(
-            tf.data.TFRecordDataset, cycle_length=min(4, len(shards)), num_parallel_calls=tf.data.AUTOTUNE,
+            read_shard, cycle_length=min(4, len(shards)), num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
         if shuffle:
@@ -431,21 +475,40 @@ def video_dataset(
         if repeat:
             examples = examples.repeat()
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ok_only = lambda *element: element[-1]  # noqa: E731
         if mode == "train":
-            def parse_train(serialized, clip_seed):
+            def sample_train(example, clip_seed):
+                name, serialized = example
                 parsed = tfrecord.parse_example(serialized)
-                frames, sparse, dense = _tfrecord_frames(parsed, sampler, target_fps, clip_seed)
+                encoded, positions, ok = _tfrecord_sample(parsed, name, sampler, target_fps, clip_seed,
+                                                          failures, num_classes)
+                return encoded, positions, parsed["label"], clip_seed, ok
+
+            def decode_train(encoded, positions, label, clip_seed, ok):
+                frames = tfrecord.decode_jpeg_frames(encoded)
+                sparse, dense = _split_positions(positions, sampler)
                 short_side = augment.random_short_side(clip_seed, jitter)
-                return train_element(frames, sparse, dense, parsed["label"], clip_seed, short_side)
+                return train_element(frames, sparse, dense, label, clip_seed, short_side)
 
-            dataset = tf.data.Dataset.zip((examples, seeds)).map(parse_train, num_parallel_calls=parallel)
+            dataset = (tf.data.Dataset.zip((examples, seeds))
+                       .map(sample_train, num_parallel_calls=parallel).filter(ok_only)
+                       .map(decode_train, num_parallel_calls=parallel))
         else:
-            def parse_views(video_id, serialized):
+            def sample_views(video_id, example):
+                name, serialized = example
                 parsed = tfrecord.parse_example(serialized)
-                frames, sparse, dense = _tfrecord_frames(parsed, sampler, target_fps, tf.constant(0, tf.int64), clips)
-                return frames, sparse, dense, parsed["label"], video_id
+                encoded, positions, ok = _tfrecord_sample(parsed, name, sampler, target_fps,
+                                                          tf.constant(0, tf.int64), failures,
+                                                          num_classes, clips)
+                return encoded, positions, parsed["label"], video_id, ok
 
-            dataset = examples.enumerate().map(parse_views, num_parallel_calls=parallel).flat_map(view_elements)
+            def decode_views(encoded, positions, label, video_id, ok):
+                sparse, dense = _split_positions(positions, sampler)
+                return tfrecord.decode_jpeg_frames(encoded), sparse, dense, label, video_id
+
+            dataset = (examples.enumerate().map(sample_views, num_parallel_calls=parallel)
+                       .filter(ok_only).map(decode_views, num_parallel_calls=parallel)
+                       .flat_map(view_elements))
     else:
         videos = load_video_list(list_file, data_root, format, labels_file, classes)
         if len(videos) == 0:

@@ -66,8 +66,15 @@ def output_size(width: int, height: int, short_side: int | None) -> tuple[int, i
 def _check_file(path: str) -> None:
     if not os.path.exists(path):
         raise FileNotFoundError(f"video {path!r} does not exist.")
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
+    if not os.path.isfile(path):
+        raise VideoDecodeError(f"video {path!r} is not a regular file.")
+    if os.path.getsize(path) == 0:
         raise VideoDecodeError(f"video {path!r} is empty (0 bytes).")
+
+
+def _local(path: str) -> str:
+    """`path` for FFmpeg as a local file only (no URL, `pipe:` or `concat:` protocols)."""
+    return "file:" + os.path.abspath(path)
 
 
 def _frame_count(container, stream, fps: float) -> int:
@@ -134,7 +141,7 @@ def read_video(
     path = os.fspath(path)
     _check_file(path)
     try:
-        container = av.open(path, metadata_errors="ignore")
+        container = av.open(_local(path), metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
         raise VideoDecodeError(f"cannot open {path!r}: {error}") from error
     with container:
@@ -266,7 +273,7 @@ def read_frame_folder(
     rows = {}
     for index in needed.tolist():
         try:
-            with av.open(files[index]) as container:
+            with av.open(_local(files[index])) as container:
                 frame = next(container.decode(video=0))
                 width, height = output_size(frame.width, frame.height, short_side)
                 rows[index] = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR")

@@ -30,13 +30,14 @@ import tensorflow as tf
 from tsnet_keras.data.decode import read_video
 from tsnet_keras.data.failures import DecodeFailures
 
+MISSING = -2  # parsed value of an absent int64 field (labels are >= -1)
 FEATURES = {
-    "video_id": tf.io.FixedLenFeature([], tf.string),
-    "label": tf.io.FixedLenFeature([], tf.int64),
-    "num_frames": tf.io.FixedLenFeature([], tf.int64),
-    "fps": tf.io.FixedLenFeature([], tf.float32),
-    "height": tf.io.FixedLenFeature([], tf.int64),
-    "width": tf.io.FixedLenFeature([], tf.int64),
+    "video_id": tf.io.FixedLenFeature([], tf.string, default_value=b""),
+    "label": tf.io.FixedLenFeature([], tf.int64, default_value=MISSING),
+    "num_frames": tf.io.FixedLenFeature([], tf.int64, default_value=MISSING),
+    "fps": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
+    "height": tf.io.FixedLenFeature([], tf.int64, default_value=MISSING),
+    "width": tf.io.FixedLenFeature([], tf.int64, default_value=MISSING),
     "frames": tf.io.VarLenFeature(tf.string),
 }
 
@@ -167,6 +168,53 @@ def find_shards(source, data_root=None) -> list[str]:
     if not shards:
         raise FileNotFoundError(f"no TFRecord shards found in {source!r}.")
     return shards
+
+
+def check_shard(path) -> tuple:
+    """(records, error or None) of a shard, from its record framing alone (seeks, no reads).
+
+    A shard cut short (a copy or a write that did not finish) ends inside a record;
+    the records before the cut are still readable.
+    """
+    size = os.path.getsize(path)
+    records, offset = 0, 0
+    with open(path, "rb") as handle:
+        while offset < size:
+            header = handle.read(12)  # uint64 length + uint32 CRC of the length
+            if len(header) < 12:
+                return records, f"{path}: truncated inside the header of record {records}"
+            length = int.from_bytes(header[:8], "little")
+            offset += 12 + length + 4
+            if offset > size:
+                return records, (f"{path}: truncated inside record {records} (the file ends "
+                                 f"at byte {size}, the record at {offset})")
+            handle.seek(offset)
+            records += 1
+    return records, None
+
+
+def record_problem(label, num_frames, fps, stored_frames, num_classes=None):
+    """Why a parsed example cannot be used (a sentence), or None."""
+    if label == MISSING:
+        return "no `label`"
+    if label < -1 or (num_classes is not None and label >= num_classes):
+        return f"label {label} outside [0, {num_classes})" if num_classes else f"label {label}"
+    if num_frames < 1:
+        return f"num_frames {num_frames}" if num_frames != MISSING else "no `num_frames`"
+    if num_frames != stored_frames:
+        return f"num_frames {num_frames} but {stored_frames} frames stored"
+    if not np.isfinite(fps) or fps <= 0:
+        return f"fps {fps}"
+    return None
+
+
+def jpeg_problem(encoded) -> str | None:
+    """Whether JPEG strings lack the start / end markers (a cut or overwritten frame)."""
+    for index, data in enumerate(encoded):
+        data = bytes(data)
+        if not data.startswith(b"\xff\xd8") or not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+            return f"frame {index} is not a complete JPEG"
+    return None
 
 
 def parse_example(serialized):

@@ -16,7 +16,17 @@ Modules:
     evaluate  `evaluate`: multi-view accuracy, the paper's Table 3 for S / M / L and dagger variants
 
 See docs/recipes.md.
+
+Importing the recipes before TensorFlow sets `TF_CPP_MIN_LOG_LEVEL=2` (unless set): the
+pages of C++ graph warnings ("Type inference failed" at every traced search step) are
+hidden, C++ errors and every Python warning or exception still show.
 """
+
+import os
+import sys
+
+if "tensorflow" not in sys.modules:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tsnet_keras.recipes.common import (
     architecture_summary,

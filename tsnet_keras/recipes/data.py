@@ -23,12 +23,16 @@ crop 160, test short side 182) scaled by `crop / 160`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import sys
 
 import numpy as np
 
 from tsnet_keras.data.failures import DecodeFailures
 from tsnet_keras.data.lists import VideoList
+
+logger = logging.getLogger("tsnet_keras.recipes")
 
 # X3D / PySlowFast at crop 160: train short side in [182, 228], test short side 182.
 X3D_JITTER = (182 / 160, 228 / 160)
@@ -157,6 +161,21 @@ class RecipeData:
         }
 
 
+def console_logging() -> None:
+    """Shows the recipes' INFO messages on stdout (a notebook's output) unless logging is set up.
+
+    Does nothing when the application configured logging (a handler on the root
+    or the `tsnet_keras` logger).
+    """
+    package = logging.getLogger("tsnet_keras")
+    if package.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
+
+
 def stream_frames(arch_or_space) -> tuple:
     """(sparse frames, dense frames or None) of an `Architecture` or a space."""
     dense = arch_or_space.dense
@@ -206,7 +225,8 @@ def resolve_data(data_root="", train_list="", val_list="", num_classes: int = 0,
         num_classes: int. 0 reads it from the labels (needed > 0 for TFRecords,
             whose labels are not read ahead).
         synthetic_root: folder of the synthetic dataset (default: the cache).
-        verbose: print a one-line summary.
+        verbose: log a one-line summary (INFO, shown on stdout unless logging
+            is configured: `console_logging`).
 
     Raises:
         ValueError: naming the parameter, for anything wrong before training.
@@ -228,8 +248,9 @@ def resolve_data(data_root="", train_list="", val_list="", num_classes: int = 0,
             raise ValueError("`data_root` is set but `train_list` and `val_list` are empty; give "
                              "both lists, or leave all three empty for the synthetic dataset.")
         if verbose:
-            print("data: the built-in synthetic dataset (written into the cache on first use, "
-                  "in about a minute)")
+            console_logging()
+            logger.info("data: the built-in synthetic dataset (written into the cache on first "
+                        "use, in about a minute)")
         synthetic = make_synthetic_dataset(synthetic_root, verbose=False)
         if num_classes and num_classes != synthetic.num_classes:
             raise ValueError(f"`num_classes` is {num_classes} but the synthetic dataset has "
@@ -299,16 +320,18 @@ def resolve_data(data_root="", train_list="", val_list="", num_classes: int = 0,
                                  "evaluation needs labels.")
             for name, path, videos in (("train_list", train_list, train), ("val_list", val_list, val)):
                 missing = _check_paths_exist(name, path, videos, data_root)
-                if missing and verbose:
-                    print(f"warning: {missing} of the {len(videos)} videos of `{name}` do not exist; "
-                          "they will be skipped and counted as failed.")
+                if missing:
+                    logger.warning("%d of the %d videos of `%s` do not exist; they will be "
+                                   "skipped and counted as failed.", missing, len(videos), name)
             data = RecipeData(train=train, val=val, num_classes=num_classes,
                               classes=train.classes, format=fmt, synthetic=False, source=source)
     if verbose:
         what = "built-in synthetic dataset" if data.synthetic else f"{data.format} annotations"
         counts = (f"{data.num_train_videos} train / {data.num_val_videos} val videos"
                   if data.num_train_videos is not None else "TFRecord shards")
-        print(f"data: {what}, {counts}, {data.num_classes} classes ({data.source['data_root']})")
+        console_logging()
+        logger.info("data: %s, %s, %d classes (%s)", what, counts, data.num_classes,
+                    data.source["data_root"])
     return data
 
 

@@ -69,7 +69,7 @@ from tsnet_keras.recipes.common import (
     write_json,
     write_metrics,
 )
-from tsnet_keras.recipes.data import RecipeData, resolve_data, stream_frames
+from tsnet_keras.recipes.data import RecipeData, logger, resolve_data, stream_frames
 from tsnet_keras.space.architecture import Architecture
 
 MODEL_FILE = "model.keras"
@@ -362,7 +362,7 @@ def retrain(
 
             model = load_trained_model(os.path.join(output_dir, MODEL_FILE))
             metrics = read_json(os.path.join(output_dir, "metrics.json"))
-            print(f"retrain: {output_dir} is complete; loaded {MODEL_FILE}.")
+            logger.info("retrain: %s is complete; loaded %s.", output_dir, MODEL_FILE)
             return RetrainOutcome(model, state.get("history", []), metrics)
 
     strategy = strategy or choose_strategy()
@@ -389,8 +389,8 @@ def retrain(
         if state is not None:
             state = checkpoint.restore(model)
             history = state.get("history", [])
-            print(f"retrain: resuming from step {state['step']} of {total_steps} "
-                  f"(epoch {state['step'] // steps_per_epoch + 1}).")
+            logger.info("retrain: resuming from step %d of %d (epoch %d).", state["step"],
+                        total_steps, state["step"] // steps_per_epoch + 1)
 
         def state_fn(at_step, completed=False):
             return {"config": config, "step": at_step, "history": history, "completed": completed}

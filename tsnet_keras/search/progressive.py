@@ -210,11 +210,32 @@ def heldout_positions(val_data):
     return from_position
 
 
-def _epoch_dataset(train_data, heldout_at, epoch, skip, steps_per_epoch):
+def _labels_in_range(num_classes, name):
+    """A dataset map that stops with an error naming `name` at a label outside the classes.
+
+    A label >= num_classes (or -1) would give an all-zero one-hot target: a loss and
+    a score of 0 for that clip, silently.
+    """
+    def check(x, y):
+        if not y.dtype.is_integer:
+            return x, y
+        message = f"`{name}` has a label outside [0, {num_classes}) (num_classes={num_classes})"
+        with tf.control_dependencies([
+            tf.debugging.assert_non_negative(y, message=message),
+            tf.debugging.assert_less(y, tf.cast(num_classes, y.dtype), message=message),
+        ]):
+            return x, tf.identity(y)
+
+    return check
+
+
+def _epoch_dataset(train_data, heldout_at, epoch, skip, steps_per_epoch, num_classes):
     train = train_data(epoch) if callable(train_data) else train_data
-    train = train.take(steps_per_epoch).skip(skip)
+    train = train.take(steps_per_epoch).skip(skip).map(_labels_in_range(num_classes, "train_data"))
     # Step n uses held-out batch n of the cycle.
-    return tf.data.Dataset.zip((train, heldout_at(epoch * steps_per_epoch + skip)))
+    heldout = heldout_at(epoch * steps_per_epoch + skip).map(
+        _labels_in_range(num_classes, "val_data"))
+    return tf.data.Dataset.zip((train, heldout))
 
 
 # --------------------------------------------------------------- callbacks
@@ -279,8 +300,8 @@ def load_step_result(output_dir) -> SearchResult:
     if os.path.exists(path):
         with open(path, encoding="utf-8") as handle:
             history = json.load(handle)
-    step = read_checkpoint_meta(os.path.join(output_dir, CHECKPOINT_FILE))["config"]["step"] \
-        if os.path.exists(os.path.join(output_dir, CHECKPOINT_FILE)) else None
+    found = find_checkpoint(os.path.join(output_dir, CHECKPOINT_FILE))
+    step = found["meta"]["config"]["step"] if found is not None else None
     return SearchResult(step, os.fspath(output_dir), arch, distribution, history)
 
 
@@ -538,7 +559,7 @@ def run_search_step(
 
     fit_epochs(
         search, lambda epoch, skip: _epoch_dataset(train_data, heldout_at, epoch, skip,
-                                                   steps_per_epoch),
+                                                   steps_per_epoch, num_classes),
         epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=step_fn,
         callbacks=[guard, recorder, checkpointer], run_callbacks=run_callbacks,
         before_epoch=set_warm_up, verbose=verbose,

@@ -29,6 +29,21 @@ RESIDUAL_ACTIVATIONS = ("none", "relu")
 STREAMS = ("sparse", "dense")
 
 
+def _check_number(owner, name, value):
+    """A finite real number (not a bool, not a string); returns it as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: `{name}` must be a number, got {value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}: `{name}` must be finite, got {value!r}.")
+    return float(value)
+
+
+def _check_stride(owner, name, value):
+    _check_int(owner, name, value)
+    if value not in (1, 2):
+        raise ValueError(f"{owner}: `{name}` must be 1 or 2 (what the layers build), got {value}.")
+
+
 def _check_int(owner, name, value, minimum=1, odd=False):
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{owner}: `{name}` must be an int, got {value!r}.")
@@ -59,7 +74,7 @@ class Stem:
         _check_int("Stem", "channels", self.channels)
         _check_int("Stem", "temporal_kernel", self.temporal_kernel, odd=True)
         _check_int("Stem", "spatial_kernel", self.spatial_kernel, odd=True)
-        _check_int("Stem", "spatial_stride", self.spatial_stride)
+        _check_stride("Stem", "spatial_stride", self.spatial_stride)
 
 
 @dataclass(frozen=True)
@@ -95,15 +110,21 @@ class BlockGroup:
     def __post_init__(self):
         _check_int("BlockGroup", "stage", self.stage, minimum=0)
         _check_int("BlockGroup", "repeats", self.repeats)
-        _check_int("BlockGroup", "stride", self.stride)
+        _check_stride("BlockGroup", "stride", self.stride)
         _check_int("BlockGroup", "channels", self.channels)
         _check_int("BlockGroup", "temporal_kernel", self.temporal_kernel, odd=True)
         _check_int("BlockGroup", "spatial_kernel", self.spatial_kernel, odd=True)
-        if not isinstance(self.expansion, (int, float)) or isinstance(self.expansion, bool):
-            raise TypeError(f"BlockGroup: `expansion` must be a number, got {self.expansion!r}.")
-        if self.expansion <= 0:
+        expansion = _check_number("BlockGroup", "expansion", self.expansion)
+        if expansion <= 0:
             raise ValueError(f"BlockGroup: `expansion` must be > 0, got {self.expansion}.")
-        object.__setattr__(self, "expansion", float(self.expansion))
+        object.__setattr__(self, "expansion", expansion)
+        if self.inner_channels < 1:
+            raise ValueError(
+                f"BlockGroup: `expansion` {expansion} gives an inner width of "
+                f"round({self.channels} x {expansion}) = {self.inner_channels} channels; it must "
+                "be at least 1."
+            )
+        _check_number("BlockGroup", "squeeze_excite", self.squeeze_excite)
         if not 0 <= self.squeeze_excite < 1:
             raise ValueError(
                 f"BlockGroup: `squeeze_excite` must be in [0, 1), got {self.squeeze_excite}."
@@ -143,6 +164,9 @@ class Stream:
         _check_int("Stream", "head_channels", self.head_channels)
         if not isinstance(self.stem, Stem):
             raise TypeError(f"Stream: `stem` must be a Stem, got {type(self.stem).__name__}.")
+        if not isinstance(self.groups, (tuple, list)):
+            raise TypeError(f"Stream: `groups` must be a list of BlockGroup, got "
+                            f"{type(self.groups).__name__}.")
         groups = tuple(self.groups)
         if not groups:
             raise ValueError("Stream: `groups` must hold at least one BlockGroup.")
@@ -199,6 +223,7 @@ class Architecture:
         if self.dense is not None and not isinstance(self.dense, Stream):
             raise TypeError("Architecture: `dense` must be a Stream or None.")
         _check_int("Architecture", "head_units", self.head_units)
+        _check_number("Architecture", "dropout_rate", self.dropout_rate)
         if not 0 <= self.dropout_rate < 1:
             raise ValueError(
                 f"Architecture: `dropout_rate` must be in [0, 1), got {self.dropout_rate}."
@@ -394,14 +419,27 @@ def _stream_from_dict(data, where: str) -> Stream:
         raise TypeError(f"{where}: expected a dict, got {type(data).__name__}.")
     data = dict(data)
     _known_fields(Stream, data, where)
-    _known_fields(Stem, dict(data["stem"]), f"{where}.stem")
-    data["stem"] = Stem(**data["stem"])
-    groups = []
-    for index, group in enumerate(data["groups"]):
-        _known_fields(BlockGroup, dict(group), f"{where}.groups[{index}]")
-        groups.append(BlockGroup(**group))
-    data["groups"] = tuple(groups)
-    return Stream(**data)
+    data["stem"] = _part_from_dict(Stem, data["stem"], f"{where}.stem")
+    if not isinstance(data["groups"], (list, tuple)):
+        raise TypeError(f"{where}.groups: expected a list of block groups, got "
+                        f"{type(data['groups']).__name__} {data['groups']!r}.")
+    data["groups"] = tuple(_part_from_dict(BlockGroup, group, f"{where}.groups[{index}]")
+                           for index, group in enumerate(data["groups"]))
+    try:
+        return Stream(**data)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{where}: {error}") from None
+
+
+def _part_from_dict(cls, data, where: str):
+    """A `Stem` / `BlockGroup` from its dict; every error names `where` (e.g. sparse.groups[2])."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{where}: expected a dict, got {type(data).__name__} {data!r}.")
+    _known_fields(cls, dict(data), where)
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{where}: {error}") from None
 
 
 __all__ = [
