@@ -94,7 +94,8 @@ def depthwise_conv3d_taps(inputs, kernel, spatial_stride=1, temporal_kernel=None
     window = (batch, frames, height, width, channels)
     taps = ops.unstack(ops.convert_to_tensor(kernel), temporal_kernel, axis=0)
     for tap, tap_kernel in enumerate(taps):
-        frames_in = frame_window(padded, tap, window)
+        # The centre tap's window is the unpadded clip itself.
+        frames_in = inputs if tap == temporal_kernel // 2 else frame_window(padded, tap, window)
         frames_in = ops.reshape(frames_in, (-1, height, width, channels))
         response = ops.depthwise_conv(
             frames_in,

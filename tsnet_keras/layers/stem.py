@@ -102,14 +102,15 @@ class VideoStem(keras.layers.Layer):
         pad = self.temporal_kernel // 2
         padded = ops.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
         # A channel-wise temporal conv is a weighted sum of shifted clips.
-        x = None
+        output = None
         window = (batch, frames, x_shape[1], x_shape[2], self.filters)
         kernel = ops.convert_to_tensor(self.temporal_conv_kernel)
         taps = ops.unstack(kernel, self.temporal_kernel, axis=0)
         for tap, tap_kernel in enumerate(taps):
-            term = frame_window(padded, tap, window) * tap_kernel
-            x = term if x is None else x + term
-        x = self.bn(x, training=training)
+            shifted = x if tap == pad else frame_window(padded, tap, window)
+            term = shifted * tap_kernel
+            output = term if output is None else output + term
+        x = self.bn(output, training=training)
         return ops.relu(x)
 
     def compute_output_shape(self, input_shape):
