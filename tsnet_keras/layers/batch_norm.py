@@ -18,10 +18,12 @@ class VideoBatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` over the last axis, fused on TensorFlow.
 
     Same arguments, weights, moving-statistics update (biased batch variance)
-    and outputs as the Keras layer; on the TensorFlow backend, for a float32
-    input of rank 4 or 5 normalized over its last axis without a mask or
-    renormalization, it runs TensorFlow's fused kernel. Everything else falls
-    back to the Keras layer.
+    and outputs as the Keras layer. In training on the TensorFlow backend, for
+    a float32 input of rank 4 or 5 normalized over its last axis without a mask
+    or renormalization, it runs TensorFlow's fused kernel (X3D-S training step
+    about 6% less CPU time). Inference uses the Keras layer: its two
+    elementwise ops were faster than the fused kernel there (X3D-S forward
+    0.13 s against 0.21 s CPU time).
 
     Example:
 
@@ -43,51 +45,35 @@ class VideoBatchNormalization(keras.layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         inputs = ops.convert_to_tensor(inputs)
-        if not self._fusable(inputs, mask):
+        if not (training and self.trainable and self._fusable(inputs, mask)):
             return super().call(inputs, training=training, mask=mask)
-        return _fused_call(self, inputs, bool(training and self.trainable))
+        return _fused_training_call(self, inputs)
 
 
-def _fused_call(layer, inputs, training):
+def _fused_training_call(layer, inputs):
     import tensorflow as tf
 
     shape = tf.shape(inputs)
     channels = inputs.shape[-1]
     flat = tf.reshape(inputs, (-1, shape[-3], shape[-2], channels))
-    scale = layer.gamma if layer.scale else tf.ones((channels,), inputs.dtype)
-    offset = layer.beta if layer.center else tf.zeros((channels,), inputs.dtype)
-    if training:
-        empty = tf.constant([], inputs.dtype)
-        outputs, mean, variance = _fused(flat, scale, offset, empty, empty, layer.epsilon, True)
-        # The fused kernel returns the unbiased (n - 1) variance; Keras keeps
-        # the biased one in its moving average.
-        count = tf.cast(tf.size(flat) // channels, variance.dtype)
-        variance = variance * (count - 1.0) / count
-        momentum = layer.momentum
-        layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
-        layer.moving_variance.assign(
-            layer.moving_variance * momentum + variance * (1.0 - momentum)
-        )
-    else:
-        outputs, _, _ = _fused(
-            flat, scale, offset, layer.moving_mean, layer.moving_variance, layer.epsilon, False
-        )
-    return tf.reshape(outputs, shape)
-
-
-def _fused(x, scale, offset, mean, variance, epsilon, training):
+    empty = tf.constant([], inputs.dtype)
     # The raw op, not tf.nn.fused_batch_norm, which raises epsilon to cuDNN's
     # minimum 1.001e-5 (X3D uses 1e-5).
-    import tensorflow as tf
-
-    outputs = tf.raw_ops.FusedBatchNormV3(
-        x=x,
-        scale=tf.convert_to_tensor(scale),
-        offset=tf.convert_to_tensor(offset),
-        mean=tf.convert_to_tensor(mean),
-        variance=tf.convert_to_tensor(variance),
-        epsilon=epsilon,
+    outputs, mean, variance = tf.raw_ops.FusedBatchNormV3(
+        x=flat,
+        scale=tf.convert_to_tensor(layer.gamma if layer.scale else tf.ones((channels,))),
+        offset=tf.convert_to_tensor(layer.beta if layer.center else tf.zeros((channels,))),
+        mean=empty,
+        variance=empty,
+        epsilon=layer.epsilon,
         data_format="NHWC",
-        is_training=training,
-    )
-    return outputs[0], outputs[1], outputs[2]
+        is_training=True,
+    )[:3]
+    # The fused kernel returns the unbiased (n - 1) variance; Keras keeps the
+    # biased one in its moving average.
+    count = tf.cast(tf.size(flat) // channels, variance.dtype)
+    variance = variance * (count - 1.0) / count
+    momentum = layer.momentum
+    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+    layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))
+    return tf.reshape(outputs, shape)
