@@ -7,6 +7,12 @@ convolution with TensorFlow and at least as fast with torch; XLA (JAX) runs a
 plain sum of ``t * k * k`` shifted slices fastest. ``benchmarks/bench_depthwise.py``
 measures every method per backend. All methods are exact and share the kernel
 layout ``(t, k, k, channels)``.
+
+The frame windows of the taps are plain slices (``ops.slice``), never strided
+slices: TensorFlow's CPU gradient of a strided slice was 80% of an X3D-S
+training step, the gradient of a plain slice is one Pad. A hand-written
+backward pass in keras.ops (``keras.ops.custom_gradient``) lost to the
+backends' own depthwise gradient kernels (``custom_grad`` in the benchmark).
 """
 
 import functools
