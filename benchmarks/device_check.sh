@@ -71,7 +71,7 @@ run_part() {  # budget_seconds title command...
   echo
   echo "== $title (limit ${budget} s) =="
   local start=$SECONDS
-  timeout --kill-after=10 "$budget" "$@" 2>&1 | grep -v -E '^(WARNING: All log|I0000|E0000|W0000|To enable)'
+  timeout --kill-after=10 "$budget" "$@" 2>&1 | grep --line-buffered -v -E '^(WARNING: All log|I0000|E0000|W0000|To enable)'
   local status=${PIPESTATUS[0]}
   if [ "$status" = 124 ] || [ "$status" = 137 ]; then
     echo "!! $title: stopped after ${budget} s"; failed=1
