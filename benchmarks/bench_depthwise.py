@@ -23,6 +23,12 @@ output and both gradients, relative to that tensor's largest magnitude, is print
     dense_diag  dense 3D convolution with a block-diagonal (t,k,k,C,C) kernel
     shifts      sum of t*k*k shifted, strided slices times one kernel entry each
                 (tsnet_keras.layers.depthwise.depthwise_conv3d_shifts)
+    custom_grad taps forward with a hand-written backward in keras.ops
+                (`keras.ops.custom_gradient`): input gradient = the taps
+                convolution of the output gradient with the kernel flipped in
+                time and space (stride 1), kernel gradient = t*k*k shifted
+                products of input and output gradient, each summed in one
+                reduction (keras.ops has no depthwise filter-gradient op)
 """
 
 import argparse
@@ -33,7 +39,7 @@ import subprocess
 import sys
 
 SHAPE = (2, 13, 40, 40, 54)
-METHODS = ("taps", "multiplier", "grouped", "dense_diag", "shifts")
+METHODS = ("taps", "custom_grad", "multiplier", "grouped", "dense_diag", "shifts")
 KERNEL = (3, 3, 3, 54)
 
 
@@ -59,6 +65,38 @@ def _multiplier(inputs, kernel, spatial_stride=1):
     return output
 
 
+def _custom_grad(inputs, kernel, spatial_stride=1):
+    import keras
+    from keras import ops
+
+    from tsnet_keras.layers import depthwise
+
+    if spatial_stride != 1:
+        raise ValueError("custom_grad: only spatial_stride 1 is written")
+    temporal_kernel, size = kernel.shape[0], kernel.shape[1]
+
+    @keras.ops.custom_gradient
+    def conv(x, k):
+        def grad(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            flipped = ops.flip(ops.flip(ops.flip(k, 0), 1), 2)
+            grad_x = depthwise.depthwise_conv3d_taps(upstream, flipped)
+            t_pad, s_pad = temporal_kernel // 2, size // 2
+            padded = ops.pad(x, ((0, 0), (t_pad, t_pad), (s_pad, s_pad), (s_pad, s_pad), (0, 0)))
+            frames, height, width = x.shape[1], x.shape[2], x.shape[3]
+            entries = [
+                ops.sum(padded[:, t : t + frames, i : i + height, j : j + width] * upstream,
+                        axis=(0, 1, 2, 3))
+                for t in range(temporal_kernel) for i in range(size) for j in range(size)
+            ]
+            grad_k = ops.reshape(ops.stack(entries), k.shape)
+            return grad_x, grad_k
+
+        return depthwise.depthwise_conv3d_taps(x, k), grad
+
+    return conv(inputs, kernel)
+
+
 def _dense_diag(inputs, kernel, spatial_stride=1):
     from keras import ops
 
@@ -79,6 +117,7 @@ def _worker(repeats, selected):
     backend = keras.backend.backend()
     methods = {
         "taps": depthwise.depthwise_conv3d_taps,
+        "custom_grad": _custom_grad,
         "multiplier": _multiplier,
         "grouped": depthwise.depthwise_conv3d_grouped,
         "dense_diag": _dense_diag,

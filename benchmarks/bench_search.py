@@ -66,7 +66,12 @@ class _PeakSampler:
         self._thread.join()
 
 
-def _space():
+def _space(name="paper"):
+    if name == "tiny":  # the tests' sparse-only space: checks this script in seconds
+        sys.path.insert(0, ROOT)
+        from tests.search.spaces import tiny_single_stream
+
+        return tiny_single_stream()
     from tsnet_keras.search import step_space
     from tsnet_keras.space import auto_tsnet
 
@@ -109,7 +114,7 @@ def worker_fixed(args):
 
     from tsnet_keras.models import build_model
 
-    space = _space()
+    space = _space(args.space)
     arch = _architecture(space, args.arch)
     keras.utils.set_random_seed(0)
     model = build_model(arch, num_classes=args.classes, crop=args.crop)
@@ -141,7 +146,7 @@ def worker_search(args):
 
     from tsnet_keras.search import ParsecSearch
 
-    space = _space()
+    space = _space(args.space)
     keras.utils.set_random_seed(0)
     search = ParsecSearch(space, args.classes, crop=args.crop, samples_per_replica=2)
     search.compile(learning_rate=0.4, momentum=0.9)
@@ -169,10 +174,10 @@ def worker_search(args):
 
     results = {}
     start = time.perf_counter()
-    point_mass(ARCHS[0])
+    point_mass(args.archs[0])
     step_fn(((x, y), (hx, hy)))
     first = time.perf_counter() - start
-    for name in ARCHS:
+    for name in args.archs:
         point_mass(name)
         step_fn(((x, y), (hx, hy)))  # warm-up (no retrace)
         results[name] = _time_steps(lambda: step_fn(((x, y), (hx, hy))), args)
@@ -235,7 +240,8 @@ def _spawn(kind, args, arch=None):
                PYTHONPATH=ROOT)
     command = [sys.executable, os.path.abspath(__file__), "--worker", kind,
                "--crop", str(args.crop), "--batch", str(args.batch), "--steps", str(args.steps),
-               "--heldout-batch", str(args.heldout_batch), "--classes", str(args.classes)]
+               "--heldout-batch", str(args.heldout_batch), "--classes", str(args.classes),
+               "--space", args.space, "--archs", *args.archs]
     if arch:
         command += ["--arch", arch]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -254,6 +260,10 @@ def main():
     parser.add_argument("--parts", default="abc")
     parser.add_argument("--worker", choices=("fixed", "search", "traces"))
     parser.add_argument("--arch", choices=ARCHS, default="sampled")
+    parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS),
+                        help="architectures timed in part a")
+    parser.add_argument("--space", choices=("paper", "tiny"), default="paper",
+                        help="paper: step 1 of auto_tsnet(); tiny: the tests' small space")
     args = parser.parse_args()
     if args.worker:
         result = {"fixed": worker_fixed, "search": worker_search, "traces": worker_traces}[
@@ -265,12 +275,12 @@ def main():
 
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores")
     if "a" in args.parts:
-        print(f"\n(a) Auto-TSNet step-1 space (sparse stream, 4 frames, 26 blocks), crop "
+        print(f"\n(a) {'Auto-TSNet step-1 space (sparse stream, 4 frames, 26 blocks)' if args.space == 'paper' else 'tiny test space'}, crop "
               f"{args.crop}, batch {args.batch} (2 samples x {args.batch // 2} clips), held-out "
               f"batch {args.heldout_batch}, median of {args.steps} steps")
         search = _spawn("search", args)
         print(f"    supernet: {search['supernet_params']:,} params (widest); trace + first step "
-              f"{search['first_step_s']:.1f} s; traces for 3 architectures: {search['traces']}; "
+              f"{search['first_step_s']:.1f} s; traces for {len(args.archs)} architectures: {search['traces']}; "
               f"process peak RSS {search['hwm_mb']:.0f} MB")
         print("    time: ms per step (ratio to fixed); memory: step peak MB above the RSS "
               "before the step (ratio)")
@@ -278,7 +288,7 @@ def main():
                   f"{'weights-only ms':>17}{'fixed MB':>10}{'search MB':>14}"
                   f"{'weights-only MB':>17}{'fixed RSS MB':>14}")
         print(header)
-        for name in ARCHS:
+        for name in args.archs:
             fixed = _spawn("fixed", args, name)
             s, w = search[name], search[name]["train_only"]
 

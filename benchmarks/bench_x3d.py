@@ -1,20 +1,37 @@
-"""X3D-S speed on the TensorFlow backend: forward clips/s and training-step time.
+"""X3D-S speed on the TensorFlow backend: forward and training step against PyTorch.
 
 Usage:
-    python benchmarks/bench_x3d.py [--size S] [--batches 1 8] [--repeats 5]
+    python benchmarks/bench_x3d.py [--size S] [--batches 1 4] [--repeats 5]
+    python benchmarks/bench_x3d.py --policy mixed_bfloat16   # bfloat16 compute
+    python benchmarks/bench_x3d.py --batches 8 32 --policy mixed_bfloat16   # on a GPU
 
-Prints one line per batch size and implementation. Shapes follow the X3D-S
-recipe: 13 x 160^2 clips, 400 classes. The first call of each function (tracing)
-is excluded; the median of `--repeats` timed calls is reported. Unless
-`--no-torch`, the same network in plain PyTorch (`torch_x3d_reference.py`, eager,
-grouped `nn.Conv3d`; same parameter count) is timed in the same run, so the ratio
-is measured side by side.
+On a machine with a CUDA GPU both frameworks run there (TensorFlow places its
+ops on the GPU by itself, torch is moved to "cuda"); with a mixed policy torch
+runs under `torch.autocast` with the same compute dtype. `--frames` and `--crop`
+shrink the clip for quick checks of the script itself.
+
+Shapes follow the X3D-S recipe: 13 x 160^2 clips, 400 classes; SGD with momentum.
+The same network is timed in the same run as
+
+- PyTorchVideo's own `pytorchvideo.models.x3d.create_x3d` (pip install
+  pytorchvideo; it needs no torchvision for X3D, so a stand-in `torchvision.ops`
+  is put in place when torchvision is missing: only its detection head uses it);
+- the plain PyTorch X3D of `torch_x3d_reference.py` (eager, grouped `nn.Conv3d`).
+
+All implementations alternate call by call, round by round, so they see the
+same machine load and their ratios hold on a shared machine; the first call of
+each (tracing, warm-up) is excluded and the median of the timed calls is
+reported. The goals of issue 14 are printed last as ratios to PyTorchVideo:
+training step <= 0.8x at batch 1 and 4, forward <= 0.8x at batch 1.
 """
 
 import argparse
+import dataclasses
 import os
 import statistics
+import sys
 import time
+import types
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -25,50 +42,111 @@ import tensorflow as tf  # noqa: E402
 
 from tsnet_keras import build_model, complexity, presets  # noqa: E402
 
-
-def timed(function, repeats):
-    function()  # trace / warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+GOAL = 0.8
 
 
 def timed_side_by_side(functions, repeats):
-    """Medians of `functions` called in turn, `repeats` rounds.
+    """Medians of wall-clock and CPU seconds of `functions` called in turn, `repeats` rounds.
 
     Alternating the implementations round by round lets both see the same
-    machine load, so their ratio holds on a shared machine.
+    machine load, so their wall-clock ratio holds on a shared machine. The CPU
+    time of the process during each call (all its threads) is the work the call
+    did, which waiting for a busy CPU does not inflate: on a loaded machine it
+    is the steadier figure.
     """
     for function in functions:
         function()  # trace / warm up
-    times = [[] for _ in functions]
+    walls, cpus = [[] for _ in functions], [[] for _ in functions]
     for _ in range(repeats):
         for index, function in enumerate(functions):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             function()
-            times[index].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+            walls[index].append(time.perf_counter() - start)
+            cpus[index].append(time.process_time() - start_cpu)
+    return [(statistics.median(w), statistics.median(c)) for w, c in zip(walls, cpus, strict=True)]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="S", choices=sorted(presets.X3D_SIZES))
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--repeats", type=int, default=5, help="forward calls; train steps: half")
+    parser.add_argument(
+        "--policy", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="Keras dtype policy; torch runs under autocast with the same compute dtype",
+    )
+    parser.add_argument("--frames", type=int, help="clip length (default: the preset's)")
+    parser.add_argument("--crop", type=int, help="crop size (default: the preset's training crop)")
+    parser.add_argument("--no-torch", action="store_true", help="time tsnet_keras alone")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(),
+        help="CPU threads of each framework (1 keeps ratios stable on a loaded machine)",
+    )
     args = parser.parse_args()
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)  # leave memory to torch
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
     config = presets.X3D_SIZES[args.size]
-    arch = presets.x3d(args.size)
-    crop = config["train_crop"]
+    crop, frames = args.crop or config["train_crop"], args.frames or config["frames"]
+    implementations = {"tsnet_keras/TF": keras_x3d(args.size, frames, crop, args.policy)}
+    if not args.no_torch and args.size == "S":
+        implementations.update(torch_models(args.threads, frames, crop, args.policy))
+    print(f"{'impl':>16} {'batch':>5} {'forward s':>10} {'forward CPU s':>14} {'train step s':>13} "
+          f"{'train CPU s':>12}")
+    results = {}
+    for batch in args.batches:
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(batch, frames, crop, crop, 3)).astype("float32")
+        y = np.arange(batch) % 400
+        calls = {name: make(x, y) for name, make in implementations.items()}
+        forwards = timed_side_by_side([c[0] for c in calls.values()], args.repeats)
+        steps = timed_side_by_side([c[1] for c in calls.values()], max(2, args.repeats // 2))
+        for name, fwd, step in zip(calls, forwards, steps, strict=True):
+            results[name, batch] = (fwd, step)
+            print(f"{name:>16} {batch:>5} {fwd[0]:>10.3f} {fwd[1]:>14.3f} {step[0]:>13.3f} "
+                  f"{step[1]:>12.3f}", flush=True)
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    print_goals(results, args.batches)
+
+
+def print_goals(results, batches):
+    """Issue 14's goals as ratios tsnet_keras / PyTorchVideo (and / plain PyTorch)."""
+    for reference in ("PyTorchVideo", "PyTorch ref"):
+        if (reference, batches[0]) not in results:
+            continue
+        print(f"\nratios tsnet_keras/TF : {reference}, wall clock / CPU time "
+              f"(goal <= {GOAL} where marked)")
+        for batch in batches:
+            ours, theirs = results["tsnet_keras/TF", batch], results[reference, batch]
+            for index, what in enumerate(("forward", "train step")):
+                wall, cpu = (ours[index][k] / theirs[index][k] for k in (0, 1))
+                goal = (what == "train step" and batch in (1, 4)) or (what == "forward" and batch == 1)
+                verdict = f"wall {_verdict(wall)}, CPU {_verdict(cpu)}" if goal else ""
+                print(f"  {what:>10} batch {batch:>2}: {wall:.2f} / {cpu:.2f}  {verdict}")
+
+
+def _verdict(ratio):
+    return "met" if ratio <= GOAL else "missed"
+
+
+def keras_x3d(size, frames, crop, policy):
+    """Returns `make(x, y) -> (forward(), train_step())` for tsnet_keras' X3D."""
+    keras.mixed_precision.set_dtype_policy(policy)
+    arch = presets.x3d(size)
+    arch = dataclasses.replace(arch, sparse=dataclasses.replace(arch.sparse, frames=frames))
     model = build_model(arch, num_classes=400, crop=crop)
     cost = complexity(arch, crop=crop)
     optimizer = keras.optimizers.SGD(learning_rate=0.1, momentum=0.9)
+    if policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    print(f"tsnet_keras X3D-{size}: {cost.params:,} params, {cost.gflops:.3f} GMACs/clip at "
+          f"{frames}x{crop}^2; devices {[d.device_type for d in tf.config.list_logical_devices()]}; TF {tf.__version__}, Keras {keras.__version__}, policy {policy}, "
+          f"{tf.config.threading.get_intra_op_parallelism_threads()} threads")
 
     @tf.function
     def forward(x):
@@ -82,60 +160,87 @@ def main():
         optimizer.apply(grads, model.trainable_variables)
         return loss
 
-    print(f"X3D-{args.size}: {cost.params:,} params, {cost.gflops:.3f} GMACs/clip at "
-          f"{config['frames']}x{crop}^2; TF {tf.__version__}, Keras {keras.__version__}, "
-          f"{os.cpu_count()} CPU threads")
-    print(f"{'impl':>14} {'batch':>5} {'forward s/batch':>16} {'forward clips/s':>16} {'s/clip':>8} {'train step s':>13}")
-    reference = None if args.no_torch else torch_reference(args.size)
-    for batch in args.batches:
-        x = tf.constant(np.random.default_rng(0).normal(size=(batch, config["frames"], crop, crop, 3)), tf.float32)
-        y = tf.constant(np.arange(batch) % 400)
-        tf_forward, tf_step = (lambda: forward(x).numpy()), (lambda: float(train_step(x, y)))
-        if reference is None:
-            fwd, step = timed(tf_forward, args.repeats), timed(tf_step, max(2, args.repeats // 2))
-        else:
-            torch_forward, torch_step = reference(x.numpy(), y.numpy())
-            fwd, tfwd = timed_side_by_side([tf_forward, torch_forward], args.repeats)
-            step, tstep = timed_side_by_side([tf_step, torch_step], max(2, args.repeats // 2))
-        print(f"{'tsnet_keras/TF':>14} {batch:>5} {fwd:>16.3f} {batch / fwd:>16.2f} {fwd / batch:>8.3f} {step:>13.3f}")
-        if reference is not None:
-            print(f"{'PyTorch ref':>14} {batch:>5} {tfwd:>16.3f} {batch / tfwd:>16.2f} {tfwd / batch:>8.3f} {tstep:>13.3f}"
-                  f"   (TF speed-up: forward {tfwd / fwd:.2f}x, train {tstep / step:.2f}x)")
+    def make(x, y):
+        x, y = tf.constant(x), tf.constant(y)
+        return (lambda: forward(x).numpy()), (lambda: float(train_step(x, y)))
+
+    return make
 
 
-def torch_reference(size):
-    """Returns `make(x, y) -> (forward(), train_step())` for the PyTorch X3D."""
-    if size != "S" and size != "XS" and size != "M":
-        return None  # the reference module is built for the X3D-S/XS/M widths
-    import sys
-
+def torch_models(threads, frames, crop, policy):
+    """`{name: make}` for PyTorchVideo's X3D-S (when installed) and the plain PyTorch one."""
     import torch
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from torch_x3d_reference import X3D
 
-    torch.set_num_threads(os.cpu_count())
-    model = X3D(num_classes=400)
+    torch.set_num_threads(threads)
+    models = {}
+    pytorchvideo_x3d = _pytorchvideo_create_x3d()
+    if pytorchvideo_x3d is None:
+        print("PyTorchVideo: not installed (pip install pytorchvideo), row skipped")
+    else:
+        models["PyTorchVideo"] = pytorchvideo_x3d(
+            input_clip_length=frames, input_crop_size=crop, depth_factor=2.2, model_num_class=400
+        )
+    models["PyTorch ref"] = X3D(num_classes=400)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for name, model in models.items():
+        print(f"{name}: torch {torch.__version__}, {sum(p.numel() for p in model.parameters()):,} "
+              f"params, {torch.get_num_threads()} threads, eager, {device}, {policy}")
+    return {name: _torch_maker(model.to(device), device, policy) for name, model in models.items()}
+
+
+def _pytorchvideo_create_x3d():
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:  # X3D does not use torchvision; pytorchvideo.models imports RoIAlign
+        stub, stub_ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
+        stub_ops.RoIAlign = type("RoIAlign", (), {})
+        stub.ops = stub_ops
+        sys.modules.setdefault("torchvision", stub)
+        sys.modules.setdefault("torchvision.ops", stub_ops)
+    try:
+        from pytorchvideo.models.x3d import create_x3d
+    except ImportError:
+        return None
+    return create_x3d
+
+
+def _torch_maker(model, device, policy):
+    import torch
+
+    dtype = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(policy)
+    scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
+
+    def autocast():
+        return torch.autocast(device, dtype=dtype, enabled=dtype is not None)
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
-    print(f"PyTorch {torch.__version__} reference: {sum(p.numel() for p in model.parameters()):,} params, "
-          f"{torch.get_num_threads()} threads, eager")
 
     def make(x, y):
-        tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))).float()
-        ty = torch.from_numpy(y.astype("int64"))
+        tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))).float().to(device)
+        ty = torch.from_numpy(y.astype("int64")).to(device)
 
         def forward():
             model.eval()
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 model(tx)
+            sync()
 
         def step():
             model.train()
             optimizer.zero_grad()
-            loss = loss_fn(model(tx), ty)
-            loss.backward()
-            optimizer.step()
+            with autocast():
+                loss = loss_fn(model(tx), ty)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             return float(loss.detach())
 
         return forward, step

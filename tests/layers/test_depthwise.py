@@ -1,14 +1,17 @@
 """depthwise_conv3d against an explicit-loop NumPy convolution."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
 
 from tests.layers.layer_reference import depthwise_conv3d as reference
-from tests.layers.layer_reference import to_numpy
+from tests.layers.layer_reference import same_padding, to_numpy
 from tsnet_keras.layers import depthwise, depthwise_conv3d
 
-# depthwise_conv3d dispatches per backend; check every exact method on this one.
+# depthwise_conv3d dispatches per backend; check every exact method on this one,
+# values and gradients (tests/test_backends.py runs this file on JAX and torch).
 # On JAX the dispatch is the (jitted) shifts method, which is slow to run eagerly.
 METHODS = {"dispatch": depthwise_conv3d, "taps": depthwise.depthwise_conv3d_taps}
 if keras.backend.backend() != "jax":
@@ -40,3 +43,87 @@ def test_rejects_bad_stride(rng):
     x = rng.normal(size=(1, 4, 5, 5, 2)).astype("float32")
     with pytest.raises(ValueError, match="spatial_stride"):
         depthwise_conv3d(x, np.zeros((3, 3, 3, 2), "float32"), spatial_stride=3)
+
+
+def reference_gradients(x, kernel, stride, upstream):
+    """d<upstream, conv(x, kernel)>/dx and /dkernel by the definition of the conv.
+
+    Every kernel entry (tap, row, col) multiplies one strided window of the
+    zero-padded input: its gradient is that window summed against `upstream`,
+    and `upstream` times the entry flows back into that window.
+    """
+    x, kernel, upstream = (np.asarray(a, np.float64) for a in (x, kernel, upstream))
+    _, frames, height, width, _ = x.shape
+    taps, size = kernel.shape[:2]
+    pad_h, pad_w = same_padding(height, size, stride), same_padding(width, size, stride)
+    padded = np.pad(x, ((0, 0), (taps // 2, taps // 2), pad_h, pad_w, (0, 0)))
+    grad_padded, grad_kernel = np.zeros_like(padded), np.zeros_like(kernel)
+    out_h, out_w = upstream.shape[2:4]
+    for tap in range(taps):
+        for row in range(size):
+            for col in range(size):
+                index = (
+                    slice(None),
+                    slice(tap, tap + frames),
+                    slice(row, row + stride * (out_h - 1) + 1, stride),
+                    slice(col, col + stride * (out_w - 1) + 1, stride),
+                )
+                grad_kernel[tap, row, col] = np.sum(padded[index] * upstream, axis=(0, 1, 2, 3))
+                grad_padded[index] += upstream * kernel[tap, row, col]
+    grad_x = grad_padded[
+        :, taps // 2 : taps // 2 + frames, pad_h[0] : pad_h[0] + height, pad_w[0] : pad_w[0] + width
+    ]
+    return grad_x, grad_kernel
+
+
+def backend_gradients(fn, x, kernel, upstream):
+    """fn(x, kernel) and the gradients of sum(upstream * fn) by this backend's autodiff."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x, kernel = tf.constant(x), tf.constant(kernel)
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = fn(x, kernel)
+            loss = tf.reduce_sum(y * upstream)
+        return (y, *tape.gradient(loss, [x, kernel]))
+    if backend == "jax":
+        import jax
+
+        def loss(x, kernel):
+            y = fn(x, kernel)
+            return jax.numpy.sum(y * upstream), y
+
+        (grad_x, grad_kernel), y = jax.grad(loss, argnums=(0, 1), has_aux=True)(x, kernel)
+        return y, grad_x, grad_kernel
+    import torch
+
+    x, kernel = torch.tensor(x, requires_grad=True), torch.tensor(kernel, requires_grad=True)
+    y = fn(x, kernel)
+    (y * torch.tensor(upstream)).sum().backward()
+    return y.detach(), x.grad, kernel.grad
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("temporal_kernel", [1, 3])
+def test_gradients_match_numpy(rng, method, stride, temporal_kernel):
+    x = rng.normal(size=(2, 4, 7, 6, 3)).astype("float32")
+    kernel = rng.normal(size=(temporal_kernel, 3, 3, 3)).astype("float32")
+    out_shape = (2, 4, -(-7 // stride), -(-6 // stride), 3)
+    upstream = rng.normal(size=out_shape).astype("float32")
+    fn = functools.partial(METHODS[method], spatial_stride=stride)
+    y, grad_x, grad_kernel = (to_numpy(t) for t in backend_gradients(fn, x, kernel, upstream))
+    expected_x, expected_kernel = reference_gradients(x, kernel, stride, upstream)
+    np.testing.assert_allclose(y, reference(x, kernel, stride), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(grad_x, expected_x, atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(grad_kernel, expected_kernel, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("height", [6, 7])
+def test_subsample_space_matches_strided_slice(rng, height):
+    x = rng.normal(size=(2, 3, height, 5, 4)).astype("float32")
+    out = to_numpy(depthwise.subsample_space(x, 2))
+    np.testing.assert_array_equal(out, x[:, :, ::2, ::2])
+    np.testing.assert_array_equal(to_numpy(depthwise.subsample_space(x, 1)), x)

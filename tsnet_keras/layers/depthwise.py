@@ -7,6 +7,12 @@ convolution with TensorFlow and at least as fast with torch; XLA (JAX) runs a
 plain sum of ``t * k * k`` shifted slices fastest. ``benchmarks/bench_depthwise.py``
 measures every method per backend. All methods are exact and share the kernel
 layout ``(t, k, k, channels)``.
+
+The frame windows of the taps are plain slices (``ops.slice``), never strided
+slices: TensorFlow's CPU gradient of a strided slice was 80% of an X3D-S
+training step, the gradient of a plain slice is one Pad. A hand-written
+backward pass in keras.ops (``keras.ops.custom_gradient``) lost to the
+backends' own depthwise gradient kernels (``custom_grad`` in the benchmark).
 """
 
 import functools
@@ -47,6 +53,38 @@ def _pad_time(inputs, pad):
     return ops.pad(inputs, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
 
 
+def frame_window(padded, start, shape):
+    """`padded[:, start : start + shape[1]]` for a 5D tensor of window `shape`.
+
+    `ops.slice`, not a strided slice: on TensorFlow the gradient of a strided
+    slice (StridedSliceGrad) took 80% of an X3D-S CPU training step, the
+    gradient of a plain slice is one Pad (benchmarks/bench_x3d.py).
+    """
+    return ops.slice(padded, (0, start, 0, 0, 0), shape)
+
+
+def subsample_space(inputs, stride):
+    """`inputs[:, :, ::stride, ::stride]` of a 5D tensor, without a strided slice.
+
+    Pads height and width to a multiple of `stride`, splits each into
+    `(size / stride, stride)` and keeps offset 0: a Pad, a reshape and a plain
+    slice, whose gradients are cheap on TensorFlow (see `frame_window`).
+    """
+    if stride == 1:
+        return inputs
+    shape = ops.shape(inputs)
+    batch, frames, height, width = shape[0], shape[1], shape[2], shape[3]
+    channels = inputs.shape[-1] if inputs.shape[-1] is not None else shape[4]
+    out_height, out_width = -(-height // stride), -(-width // stride)
+    padded = ops.pad(
+        inputs,
+        ((0, 0), (0, 0), (0, out_height * stride - height), (0, out_width * stride - width), (0, 0)),
+    )
+    split = ops.reshape(padded, (batch, frames * out_height, stride, out_width, stride * channels))
+    kept = ops.slice(split, (0, 0, 0, 0, 0), (batch, frames * out_height, 1, out_width, channels))
+    return ops.reshape(kept, (batch, frames, out_height, out_width, channels))
+
+
 def depthwise_conv3d_taps(inputs, kernel, spatial_stride=1, temporal_kernel=None):
     """Sum over temporal taps of per-frame 2D depthwise convolutions.
 
@@ -59,12 +97,15 @@ def depthwise_conv3d_taps(inputs, kernel, spatial_stride=1, temporal_kernel=None
     batch, frames, height, width, channels = shape[0], shape[1], shape[2], shape[3], shape[4]
     padded = _pad_time(inputs, temporal_kernel // 2)
     output = None
-    for tap in range(temporal_kernel):  # at most a handful of taps, never frames
-        frames_in = padded[:, tap : tap + frames]
+    window = (batch, frames, height, width, channels)
+    taps = ops.unstack(ops.convert_to_tensor(kernel), temporal_kernel, axis=0)
+    for tap, tap_kernel in enumerate(taps):
+        # The centre tap's window is the unpadded clip itself.
+        frames_in = inputs if tap == temporal_kernel // 2 else frame_window(padded, tap, window)
         frames_in = ops.reshape(frames_in, (-1, height, width, channels))
         response = ops.depthwise_conv(
             frames_in,
-            ops.expand_dims(kernel[tap], -1),
+            ops.expand_dims(tap_kernel, -1),
             strides=spatial_stride,
             padding="same",
             data_format="channels_last",

@@ -6,14 +6,15 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
-from tsnet_keras.layers.depthwise import depthwise_conv3d
+from tsnet_keras.layers.batch_norm import VideoBatchNormalization
+from tsnet_keras.layers.depthwise import depthwise_conv3d, subsample_space
 from tsnet_keras.space.architecture import RESIDUAL_ACTIVATIONS
 
 SHORTCUTS = ("auto", "projection", "none")
 
 
 def _batch_norm(layer, name, gamma_initializer="ones"):
-    return keras.layers.BatchNormalization(
+    return VideoBatchNormalization(
         momentum=0.9,  # PyTorch's momentum 0.1
         epsilon=1e-5,
         gamma_initializer=gamma_initializer,
@@ -234,8 +235,7 @@ class MBConv3D(keras.layers.Layer):
             return x
         if not self.use_projection:
             return x + inputs
-        step = self.spatial_stride
-        shortcut = inputs[:, :, ::step, ::step] if step > 1 else inputs
+        shortcut = subsample_space(inputs, self.spatial_stride)
         shortcut = ops.matmul(shortcut, self.shortcut_kernel)
         return x + self.shortcut_bn(shortcut, training=training)
 

@@ -4,6 +4,8 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
+from tsnet_keras.layers.batch_norm import VideoBatchNormalization
+from tsnet_keras.layers.depthwise import frame_window
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -65,7 +67,7 @@ class VideoStem(keras.layers.Layer):
         )
         self.spatial_kernel = _checks.check_odd_positive_int(name, "spatial_kernel", spatial_kernel)
         self.spatial_stride = _checks.check_stride(name, "spatial_stride", spatial_stride)
-        self.bn = keras.layers.BatchNormalization(
+        self.bn = VideoBatchNormalization(
             momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy, name="bn"
         )
 
@@ -100,11 +102,15 @@ class VideoStem(keras.layers.Layer):
         pad = self.temporal_kernel // 2
         padded = ops.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
         # A channel-wise temporal conv is a weighted sum of shifted clips.
-        x = None
-        for tap in range(self.temporal_kernel):
-            term = padded[:, tap : tap + frames] * self.temporal_conv_kernel[tap]
-            x = term if x is None else x + term
-        x = self.bn(x, training=training)
+        output = None
+        window = (batch, frames, x_shape[1], x_shape[2], self.filters)
+        kernel = ops.convert_to_tensor(self.temporal_conv_kernel)
+        taps = ops.unstack(kernel, self.temporal_kernel, axis=0)
+        for tap, tap_kernel in enumerate(taps):
+            shifted = x if tap == pad else frame_window(padded, tap, window)
+            term = shifted * tap_kernel
+            output = term if output is None else output + term
+        x = self.bn(output, training=training)
         return ops.relu(x)
 
     def compute_output_shape(self, input_shape):

@@ -5,7 +5,7 @@ from keras import ops
 
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers._super import ChoiceWeightsMixin
-from tsnet_keras.layers.depthwise import depthwise_conv3d_taps
+from tsnet_keras.layers.depthwise import depthwise_conv3d_taps, subsample_space
 from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
@@ -328,8 +328,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         bn = self.shortcut_bn
 
         def projection():
-            step = self.spatial_stride
-            x = inputs[:, :, ::step, ::step] if step > 1 else inputs
+            x = subsample_space(inputs, self.spatial_stride)  # cheap gradient on TF
             kernel = self._columns(self._input_rows(self.shortcut_kernel, in_base, in_extra), filters)
             x = ops.matmul(x, kernel)
             mean, variance = bn.statistics(x, filters, training)

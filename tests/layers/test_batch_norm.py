@@ -1,0 +1,76 @@
+"""VideoBatchNormalization (fused on TensorFlow) against Keras' BatchNormalization."""
+
+import keras
+import numpy as np
+import pytest
+
+from tests.layers.layer_reference import EPSILON, batch_norm, randomize_weights, to_numpy
+from tsnet_keras.layers.batch_norm import VideoBatchNormalization
+
+
+def _pair(rng, shape):
+    layers = [
+        cls(momentum=0.9, epsilon=EPSILON)
+        for cls in (keras.layers.BatchNormalization, VideoBatchNormalization)
+    ]
+    for layer in layers:
+        layer.build(shape)
+    randomize_weights(layers[0], rng)
+    for source, target in zip(layers[0].weights, layers[1].weights, strict=True):
+        target.assign(source)
+    return layers
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4, 6), (3, 5, 4, 6)])
+def test_inference_matches_numpy(rng, shape):
+    x = rng.normal(1.0, 3.0, size=shape).astype("float32")
+    _, layer = _pair(rng, shape)
+    np.testing.assert_allclose(
+        to_numpy(layer(x, training=False)), batch_norm(x, layer), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_training_matches_keras(rng):
+    """Outputs, input/gamma/beta gradients and moving statistics."""
+    shape = (2, 3, 5, 4, 6)
+    x = rng.normal(1.0, 3.0, size=shape).astype("float32")
+    upstream = rng.normal(size=shape).astype("float32")
+    results = []
+    keras_layer, video_layer = _pair(rng, shape)
+    start_mean, start_variance = to_numpy(video_layer.moving_mean), to_numpy(video_layer.moving_variance)
+    for layer in (keras_layer, video_layer):
+        outputs = _train_call(layer, x, upstream)
+        results.append(outputs + [to_numpy(layer.moving_mean), to_numpy(layer.moving_variance)])
+    for ours, theirs in zip(results[1], results[0], strict=True):
+        scale = max(np.max(np.abs(theirs)), 1.0)
+        np.testing.assert_allclose(ours / scale, theirs / scale, atol=2e-6)
+    # Moving statistics: momentum 0.9 towards the batch mean and biased variance.
+    axes = tuple(range(len(shape) - 1))
+    expected_mean = 0.9 * start_mean + 0.1 * x.mean(axis=axes)
+    expected_variance = 0.9 * start_variance + 0.1 * x.var(axis=axes)
+    np.testing.assert_allclose(results[1][-2], expected_mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(results[1][-1], expected_variance, rtol=1e-5, atol=1e-5)
+
+
+def _train_call(layer, x, upstream):
+    variables = [layer.gamma, layer.beta]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x] + variables)
+        return [to_numpy(t) for t in [y, *grads]]
+    if backend == "torch":
+        import torch
+
+        x = torch.tensor(x, requires_grad=True)
+        y = layer(x, training=True)
+        (y * torch.tensor(upstream)).sum().backward()
+        return [to_numpy(t) for t in [y.detach(), x.grad] + [v.value.grad for v in variables]]
+    y = layer(x, training=True)  # JAX: values and moving statistics only (stateless grads)
+    return [to_numpy(y)]
