@@ -133,3 +133,38 @@ def test_unreachable_or_malformed_target_is_refused_before_training(target):
     space = search_space()  # reachable MACs at crop 8: 24,840 .. 50,056
     with pytest.raises(ValueError, match="target_macs"):
         ParsecSearch(space, CLASSES, crop=CROP, target_macs=target)
+
+
+def test_masked_adamw_leaves_untaken_weights_and_moments_alone():
+    import keras
+
+    from tsnet_keras.search.optimizers import MaskedAdamW
+
+    variable = keras.Variable(np.arange(6, dtype="float32").reshape(2, 3))
+    optimizer = MaskedAdamW(0.1, weight_decay=0.01)
+    optimizer.build([variable])
+    gradient = np.array([[1.0, 0.0, -2.0], [0.0, 0.0, 3.0]], "float32")
+    for _ in range(3):
+        optimizer.apply_gradients([(gradient, variable)])
+    after = np.asarray(variable)
+    taken = gradient != 0
+    np.testing.assert_array_equal(after[~taken], np.arange(6).reshape(2, 3)[~taken])
+    assert np.all(after[taken] != np.arange(6).reshape(2, 3)[taken])
+    for moment in (optimizer._momentums[0], optimizer._velocities[0]):
+        np.testing.assert_array_equal(np.asarray(moment)[~taken], 0.0)
+    # Where every entry is taken it is Keras' AdamW with decoupled decay.
+    reference = keras.Variable(np.arange(6, dtype="float32").reshape(2, 3))
+    keras_adamw = keras.optimizers.AdamW(0.1, weight_decay=0.01)
+    mine = keras.Variable(np.arange(6, dtype="float32").reshape(2, 3))
+    masked = MaskedAdamW(0.1, weight_decay=0.01)
+    dense = np.array([[1.0, 0.5, -2.0], [0.3, -0.1, 3.0]], "float32")
+    for _ in range(3):
+        keras_adamw.apply_gradients([(dense, reference)])
+        masked.apply_gradients([(dense, mine)])
+    np.testing.assert_allclose(np.asarray(mine), np.asarray(reference), rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_weights_optimizer_is_refused():
+    search = ParsecSearch(search_space(), CLASSES, crop=CROP)
+    with pytest.raises(ValueError, match="weights_optimizer"):
+        search.compile(weights_optimizer="lamb")

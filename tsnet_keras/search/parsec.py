@@ -48,7 +48,7 @@ from tsnet_keras.search.estimator import (
     advantages,
     sample_loss_weights,
 )
-from tsnet_keras.search.optimizers import MaskedSGD
+from tsnet_keras.search.optimizers import masked_optimizer
 from tsnet_keras.search.supernet import Supernet
 
 SCORES = ("accuracy", "log_likelihood")
@@ -237,9 +237,10 @@ class ParsecSearch(keras.Model):
         """Sets both optimizers (paper section 5.2 defaults) and builds them.
 
         Args:
-            weights_optimizer: optimizer of the supernet weights. Default:
-                `MaskedSGD(CosineDecay(learning_rate, total_steps), momentum)`
-                (a constant rate when `total_steps` is None).
+            weights_optimizer: optimizer of the supernet weights, or "sgd"
+                (default: `MaskedSGD(CosineDecay(learning_rate, total_steps),
+                momentum)`, a constant rate when `total_steps` is None) or
+                "adamw" (`MaskedAdamW` with the same schedule).
             alpha_optimizer: optimizer of alpha. Default `Adam(alpha_learning_rate)`,
                 no weight decay.
             loss: callable `loss(y_true, logits)`; default cross-entropy.
@@ -256,11 +257,12 @@ class ParsecSearch(keras.Model):
                 f"weight is always 1 and alpha learns nothing); got {replicas} replica(s) x "
                 f"samples_per_replica={self.samples_per_replica}."
             )
-        if weights_optimizer is None:
+        if weights_optimizer is None or isinstance(weights_optimizer, str):
             rate = learning_rate
             if total_steps:
                 rate = keras.optimizers.schedules.CosineDecay(learning_rate, int(total_steps))
-            weights_optimizer = MaskedSGD(rate, momentum=momentum, weight_decay=weight_decay)
+            weights_optimizer = masked_optimizer(weights_optimizer or "sgd", rate, momentum,
+                                                 weight_decay)
         self.alpha_optimizer = alpha_optimizer or keras.optimizers.Adam(
             alpha_learning_rate, name="alpha_adam"
         )
@@ -352,7 +354,7 @@ class ParsecSearch(keras.Model):
         return context.all_gather(scores, axis=0), context.all_gather(indices, axis=0)
 
     def _train_weights(self, x, y, indices, all_scores, context):
-        """One MaskedSGD step on the sampled paths; returns the mean training loss."""
+        """One masked optimizer step on the sampled paths; returns the mean training loss."""
         samples = self.samples_per_replica
         replicas = context.num_replicas_in_sync
         loss_weights = sample_loss_weights(all_scores, self.weight_update, self.temperature)

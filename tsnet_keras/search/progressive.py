@@ -72,6 +72,7 @@ from tsnet_keras.search.distribution import (
 )
 from tsnet_keras.search.estimator import DEFAULTS
 from tsnet_keras.search.expected_macs import MacsModel
+from tsnet_keras.search.optimizers import WEIGHTS_OPTIMIZERS
 from tsnet_keras.search.parsec import ParsecSearch, check_target_macs
 from tsnet_keras.search.supernet import layer_choices
 from tsnet_keras.space.architecture import Architecture
@@ -394,6 +395,7 @@ def run_search_step(
     learning_rate: float = 0.4,
     momentum: float = 0.9,
     weight_decay: float | None = None,
+    weights_optimizer: str = "sgd",
     alpha_learning_rate: float = 0.025,
     seed: int = 0,
     checkpoint_every: int = 100,
@@ -428,6 +430,8 @@ def run_search_step(
         warmup_epochs: int. First epochs train the weights only (alpha frozen).
         learning_rate, momentum, weight_decay: SGD of the weights (cosine decay
             over the whole step). Defaults 0.4, 0.9, None.
+        weights_optimizer: "sgd" (`MaskedSGD`, the paper's) or "adamw"
+            (`MaskedAdamW` at `learning_rate`).
         alpha_learning_rate: Adam on alpha. Defaults to 0.025.
         seed: int. Seeds the architecture draws.
         checkpoint_every: int. Steps between checkpoints (0: epoch ends only).
@@ -459,6 +463,9 @@ def run_search_step(
     """
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive int, got {epochs!r}.")
+    if weights_optimizer not in WEIGHTS_OPTIMIZERS:
+        raise ValueError(f"`weights_optimizer` must be one of {WEIGHTS_OPTIMIZERS}, got "
+                         f"{weights_optimizer!r}.")
     if not 0 <= warmup_epochs < epochs:
         raise ValueError(f"`warmup_epochs` must be in [0, epochs), got {warmup_epochs!r}.")
     if checkpoint_every < 0:
@@ -506,7 +513,7 @@ def run_search_step(
     settings = {
         "epochs": epochs, "steps_per_epoch": steps_per_epoch, "warmup_epochs": warmup_epochs,
         "learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay,
-        "alpha_learning_rate": alpha_learning_rate, "recalibrate_batches": recalibrate_batches,
+        "weights_optimizer": weights_optimizer, "alpha_learning_rate": alpha_learning_rate, "recalibrate_batches": recalibrate_batches,
     }
     config = run_config(step, search, settings, extra_config)
     if found is not None:
@@ -515,8 +522,9 @@ def run_search_step(
             return load_step_result(output_dir)
     with strategy.scope():
         search.compile(
-            learning_rate=learning_rate, total_steps=total_steps, momentum=momentum,
-            weight_decay=weight_decay, alpha_learning_rate=alpha_learning_rate,
+            weights_optimizer=weights_optimizer, learning_rate=learning_rate,
+            total_steps=total_steps, momentum=momentum, weight_decay=weight_decay,
+            alpha_learning_rate=alpha_learning_rate,
         )
     history = []
     if found is not None:
