@@ -11,13 +11,7 @@ import math
 import torch
 from torch import nn
 
-
-def round_width(width, multiplier=1.0, divisor=8):
-    width *= multiplier
-    new = max(divisor, int(width + divisor / 2) // divisor * divisor)
-    if new < 0.9 * width:
-        new += divisor
-    return int(new)
+from tsnet_keras.models.torch_x3d import round_width
 
 
 class SqueezeExcite(nn.Module):
