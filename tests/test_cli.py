@@ -32,6 +32,7 @@ def test_search_step_1_writes_architecture_and_metrics(tiny_lists, tmp_path, cap
         "search", "--step", "1", "--output-dir", str(out), "--data-root", tiny_lists[0],
         "--train-list", tiny_lists[1], "--val-list", tiny_lists[2], "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2",
         "--crop", "32", "--target-gflops", "0", "--heldout-fraction", "0.5", "--checkpoint-every", "1",
+        "--samples-per-replica", "2",
     ])
     assert code == 0
     architecture = recipes.load_architecture(str(out))

@@ -116,7 +116,8 @@ def test_recipe_parameter_errors_come_before_the_data(tmp_path):
 def test_unreachable_target_is_refused_before_training(own_data, tmp_path):
     with pytest.raises(ValueError, match="target_macs .* below the smallest"):
         recipes.search_step(1, str(tmp_path / "s1"), data=own_data, target_gflops=1e-6, epochs=1,
-                            steps_per_epoch=1, heldout_fraction=0.34, **TINY)
+                            steps_per_epoch=1, heldout_fraction=0.34, samples_per_replica=2,
+                            **TINY)
     assert not os.path.exists(tmp_path / "s1" / "checkpoint.npz")
 
 
@@ -279,7 +280,7 @@ def test_training_checkpoint_falls_back_when_the_latest_weights_are_damaged(tmp_
 def test_search_step_resumes_after_interruption(own_data, tmp_path):
     out = str(tmp_path / "step1")
     settings = dict(data=own_data, epochs=2, steps_per_epoch=2, checkpoint_every=1, snapshot_every=1,
-                    heldout_fraction=0.34, target_gflops=0.0, **TINY)
+                    heldout_fraction=0.34, target_gflops=0.0, samples_per_replica=2, **TINY)
     with pytest.raises(KeyboardInterrupt):
         recipes.search_step(1, out, callbacks=[Interrupt(after=3)], **settings)
     recorder = Recorder()

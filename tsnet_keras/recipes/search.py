@@ -247,8 +247,10 @@ def search_step(
                             seed=seed * 1000 + epoch, videos=search_train)
 
     heldout_batch_size = check_int("heldout_batch_size", heldout_batch_size, minimum=2)
-    heldout_batch = min(heldout_batch_size,
-                        len(heldout) if hasattr(heldout, "records") else heldout_batch_size)
+    heldout_batch = heldout_batch_size
+    if hasattr(heldout, "records"):
+        # At least two batches per cycle: a broken video (skipped) cannot empty it.
+        heldout_batch = min(heldout_batch_size, max(2, len(heldout) // 2))
     if hasattr(heldout, "records"):
         # Positioned by rotating the list: resuming decodes no skipped batch.
         val_data = data.heldout_batches(heldout, crop=crop, batch_size=heldout_batch,
