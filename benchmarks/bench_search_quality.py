@@ -63,6 +63,7 @@ CONFIGS = {
     "rank_k4_n8": dict(weighting="rank", heldout_batch=8),
     "rank_k4_n32": dict(weighting="rank", heldout_batch=32),
     "rank_k4_importance": dict(weight_update="importance", temperature=0.05),
+    "split_batch": dict(path_batch="split"),
 }
 
 
@@ -315,10 +316,11 @@ def known(args):
     space = known_answer_space()
     clips = synthetic_clips()
     key = f"sparse[{KNOWN_GROUP}].temporal_kernel"
+    estimator = (("path_batch", args.path_batch),) if args.path_batch else ()
     settings = SearchSettings(steps=args.steps, heldout_batch=args.heldout_batch,
                               warmup_steps=args.warmup_steps,
                               learning_rate=args.learning_rate or SearchSettings.learning_rate,
-                              weights_optimizer=args.weights_optimizer)
+                              weights_optimizer=args.weights_optimizer, estimator=estimator)
     runs = [run_search(space, clips, settings, seed, watch=(key, 1)) for seed in args.seeds_list]
     rows = []
     for run in runs:
@@ -397,6 +399,8 @@ def main(argv=None):
     know.add_argument("--learning-rate", type=float, default=0.0,
                       help="supernet peak rate (0: the recipes' SGD 0.4 x 8 / 64)")
     know.add_argument("--weights-optimizer", default="sgd", choices=("sgd", "adamw"))
+    know.add_argument("--path-batch", default=None, choices=("full", "split"),
+                      help="clips each sampled path trains on (default: the library's)")
     for command in (plant, know):
         command.add_argument("--seeds", type=int, default=10)
         command.add_argument("--first-seed", type=int, default=0)

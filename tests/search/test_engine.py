@@ -179,11 +179,12 @@ def test_early_stopping_ends_a_search_and_callbacks_see_one_run(tmp_path):
     assert os.path.exists(tmp_path / "run" / "architecture.json")
 
 
-def test_a_batch_smaller_than_the_samples_is_refused_before_training(tmp_path):
+def test_a_batch_smaller_than_the_samples_is_refused_before_training_when_split(tmp_path):
     train = clip_dataset(12, 1, frames=2, dense_frames=4, crop=8, classes=3)
     heldout = clip_dataset(8, 4, frames=2, dense_frames=4, crop=8, classes=3, seed=1)
     with pytest.raises(ValueError, match=r"batches of 1 clips over 1 replica.*samples_per_replica=2"):
-        run_search_step(1, progressive_space(), train, heldout, tmp_path / "run", **OPTIONS)
+        run_search_step(1, progressive_space(), train, heldout, tmp_path / "run",
+                        path_batch="split", **OPTIONS)
     assert not os.path.exists(tmp_path / "run" / CHECKPOINT_FILE)
 
 

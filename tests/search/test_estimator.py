@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras import ops
 
 from tests.search.data import clip_dataset
@@ -111,3 +112,38 @@ def test_tied_scores_leave_alpha_alone_unless_softmax(weighting, moves):
     search.fit(search_dataset(train, heldout), epochs=1, steps_per_epoch=10, verbose=0)
     largest = max(np.abs(logits).max() for logits in search.distribution.logits_numpy())
     assert (largest > 0.05) if moves else (largest == 0.0), largest
+
+
+def _one_path_search(path_batch):
+    """A search whose S = 2 samples are always the same path (alpha frozen at one choice)."""
+    space = search_space()
+    search = ParsecSearch(space, CLASSES, crop=CROP, samples_per_replica=2, path_batch=path_batch)
+    search.compile(learning_rate=0.1, momentum=0.0)
+    search.alpha_frozen = True
+    search.distribution.set_logits([np.where(np.arange(len(v.choices)) == 0, 30.0, -30.0)
+                                    for v in search.distribution.search_variables])
+    return search
+
+
+@pytest.mark.parametrize("path_batch", ["full", "split"])
+def test_path_batch_decides_which_clips_each_path_trains_on(path_batch):
+    """"full": one step on S copies of a path is one SGD step on the whole batch;
+    "split": each copy sees half of it (batch norm on half the clips), which differs."""
+    search = _one_path_search(path_batch)
+    x, y = next(iter(clip_dataset(8, 8, crop=CROP, classes=CLASSES, seed=0)))
+    heldout = next(iter(clip_dataset(8, 8, crop=CROP, classes=CLASSES, seed=1)))
+    indices = search.most_probable_indices()
+    weights = search.supernet.trainable_variables
+    with tf.GradientTape() as tape:
+        loss = ops.mean(keras.losses.sparse_categorical_crossentropy(
+            y, search.supernet(x, indices=indices, training=True), from_logits=True))
+    expected = [_numpy(w) - 0.1 * _numpy(g) if g is not None else _numpy(w)
+                for w, g in zip(weights, tape.gradient(loss, weights))]
+    search.train_step(((x, y), heldout))
+    gaps = [np.abs(_numpy(w) - e).max() for w, e in zip(weights, expected)]
+    assert (max(gaps) < 1e-5) == (path_batch == "full"), max(gaps)
+
+
+def test_unknown_path_batch_is_refused():
+    with pytest.raises(ValueError, match="path_batch"):
+        ParsecSearch(search_space(), CLASSES, crop=CROP, path_batch="half")

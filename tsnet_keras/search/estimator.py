@@ -26,6 +26,13 @@ Measured in `benchmarks/bench_search_quality.py` (BENCHMARKS.md).
 The supernet weights can be trained with the same importance weights
 (`weight_update="importance"`, PARSEC's joint objective) or with the plain mean
 over the sampled paths (`"mean"`).
+
+`path_batch` says which clips each sampled path trains on: `"full"` (default:
+every path sees the whole replica batch, S forward/backward passes) or
+`"split"` (the batch is divided among the S paths, one pass in all). Splitting
+leaves batch norm a few clips per path: with 8 clips and S = 4 the supernet
+learned nothing in 1,200 steps on a path where the whole batch reached the fixed
+model's accuracy (BENCHMARKS.md section 8).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from keras import ops
 
 WEIGHTINGS = ("softmax", "baseline", "rank")
 WEIGHT_UPDATES = ("mean", "importance")
+PATH_BATCHES = ("full", "split")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +57,7 @@ class EstimatorDefaults:
     weighting: str = "rank"
     temperature: float = 1.0
     weight_update: str = "mean"
+    path_batch: str = "full"
 
 
 DEFAULTS = EstimatorDefaults()

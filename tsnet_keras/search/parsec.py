@@ -8,9 +8,10 @@ One step, on every replica (TensorFlow backend):
 2. score each sample on the same held-out batch (accuracy by default) with
    batch statistics and no BN update, and gather the K = S x replicas scores
    and samples;
-3. train the supernet weights on the training batch (split in S parts) along
-   the sampled paths with `MaskedSGD` (untaken weights do not move), each
-   sample's loss weighted as `weight_update` says;
+3. train the supernet weights on the training batch along the S sampled paths
+   (each on the whole batch, or on its S-th part: `path_batch`) with
+   `MaskedSGD` (untaken weights do not move), each sample's loss weighted as
+   `weight_update` says;
 4. update alpha with Adam on
    -sum_k a_k log p(A_k | alpha) + lambda * max(0, E[MACs] / target - 1),
    whose first gradient is -sum_k a_k (onehot(A_k) - softmax(alpha)); the
@@ -43,6 +44,7 @@ from tsnet_keras.search.distribution import (
 )
 from tsnet_keras.search.estimator import (
     DEFAULTS,
+    PATH_BATCHES,
     WEIGHT_UPDATES,
     WEIGHTINGS,
     advantages,
@@ -110,6 +112,9 @@ class ParsecSearch(keras.Model):
         weight_update: "mean" (default: every sampled path's loss counts the
             same) or "importance" (PARSEC: each path's loss is weighted by
             K x softmax(score / tau)).
+        path_batch: "full" (default: each sampled path trains on the whole
+            replica batch) or "split" (the batch is divided among the S paths:
+            cheaper, but batch norm then sees batch / S clips per path).
         target_macs: None, an int (upper target) or (low, high): the FLOPs
             hinge's range of one-view MACs. Must be reachable by the space.
         macs_penalty: float lambda of the hinge. Defaults to 1.0.
@@ -148,6 +153,7 @@ class ParsecSearch(keras.Model):
         weighting: str = DEFAULTS.weighting,
         temperature: float = DEFAULTS.temperature,
         weight_update: str = DEFAULTS.weight_update,
+        path_batch: str = DEFAULTS.path_batch,
         target_macs=None,
         macs_penalty: float = 1.0,
         hinge: str = "expected",
@@ -172,6 +178,8 @@ class ParsecSearch(keras.Model):
             raise ValueError(
                 f"`weight_update` must be one of {WEIGHT_UPDATES}, got {weight_update!r}."
             )
+        if path_batch not in PATH_BATCHES:
+            raise ValueError(f"`path_batch` must be one of {PATH_BATCHES}, got {path_batch!r}.")
         if hinge not in HINGES:
             raise ValueError(f"`hinge` must be one of {HINGES}, got {hinge!r}.")
         if macs_penalty < 0:
@@ -184,6 +192,7 @@ class ParsecSearch(keras.Model):
         self.weighting = weighting
         self.temperature = float(temperature)
         self.weight_update = weight_update
+        self.path_batch = path_batch
         self.macs_penalty = float(macs_penalty)
         self.hinge = hinge
         self.seed = int(seed)
@@ -364,9 +373,12 @@ class ParsecSearch(keras.Model):
         scale = 1.0 / (samples * replicas)
         losses, gradients = [], None
         for s in range(samples):
-            part_x = tf.nest.map_structure(lambda t, s=s: t[s::samples], x)
+            part_x, part_y = x, y
+            if self.path_batch == "split":
+                part_x = tf.nest.map_structure(lambda t, s=s: t[s::samples], x)
+                part_y = y[s::samples]
             loss_s, grads_s = self._sample_gradients(
-                part_x, y[s::samples], indices[s], ops.stop_gradient(loss_weights[s]) * scale)
+                part_x, part_y, indices[s], ops.stop_gradient(loss_weights[s]) * scale)
             losses.append(loss_s)
             gradients = grads_s if gradients is None else [a + b for a, b in zip(gradients, grads_s)]
         self.optimizer.apply_gradients(zip(gradients, self.supernet.trainable_variables))
@@ -431,6 +443,7 @@ class ParsecSearch(keras.Model):
             "weighting": self.weighting,
             "temperature": self.temperature,
             "weight_update": self.weight_update,
+            "path_batch": self.path_batch,
             "target_macs": list(self.target_macs) if self.target_macs else None,
             "macs_penalty": self.macs_penalty,
             "hinge": self.hinge,

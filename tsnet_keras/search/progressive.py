@@ -176,15 +176,16 @@ def _check_split(data, name, epoch=0):
     return dataset, cardinality, int(tf.nest.flatten(first[1])[0].shape[0])
 
 
-def _check_batches(train_batch, heldout_batch, replicas, samples_per_replica):
-    """Each replica splits its batch between its samples and scores them on its held-out share."""
-    if train_batch // replicas < samples_per_replica:
+def _check_batches(train_batch, heldout_batch, replicas, samples_per_replica, path_batch):
+    """Each replica trains its samples on its batch (or on shares of it: `path_batch="split"`)
+    and scores them on its held-out share."""
+    needed = samples_per_replica if path_batch == "split" else 1
+    if train_batch // replicas < needed:
         raise ValueError(
             f"`train_data` batches of {train_batch} clips over {replicas} replica(s) give "
-            f"{train_batch // replicas} per replica, fewer than samples_per_replica="
-            f"{samples_per_replica} (each sampled architecture trains on its share of a "
-            f"replica's batch): use a global batch of at least {replicas * samples_per_replica} "
-            "or a smaller samples_per_replica."
+            f"{train_batch // replicas} per replica, fewer than {needed} (with "
+            f"path_batch={path_batch!r} and samples_per_replica={samples_per_replica}): use a "
+            f"global batch of at least {replicas * needed}."
         )
     if heldout_batch < replicas:
         raise ValueError(
@@ -483,7 +484,8 @@ def run_search_step(
     _, _, heldout_batch = _check_split(val_data, "val_data")
     heldout_at = heldout_positions(val_data)
     strategy = strategy or tf.distribute.get_strategy()
-    _check_batches(train_batch, heldout_batch, strategy.num_replicas_in_sync, samples_per_replica)
+    _check_batches(train_batch, heldout_batch, strategy.num_replicas_in_sync, samples_per_replica,
+                   parsec_options.get("path_batch", DEFAULTS.path_batch))
     if steps_per_epoch is None:
         if train_size < 0:
             raise ValueError("the length of `train_data` is unknown: pass `steps_per_epoch`.")
