@@ -1,0 +1,196 @@
+"""Searched vs random vs hand-made at equal FLOPs, each retrained identically (CPU scale).
+
+The space is the known-answer space of `bench_search_quality.py` (only one group
+can see the frames' order, through its temporal kernel), on the built-in
+synthetic dataset at crop 32, sparse stream only. Architectures of equal FLOPs
+really differ there: a third of the space (t = 1 in that group) cannot tell the
+direction of motion.
+
+1. The searched architecture: the most probable one of a search at the library's
+   defaults (`--search-steps`), or read from a `known.json` of
+   `bench_search_quality.py known` (`--known-json`, its first run).
+2. `--random` architectures drawn uniformly from the space, kept when their MACs
+   are within 5% of the searched one's.
+3. A hand-made one: t = 3 in the temporal group, 3 x 3 spatial kernels, one
+   expansion and one relative width for every group, the combination closest in
+   MACs to the searched one.
+
+Each is trained from scratch `--seeds` times (AdamW 2e-3, cosine, batch 8,
+`--steps` steps) and scored on the validation videos (never seen by the search).
+
+Usage:
+    python benchmarks/bench_searched_vs_random.py --known-json runs/known/known.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import bench_search_quality as quality  # noqa: E402
+from tsnet_keras.accounting import complexity  # noqa: E402
+from tsnet_keras.models.tsnet import build_model  # noqa: E402
+from tsnet_keras.search.distribution import ArchitectureDistribution  # noqa: E402
+from tsnet_keras.space.architecture import Architecture  # noqa: E402
+
+FLOPS_TOLERANCE = 0.05
+
+
+def macs(arch, num_classes) -> int:
+    return complexity(arch, num_classes, crop=quality.CROP).macs
+
+
+def validation_clips(crop=quality.CROP, frames=4, stride=16) -> dict:
+    """The synthetic validation videos, one centre view each (cached like the search's)."""
+    path = quality._cache_path(crop=crop, frames=frames, stride=stride, split="val")
+    if os.path.exists(path):
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    from tsnet_keras.recipes.data import resolve_data
+
+    data = resolve_data(verbose=False)
+    dataset = data.dataset("val", "val", batch_size=64, crop=crop, frames=(frames, None),
+                           sparse_stride=stride)
+    pairs = [(x.numpy().astype("float16"), y.numpy()) for x, y in dataset]
+    arrays = {"x": np.concatenate([p[0] for p in pairs]), "y": np.concatenate([p[1] for p in pairs])}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.savez(path + ".tmp.npz", **arrays)
+    os.replace(path + ".tmp.npz", path)
+    return arrays
+
+
+def searched_architecture(args, clips) -> Architecture:
+    if args.known_json:
+        with open(args.known_json) as f:
+            return Architecture.from_dict(json.load(f)["runs"][0]["most_probable"])
+    settings = quality.SearchSettings(steps=args.search_steps)
+    run = quality.run_search(quality.known_answer_space(), clips, settings, args.search_seed,
+                             watch=(f"sparse[{quality.KNOWN_GROUP}].temporal_kernel", 1))
+    return Architecture.from_dict(run["most_probable"])
+
+
+def random_architectures(space, num_classes, target, count, seed=0) -> list:
+    """`count` uniform draws from `space` whose MACs are within 5% of `target`."""
+    dist = ArchitectureDistribution(space, num_classes, quality.CROP)
+    found, draw = [], 0
+    while len(found) < count:
+        arch = dist.sample(seed * 100_000 + draw)
+        draw += 1
+        if abs(macs(arch, num_classes) / target - 1) <= FLOPS_TOLERANCE:
+            found.append(arch)
+        if draw > 200_000:
+            raise RuntimeError(f"found {len(found)} of {count} architectures within 5%.")
+    return found
+
+
+def hand_made(space, num_classes, target) -> Architecture:
+    """t = 3 where time is seen, k = 3, one expansion and one relative width for all groups
+    (the last group's expansion set apart to reach the FLOPs), closest in MACs to `target`."""
+    base = ArchitectureDistribution(space, num_classes, quality.CROP).sample(0)
+    groups = space.sparse.groups
+    expansions = sorted(set.intersection(*(set(g.expansion) for g in groups)))
+    width_steps = min(len(g.channels) for g in groups)
+    best = None
+    for expansion, last, step in itertools.product(expansions, expansions, range(width_steps)):
+        new_groups = tuple(
+            dataclasses.replace(
+                group, expansion=last if index == len(groups) - 1 else expansion,
+                spatial_kernel=3,
+                channels=choices.channels[round(step * (len(choices.channels) - 1)
+                                                / max(width_steps - 1, 1))],
+                temporal_kernel=3 if index == quality.KNOWN_GROUP else group.temporal_kernel)
+            for index, (group, choices) in enumerate(zip(base.sparse.groups, groups)))
+        arch = dataclasses.replace(base, sparse=dataclasses.replace(base.sparse, groups=new_groups))
+        gap = abs(macs(arch, num_classes) / target - 1)
+        if best is None or gap < best[0]:
+            best = (gap, arch)
+    return best[1]
+
+
+def blind_share(space, num_classes, target, draws=300) -> float:
+    """Share of equal-FLOPs uniform draws with t = 1 in the temporal group (cannot see motion)."""
+    archs = random_architectures(space, num_classes, target, draws, seed=1)
+    return float(np.mean([a.sparse.groups[quality.KNOWN_GROUP].temporal_kernel == 1
+                          for a in archs]))
+
+
+def retrain(arch, clips, val, seed, steps) -> float:
+    """Validation top-1 of `arch` trained from scratch (AdamW 2e-3, cosine, batch 8)."""
+    keras.utils.set_random_seed(seed)
+    model = build_model(arch, int(clips["num_classes"]), crop=quality.CROP)
+    schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps)
+    model.compile(keras.optimizers.AdamW(schedule, weight_decay=0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    data = quality.search_data(clips, quality.SearchSettings(steps=steps), seed)
+    model.fit(data.map(lambda train, heldout: train), epochs=1, steps_per_epoch=steps, verbose=0)
+    return model.evaluate(val["x"].astype("float32"), val["y"], batch_size=32, verbose=0,
+                          return_dict=True)["accuracy"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--known-json", help="known.json of `bench_search_quality.py known`")
+    parser.add_argument("--search-steps", type=int, default=800)
+    parser.add_argument("--search-seed", type=int, default=0)
+    parser.add_argument("--random", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--output", default="runs/searched_vs_random.json")
+    args = parser.parse_args(argv)
+    clips, val = quality.synthetic_clips(), validation_clips()
+    classes, space = int(clips["num_classes"]), quality.known_answer_space()
+    searched = searched_architecture(args, clips)
+    target = macs(searched, classes)
+    candidates = {"searched": searched, "hand-made": hand_made(space, classes, target)}
+    for i, arch in enumerate(random_architectures(space, classes, target, args.random)):
+        candidates[f"random {i}"] = arch
+    print("| architecture | MACs (crop 32) | t in the temporal group | val top-1 per seed (%) | mean |")
+    print("|---|---|---|---|---|")
+    results = {}
+    for name, arch in candidates.items():
+        started = time.time()
+        top1 = [retrain(arch, clips, val, seed, args.steps) for seed in range(args.seeds)]
+        t = arch.sparse.groups[quality.KNOWN_GROUP].temporal_kernel
+        results[name] = {"architecture": arch.to_dict(), "macs": macs(arch, classes), "top1": top1}
+        print(f"| {name} | {macs(arch, classes) / 1e6:.2f} M | {t} | "
+              f"{' / '.join(f'{100 * a:.1f}' for a in top1)} | {100 * np.mean(top1):.1f} | "
+              f"({time.time() - started:.0f} s)", flush=True)
+        _write(args.output, results)
+    summary = {**_summary(results), "blind_share_at_equal_flops": blind_share(space, classes, target)}
+    print(json.dumps(summary, indent=1))
+    _write(args.output, {**results, "summary": summary})
+
+
+def _summary(results) -> dict:
+    means = [np.mean(r["top1"]) for k, r in results.items() if k.startswith("random")]
+    searched = float(np.mean(results["searched"]["top1"]))
+    return {"random_mean": float(np.mean(means)), "random_std": float(np.std(means, ddof=1)),
+            "searched": searched, "hand_made": float(np.mean(results["hand-made"]["top1"])),
+            "searched_beats_random_by_std": float((searched - np.mean(means))
+                                                  / np.std(means, ddof=1))}
+
+
+def _write(path, payload):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(payload, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+if __name__ == "__main__":
+    main()
