@@ -166,3 +166,66 @@ def test_masked_super_blocks_equal_fixed_models_on_other_backends(tmp_path, back
     result = _result(tmp_path)
     assert result["backend"] == backend and result["dynamic_shapes"] is False
     assert result["max_difference"] < 1e-5
+
+
+def _frame_videos(folder, count, prefix):
+    """`count` folders of 12 JPEG frames (12 x 12), labels 0..4: [(path, label), ...]."""
+    from PIL import Image
+
+    rng = np.random.default_rng(len(prefix) + count)
+    videos = []
+    for index in range(count):
+        clip = folder / f"{prefix}{index}"
+        clip.mkdir(parents=True)
+        for frame in range(12):
+            pixels = rng.integers(0, 255, size=(12, 12, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(clip / f"img_{frame + 1:05d}.jpg", quality=95)
+        videos.append((str(clip), index % 5))
+    return videos
+
+
+def _multi_worker_search(folder, *extra):
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(_worker("mwsearch", folder, *extra, env={"TF_CONFIG": json.dumps(config)}))
+    return [_finish(process, timeout=600) for process in processes]
+
+
+@pytest.mark.slow
+def test_run_search_step_on_two_loopback_workers_shards_and_resumes(tmp_path):
+    """Two workers (TF_CONFIG, localhost): each decodes only its share of the list, both
+    end with the same distribution, the chief alone writes, and a run killed after
+    step 3 (on both workers) resumes from its step-3 checkpoint to the same result."""
+    videos = {"train": _frame_videos(tmp_path / "frames", 8, "train"),
+              "heldout": _frame_videos(tmp_path / "frames", 4, "heldout")}
+    runs = {name: tmp_path / name for name in ("whole", "killed")}
+    for folder in runs.values():
+        folder.mkdir()
+        (folder / "videos.json").write_text(json.dumps(videos))
+    for code, output in _multi_worker_search(runs["whole"]):
+        assert code == 0, output
+    first, second = (_result(runs["whole"], f"result-{task}.json") for task in (0, 1))
+    for key, logits in first["logits"].items():
+        np.testing.assert_array_equal(second["logits"][key], logits)
+    assert max(abs(v) for logits in first["logits"].values() for v in logits) > 1e-4
+    for task, result in enumerate((first, second)):
+        share = {os.path.basename(path) for path, _ in videos["train"][task::2]
+                 + videos["heldout"][task::2]}
+        assert set(result["decoded"]) == share, (task, result["decoded"])
+        assert [row["step"] for row in result["history"]] == [2, 4]
+    search = runs["whole"] / "search"
+    assert read_checkpoint_meta(search / CHECKPOINT_FILE)["completed"]
+    assert json.loads((search / "history.json").read_text()) == first["history"]
+
+    for code, output in _multi_worker_search(runs["killed"], "--kill-at", 3):
+        assert code == -signal.SIGKILL, output
+    assert read_checkpoint_meta(runs["killed"] / "search" / CHECKPOINT_FILE)["step"] == 3
+    for code, output in _multi_worker_search(runs["killed"]):
+        assert code == 0, output
+    resumed = _result(runs["killed"], "result-0.json")
+    for key, logits in first["logits"].items():
+        np.testing.assert_allclose(resumed["logits"][key], logits, atol=1e-5)
+    assert [row["step"] for row in resumed["history"]] == [2, 4]
+    assert first["batches_run"] == 4 and resumed["batches_run"] == 1  # steps 4 only

@@ -230,6 +230,31 @@ def _tfrecord_sample(parsed, name, sampler: ClipSampler, target_fps, clip_seed, 
     return encoded, positions, ok
 
 
+def check_shard(shard) -> tuple:
+    """`(num_shards, index)` from None, a pair or a `tf.distribute.InputContext`."""
+    if shard is None:
+        return 1, 0
+    if isinstance(shard, tf.distribute.InputContext):
+        return shard.num_input_pipelines, shard.input_pipeline_id
+    ok = (isinstance(shard, (tuple, list)) and len(shard) == 2
+          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shard))
+    if not ok or not 0 <= shard[1] < shard[0]:
+        raise ValueError(f"video_dataset: `shard` must be None, (num_shards, index) with "
+                         f"0 <= index < num_shards, or a tf.distribute.InputContext; got {shard!r}.")
+    return int(shard[0]), int(shard[1])
+
+
+def worker_shard(strategy=None) -> tuple:
+    """`(num_workers, worker_index)` of this process: `video_dataset(..., shard=worker_shard())`.
+
+    `(1, 0)` on one machine; under `MultiWorkerMirroredStrategy`, one part per worker.
+    """
+    from tsnet_keras.engine import worker_info
+
+    workers, index, _ = worker_info(strategy)
+    return workers, index
+
+
 def _split_positions(positions, sampler):
     return positions[..., : sampler.sparse_frames], positions[..., sampler.sparse_frames :]
 
@@ -294,6 +319,7 @@ def video_dataset(
     num_classes: int | None = None,
     mean: Sequence[float] = augment.KINETICS_MEAN,
     std: Sequence[float] = augment.KINETICS_STD,
+    shard=None,
 ) -> tf.data.Dataset:
     """Two-stream (or single-stream) video clips as a `tf.data.Dataset`.
 
@@ -354,6 +380,13 @@ def video_dataset(
             refused before anything is decoded (the message names the video).
         mean, std: per-channel normalisation of [0, 1] pixels (Kinetics values
             of PySlowFast by default).
+        shard: None, `(num_shards, index)` or a `tf.distribute.InputContext`:
+            read only every `num_shards`-th video from `index` on (one worker's
+            share under `MultiWorkerMirroredStrategy`, see `worker_shard`). The
+            list is sharded before anything is decoded; TFRecords by shard file
+            when there are at least `num_shards` files, else by record (each
+            worker reads every record but decodes only its own). Test-mode
+            `video_id`s stay positions in the whole list.
 
     Returns:
         `tf.data.Dataset`. Two-stream train/val elements:
@@ -395,6 +428,7 @@ def video_dataset(
     if target_fps is not None and not target_fps > 0:
         raise ValueError(f"video_dataset: `target_fps` must be > 0 or None, got {target_fps!r}.")
 
+    num_shards, shard_index = check_shard(shard)
     if format == "auto":
         format = detect_format(list_file)
     ssv2 = format == "ssv2"
@@ -453,6 +487,9 @@ def video_dataset(
     if format == "tfrecord":
         videos = None
         shards = tfrecord.find_shards(list_file, data_root)
+        by_file = num_shards > 1 and len(shards) >= num_shards
+        if by_file:
+            shards = shards[shard_index::num_shards]
         files = tf.data.Dataset.from_tensor_slices(shards)
         if shuffle:
             files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
@@ -470,6 +507,8 @@ def video_dataset(
             read_shard, cycle_length=min(4, len(shards)), num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
+        if num_shards > 1 and not by_file:  # before parsing: the others' JPEGs are never decoded
+            examples = examples.shard(num_shards, shard_index)
         if shuffle:
             examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if repeat:
@@ -516,7 +555,10 @@ def video_dataset(
         if num_classes is not None:
             check_labels(videos, num_classes, list_file if isinstance(list_file, (str, os.PathLike)) else "the list")
         loader = _ClipLoader(videos, sampler, target_fps, source_fps, format == "frames", failures, max_retries)
-        indices = tf.data.Dataset.range(len(videos))
+        if len(videos) < num_shards:
+            raise ValueError(f"video_dataset: {len(videos)} videos cannot fill the {num_shards} "
+                             f"parts of `shard`: each worker needs at least one.")
+        indices = tf.data.Dataset.range(len(videos)).shard(num_shards, shard_index)
         if shuffle:
             indices = indices.shuffle(len(videos), seed=seed, reshuffle_each_iteration=True)
         if repeat:
