@@ -10,6 +10,8 @@ Usage: python -m tests.search.search_worker MODE OUTPUT [options]
 - `mwsearch`: `run_search_step` under MultiWorkerMirroredStrategy on JPEG
   frame folders listed in OUTPUT/videos.json, each worker reading its shard
   (`worker_shard`); `--kill-at N` kills every worker after step N.
+- `mwretrain`: `recipes.retrain` under MultiWorkerMirroredStrategy on the
+  list files OUTPUT/train.txt and OUTPUT/val.txt (JPEG frame folders).
 - `equal`: supernet == fixed model on the backend in KERAS_BACKEND (masked
   super-blocks on JAX / torch).
 
@@ -187,6 +189,44 @@ def mwsearch(output, kill_at):
                                            "batches_run": Count.batches})
 
 
+def _record_decodes():
+    """Patches the video reader to list the videos this process decodes."""
+    from tsnet_keras.data import dataset as dataset_module
+
+    decoded = []
+    read = dataset_module._ClipLoader._read
+
+    def recording_read(self, path, select, short_side):
+        decoded.append(os.path.basename(path))
+        return read(self, path, select, short_side)
+
+    dataset_module._ClipLoader._read = recording_read
+    return decoded
+
+
+def mwretrain(output):
+    import hashlib
+
+    from tsnet_keras import recipes
+    from tsnet_keras.spaces import get_space
+
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    decoded = _record_decodes()
+    data = recipes.resolve_data("", os.path.join(output, "train.txt"),
+                                os.path.join(output, "val.txt"), verbose=False)
+    arch = get_space("auto_tsnet_mini").single_stream().sample(0)
+    outcome = recipes.retrain(arch, os.path.join(output, "retrain"), data=data, epochs=2,
+                              batch_size=2, crop=32, warmup_epochs=0, strategy=strategy,
+                              verbose=0)
+    weights = {weight.path: hashlib.sha256(np.asarray(weight.numpy()).tobytes()).hexdigest()
+               for weight in outcome.model.trainable_weights}
+    _write(output, f"result-{task}.json", {"weights": weights,
+                                           "history": outcome.history,
+                                           "decoded": sorted(set(decoded))})
+
+
 def equal(output):
     import keras
 
@@ -226,7 +266,8 @@ def _write(output, name, payload):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("run", "mirrored", "multiworker", "mwsearch", "equal"))
+    parser.add_argument("mode", choices=("run", "mirrored", "multiworker", "mwsearch", "mwretrain",
+                                         "equal"))
     parser.add_argument("output")
     parser.add_argument("--kill-at", type=int, default=0)
     parser.add_argument("--steps", type=int, default=4)
@@ -235,6 +276,8 @@ if __name__ == "__main__":
         run(args.output, args.kill_at)
     elif args.mode == "mirrored":
         mirrored(args.output)
+    elif args.mode == "mwretrain":
+        mwretrain(args.output)
     elif args.mode == "mwsearch":
         mwsearch(args.output, args.kill_at)
     elif args.mode == "equal":
