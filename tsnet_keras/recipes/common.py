@@ -80,9 +80,12 @@ def choose_strategy(verbose: bool = True):
     gpus = tf.config.list_logical_devices("GPU")
     strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     if verbose:
+        from tsnet_keras.recipes.data import console_logging, logger
+
         where = f"{len(gpus)} GPUs (MirroredStrategy)" if len(gpus) > 1 else (
             "1 GPU" if gpus else "CPU")
-        print(f"devices: {where}; {strategy.num_replicas_in_sync} replica(s)")
+        console_logging()
+        logger.info("devices: %s; %d replica(s)", where, strategy.num_replicas_in_sync)
     return strategy
 
 
