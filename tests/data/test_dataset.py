@@ -319,3 +319,37 @@ def test_tfrecords_are_sharded_by_file_or_by_record(tmp_path, video_dir):
                          video_dataset(shards, mode="val", batch_size=1, shard=(2, index),
                                        **SMALL).unbatch()) for index in range(2)]
         assert sorted(labels[0] + labels[1]) == [0, 1, 2] and not set(labels[0]) & set(labels[1])
+
+
+def test_a_tfrecord_frame_that_does_not_decode_is_skipped_and_counted(tmp_path):
+    from tsnet_keras.data import tfrecord
+
+    frames = np.random.default_rng(0).integers(0, 255, (40, 48, 64, 3), dtype=np.uint8)
+    good = tfrecord.video_example("good", 1, frames, 30.0)
+    other_size = tfrecord.video_example("small", 0, frames[:1, :32, :32], 30.0)
+
+    def replace_frames(change):
+        example = tf.train.Example.FromString(good)
+        values = list(example.features.feature["frames"].bytes_list.value)
+        del example.features.feature["frames"].bytes_list.value[:]
+        example.features.feature["frames"].bytes_list.value.extend(change(values))
+        return example.SerializeToString()
+
+    garbage = b"\xff\xd8" + bytes(range(256)) * 4 + b"\xff\xd9"  # markers right, no image
+    smaller = tf.train.Example.FromString(other_size).features.feature["frames"].bytes_list.value[0]
+    broken = [replace_frames(lambda v: [garbage] * len(v)),
+              replace_frames(lambda v: v[:20] + [smaller] + v[21:])]  # one frame of another size
+    path = str(tmp_path / "a.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in [good, *broken, good]:
+            writer.write(record)
+    options = dict(max_failure_fraction=1.0, crop_size=32, jitter=(40, 48), sparse_frames=40,
+                   sparse_stride=1, dense_frames=None, target_fps=None)
+    val = video_dataset([path], mode="val", batch_size=1, **options)
+    assert [int(y[0]) for _, y in val] == [1, 1]
+    assert sorted(val.failures.failed_files) == [f"{path}#1", f"{path}#2"]
+    assert val.failures.num_attempts == 4 and val.failures.num_failed == 2
+    assert "does not decode" in val.failures.errors[f"{path}#1"]
+    train = video_dataset([path], mode="train", batch_size=2, seed=0, **options)
+    (_, y), = list(train)
+    assert y.numpy().tolist() == [1, 1]

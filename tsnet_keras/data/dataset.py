@@ -183,7 +183,8 @@ def _tfrecord_sample(parsed, name, sampler: ClipSampler, target_fps, clip_seed, 
     (each once), the positions of every sampled frame in them, and whether the
     example is usable. A broken example (missing label, label out of range, bad
     `num_frames` or `fps`, a cut JPEG among the sampled frames) is recorded in
-    `failures` under `shard#record` and gives ok = False (filter it out).
+    `failures` under `shard#record` and gives ok = False (filter it out); a
+    frame that fails to decode is caught by `tfrecord.decode_jpeg_checked`.
     """
     total = sampler.sparse_frames + (sampler.dense_frames or 0)
     shape = (total,) if num_clips is None else (num_clips, total)
@@ -212,8 +213,8 @@ def _tfrecord_sample(parsed, name, sampler: ClipSampler, target_fps, clip_seed, 
         if not ok:
             return False
         problem = tfrecord.jpeg_problem(encoded)
-        failures.record(name.decode("utf-8", "replace"),
-                        None if problem is None else f"broken TFRecord example: {problem}")
+        if problem is not None:  # a success is recorded once the frames decode
+            failures.record(name.decode("utf-8", "replace"), f"broken TFRecord example: {problem}")
         return problem is None
 
     indices, ok = tf.numpy_function(
@@ -521,17 +522,21 @@ def video_dataset(
                 parsed = tfrecord.parse_example(serialized)
                 encoded, positions, ok = _tfrecord_sample(parsed, name, sampler, target_fps, clip_seed,
                                                           failures, num_classes)
-                return encoded, positions, parsed["label"], clip_seed, ok
+                return encoded, positions, parsed["label"], clip_seed, name, ok
 
-            def decode_train(encoded, positions, label, clip_seed, ok):
-                frames = tfrecord.decode_jpeg_frames(encoded)
+            def decode_train(encoded, positions, label, clip_seed, name, ok):
+                frames, decoded = tfrecord.decode_jpeg_checked(encoded, name, failures)
+                return frames, positions, label, clip_seed, decoded
+
+            def augment_train(frames, positions, label, clip_seed, ok):
                 sparse, dense = _split_positions(positions, sampler)
                 short_side = augment.random_short_side(clip_seed, jitter)
                 return train_element(frames, sparse, dense, label, clip_seed, short_side)
 
             dataset = (tf.data.Dataset.zip((examples, seeds))
                        .map(sample_train, num_parallel_calls=parallel).filter(ok_only)
-                       .map(decode_train, num_parallel_calls=parallel))
+                       .map(decode_train, num_parallel_calls=parallel).filter(ok_only)
+                       .map(augment_train, num_parallel_calls=parallel))
         else:
             def sample_views(video_id, example):
                 name, serialized = example
@@ -539,14 +544,16 @@ def video_dataset(
                 encoded, positions, ok = _tfrecord_sample(parsed, name, sampler, target_fps,
                                                           tf.constant(0, tf.int64), failures,
                                                           num_classes, clips)
-                return encoded, positions, parsed["label"], video_id, ok
+                return encoded, positions, parsed["label"], video_id, name, ok
 
-            def decode_views(encoded, positions, label, video_id, ok):
+            def decode_views(encoded, positions, label, video_id, name, ok):
+                frames, decoded = tfrecord.decode_jpeg_checked(encoded, name, failures)
                 sparse, dense = _split_positions(positions, sampler)
-                return tfrecord.decode_jpeg_frames(encoded), sparse, dense, label, video_id
+                return frames, sparse, dense, label, video_id, decoded
 
             dataset = (examples.enumerate().map(sample_views, num_parallel_calls=parallel)
                        .filter(ok_only).map(decode_views, num_parallel_calls=parallel)
+                       .filter(ok_only).map(lambda *element: element[:-1])
                        .flat_map(view_elements))
     else:
         videos = load_video_list(list_file, data_root, format, labels_file, classes)
