@@ -12,6 +12,8 @@ Usage: python -m tests.search.search_worker MODE OUTPUT [options]
   (`worker_shard`); `--kill-at N` kills every worker after step N.
 - `mwretrain`: `recipes.retrain` under MultiWorkerMirroredStrategy on the
   list files OUTPUT/train.txt and OUTPUT/val.txt (JPEG frame folders).
+- `mwrecipe`: `recipes.search_step(1, ...)` under MultiWorkerMirroredStrategy
+  on OUTPUT/train.txt and OUTPUT/val.txt.
 - `equal`: supernet == fixed model on the backend in KERAS_BACKEND (masked
   super-blocks on JAX / torch).
 
@@ -227,6 +229,26 @@ def mwretrain(output):
                                            "decoded": sorted(set(decoded))})
 
 
+def mwrecipe(output):
+    from tsnet_keras import recipes
+
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    decoded = _record_decodes()
+    data = recipes.resolve_data("", os.path.join(output, "train.txt"),
+                                os.path.join(output, "val.txt"), verbose=False)
+    outcome = recipes.search_step(1, os.path.join(output, "step1"), data=data, epochs=2,
+                                  steps_per_epoch=0, batch_size=4, crop=32, heldout_fraction=0.34,
+                                  samples_per_replica=2, target_gflops=0.0, strategy=strategy,
+                                  snapshot_every=1, verbose=0)
+    distribution = outcome.result.distribution
+    logits = {k: list(map(float, v)) for k, v in
+              zip(distribution.keys, distribution.logits_numpy())}
+    _write(output, f"result-{task}.json", {"logits": logits, "history": outcome.result.history,
+                                           "decoded": sorted(set(decoded))})
+
+
 def equal(output):
     import keras
 
@@ -267,7 +289,7 @@ def _write(output, name, payload):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=("run", "mirrored", "multiworker", "mwsearch", "mwretrain",
-                                         "equal"))
+                                         "mwrecipe", "equal"))
     parser.add_argument("output")
     parser.add_argument("--kill-at", type=int, default=0)
     parser.add_argument("--steps", type=int, default=4)
@@ -276,6 +298,8 @@ if __name__ == "__main__":
         run(args.output, args.kill_at)
     elif args.mode == "mirrored":
         mirrored(args.output)
+    elif args.mode == "mwrecipe":
+        mwrecipe(args.output)
     elif args.mode == "mwretrain":
         mwretrain(args.output)
     elif args.mode == "mwsearch":

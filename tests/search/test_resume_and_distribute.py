@@ -252,3 +252,30 @@ def test_retrain_on_two_loopback_workers(tmp_path):
     out = tmp_path / "retrain"
     assert (out / "model.keras").exists() and (out / "metrics.json").exists()
     assert json.loads((out / "history.json").read_text()) == first["history"]
+
+
+@pytest.mark.slow
+def test_search_step_recipe_on_two_loopback_workers(tmp_path):
+    """`recipes.search_step` on two workers: the training and held-out lists are split
+    between them (each video decoded by one worker only), the distribution is identical
+    on both, and the chief writes the recipe's files."""
+    lists = {"train": _frame_videos(tmp_path / "frames", 12, "train"),
+             "val": _frame_videos(tmp_path / "frames", 4, "val")}
+    for split, videos in lists.items():
+        (tmp_path / f"{split}.txt").write_text("".join(f"{p} {label}\n" for p, label in videos))
+    for code, output in _multi_worker_search(tmp_path, mode="mwrecipe"):
+        assert code == 0, output
+    first, second = (_result(tmp_path, f"result-{task}.json") for task in (0, 1))
+    for key, logits in first["logits"].items():
+        np.testing.assert_array_equal(second["logits"][key], logits)
+    assert max(abs(v) for logits in first["logits"].values() for v in logits) > 1e-4
+    assert not set(first["decoded"]) & set(second["decoded"])
+    everything = {os.path.basename(p) for p, _ in lists["train"]}
+    assert set(first["decoded"]) | set(second["decoded"]) == everything
+    # 5 of the 12 videos held out (one per class): 7 left, 3 in the smaller worker share,
+    # so 1 full batch of 2 per worker and epoch, on both workers alike.
+    assert [row["step"] for row in first["history"]] == [1, 2]
+    assert [row["step"] for row in second["history"]] == [1, 2]
+    out = tmp_path / "step1"
+    for name in ("metrics.json", "distribution_history.json", "architecture.json"):
+        assert (out / name).exists(), name
