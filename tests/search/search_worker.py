@@ -143,7 +143,7 @@ def multiworker(output, steps):
                                            "step": int(search.search_step.numpy())})
 
 
-def mwsearch(output, kill_at):
+def mwsearch(output, kill_at, fresh_worker=-1):
     import keras
 
     from tests.search.spaces import search_space
@@ -178,12 +178,17 @@ def mwsearch(output, kill_at):
                 os.kill(os.getpid(), signal.SIGKILL)
 
     callbacks = [Count()]
-    result = run_search_step(
-        1, search_space(), train, heldout, os.path.join(output, "search"), num_classes=5,
-        crop=8, epochs=2, steps_per_epoch=2, checkpoint_every=1, seed=7, strategy=strategy,
-        samples_per_replica=1, alpha_learning_rate=0.05, learning_rate=0.05, verbose=0,
-        tensorboard=False, score="log_likelihood", callbacks=callbacks,
-    )
+    try:
+        result = run_search_step(
+            1, search_space(), train, heldout, os.path.join(output, "search"), num_classes=5,
+            crop=8, epochs=2, steps_per_epoch=2, checkpoint_every=1, seed=7, strategy=strategy,
+            samples_per_replica=1, alpha_learning_rate=0.05, learning_rate=0.05, verbose=0,
+            tensorboard=False, score="log_likelihood", callbacks=callbacks,
+            resume=task != fresh_worker,
+        )
+    except RuntimeError as error:  # exit at once: no wait for the cluster's shutdown barrier
+        print(f"RuntimeError: {error}", flush=True)
+        os._exit(3)
     logits = {k: list(map(float, v)) for k, v in
               zip(result.distribution.keys, result.distribution.logits_numpy())}
     _write(output, f"result-{task}.json", {"logits": logits, "history": result.history,
@@ -293,6 +298,7 @@ if __name__ == "__main__":
     parser.add_argument("output")
     parser.add_argument("--kill-at", type=int, default=0)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--fresh-worker", type=int, default=-1)  # mwsearch: resume=False there
     args = parser.parse_args()
     if args.mode == "run":
         run(args.output, args.kill_at)
@@ -303,7 +309,7 @@ if __name__ == "__main__":
     elif args.mode == "mwretrain":
         mwretrain(args.output)
     elif args.mode == "mwsearch":
-        mwsearch(args.output, args.kill_at)
+        mwsearch(args.output, args.kill_at, args.fresh_worker)
     elif args.mode == "equal":
         equal(args.output)
     else:

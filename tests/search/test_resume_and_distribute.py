@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -222,6 +223,11 @@ def test_run_search_step_on_two_loopback_workers_shards_and_resumes(tmp_path):
     for code, output in _multi_worker_search(runs["killed"], "--kill-at", 3):
         assert code == -signal.SIGKILL, output
     assert read_checkpoint_meta(runs["killed"] / "search" / CHECKPOINT_FILE)["step"] == 3
+    # A worker that would start over while the other resumes: both stop, naming the steps.
+    mismatch = tmp_path / "mismatch"
+    shutil.copytree(runs["killed"], mismatch)
+    for code, output in _multi_worker_search(mismatch, "--fresh-worker", 1):
+        assert code == 3 and "start from different steps (0 and 3)" in output, output
     for code, output in _multi_worker_search(runs["killed"]):
         assert code == 0, output
     resumed = _result(runs["killed"], "result-0.json")

@@ -412,13 +412,15 @@ def retrain(
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
                          TopKAccuracy(k=top_k, name="top5")],
             )
+        # Before the restore: assigning variables are collectives on several workers.
+        check_same_start(strategy, int(state.get("step", 0)) if state is not None else 0,
+                         checkpoint.folder)
         history = []
         if state is not None:
             state = checkpoint.restore(model)
             history = state.get("history", [])
             logger.info("retrain: resuming from step %d of %d (epoch %d).", state["step"],
                         total_steps, state["step"] // steps_per_epoch + 1)
-        check_same_start(strategy, int(model.optimizer.iterations.numpy()), checkpoint.folder)
 
         def state_fn(at_step, completed=False):
             return {"config": config, "step": at_step, "history": history, "completed": completed}

@@ -557,12 +557,14 @@ def run_search_step(
             total_steps=total_steps, momentum=momentum, weight_decay=weight_decay,
             alpha_learning_rate=alpha_learning_rate,
         )
+    # Before any restore: assigning variables are collectives under MultiWorkerMirroredStrategy.
+    check_same_start(strategy, found["meta"].get("step", 0) if found is not None else 0,
+                     output_dir)
     history = []
     if found is not None:
         history = load_checkpoint(search, found).get("history", [])
     elif previous_dir is not None:
         inherit_weights(search.supernet, previous_dir, num_classes)
-    check_same_start(strategy, int(search.search_step.numpy()), output_dir)
 
     def meta_fn(at_step, completed):
         return {"config": config, "history": history, "step": at_step, "completed": completed}
