@@ -49,6 +49,15 @@ def test_num_classes_and_crop_change_what_they_should():
         complexity(arch, num_classes=0)
 
 
+def test_an_integral_float_crop_counts_as_the_int_and_others_are_refused_naming_crop():
+    arch = presets.x3d("S")
+    assert complexity(arch, crop=160.0).macs == complexity(arch, crop=160).macs
+    assert complexity(arch, crop=(160.0, 128)).macs == complexity(arch, crop=(160, 128)).macs
+    for bad in (160.5, float("nan"), float("inf"), "160", None, (160,), (160, 0), True, -3.0):
+        with pytest.raises(ValueError, match="`crop`"):
+            complexity(arch, crop=bad)
+
+
 def test_glore_and_fusion_costs_follow_anchors():
     space = auto_tsnet()
     arch = space.architecture({"sparse[10].attention": True, "sparse[0].fusion": "time_strided_conv"})

@@ -399,6 +399,15 @@ def test_single_device_uses_the_default_strategy():
     assert not isinstance(strategy, tf.distribute.MirroredStrategy)
 
 
+def test_the_devices_line_is_logged_not_printed(caplog, capsys):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="tsnet_keras.recipes"):
+        strategy = recipes.choose_strategy()
+    assert f"{strategy.num_replicas_in_sync} replica(s)" in caplog.text
+    assert "devices:" in caplog.text and "devices:" not in capsys.readouterr().out
+
+
 def test_one_shot_search_step_takes_no_previous_step(tmp_path):
     with pytest.raises(ValueError, match="previous_dir"):
         recipes.search_step("one_shot", str(tmp_path / "out"), str(tmp_path))

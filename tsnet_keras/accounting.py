@@ -20,6 +20,8 @@ Every count follows `layer_plan`, the same plan the model builder instantiates.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 from tsnet_keras.space.architecture import Architecture
@@ -152,6 +154,26 @@ def layer_cost(spec: LayerSpec, frames: int, height: int, width: int):
     raise ValueError(f"Unknown layer kind {spec.kind!r}.")
 
 
+def _crop_size(crop) -> tuple:
+    """`(height, width)` ints from an int, an integral float or a pair; errors name `crop`."""
+    pair = (crop, crop) if isinstance(crop, numbers.Number) else crop
+    try:
+        pair = tuple(pair)
+    except TypeError:
+        raise ValueError(f"`crop` must be an int or (height, width), got {crop!r}.") from None
+    if len(pair) != 2:
+        raise ValueError(f"`crop` must be an int or (height, width), got {crop!r}.")
+    sizes = []
+    for value in pair:
+        integral = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                    and math.isfinite(value) and float(value) == int(value))
+        if not integral or value < 1:
+            raise ValueError(f"`crop` must be positive whole pixels (an int or (height, width)), "
+                             f"got {crop!r}.")
+        sizes.append(int(value))
+    return tuple(sizes)
+
+
 def complexity(
     arch: Architecture,
     num_classes: int = 400,
@@ -177,9 +199,7 @@ def complexity(
     """
     if not isinstance(arch, Architecture):
         raise TypeError(f"complexity expects an Architecture, got {type(arch).__name__}.")
-    height, width = (crop, crop) if isinstance(crop, int) else tuple(crop)
-    if height < 1 or width < 1:
-        raise ValueError(f"`crop` must be positive, got {crop!r}.")
+    height, width = _crop_size(crop)
     frames = {name: stream.frames for name, stream in arch.streams()}
     size = {name: (height, width) for name in frames}
     layers = []

@@ -187,6 +187,134 @@ def fit_epochs(model, make_dataset, *, epochs, steps_per_epoch, step_fn, callbac
     return False
 
 
+# ------------------------------------------------------------ several machines
+def worker_info(strategy=None) -> tuple:
+    """`(num_workers, worker_index, is_chief)` of this process under `strategy`.
+
+    One machine (any strategy but `MultiWorkerMirroredStrategy`): `(1, 0, True)`.
+    The chief is the `chief` task, or worker 0 when the cluster has none.
+    """
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+    in_multi_worker = getattr(strategy.extended, "_in_multi_worker_mode", None)
+    if in_multi_worker is None or not in_multi_worker():
+        return 1, 0, True
+    resolver = strategy.cluster_resolver
+    spec = resolver.cluster_spec().as_dict()
+    chiefs = len(spec.get("chief", []))
+    workers = chiefs + len(spec.get("worker", []))
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    index = task_id + (chiefs if task_type == "worker" else 0)
+    return workers, index, index == 0
+
+
+def local_replicas(strategy) -> int:
+    """Replicas of this worker (all of them on one machine)."""
+    return max(1, strategy.num_replicas_in_sync // worker_info(strategy)[0])
+
+
+def check_same_start(strategy, step: int, where) -> None:
+    """Every worker must resume from the same step (a collective: call it on all workers).
+
+    A worker that cannot see the chief's checkpoint (`where`: a folder not shared
+    by the machines) would start over while the others resume.
+    """
+    import tensorflow as tf
+
+    if worker_info(strategy)[0] == 1:
+        return
+    value = strategy.run(lambda: tf.constant([int(step)], tf.int64))
+    steps = strategy.gather(value, axis=0).numpy()
+    low, high = int(steps.min()), int(steps.max())
+    if low != high:
+        raise RuntimeError(
+            f"the workers start from different steps ({low} and {high}): every worker must "
+            f"read the same checkpoint in {where}. Put output_dir on a folder all machines share, "
+            "or pass resume=False on every worker."
+        )
+
+
+def _distributed_train_step(model, strategy):
+    import tensorflow as tf
+
+    @tf.function
+    def step(iterator):
+        outputs = strategy.run(model.train_step, args=(next(iterator),))
+        return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                for name, value in outputs.items()}
+
+    return step
+
+
+def _distributed_validation(model, strategy, make_validation):
+    """`val_`-prefixed metrics of `model.test_step` over one pass (workers stop together)."""
+    import tensorflow as tf
+
+    model.reset_metrics()
+    iterator = iter(strategy.distribute_datasets_from_function(lambda context: make_validation()))
+    logs = {}
+    while True:
+        optional = iterator.get_next_as_optional()
+        if not bool(optional.has_value()):
+            break
+        outputs = strategy.run(model.test_step, args=(optional.get_value(),))
+        logs = {name: float(strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None))
+                for name, value in outputs.items()}
+    return {f"val_{name}": value for name, value in logs.items()}
+
+
+def _distributed_epoch(model, strategy, step, dataset_fn, steps, callback_list, validation):
+    iterator = iter(strategy.distribute_datasets_from_function(lambda context: dataset_fn()))
+    model.reset_metrics()
+    logs = {}
+    for batch in range(steps):
+        callback_list.on_train_batch_begin(batch)
+        logs = {name: float(value) for name, value in step(iterator).items()}
+        callback_list.on_train_batch_end(batch, logs)
+        if model.stop_training:
+            break
+    if validation is not None and not model.stop_training:
+        logs = {**logs, **_distributed_validation(model, strategy, validation)}
+    return logs
+
+
+def distributed_fit_epochs(model, make_dataset, *, strategy, epochs, steps_per_epoch, step_fn,
+                           callbacks, run_callbacks, before_epoch=None, verbose=0,
+                           validation_data=None) -> bool:
+    """`fit_epochs` for `MultiWorkerMirroredStrategy` (where Keras' `fit` fails).
+
+    The same epochs, callbacks and resume as `fit_epochs`, with
+    `strategy.run(model.train_step)` in a `tf.function`. `make_dataset(epoch,
+    skip)` gives THIS worker's batches (its share of the global batch, from its
+    shard of the data), with as many batches on every worker. `validation_data`:
+    a callable `() -> dataset` of this worker's validation batches, or None.
+    Progress is shown on the chief only.
+    """
+    step = _distributed_train_step(model, strategy)
+    chief = worker_info(strategy)[2]
+    done = step_fn(model)
+    for epoch in range(done // steps_per_epoch, epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
+        skip = done - epoch * steps_per_epoch
+        callback_list = keras.callbacks.CallbackList(
+            [*callbacks, run_callbacks], add_progbar=bool(verbose) and chief, model=model,
+            verbose=1 if verbose == "auto" else verbose, epochs=epochs,
+            steps=steps_per_epoch - skip)
+        model.stop_training = False
+        callback_list.on_train_begin()
+        callback_list.on_epoch_begin(epoch)
+        logs = _distributed_epoch(model, strategy, step, lambda: make_dataset(epoch, skip),
+                                  steps_per_epoch - skip, callback_list, validation_data)
+        callback_list.on_epoch_end(epoch, logs)
+        callback_list.on_train_end(logs)
+        done = step_fn(model)
+        if model.stop_training:
+            return True
+    return False
+
+
 def remove_stale_temp_files(folder) -> list:
     """Deletes temp files that a killed or failed atomic write left in `folder`; returns them."""
     removed = []
@@ -238,5 +366,6 @@ def write_history(output_dir, rows, fields) -> None:
     atomic_write_text(os.path.join(output_dir, "history.csv"), buffer.getvalue())
 
 
-__all__ = ["Checkpointer", "EpochHistory", "RunCallbacks", "check_same_config", "fit_epochs",
-           "remove_stale_temp_files", "write_history"]
+__all__ = ["Checkpointer", "EpochHistory", "RunCallbacks", "check_same_config", "check_same_start",
+           "distributed_fit_epochs", "fit_epochs", "local_replicas", "remove_stale_temp_files",
+           "worker_info", "write_history"]

@@ -1,6 +1,8 @@
 """`video_dataset` end to end on index videos: sampling, one augmentation per clip,
 test views, broken files, formats, Keras fit."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -270,5 +272,84 @@ def test_broken_tfrecord_examples_are_skipped_and_counted(tmp_path):
     assert val.failures.num_attempts == 9 and val.failures.num_failed == 7
     assert "no `label`" in val.failures.errors[f"{first}#1"]
     train = video_dataset([first, second], mode="train", batch_size=2, seed=0, **options)
+    (_, y), = list(train)
+    assert y.numpy().tolist() == [1, 1]
+
+
+def test_shards_split_the_list_before_decoding(video_dir, monkeypatch):
+    from tsnet_keras.data import dataset as dataset_module
+
+    decoded = []
+    read = dataset_module._ClipLoader._read
+
+    def recording_read(self, path, select, short_side):
+        decoded.append(os.path.basename(path))
+        return read(self, path, select, short_side)
+
+    monkeypatch.setattr(dataset_module._ClipLoader, "_read", recording_read)
+    names = ["long.mp4", "other.mp4", "fast.mp4", "indexed.mp4", "short.mp4"]
+    videos = [(video_dir / name, index) for index, name in enumerate(names)]
+    seen = []
+    for index in range(2):
+        decoded.clear()
+        val = video_dataset(videos, mode="val", batch_size=1, shard=(2, index), **SMALL)
+        seen.append(sorted(int(label) for _, label in val.unbatch()))
+        assert sorted(decoded) == sorted(names[index::2])  # nothing else opened
+    assert seen == [[0, 2, 4], [1, 3]]
+
+
+@pytest.mark.parametrize("shard", [(2, 2), (0, 0), (2,), "1/2", (2, -1), (True, 0)])
+def test_a_bad_shard_is_refused_naming_it(video_dir, shard):
+    with pytest.raises(ValueError, match="`shard`"):
+        video_dataset([(video_dir / "long.mp4", 0)], shard=shard, **SMALL)
+
+
+def test_more_shards_than_videos_is_refused(video_dir):
+    with pytest.raises(ValueError, match="2 videos cannot fill the 3 parts of `shard`"):
+        video_dataset([(video_dir / "long.mp4", 0), (video_dir / "other.mp4", 1)], shard=(3, 0),
+                      **SMALL)
+
+
+def test_tfrecords_are_sharded_by_file_or_by_record(tmp_path, video_dir):
+    videos = [(video_dir / "long.mp4", 0), (video_dir / "other.mp4", 1), (video_dir / "fast.mp4", 2)]
+    one = write_tfrecords(videos, tmp_path / "one", num_shards=1, verbose=False).shards
+    three = write_tfrecords(videos, tmp_path / "three", num_shards=3, verbose=False).shards
+    for shards in (one, three):
+        labels = [sorted(int(label) for _, label in
+                         video_dataset(shards, mode="val", batch_size=1, shard=(2, index),
+                                       **SMALL).unbatch()) for index in range(2)]
+        assert sorted(labels[0] + labels[1]) == [0, 1, 2] and not set(labels[0]) & set(labels[1])
+
+
+def test_a_tfrecord_frame_that_does_not_decode_is_skipped_and_counted(tmp_path):
+    from tsnet_keras.data import tfrecord
+
+    frames = np.random.default_rng(0).integers(0, 255, (40, 48, 64, 3), dtype=np.uint8)
+    good = tfrecord.video_example("good", 1, frames, 30.0)
+    other_size = tfrecord.video_example("small", 0, frames[:1, :32, :32], 30.0)
+
+    def replace_frames(change):
+        example = tf.train.Example.FromString(good)
+        values = list(example.features.feature["frames"].bytes_list.value)
+        del example.features.feature["frames"].bytes_list.value[:]
+        example.features.feature["frames"].bytes_list.value.extend(change(values))
+        return example.SerializeToString()
+
+    garbage = b"\xff\xd8" + bytes(range(256)) * 4 + b"\xff\xd9"  # markers right, no image
+    smaller = tf.train.Example.FromString(other_size).features.feature["frames"].bytes_list.value[0]
+    broken = [replace_frames(lambda v: [garbage] * len(v)),
+              replace_frames(lambda v: v[:20] + [smaller] + v[21:])]  # one frame of another size
+    path = str(tmp_path / "a.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in [good, *broken, good]:
+            writer.write(record)
+    options = dict(max_failure_fraction=1.0, crop_size=32, jitter=(40, 48), sparse_frames=40,
+                   sparse_stride=1, dense_frames=None, target_fps=None)
+    val = video_dataset([path], mode="val", batch_size=1, **options)
+    assert [int(y[0]) for _, y in val] == [1, 1]
+    assert sorted(val.failures.failed_files) == [f"{path}#1", f"{path}#2"]
+    assert val.failures.num_attempts == 4 and val.failures.num_failed == 2
+    assert "does not decode" in val.failures.errors[f"{path}#1"]
+    train = video_dataset([path], mode="train", batch_size=2, seed=0, **options)
     (_, y), = list(train)
     assert y.numpy().tolist() == [1, 1]

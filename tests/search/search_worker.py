@@ -7,6 +7,13 @@ Usage: python -m tests.search.search_worker MODE OUTPUT [options]
 - `mirrored`: a few PARSEC steps under MirroredStrategy on 2 logical CPUs.
 - `multiworker`: `custom_search_loop` under MultiWorkerMirroredStrategy; the
   cluster comes from TF_CONFIG.
+- `mwsearch`: `run_search_step` under MultiWorkerMirroredStrategy on JPEG
+  frame folders listed in OUTPUT/videos.json, each worker reading its shard
+  (`worker_shard`); `--kill-at N` kills every worker after step N.
+- `mwretrain`: `recipes.retrain` under MultiWorkerMirroredStrategy on the
+  list files OUTPUT/train.txt and OUTPUT/val.txt (JPEG frame folders).
+- `mwrecipe`: `recipes.search_step(1, ...)` under MultiWorkerMirroredStrategy
+  on OUTPUT/train.txt and OUTPUT/val.txt.
 - `equal`: supernet == fixed model on the backend in KERAS_BACKEND (masked
   super-blocks on JAX / torch).
 
@@ -136,6 +143,117 @@ def multiworker(output, steps):
                                            "step": int(search.search_step.numpy())})
 
 
+def mwsearch(output, kill_at, fresh_worker=-1):
+    import keras
+
+    from tests.search.spaces import search_space
+    from tsnet_keras.data import dataset as dataset_module
+    from tsnet_keras.data import video_dataset, worker_shard
+    from tsnet_keras.search import run_search_step
+
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    decoded = []
+    read = dataset_module._ClipLoader._read
+
+    def recording_read(self, path, select, short_side):
+        decoded.append(os.path.basename(path))
+        return read(self, path, select, short_side)
+
+    dataset_module._ClipLoader._read = recording_read
+    with open(os.path.join(output, "videos.json")) as handle:
+        videos = json.load(handle)
+    common = dict(format="frames", crop_size=8, jitter=(8, 10), sparse_frames=4, sparse_stride=2,
+                  dense_frames=None, target_fps=None, source_fps=30.0, num_parallel_calls=1,
+                  shard=worker_shard(strategy))
+    train = video_dataset(videos["train"], mode="train", batch_size=2, seed=3, **common)
+    heldout = video_dataset(videos["heldout"], mode="val", batch_size=1, **common)
+    class Count(keras.callbacks.Callback):
+        batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            Count.batches += 1
+            if kill_at and int(self.model.search_step.numpy()) == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    callbacks = [Count()]
+    try:
+        result = run_search_step(
+            1, search_space(), train, heldout, os.path.join(output, "search"), num_classes=5,
+            crop=8, epochs=2, steps_per_epoch=2, checkpoint_every=1, seed=7, strategy=strategy,
+            samples_per_replica=1, alpha_learning_rate=0.05, learning_rate=0.05, verbose=0,
+            tensorboard=False, score="log_likelihood", callbacks=callbacks,
+            resume=task != fresh_worker,
+        )
+    except RuntimeError as error:  # exit at once: no wait for the cluster's shutdown barrier
+        print(f"RuntimeError: {error}", flush=True)
+        os._exit(3)
+    logits = {k: list(map(float, v)) for k, v in
+              zip(result.distribution.keys, result.distribution.logits_numpy())}
+    _write(output, f"result-{task}.json", {"logits": logits, "history": result.history,
+                                           "decoded": sorted(set(decoded)),
+                                           "batches_run": Count.batches})
+
+
+def _record_decodes():
+    """Patches the video reader to list the videos this process decodes."""
+    from tsnet_keras.data import dataset as dataset_module
+
+    decoded = []
+    read = dataset_module._ClipLoader._read
+
+    def recording_read(self, path, select, short_side):
+        decoded.append(os.path.basename(path))
+        return read(self, path, select, short_side)
+
+    dataset_module._ClipLoader._read = recording_read
+    return decoded
+
+
+def mwretrain(output):
+    import hashlib
+
+    from tsnet_keras import recipes
+    from tsnet_keras.spaces import get_space
+
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    decoded = _record_decodes()
+    data = recipes.resolve_data("", os.path.join(output, "train.txt"),
+                                os.path.join(output, "val.txt"), verbose=False)
+    arch = get_space("auto_tsnet_mini").single_stream().sample(0)
+    outcome = recipes.retrain(arch, os.path.join(output, "retrain"), data=data, epochs=2,
+                              batch_size=2, crop=32, warmup_epochs=0, strategy=strategy,
+                              verbose=0)
+    weights = {weight.path: hashlib.sha256(np.asarray(weight.numpy()).tobytes()).hexdigest()
+               for weight in outcome.model.trainable_weights}
+    _write(output, f"result-{task}.json", {"weights": weights,
+                                           "history": outcome.history,
+                                           "decoded": sorted(set(decoded))})
+
+
+def mwrecipe(output):
+    from tsnet_keras import recipes
+
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    decoded = _record_decodes()
+    data = recipes.resolve_data("", os.path.join(output, "train.txt"),
+                                os.path.join(output, "val.txt"), verbose=False)
+    outcome = recipes.search_step(1, os.path.join(output, "step1"), data=data, epochs=2,
+                                  steps_per_epoch=0, batch_size=4, crop=32, heldout_fraction=0.34,
+                                  samples_per_replica=2, target_gflops=0.0, strategy=strategy,
+                                  snapshot_every=1, verbose=0)
+    distribution = outcome.result.distribution
+    logits = {k: list(map(float, v)) for k, v in
+              zip(distribution.keys, distribution.logits_numpy())}
+    _write(output, f"result-{task}.json", {"logits": logits, "history": outcome.result.history,
+                                           "decoded": sorted(set(decoded))})
+
+
 def equal(output):
     import keras
 
@@ -175,15 +293,23 @@ def _write(output, name, payload):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("run", "mirrored", "multiworker", "equal"))
+    parser.add_argument("mode", choices=("run", "mirrored", "multiworker", "mwsearch", "mwretrain",
+                                         "mwrecipe", "equal"))
     parser.add_argument("output")
     parser.add_argument("--kill-at", type=int, default=0)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--fresh-worker", type=int, default=-1)  # mwsearch: resume=False there
     args = parser.parse_args()
     if args.mode == "run":
         run(args.output, args.kill_at)
     elif args.mode == "mirrored":
         mirrored(args.output)
+    elif args.mode == "mwrecipe":
+        mwrecipe(args.output)
+    elif args.mode == "mwretrain":
+        mwretrain(args.output)
+    elif args.mode == "mwsearch":
+        mwsearch(args.output, args.kill_at, args.fresh_worker)
     elif args.mode == "equal":
         equal(args.output)
     else:

@@ -206,3 +206,60 @@ def test_a_label_beyond_the_classes_stops_the_search_naming_the_split(tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"`train_data` has a label outside "
                                                              r"\[0, 3\)"):
         run_search_step(1, progressive_space(), train, heldout, tmp_path / "run", **OPTIONS)
+
+
+def _dense_run(loop, epochs=3, callbacks=()):
+    """A Dense model trained by `loop` (fit_epochs or distributed_fit_epochs): weights, rows, events."""
+    import tensorflow as tf
+
+    from tsnet_keras.engine import EpochHistory, RunCallbacks
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)).astype("float32"), rng.normal(size=(8, 2)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    rows, events = [], Events()
+    step_fn = lambda trained: int(trained.optimizer.iterations.numpy())  # noqa: E731
+    recorder = EpochHistory(rows, ("epoch", "step", "loss", "seconds"), step_fn, lambda r: None)
+    run = RunCallbacks([events, *callbacks])
+    stopped = loop(model, lambda epoch, skip: tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+                   .skip(skip), epochs=epochs, steps_per_epoch=4, step_fn=step_fn,
+                   callbacks=[recorder], run_callbacks=run, verbose=0)
+    run.finish()
+    return [w.numpy() for w in model.weights], rows, events.counts, stopped
+
+
+def test_the_multi_worker_loop_trains_as_fit_does_with_the_same_callbacks():
+    import functools
+
+    import tensorflow as tf
+
+    from tsnet_keras.engine import distributed_fit_epochs, fit_epochs
+
+    loop = functools.partial(distributed_fit_epochs, strategy=tf.distribute.get_strategy())
+    want, got = _dense_run(fit_epochs), _dense_run(loop)
+    for a, b in zip(want[0], got[0]):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    assert [row["step"] for row in got[1]] == [row["step"] for row in want[1]] == [4, 8, 12]
+    np.testing.assert_allclose([r["loss"] for r in got[1]], [r["loss"] for r in want[1]], rtol=1e-5)
+    assert got[2] == want[2] == {"train_begin": 1, "train_end": 1, "epoch_begin": 3, "batches": 12}
+    stop = keras.callbacks.EarlyStopping(monitor="loss", min_delta=1e9, patience=1)
+    _, rows, counts, stopped = _dense_run(loop, epochs=5, callbacks=[stop])
+    assert stopped and [row["epoch"] for row in rows] == [1, 2] and counts["train_end"] == 1
+
+
+def test_one_machine_is_one_worker_and_the_chief():
+    import tensorflow as tf
+
+    from tsnet_keras.engine import check_same_start, local_replicas, worker_info
+    from tsnet_keras.recipes.common import WorkerShare
+
+    assert worker_info() == (1, 0, True)
+    assert local_replicas(tf.distribute.get_strategy()) == 1
+    check_same_start(tf.distribute.get_strategy(), 5, "here")  # nothing to compare
+    share = WorkerShare(tf.distribute.get_strategy(), "out")
+    assert (share.shard, share.write_dir, share.batch(5), share.batches(9, 2)) == (None, "out", 5, 4)
+    share.workers = 2
+    with pytest.raises(ValueError, match=r"`batch_size` \(5\) must be a multiple of the 2 workers"):
+        share.batch(5)

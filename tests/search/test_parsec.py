@@ -168,3 +168,30 @@ def test_unknown_weights_optimizer_is_refused():
     search = ParsecSearch(search_space(), CLASSES, crop=CROP)
     with pytest.raises(ValueError, match="weights_optimizer"):
         search.compile(weights_optimizer="lamb")
+
+
+def test_custom_search_loop_takes_a_dataset_or_a_per_worker_dataset_function():
+    """The same steps from a dataset and from `input_context -> dataset` give the same alpha."""
+    import keras
+
+    from tsnet_keras.search import custom_search_loop
+
+    strategy = tf.distribute.get_strategy()
+    contexts, logits = [], []
+    for as_function in (False, True):
+        keras.utils.set_random_seed(0)
+        search = ParsecSearch(search_space(), CLASSES, crop=CROP, samples_per_replica=2,
+                              score="log_likelihood")  # no ties: alpha moves from step 1
+        search.compile(learning_rate=0.05, alpha_learning_rate=0.05)
+
+        def per_worker(context):
+            contexts.append((context.num_input_pipelines, context.input_pipeline_id))
+            return _data()
+
+        logs = custom_search_loop(search, strategy, per_worker if as_function else _data(), 3)
+        assert int(search.search_step.numpy()) == 3 and np.isfinite(logs["loss"])
+        logits.append(search.distribution.logits_numpy())
+    assert contexts == [(1, 0)]
+    for a, b in zip(*logits):
+        np.testing.assert_array_equal(a, b)
+    assert max(float(np.abs(v).max()) for v in logits[0]) > 1e-4

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -166,3 +167,121 @@ def test_masked_super_blocks_equal_fixed_models_on_other_backends(tmp_path, back
     result = _result(tmp_path)
     assert result["backend"] == backend and result["dynamic_shapes"] is False
     assert result["max_difference"] < 1e-5
+
+
+def _frame_videos(folder, count, prefix):
+    """`count` folders of 12 JPEG frames (12 x 12), labels 0..4: [(path, label), ...]."""
+    from PIL import Image
+
+    rng = np.random.default_rng(len(prefix) + count)
+    videos = []
+    for index in range(count):
+        clip = folder / f"{prefix}{index}"
+        clip.mkdir(parents=True)
+        for frame in range(12):
+            pixels = rng.integers(0, 255, size=(12, 12, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(clip / f"img_{frame + 1:05d}.jpg", quality=95)
+        videos.append((str(clip), index % 5))
+    return videos
+
+
+def _multi_worker_search(folder, *extra, mode="mwsearch"):
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(_worker(mode, folder, *extra, env={"TF_CONFIG": json.dumps(config)}))
+    return [_finish(process, timeout=600) for process in processes]
+
+
+@pytest.mark.slow
+def test_run_search_step_on_two_loopback_workers_shards_and_resumes(tmp_path):
+    """Two workers (TF_CONFIG, localhost): each decodes only its share of the list, both
+    end with the same distribution, the chief alone writes, and a run killed after
+    step 3 (on both workers) resumes from its step-3 checkpoint to the same result."""
+    videos = {"train": _frame_videos(tmp_path / "frames", 8, "train"),
+              "heldout": _frame_videos(tmp_path / "frames", 4, "heldout")}
+    runs = {name: tmp_path / name for name in ("whole", "killed")}
+    for folder in runs.values():
+        folder.mkdir()
+        (folder / "videos.json").write_text(json.dumps(videos))
+    for code, output in _multi_worker_search(runs["whole"]):
+        assert code == 0, output
+    first, second = (_result(runs["whole"], f"result-{task}.json") for task in (0, 1))
+    for key, logits in first["logits"].items():
+        np.testing.assert_array_equal(second["logits"][key], logits)
+    assert max(abs(v) for logits in first["logits"].values() for v in logits) > 1e-4
+    for task, result in enumerate((first, second)):
+        share = {os.path.basename(path) for path, _ in videos["train"][task::2]
+                 + videos["heldout"][task::2]}
+        assert set(result["decoded"]) == share, (task, result["decoded"])
+        assert [row["step"] for row in result["history"]] == [2, 4]
+    search = runs["whole"] / "search"
+    assert read_checkpoint_meta(search / CHECKPOINT_FILE)["completed"]
+    assert json.loads((search / "history.json").read_text()) == first["history"]
+
+    for code, output in _multi_worker_search(runs["killed"], "--kill-at", 3):
+        assert code == -signal.SIGKILL, output
+    assert read_checkpoint_meta(runs["killed"] / "search" / CHECKPOINT_FILE)["step"] == 3
+    # A worker that would start over while the other resumes: both stop, naming the steps.
+    mismatch = tmp_path / "mismatch"
+    shutil.copytree(runs["killed"], mismatch)
+    for code, output in _multi_worker_search(mismatch, "--fresh-worker", 1):
+        assert code == 3 and "start from different steps (0 and 3)" in output, output
+    for code, output in _multi_worker_search(runs["killed"]):
+        assert code == 0, output
+    resumed = _result(runs["killed"], "result-0.json")
+    for key, logits in first["logits"].items():
+        np.testing.assert_allclose(resumed["logits"][key], logits, atol=1e-5)
+    assert [row["step"] for row in resumed["history"]] == [2, 4]
+    assert first["batches_run"] == 4 and resumed["batches_run"] == 1  # steps 4 only
+
+
+@pytest.mark.slow
+def test_retrain_on_two_loopback_workers(tmp_path):
+    """`recipes.retrain` on two workers: each decodes its share of both lists, the trained
+    weights end identical (BN moving statistics are each worker's own, as with one machine's
+    replicas), the chief writes the outputs and every epoch has its history row."""
+    lists = {"train": _frame_videos(tmp_path / "frames", 8, "train"),
+             "val": _frame_videos(tmp_path / "frames", 4, "val")}
+    for split, videos in lists.items():
+        (tmp_path / f"{split}.txt").write_text("".join(f"{p} {label}\n" for p, label in videos))
+    for code, output in _multi_worker_search(tmp_path, mode="mwretrain"):
+        assert code == 0, output
+    first, second = (_result(tmp_path, f"result-{task}.json") for task in (0, 1))
+    assert len(first["weights"]) > 50 and first["weights"] == second["weights"]
+    for task, result in enumerate((first, second)):
+        share = {os.path.basename(p) for p, _ in lists["train"][task::2] + lists["val"][task::2]}
+        assert set(result["decoded"]) == share, (task, result["decoded"])
+        assert [row["step"] for row in result["history"]] == [4, 8]
+        assert all("val_loss" in row for row in result["history"])
+    out = tmp_path / "retrain"
+    assert (out / "model.keras").exists() and (out / "metrics.json").exists()
+    assert json.loads((out / "history.json").read_text()) == first["history"]
+
+
+@pytest.mark.slow
+def test_search_step_recipe_on_two_loopback_workers(tmp_path):
+    """`recipes.search_step` on two workers: the training and held-out lists are split
+    between them (each video decoded by one worker only), the distribution is identical
+    on both, and the chief writes the recipe's files."""
+    lists = {"train": _frame_videos(tmp_path / "frames", 12, "train"),
+             "val": _frame_videos(tmp_path / "frames", 4, "val")}
+    for split, videos in lists.items():
+        (tmp_path / f"{split}.txt").write_text("".join(f"{p} {label}\n" for p, label in videos))
+    for code, output in _multi_worker_search(tmp_path, mode="mwrecipe"):
+        assert code == 0, output
+    first, second = (_result(tmp_path, f"result-{task}.json") for task in (0, 1))
+    for key, logits in first["logits"].items():
+        np.testing.assert_array_equal(second["logits"][key], logits)
+    assert max(abs(v) for logits in first["logits"].values() for v in logits) > 1e-4
+    assert not set(first["decoded"]) & set(second["decoded"])
+    everything = {os.path.basename(p) for p, _ in lists["train"]}
+    assert set(first["decoded"]) | set(second["decoded"]) == everything
+    # 5 of the 12 videos held out (one per class): 7 left, 3 in the smaller worker share,
+    # so 1 full batch of 2 per worker and epoch, on both workers alike.
+    assert [row["step"] for row in first["history"]] == [1, 2]
+    assert [row["step"] for row in second["history"]] == [1, 2]
+    out = tmp_path / "step1"
+    for name in ("metrics.json", "distribution_history.json", "architecture.json"):
+        assert (out / name).exists(), name

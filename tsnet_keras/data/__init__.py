@@ -27,6 +27,7 @@ _EXPORTS = {
     "detect_format": "dataset",
     "load_video_list": "dataset",
     "video_dataset": "dataset",
+    "worker_shard": "dataset",
     "DecodedFrames": "decode",
     "VideoDecodeError": "decode",
     "read_frame_folder": "decode",
@@ -98,6 +99,7 @@ __all__ = [
     "select_classes",
     "top_k_accuracy",
     "video_dataset",
+    "worker_shard",
     "write_tfrecords",
     "write_video",
 ]

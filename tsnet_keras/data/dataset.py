@@ -183,7 +183,8 @@ def _tfrecord_sample(parsed, name, sampler: ClipSampler, target_fps, clip_seed, 
     (each once), the positions of every sampled frame in them, and whether the
     example is usable. A broken example (missing label, label out of range, bad
     `num_frames` or `fps`, a cut JPEG among the sampled frames) is recorded in
-    `failures` under `shard#record` and gives ok = False (filter it out).
+    `failures` under `shard#record` and gives ok = False (filter it out); a
+    frame that fails to decode is caught by `tfrecord.decode_jpeg_checked`.
     """
     total = sampler.sparse_frames + (sampler.dense_frames or 0)
     shape = (total,) if num_clips is None else (num_clips, total)
@@ -212,8 +213,8 @@ def _tfrecord_sample(parsed, name, sampler: ClipSampler, target_fps, clip_seed, 
         if not ok:
             return False
         problem = tfrecord.jpeg_problem(encoded)
-        failures.record(name.decode("utf-8", "replace"),
-                        None if problem is None else f"broken TFRecord example: {problem}")
+        if problem is not None:  # a success is recorded once the frames decode
+            failures.record(name.decode("utf-8", "replace"), f"broken TFRecord example: {problem}")
         return problem is None
 
     indices, ok = tf.numpy_function(
@@ -228,6 +229,31 @@ def _tfrecord_sample(parsed, name, sampler: ClipSampler, target_fps, clip_seed, 
     ok.set_shape([])
     positions = tf.reshape(tf.cast(positions, tf.int64), tf.shape(indices))
     return encoded, positions, ok
+
+
+def check_shard(shard) -> tuple:
+    """`(num_shards, index)` from None, a pair or a `tf.distribute.InputContext`."""
+    if shard is None:
+        return 1, 0
+    if isinstance(shard, tf.distribute.InputContext):
+        return shard.num_input_pipelines, shard.input_pipeline_id
+    ok = (isinstance(shard, (tuple, list)) and len(shard) == 2
+          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shard))
+    if not ok or not 0 <= shard[1] < shard[0]:
+        raise ValueError(f"video_dataset: `shard` must be None, (num_shards, index) with "
+                         f"0 <= index < num_shards, or a tf.distribute.InputContext; got {shard!r}.")
+    return int(shard[0]), int(shard[1])
+
+
+def worker_shard(strategy=None) -> tuple:
+    """`(num_workers, worker_index)` of this process: `video_dataset(..., shard=worker_shard())`.
+
+    `(1, 0)` on one machine; under `MultiWorkerMirroredStrategy`, one part per worker.
+    """
+    from tsnet_keras.engine import worker_info
+
+    workers, index, _ = worker_info(strategy)
+    return workers, index
 
 
 def _split_positions(positions, sampler):
@@ -294,6 +320,7 @@ def video_dataset(
     num_classes: int | None = None,
     mean: Sequence[float] = augment.KINETICS_MEAN,
     std: Sequence[float] = augment.KINETICS_STD,
+    shard=None,
 ) -> tf.data.Dataset:
     """Two-stream (or single-stream) video clips as a `tf.data.Dataset`.
 
@@ -354,6 +381,13 @@ def video_dataset(
             refused before anything is decoded (the message names the video).
         mean, std: per-channel normalisation of [0, 1] pixels (Kinetics values
             of PySlowFast by default).
+        shard: None, `(num_shards, index)` or a `tf.distribute.InputContext`:
+            read only every `num_shards`-th video from `index` on (one worker's
+            share under `MultiWorkerMirroredStrategy`, see `worker_shard`). The
+            list is sharded before anything is decoded; TFRecords by shard file
+            when there are at least `num_shards` files, else by record (each
+            worker reads every record but decodes only its own). Test-mode
+            `video_id`s stay positions in the whole list.
 
     Returns:
         `tf.data.Dataset`. Two-stream train/val elements:
@@ -395,6 +429,7 @@ def video_dataset(
     if target_fps is not None and not target_fps > 0:
         raise ValueError(f"video_dataset: `target_fps` must be > 0 or None, got {target_fps!r}.")
 
+    num_shards, shard_index = check_shard(shard)
     if format == "auto":
         format = detect_format(list_file)
     ssv2 = format == "ssv2"
@@ -453,6 +488,9 @@ def video_dataset(
     if format == "tfrecord":
         videos = None
         shards = tfrecord.find_shards(list_file, data_root)
+        by_file = num_shards > 1 and len(shards) >= num_shards
+        if by_file:
+            shards = shards[shard_index::num_shards]
         files = tf.data.Dataset.from_tensor_slices(shards)
         if shuffle:
             files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
@@ -470,6 +508,8 @@ def video_dataset(
             read_shard, cycle_length=min(4, len(shards)), num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
+        if num_shards > 1 and not by_file:  # before parsing: the others' JPEGs are never decoded
+            examples = examples.shard(num_shards, shard_index)
         if shuffle:
             examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if repeat:
@@ -482,17 +522,21 @@ def video_dataset(
                 parsed = tfrecord.parse_example(serialized)
                 encoded, positions, ok = _tfrecord_sample(parsed, name, sampler, target_fps, clip_seed,
                                                           failures, num_classes)
-                return encoded, positions, parsed["label"], clip_seed, ok
+                return encoded, positions, parsed["label"], clip_seed, name, ok
 
-            def decode_train(encoded, positions, label, clip_seed, ok):
-                frames = tfrecord.decode_jpeg_frames(encoded)
+            def decode_train(encoded, positions, label, clip_seed, name, ok):
+                frames, decoded = tfrecord.decode_jpeg_checked(encoded, name, failures)
+                return frames, positions, label, clip_seed, decoded
+
+            def augment_train(frames, positions, label, clip_seed, ok):
                 sparse, dense = _split_positions(positions, sampler)
                 short_side = augment.random_short_side(clip_seed, jitter)
                 return train_element(frames, sparse, dense, label, clip_seed, short_side)
 
             dataset = (tf.data.Dataset.zip((examples, seeds))
                        .map(sample_train, num_parallel_calls=parallel).filter(ok_only)
-                       .map(decode_train, num_parallel_calls=parallel))
+                       .map(decode_train, num_parallel_calls=parallel).filter(ok_only)
+                       .map(augment_train, num_parallel_calls=parallel))
         else:
             def sample_views(video_id, example):
                 name, serialized = example
@@ -500,14 +544,16 @@ def video_dataset(
                 encoded, positions, ok = _tfrecord_sample(parsed, name, sampler, target_fps,
                                                           tf.constant(0, tf.int64), failures,
                                                           num_classes, clips)
-                return encoded, positions, parsed["label"], video_id, ok
+                return encoded, positions, parsed["label"], video_id, name, ok
 
-            def decode_views(encoded, positions, label, video_id, ok):
+            def decode_views(encoded, positions, label, video_id, name, ok):
+                frames, decoded = tfrecord.decode_jpeg_checked(encoded, name, failures)
                 sparse, dense = _split_positions(positions, sampler)
-                return tfrecord.decode_jpeg_frames(encoded), sparse, dense, label, video_id
+                return frames, sparse, dense, label, video_id, decoded
 
             dataset = (examples.enumerate().map(sample_views, num_parallel_calls=parallel)
                        .filter(ok_only).map(decode_views, num_parallel_calls=parallel)
+                       .filter(ok_only).map(lambda *element: element[:-1])
                        .flat_map(view_elements))
     else:
         videos = load_video_list(list_file, data_root, format, labels_file, classes)
@@ -516,7 +562,10 @@ def video_dataset(
         if num_classes is not None:
             check_labels(videos, num_classes, list_file if isinstance(list_file, (str, os.PathLike)) else "the list")
         loader = _ClipLoader(videos, sampler, target_fps, source_fps, format == "frames", failures, max_retries)
-        indices = tf.data.Dataset.range(len(videos))
+        if len(videos) < num_shards:
+            raise ValueError(f"video_dataset: {len(videos)} videos cannot fill the {num_shards} "
+                             f"parts of `shard`: each worker needs at least one.")
+        indices = tf.data.Dataset.range(len(videos)).shard(num_shards, shard_index)
         if shuffle:
             indices = indices.shuffle(len(videos), seed=seed, reshuffle_each_iteration=True)
         if repeat:

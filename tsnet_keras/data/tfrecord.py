@@ -224,6 +224,36 @@ def parse_example(serialized):
     return parsed
 
 
+@tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+def _decode_all(encoded):
+    return decode_jpeg_frames(encoded)
+
+
+def decode_jpeg_checked(encoded: tf.Tensor, name: tf.Tensor, failures: DecodeFailures) -> tuple:
+    """`(frames (T, H, W, 3) uint8, ok)` of `(T,)` JPEG strings, never an error.
+
+    TensorFlow's own JPEG decoder (the pixels of `decode_jpeg_frames`), called
+    from Python so that a frame that does not decode, or frames of different
+    sizes, skip the example: recorded in `failures` under `name`
+    (`shard#record`) with ok = False. A usable example is recorded as a success.
+    """
+    def decode(values, label):
+        label = label.decode("utf-8", "replace")
+        try:
+            frames = _decode_all(tf.constant(values)).numpy()
+        except (tf.errors.OpError, ValueError) as error:
+            reason = str(getattr(error, "message", error)).strip().splitlines()[0][:200]
+            failures.record(label, f"broken TFRecord example: a frame does not decode ({reason})")
+            return np.zeros((0, 1, 1, 3), np.uint8), False
+        failures.record(label, None)
+        return frames, True
+
+    frames, ok = tf.numpy_function(decode, [encoded, name], [tf.uint8, tf.bool])
+    frames.set_shape([None, None, None, 3])
+    ok.set_shape([])
+    return frames, ok
+
+
 def decode_jpeg_frames(encoded: tf.Tensor) -> tf.Tensor:
     """`(T,)` JPEG strings -> `(T, H, W, 3)` uint8."""
     return tf.map_fn(

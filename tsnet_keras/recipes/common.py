@@ -80,10 +80,52 @@ def choose_strategy(verbose: bool = True):
     gpus = tf.config.list_logical_devices("GPU")
     strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     if verbose:
+        from tsnet_keras.recipes.data import console_logging, logger
+
         where = f"{len(gpus)} GPUs (MirroredStrategy)" if len(gpus) > 1 else (
             "1 GPU" if gpus else "CPU")
-        print(f"devices: {where}; {strategy.num_replicas_in_sync} replica(s)")
+        console_logging()
+        logger.info("devices: %s; %d replica(s)", where, strategy.num_replicas_in_sync)
     return strategy
+
+
+class WorkerShare:
+    """This process' part of a run under `strategy` (everything on one machine).
+
+    Attributes:
+        workers, index, chief: from `tsnet_keras.engine.worker_info`.
+        shard: None, or `(workers, index)` for `video_dataset(shard=...)`.
+        write_dir: where this process writes: `output_dir` on the chief, a temp
+            folder (removed by `finish()`) on the other workers.
+    """
+
+    def __init__(self, strategy, output_dir):
+        import tempfile
+
+        from tsnet_keras.engine import worker_info
+
+        self.workers, self.index, self.chief = worker_info(strategy)
+        self.shard = (self.workers, self.index) if self.workers > 1 else None
+        self.output_dir = os.fspath(output_dir)
+        self.write_dir = (self.output_dir if self.chief
+                          else tempfile.mkdtemp(prefix="tsnet-worker-"))
+
+    def batch(self, batch_size: int, name: str = "batch_size") -> int:
+        """This worker's part of a global batch (refused unless it divides evenly)."""
+        if batch_size % self.workers:
+            raise ValueError(f"`{name}` ({batch_size}) must be a multiple of the {self.workers} "
+                             "workers: each reads an equal part of every global batch.")
+        return batch_size // self.workers
+
+    def batches(self, num_videos: int, batch_size: int) -> int:
+        """Full global batches per epoch that every worker's share of `num_videos` fills."""
+        return (num_videos // self.workers) // self.batch(batch_size)
+
+    def finish(self):
+        if self.write_dir != self.output_dir:
+            import shutil
+
+            shutil.rmtree(self.write_dir, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------- files

@@ -54,7 +54,13 @@ from tsnet_keras.recipes.common import (
     write_json,
     write_metrics,
 )
-from tsnet_keras.recipes.data import RecipeData, resolve_data, stream_frames
+from tsnet_keras.recipes.data import (
+    RecipeData,
+    console_logging,
+    logger,
+    resolve_data,
+    stream_frames,
+)
 from tsnet_keras.recipes.train import MODEL_FILE, retrain
 from tsnet_keras.space.architecture import Architecture
 
@@ -193,7 +199,8 @@ def evaluate(
         variant_settings: dict of `retrain` arguments that override those
             settings (e.g. `{"epochs": 10}`).
         name: str. Model family name in the table.
-        verbose: print progress and the table.
+        verbose: log progress and the table (`tsnet_keras.recipes` logger, shown on stdout
+            unless logging is configured).
 
     Returns:
         The metrics dict (also in `metrics.json`); `metrics["table"]` is the Markdown table.
@@ -230,6 +237,8 @@ def evaluate(
     views = num_views * num_crops
     os.makedirs(output_dir, exist_ok=True)
     write_architecture(output_dir, arch)
+    if verbose:
+        console_logging()  # the progress lines and the table on a notebook's output
 
     # Which trained weights each row uses: S and M share them, and so do S-dagger and
     # M-dagger; without GloRe blocks in the model a dagger row is its plain row.
@@ -247,7 +256,7 @@ def evaluate(
             if not train_variants:
                 return None, NOT_TRAINED
             if verbose:
-                print(f"training the {key} variant from scratch (train_variants=True)")
+                logger.info("training the %s variant from scratch (train_variants=True)", key)
             kwargs = {k: settings[k] for k in ("optimizer", "epochs", "steps_per_epoch",
                                                 "batch_size", "warmup_epochs", "weight_decay",
                                                 "momentum", "label_smoothing", "mixed_precision",
@@ -297,9 +306,9 @@ def evaluate(
                                  "seconds": time.time() - row_started}
             entry.update(measured[key], status="measured")
             if verbose:
-                print(f"{entry['model']}: top-1 {100 * entry['top1']:.1f}%, top-5 "
-                      f"{100 * entry['top5']:.1f}% over {entry['num_videos']} videos x {views} "
-                      f"views at {crop}\u00b2 ({entry['seconds']:.0f} s)")
+                logger.info("%s: top-1 %.1f%%, top-5 %.1f%% over %d videos x %d views at %d\u00b2 "
+                            "(%.0f s)", entry["model"], 100 * entry["top1"], 100 * entry["top5"],
+                            entry["num_videos"], views, crop, entry["seconds"])
         results.append(entry)
 
     protocol = f"{num_views} clips \u00d7 {num_crops} crop{'s' if num_crops > 1 else ''}"
@@ -326,7 +335,7 @@ def evaluate(
     write_metrics(output_dir, metrics)
     write_json(os.path.join(output_dir, "rows.json"), results)
     if verbose:
-        print(table)
+        logger.info("%s", table)
     return metrics
 
 

@@ -32,6 +32,7 @@ from tsnet_keras.recipes.common import (
     check_number,
     check_output_dir,
     check_previous_dir,
+    WorkerShare,
     choose_strategy,
     read_json,
     write_json,
@@ -241,31 +242,23 @@ def search_step(
     if hasattr(search_train, "records") and len(search_train) < batch_size:
         raise ValueError(f"`batch_size` ({batch_size}) exceeds the {len(search_train)} search-"
                          "training videos.")
-
-    def train_data(epoch):
-        return data.dataset("train", "train", crop=crop, batch_size=batch_size, frames=frames,
-                            seed=seed * 1000 + epoch, videos=search_train)
-
+    strategy = strategy or choose_strategy()
+    share = WorkerShare(strategy, output_dir)
     heldout_batch_size = check_int("heldout_batch_size", heldout_batch_size, minimum=2)
     heldout_batch = heldout_batch_size
     if hasattr(heldout, "records"):
         # At least two batches per cycle: a broken video (skipped) cannot empty it.
         heldout_batch = min(heldout_batch_size, max(2, len(heldout) // 2))
-    if hasattr(heldout, "records"):
-        # Positioned by rotating the list: resuming decodes no skipped batch.
-        val_data = data.heldout_batches(heldout, crop=crop, batch_size=heldout_batch,
-                                        frames=frames, seed=seed)
-    else:  # TFRecord shards: a dataset, skipped batch by batch
-        val_data = data.dataset("val", "val", crop=crop, batch_size=heldout_batch, frames=frames,
-                                seed=seed, videos=heldout, drop_remainder=True)
-    if not steps_per_epoch:
-        steps_per_epoch = int(train_data(0).cardinality())
-        if steps_per_epoch < 1:
-            raise ValueError("`steps_per_epoch` must be given (> 0): the training set's length "
-                             "is unknown or smaller than one batch.")
+        heldout_batch = max(heldout_batch - heldout_batch % share.workers, share.workers)
+    try:
+        train_data, val_data, steps_per_epoch = _search_data(
+            data, share, search_train, heldout, crop=crop, frames=frames, seed=seed,
+            batch_size=batch_size, heldout_batch=heldout_batch, steps_per_epoch=steps_per_epoch)
+    except BaseException:
+        share.finish()
+        raise
     target_macs = target_gflops * 1e9 if target_gflops else None
-    strategy = strategy or choose_strategy()
-    snapshots = DistributionSnapshots(os.path.join(output_dir, SNAPSHOT_FILE),
+    snapshots = DistributionSnapshots(os.path.join(share.write_dir, SNAPSHOT_FILE),
                                       snapshot_every)
     started = time.time()
     with _graph_optimization(graph_optimization):
@@ -302,8 +295,45 @@ def search_step(
         "search_seconds": sum(row.get("seconds", 0.0) for row in result.history),
         "data": data.describe(),
     }
-    write_metrics(output_dir, metrics)
+    write_metrics(share.write_dir, metrics)
+    share.finish()
     return SearchStepOutcome(result, metrics, target_macs)
+
+
+def _search_data(data, share, search_train, heldout, *, crop, frames, seed, batch_size,
+                 heldout_batch, steps_per_epoch):
+    """`(train_data(epoch), val_data, steps_per_epoch)` of this worker.
+
+    Several workers: each reads its shard of both lists (before decoding) in
+    batches of its part of the global batches, and runs as many steps as the others.
+    """
+    from tsnet_keras.data.lists import VideoList
+
+    worker_batch = share.batch(batch_size)
+    worker_heldout = share.batch(heldout_batch, "heldout_batch_size")
+    options = {"shard": share.shard} if share.shard else {}
+
+    def train_data(epoch):
+        return data.dataset("train", "train", crop=crop, batch_size=worker_batch, frames=frames,
+                            seed=seed * 1000 + epoch, videos=search_train, **options)
+
+    if hasattr(heldout, "records"):
+        # Positioned by rotating the list: resuming decodes no skipped batch.
+        if share.shard:
+            heldout = VideoList(heldout.records[share.index::share.workers], heldout.classes)
+        val_data = data.heldout_batches(heldout, crop=crop, batch_size=worker_heldout,
+                                        frames=frames, seed=seed)
+    else:  # TFRecord shards: a dataset, skipped batch by batch
+        val_data = data.dataset("val", "val", crop=crop, batch_size=worker_heldout, frames=frames,
+                                seed=seed, videos=heldout, drop_remainder=True, **options)
+    if not steps_per_epoch:
+        steps_per_epoch = int(train_data(0).cardinality())
+        if share.shard and hasattr(search_train, "records"):
+            steps_per_epoch = share.batches(len(search_train), batch_size)
+        if steps_per_epoch < 1:
+            raise ValueError("`steps_per_epoch` must be given (> 0): the training set's length "
+                             "is unknown or smaller than one batch.")
+    return train_data, val_data, steps_per_epoch
 
 
 __all__ = ["DistributionSnapshots", "SNAPSHOT_FILE", "SearchStepOutcome", "load_snapshots",

@@ -41,6 +41,7 @@ and `metrics.json`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import os
 import time
@@ -53,6 +54,8 @@ from tsnet_keras.engine import (
     EpochHistory,
     RunCallbacks,
     check_same_config,
+    check_same_start,
+    distributed_fit_epochs,
     fit_epochs,
     remove_stale_temp_files,
     write_history,
@@ -63,6 +66,7 @@ from tsnet_keras.recipes.common import (
     check_int,
     check_number,
     check_output_dir,
+    WorkerShare,
     choose_strategy,
     read_json,
     write_architecture,
@@ -218,6 +222,42 @@ class RetrainOutcome:
     metrics: dict
 
 
+def _retrain_data(data, share, *, crop, batch_size, frames, seed, steps_per_epoch, validate,
+                  val_steps):
+    """`(train_data(epoch), val_data or None, steps_per_epoch)` of this worker (one-hot labels).
+
+    Several workers: each reads its shard of the lists in batches of its part of
+    `batch_size`, and every worker runs the same number of steps.
+    """
+    import tensorflow as tf
+
+    worker_batch = share.batch(batch_size)
+    options = {"shard": share.shard} if share.shard else {}
+
+    def one_hot(x, y):
+        return x, tf.one_hot(y, data.num_classes)
+
+    def train_data(epoch):
+        dataset = data.dataset("train", "train", crop=crop, batch_size=worker_batch, frames=frames,
+                               seed=seed * 1000 + epoch, **options)
+        return dataset.map(one_hot)
+
+    if not steps_per_epoch:
+        steps_per_epoch = int(train_data(0).cardinality())
+        if share.workers > 1 and data.num_train_videos is not None:
+            steps_per_epoch = share.batches(data.num_train_videos, batch_size)
+        if steps_per_epoch < 1:
+            raise ValueError(f"`batch_size` ({batch_size}) exceeds the training videos, or their "
+                             "number is unknown (TFRecords): give `steps_per_epoch`.")
+    val_data = None
+    if validate:
+        val_data = data.dataset("val", "val", crop=crop, batch_size=worker_batch, frames=frames,
+                                seed=seed, **options).map(one_hot)
+        if val_steps:
+            val_data = val_data.take(val_steps)
+    return train_data, val_data, steps_per_epoch
+
+
 def retrain(
     arch: Architecture,
     output_dir,
@@ -314,28 +354,11 @@ def retrain(
     num_classes = data.num_classes
     frames = stream_frames(arch)
     top_k = min(5, num_classes)
-
-    def one_hot(x, y):
-        import tensorflow as tf
-
-        return x, tf.one_hot(y, num_classes)
-
-    def train_data(epoch):
-        dataset = data.dataset("train", "train", crop=crop, batch_size=batch_size, frames=frames,
-                               seed=seed * 1000 + epoch)
-        return dataset.map(one_hot)
-
-    if not steps_per_epoch:
-        steps_per_epoch = int(train_data(0).cardinality())
-        if steps_per_epoch < 1:
-            raise ValueError(f"`batch_size` ({batch_size}) exceeds the training videos, or their "
-                             "number is unknown (TFRecords): give `steps_per_epoch`.")
-    val_data = None
-    if validate:
-        val_data = data.dataset("val", "val", crop=crop, batch_size=batch_size, frames=frames,
-                                seed=seed).map(one_hot)
-        if val_steps:
-            val_data = val_data.take(val_steps)
+    strategy = strategy or choose_strategy()
+    share = WorkerShare(strategy, output_dir)
+    train_data, val_data, steps_per_epoch = _retrain_data(
+        data, share, crop=crop, batch_size=batch_size, frames=frames, seed=seed,
+        steps_per_epoch=steps_per_epoch, validate=validate, val_steps=val_steps)
 
     total_steps = epochs * steps_per_epoch
     peak = (adamw_learning_rate if optimizer_name == "adamw"
@@ -347,11 +370,15 @@ def retrain(
         "warmup_epochs": warmup_epochs, "weight_decay": weight_decay, "momentum": momentum,
         "label_smoothing": label_smoothing, "mixed_precision": mixed_precision, "seed": seed,
     }
+    if share.workers > 1:
+        config["workers"] = share.workers
     config = as_json(config)
     os.makedirs(output_dir, exist_ok=True)
     checkpoint = TrainingCheckpoint(os.path.join(output_dir, CHECKPOINT_DIR))
+    # Several machines: every worker reads the chief's checkpoint and writes into its write_dir.
+    writer = TrainingCheckpoint(os.path.join(share.write_dir, CHECKPOINT_DIR))
     for folder in (output_dir, checkpoint.folder):
-        if os.path.isdir(folder):
+        if os.path.isdir(folder) and share.chief:
             remove_stale_temp_files(folder)
     state = None
     if resume and checkpoint.exists():
@@ -363,9 +390,9 @@ def retrain(
             model = load_trained_model(os.path.join(output_dir, MODEL_FILE))
             metrics = read_json(os.path.join(output_dir, "metrics.json"))
             logger.info("retrain: %s is complete; loaded %s.", output_dir, MODEL_FILE)
+            share.finish()
             return RetrainOutcome(model, state.get("history", []), metrics)
 
-    strategy = strategy or choose_strategy()
     previous_policy = keras.config.dtype_policy()
     if mixed_precision:
         keras.config.set_dtype_policy(_mixed_precision_policy())
@@ -385,6 +412,9 @@ def retrain(
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
                          TopKAccuracy(k=top_k, name="top5")],
             )
+        # Before the restore: assigning variables are collectives on several workers.
+        check_same_start(strategy, int(state.get("step", 0)) if state is not None else 0,
+                         checkpoint.folder)
         history = []
         if state is not None:
             state = checkpoint.restore(model)
@@ -403,16 +433,20 @@ def retrain(
                 trained.optimizer.learning_rate))}
 
         recorder = EpochHistory(history, HISTORY_FIELDS, step_fn,
-                                lambda rows: write_history(output_dir, rows, HISTORY_FIELDS),
+                                lambda rows: write_history(share.write_dir, rows, HISTORY_FIELDS),
                                 learning_rate)
-        checkpointer = Checkpointer(lambda trained, at_step: checkpoint.save(trained, state_fn(at_step)),
+        checkpointer = Checkpointer(lambda trained, at_step: writer.save(trained, state_fn(at_step)),
                                     step_fn, checkpoint_every, steps_per_epoch)
         run_callbacks = RunCallbacks(callbacks)
         started = time.time()
         with warnings.catch_warnings():
             # The validation set's length is unknown (unreadable videos are dropped).
             warnings.filterwarnings("ignore", message="Your input ran out of data")
-            fit_epochs(
+            loop = fit_epochs
+            if share.workers > 1:  # Keras' fit fails there: the engine's own loop
+                loop = functools.partial(distributed_fit_epochs, strategy=strategy)
+                val_data = (lambda data=val_data: data) if val_data is not None else None
+            loop(
                 model, lambda epoch, skip: train_data(epoch).take(steps_per_epoch).skip(skip),
                 epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=step_fn,
                 callbacks=[recorder, checkpointer], run_callbacks=run_callbacks,
@@ -421,8 +455,8 @@ def retrain(
         run_callbacks.finish()
         done = step_fn(model)
         seconds = time.time() - started
-        model.save(os.path.join(output_dir, MODEL_FILE))
-        write_architecture(output_dir, arch)
+        model.save(os.path.join(share.write_dir, MODEL_FILE))
+        write_architecture(share.write_dir, arch)
         last = history[-1] if history else {}
         metrics = {
             "recipe": "retrain",
@@ -440,10 +474,11 @@ def retrain(
             "settings": {k: v for k, v in config.items() if k != "architecture"},
             "data": data.describe(),
         }
-        write_metrics(output_dir, metrics)
-        checkpoint.save(model, state_fn(done, completed=True))
+        write_metrics(share.write_dir, metrics)
+        writer.save(model, state_fn(done, completed=True))
     finally:
         keras.config.set_dtype_policy(previous_policy)
+        share.finish()
     return RetrainOutcome(model, history, metrics)
 
 

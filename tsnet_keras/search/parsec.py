@@ -26,8 +26,10 @@ target - 1) from each score before the softmax.
 Data: `fit` takes a dataset whose elements are `((x, y), (x_heldout, y_heldout))`
 (`search_dataset` zips a training and a held-out dataset). Under
 `MirroredStrategy` build and compile the model inside `strategy.scope()`;
-for `MultiWorkerMirroredStrategy` use `custom_search_loop` (Keras' `fit` fails
-there: keras-team/keras#20585).
+for `MultiWorkerMirroredStrategy` (where Keras' `fit` fails:
+keras-team/keras#20585) use `run_search_step(..., strategy=strategy)`, which
+runs the engine's own loop with outputs, checkpoints and resume, or the bare
+`custom_search_loop`.
 """
 
 from __future__ import annotations
@@ -501,13 +503,20 @@ def check_target_macs(macs_model, target_macs):
 def custom_search_loop(search, strategy, dataset, steps, callbacks=None):
     """Runs `steps` search steps with `tf.function(strategy.run(train_step))`.
 
-    For `MultiWorkerMirroredStrategy`, where Keras' `fit` fails (keras-team/keras
-    issue 20585). Build and compile `search` in `strategy.scope()` first.
+    The bare loop for `MultiWorkerMirroredStrategy`, where Keras' `fit` fails
+    (keras-team/keras issue 20585): no outputs, checkpoints, history or resume.
+    `run_search_step(..., strategy=strategy)` runs the same steps with all of
+    them (docs/multi_worker.md). Build and compile `search` in
+    `strategy.scope()` first.
 
     Args:
         search: a compiled `ParsecSearch`.
         strategy: a `tf.distribute.Strategy`.
-        dataset: a `tf.data.Dataset` from `search_dataset` (global batches).
+        dataset: a `tf.data.Dataset` from `search_dataset` (global batches,
+            auto-sharded by tf.distribute), or a callable
+            `input_context -> dataset` of this worker's per-replica batches
+            (`strategy.distribute_datasets_from_function`: shard the video list
+            with `video_dataset(..., shard=input_context)`, nothing else decoded).
         steps: int. Steps to run.
         callbacks: optional list of callables `callback(step, logs)` run after
             each step (on every worker).
@@ -515,7 +524,10 @@ def custom_search_loop(search, strategy, dataset, steps, callbacks=None):
     Returns:
         The logs (dict of floats) of the last step.
     """
-    distributed = strategy.experimental_distribute_dataset(dataset)
+    if callable(dataset):
+        distributed = strategy.distribute_datasets_from_function(dataset)
+    else:
+        distributed = strategy.experimental_distribute_dataset(dataset)
     iterator = iter(distributed)
 
     @tf.function

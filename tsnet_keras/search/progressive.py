@@ -38,9 +38,12 @@ equals an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 
@@ -53,7 +56,11 @@ from tsnet_keras.engine import (
     EpochHistory,
     RunCallbacks,
     check_same_config,
+    check_same_start,
+    distributed_fit_epochs,
     fit_epochs,
+    local_replicas,
+    worker_info,
     write_history,
 )
 from tsnet_keras.search.batch_norm import recalibrate_batch_norm
@@ -231,12 +238,23 @@ def _labels_in_range(num_classes, name):
     return check
 
 
-def _epoch_dataset(train_data, heldout_at, epoch, skip, steps_per_epoch, num_classes):
+def _epoch_dataset(train_data, heldout_at, epoch, skip, steps_per_epoch, num_classes,
+                   split=None):
+    """The epoch's `((x, y), (x_heldout, y_heldout))` from step `skip` on.
+
+    `split`: None, or `(replicas, train_batch, heldout_batch)` to cut each batch
+    in per-replica batches (a worker of `MultiWorkerMirroredStrategy` with
+    several replicas hands one to each).
+    """
     train = train_data(epoch) if callable(train_data) else train_data
     train = train.take(steps_per_epoch).skip(skip).map(_labels_in_range(num_classes, "train_data"))
     # Step n uses held-out batch n of the cycle.
     heldout = heldout_at(epoch * steps_per_epoch + skip).map(
         _labels_in_range(num_classes, "val_data"))
+    if split is not None and split[0] > 1:
+        replicas, train_batch, heldout_batch = split
+        train = train.rebatch(train_batch // replicas, drop_remainder=True)
+        heldout = heldout.rebatch(heldout_batch // replicas, drop_remainder=True)
     return tf.data.Dataset.zip((train, heldout))
 
 
@@ -291,6 +309,12 @@ def _write_outputs(search, output_dir, history, num_classes, recalibration):
     _fixed_model_weights(search, arch, output_dir, num_classes, recalibration)
     write_history(output_dir, history, HISTORY_FIELDS)
     return arch
+
+
+def _remove_worker_dir(write_dir, output_dir):
+    """A non-chief worker's temp folder goes once the run ends (the chief's is output_dir)."""
+    if os.fspath(write_dir) != os.fspath(output_dir):
+        shutil.rmtree(write_dir, ignore_errors=True)
 
 
 def load_step_result(output_dir) -> SearchResult:
@@ -484,7 +508,8 @@ def run_search_step(
     _, _, heldout_batch = _check_split(val_data, "val_data")
     heldout_at = heldout_positions(val_data)
     strategy = strategy or tf.distribute.get_strategy()
-    _check_batches(train_batch, heldout_batch, strategy.num_replicas_in_sync, samples_per_replica,
+    workers, _, chief = worker_info(strategy)
+    _check_batches(train_batch, heldout_batch, local_replicas(strategy), samples_per_replica,
                    parsec_options.get("path_batch", DEFAULTS.path_batch))
     if steps_per_epoch is None:
         if train_size < 0:
@@ -498,9 +523,12 @@ def run_search_step(
     check_target_macs(MacsModel(sub_space, num_classes, crop), target_macs)
 
     os.makedirs(output_dir, exist_ok=True)
-    remove_stale_temp_files(output_dir)
-    checkpoint_path = os.path.join(output_dir, CHECKPOINT_FILE)
-    found = find_checkpoint(checkpoint_path) if resume else None
+    if chief:
+        remove_stale_temp_files(output_dir)
+    found = find_checkpoint(os.path.join(output_dir, CHECKPOINT_FILE)) if resume else None
+    # Several machines: the chief writes output_dir, the others a temp folder (removed at the end).
+    write_dir = output_dir if chief else tempfile.mkdtemp(prefix="tsnet-worker-")
+    checkpoint_path = os.path.join(write_dir, CHECKPOINT_FILE)
 
     total_steps = epochs * steps_per_epoch
     # Same initial weights in every run with this seed (a resumed run restores them anyway).
@@ -517,10 +545,13 @@ def run_search_step(
         "learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay,
         "weights_optimizer": weights_optimizer, "alpha_learning_rate": alpha_learning_rate, "recalibrate_batches": recalibrate_batches,
     }
+    if workers > 1:  # each worker's batch is its share: the global batch changes with them
+        settings["workers"] = workers
     config = run_config(step, search, settings, extra_config)
     if found is not None:
         check_same_config(found["path"], found["meta"].get("config", {}), config)
         if found["meta"].get("completed"):
+            _remove_worker_dir(write_dir, output_dir)
             return load_step_result(output_dir)
     with strategy.scope():
         search.compile(
@@ -528,6 +559,9 @@ def run_search_step(
             total_steps=total_steps, momentum=momentum, weight_decay=weight_decay,
             alpha_learning_rate=alpha_learning_rate,
         )
+    # Before any restore: assigning variables are collectives under MultiWorkerMirroredStrategy.
+    check_same_start(strategy, found["meta"].get("step", 0) if found is not None else 0,
+                     output_dir)
     history = []
     if found is not None:
         history = load_checkpoint(search, found).get("history", [])
@@ -551,7 +585,7 @@ def run_search_step(
         step_fn, checkpoint_every, steps_per_epoch, healthy,
     )
     recorder = EpochHistory(history, HISTORY_FIELDS, step_fn,
-                            lambda rows: write_history(output_dir, rows, HISTORY_FIELDS),
+                            lambda rows: write_history(write_dir, rows, HISTORY_FIELDS),
                             most_probable_macs, healthy)
     user_callbacks = []
     if tensorboard and not _tensorboard_available():
@@ -559,7 +593,7 @@ def run_search_step(
         tensorboard = False
     if tensorboard:
         user_callbacks.append(keras.callbacks.TensorBoard(
-            log_dir=os.path.join(output_dir, "logs"), update_freq="epoch", profile_batch=0,
+            log_dir=os.path.join(write_dir, "logs"), update_freq="epoch", profile_batch=0,
             write_graph=False,
         ))
     run_callbacks = RunCallbacks(user_callbacks + list(callbacks or []))
@@ -567,9 +601,11 @@ def run_search_step(
     def set_warm_up(epoch):
         search.alpha_frozen = epoch < warmup_epochs
 
-    fit_epochs(
+    split = (local_replicas(strategy), train_batch, heldout_batch) if workers > 1 else None
+    loop = fit_epochs if workers == 1 else functools.partial(distributed_fit_epochs, strategy=strategy)
+    loop(
         search, lambda epoch, skip: _epoch_dataset(train_data, heldout_at, epoch, skip,
-                                                   steps_per_epoch, num_classes),
+                                                   steps_per_epoch, num_classes, split),
         epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=step_fn,
         callbacks=[guard, recorder, checkpointer], run_callbacks=run_callbacks,
         before_epoch=set_warm_up, verbose=verbose,
@@ -590,8 +626,9 @@ def run_search_step(
     recalibration = None
     if recalibrate_batches:
         recalibration = (train_data(0) if callable(train_data) else train_data, recalibrate_batches)
-    arch = _write_outputs(search, output_dir, history, num_classes, recalibration)
+    arch = _write_outputs(search, write_dir, history, num_classes, recalibration)
     save_checkpoint(search, checkpoint_path, meta_fn(done, completed=True))
+    _remove_worker_dir(write_dir, output_dir)
     return SearchResult(step, os.fspath(output_dir), arch, search.distribution, history, search)
 
 
