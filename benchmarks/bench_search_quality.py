@@ -365,7 +365,8 @@ def plot_planted(json_paths, path):
         with open(json_path, encoding="utf-8") as handle:
             for entry in json.load(handle).values():
                 if entry["config"] == "default":
-                    results.setdefault(entry["delta"], []).extend(entry["runs"])
+                    kind = (entry["delta"], bool(entry.get("stochastic")))
+                    results.setdefault(kind, []).extend(entry["runs"])
     deltas = sorted(results)
     figure, axes = plt.subplots(1, len(deltas), figsize=(4.2 * len(deltas), 3.4), squeeze=False)
     for axis, delta in zip(axes[0], deltas):
@@ -376,7 +377,9 @@ def plot_planted(json_paths, path):
                       lw=1, alpha=0.7)
         axis.axhline(0.9, color="grey", ls="--", lw=0.8)
         axis.axhline(0.15, color="tab:orange", ls=":", lw=0.8)  # the drift goal
-        axis.set(title=f"+{delta:g} points for t=5 in group 2 ({len(results[delta])} seeds)",
+        size, real = delta
+        axis.set(title=f"{'real ' if real else ''}+{size:g} points for t=5 in group 2 "
+                       f"({len(results[delta])} seeds)",
                  xlabel="search step", ylim=(0, 1))
     axes[0][0].set_ylabel("blue: P(t=5)   orange: others' drift")
     figure.tight_layout()

@@ -151,7 +151,11 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--output", default="runs/searched_vs_random.json")
+    parser.add_argument("--plot", help="only draw the figure of --output's results to this path")
     args = parser.parse_args(argv)
+    if args.plot:
+        print(plot(args.output, args.plot))
+        return
     clips, val = quality.synthetic_clips(), validation_clips()
     classes, space = int(clips["num_classes"]), quality.known_answer_space()
     searched = searched_architecture(args, clips)
@@ -174,6 +178,36 @@ def main(argv=None):
     summary = {**_summary(results), "blind_share_at_equal_flops": blind_share(space, classes, target)}
     print(json.dumps(summary, indent=1))
     _write(args.output, {**results, "summary": summary})
+
+
+def plot(json_path, path):
+    """Validation top-1 per architecture: one dot per seed, a bar at the mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(json_path, encoding="utf-8") as handle:
+        results = {k: v for k, v in json.load(handle).items() if k != "summary"}
+    figure, axis = plt.subplots(figsize=(7, 3.4))
+    for x, (name, result) in enumerate(results.items()):
+        t = result["architecture"]["sparse"]["groups"][quality.KNOWN_GROUP]["temporal_kernel"]
+        colour = {"searched": "tab:green", "hand-made": "tab:blue"}.get(name, "tab:grey")
+        top1 = 100 * np.asarray(result["top1"])
+        axis.scatter([x] * len(top1), top1, color=colour, s=18)
+        axis.hlines(top1.mean(), x - 0.3, x + 0.3, color=colour)
+        axis.text(x, 2, f"t={t}", ha="center", fontsize=8)
+    means = [100 * np.mean(r["top1"]) for k, r in results.items() if k.startswith("random")]
+    if len(means) > 1:
+        low, high = np.mean(means) - np.std(means, ddof=1), np.mean(means) + np.std(means, ddof=1)
+        axis.axhspan(low, high, color="tab:grey", alpha=0.15, label="random: mean +- 1 std")
+        axis.legend(loc="upper right", fontsize=8)
+    axis.set_xticks(range(len(results)), list(results), rotation=30, fontsize=8)
+    axis.set(ylabel="validation top-1 (%)", ylim=(0, 100),
+             title="equal FLOPs (within 5%), retrained identically")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
 
 
 def _summary(results) -> dict:
