@@ -11,6 +11,7 @@ from tsnet_keras.space.architecture import Architecture
 
 METRICS_FILE = "metrics.json"
 ARCHITECTURE_FILE = "architecture.json"
+MODEL_FILE = "model.keras"
 
 
 # ------------------------------------------------------------------ parameter checks
@@ -67,6 +68,22 @@ def load_architecture(previous_dir, name: str = "previous_dir",
     except (ValueError, TypeError) as error:
         raise ValueError(f"`{name}`: {os.path.join(previous_dir, ARCHITECTURE_FILE)} is not an "
                          f"architecture ({error}).") from None
+
+
+def load_trained_model(path):
+    """A `model.keras` written by `retrain` (a `TSNet`, its architecture inside)."""
+    import keras
+
+    import tsnet_keras.models  # noqa: F401  (registers TSNet and the layers)
+
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - any loading failure is the file's fault
+        raise ValueError(f"{path!r} is not a tsnet_keras model saved by `retrain`: "
+                         f"{str(error)[:300]}") from None
+    if not hasattr(model, "architecture"):
+        raise ValueError(f"{path!r} holds a {type(model).__name__}, not a tsnet_keras TSNet.")
+    return model
 
 
 # ------------------------------------------------------------------------- devices
@@ -202,6 +219,7 @@ def architecture_summary(arch: Architecture, num_classes: int, crop: int) -> dic
 __all__ = [
     "ARCHITECTURE_FILE",
     "METRICS_FILE",
+    "MODEL_FILE",
     "architecture_summary",
     "as_json",
     "check_int",
@@ -210,6 +228,7 @@ __all__ = [
     "check_previous_dir",
     "choose_strategy",
     "load_architecture",
+    "load_trained_model",
     "read_json",
     "write_architecture",
     "write_json",

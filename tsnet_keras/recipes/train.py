@@ -61,6 +61,7 @@ from tsnet_keras.engine import (
     write_history,
 )
 from tsnet_keras.recipes.common import (
+    MODEL_FILE,
     architecture_summary,
     as_json,
     check_int,
@@ -68,6 +69,7 @@ from tsnet_keras.recipes.common import (
     check_output_dir,
     WorkerShare,
     choose_strategy,
+    load_trained_model,
     read_json,
     write_architecture,
     write_json,
@@ -76,7 +78,6 @@ from tsnet_keras.recipes.common import (
 from tsnet_keras.recipes.data import RecipeData, logger, resolve_data, stream_frames
 from tsnet_keras.space.architecture import Architecture
 
-MODEL_FILE = "model.keras"
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
 PREVIOUS_STATE_FILE = "state.previous.json"
@@ -385,8 +386,6 @@ def retrain(
         state = checkpoint.read()
         check_same_config(checkpoint.state_path, state.get("config", {}), config)
         if state.get("completed") and os.path.exists(os.path.join(output_dir, MODEL_FILE)):
-            from tsnet_keras.recipes.evaluate import load_trained_model
-
             model = load_trained_model(os.path.join(output_dir, MODEL_FILE))
             metrics = read_json(os.path.join(output_dir, "metrics.json"))
             logger.info("retrain: %s is complete; loaded %s.", output_dir, MODEL_FILE)
