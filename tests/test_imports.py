@@ -106,3 +106,14 @@ def test_find_cycle_sees_circles(tmp_path, sources, expected):
     for name, source in sources.items():
         (package / f"{name}.py").write_text(source)
     assert find_cycle(import_graph(package_modules(package))) == expected
+
+
+def test_recipes_export_the_steps_not_the_helpers():
+    from tsnet_keras import recipes
+
+    steps = {"RecipeData", "resolve_data", "search_step", "retrain", "evaluate"}
+    assert steps <= set(recipes.__all__)
+    assert all(hasattr(recipes, name) for name in recipes.__all__)
+    helpers = {"check_int", "check_number", "read_json", "write_metrics", "choose_strategy"}
+    assert not helpers & set(dir(recipes)), "helpers belong to their modules"
+    from tsnet_keras.recipes.common import check_int, read_json  # noqa: F401  (still importable)
