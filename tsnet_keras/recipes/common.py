@@ -7,6 +7,7 @@ import math
 import numbers
 import os
 
+from tsnet_keras.files import atomic_write_text
 from tsnet_keras.space.architecture import Architecture
 
 METRICS_FILE = "metrics.json"
@@ -170,14 +171,8 @@ def as_json(value):
 
 
 def write_json(path, data) -> None:
-    """Writes JSON through a temp file and `os.replace` (never half-written)."""
-    path = os.fspath(path)
-    temp = f"{path}.tmp-{os.getpid()}"
-    with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(_plain(data), handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    """Writes JSON atomically (`tsnet_keras.files.atomic_write_text`: never half-written)."""
+    atomic_write_text(path, json.dumps(_plain(data), indent=2))
 
 
 def read_json(path):

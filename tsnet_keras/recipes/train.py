@@ -60,6 +60,7 @@ from tsnet_keras.engine import (
     remove_stale_temp_files,
     write_history,
 )
+from tsnet_keras.files import atomic_path
 from tsnet_keras.recipes.common import (
     MODEL_FILE,
     architecture_summary,
@@ -166,10 +167,9 @@ class TrainingCheckpoint:
         step = int(state["step"])
         name = f"step-{step:09d}.weights.h5"
         path = os.path.join(self.folder, name)
-        temp = os.path.join(self.folder, f".tmp-{os.getpid()}.weights.h5")
         try:
-            model.save_weights(temp)  # model and optimizer variables
-            os.replace(temp, path)
+            with atomic_path(path, suffix=".weights.h5") as temp:
+                model.save_weights(temp)  # model and optimizer variables
             if os.path.exists(self.state_path):
                 previous = read_json(self.state_path)
                 if previous.get("weights") != name:
@@ -178,9 +178,6 @@ class TrainingCheckpoint:
         except OSError as error:
             raise OSError(f"retrain: cannot write the checkpoint in {self.folder} ({path}): "
                           f"{error}") from error
-        finally:
-            if os.path.exists(temp):
-                os.remove(temp)
         # Only now, with the new state on disk, drop weights no state refers to.
         keep = {name}
         if os.path.exists(self.previous_state_path):
