@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from tsnet_keras import recipes
 from tsnet_keras.plotting import draw_architecture, plot_distribution_evolution, plot_search_history
+from tsnet_keras.recipes.common import read_json
 
 
 def search_figures(folders, out) -> list:
@@ -37,7 +38,7 @@ def search_figures(folders, out) -> list:
         path = os.path.join(out, f"distribution_step{number}.png")
         plot_distribution_evolution(recipes.load_snapshots(folder), path=path)
         written.append(path)
-        history = recipes.read_json(os.path.join(folder, "history.json"))
+        history = read_json(os.path.join(folder, "history.json"))
         offset = rows[-1]["global_step"] if rows else 0
         for row in history:
             rows.append({**row, "search_step": number, "global_step": offset + float(row.get("step") or 0)})
@@ -93,7 +94,7 @@ def run_record(args) -> dict:
         ("retrain", args.retrain), ("evaluate", args.evaluate)
     ]:
         if folder:
-            metrics = recipes.read_json(os.path.join(folder, "metrics.json"))
+            metrics = read_json(os.path.join(folder, "metrics.json"))
             record[name] = {k: v for k, v in metrics.items() if k not in ("data", "table", "rows")}
     return record
 

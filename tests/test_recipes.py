@@ -12,6 +12,11 @@ import pytest
 
 from tsnet_keras import recipes
 from tsnet_keras.data.synthetic import make_synthetic_dataset
+from tsnet_keras.recipes.common import choose_strategy, read_json
+from tsnet_keras.recipes.data import split_heldout
+from tsnet_keras.recipes.evaluate import NOT_TRAINED, variant_crops, variant_views
+from tsnet_keras.recipes.search import DistributionSnapshots
+from tsnet_keras.recipes.train import TopKAccuracy, learning_rate_schedule, peak_learning_rate
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.spaces import get_space
 
@@ -128,7 +133,7 @@ def test_own_list_file_with_a_broken_video_trains_and_evaluates(own_videos, tmp_
     outcome = recipes.retrain(two_stream_arch(), str(tmp_path / "retrain"), data=data, epochs=1,
                               steps_per_epoch=2, warmup_epochs=0, **TINY)
     broken = os.path.join(own_videos["data_root"], "broken.mp4")
-    metrics = recipes.read_json(str(tmp_path / "retrain" / "metrics.json"))
+    metrics = read_json(str(tmp_path / "retrain" / "metrics.json"))
     assert broken in metrics["data"]["failed_files"]  # the validation pass met it
     assert_finite(metrics["loss"], metrics["val_loss"], metrics["val_top1_one_clip"])
     assert os.path.exists(tmp_path / "retrain" / "model.keras")
@@ -140,7 +145,7 @@ def test_own_list_file_with_a_broken_video_trains_and_evaluates(own_videos, tmp_
     assert measured["S"]["num_videos"] == 4  # 5 listed, the broken one skipped
     assert measured["S"]["num_views"] == 8
     assert_finite(result["top1"], result["top5"], measured["M"]["top1"])
-    assert measured["L"]["top1"] is None and measured["L"]["status"] == recipes.NOT_TRAINED
+    assert measured["L"]["top1"] is None and measured["L"]["status"] == NOT_TRAINED
     assert broken in result["data"]["failed_files"]
     table = (tmp_path / "evaluate" / "table.md").read_text()
     assert "Auto-TSNet-L" in table and "not trained" in table and "\u00d7 2" in table
@@ -188,7 +193,7 @@ def test_retrain_resumes_after_interruption(own_data, tmp_path, checkpoint_every
                     checkpoint_every=checkpoint_every, **TINY)
     with pytest.raises(KeyboardInterrupt):
         recipes.retrain(arch, out, callbacks=[Interrupt(after=3)], **settings)
-    state = recipes.read_json(os.path.join(out, "checkpoint", "state.json"))
+    state = read_json(os.path.join(out, "checkpoint", "state.json"))
     assert state["step"] == saved_step and not state["completed"]
     assert [row["epoch"] for row in state["history"]] == [1]
     assert not os.path.exists(os.path.join(out, "model.keras"))
@@ -227,7 +232,7 @@ def test_retrain_killed_right_after_an_epochs_checkpoint_keeps_its_row(own_data,
     monkeypatch.setattr(train.TrainingCheckpoint, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         recipes.retrain(arch, out, **settings)
-    state = recipes.read_json(os.path.join(out, "checkpoint", "state.json"))
+    state = read_json(os.path.join(out, "checkpoint", "state.json"))
     assert state["step"] == 2 and [row["epoch"] for row in state["history"]] == [1]
     monkeypatch.undo()
     recorder = Recorder()
@@ -333,7 +338,7 @@ def test_distribution_snapshots_follow_the_restored_step(tmp_path):
     path = tmp_path / "distribution_history.json"
     path.write_text(json.dumps([{"step": s, "sparse/g0/expansion": {"1.5": 0.5, "3.0": 0.5}}
                                 for s in (0, 2, 4, 6)]))
-    callback = recipes.DistributionSnapshots(path, every=2)
+    callback = DistributionSnapshots(path, every=2)
     callback.set_model(FakeSearch(4))  # the checkpoint was taken at step 4
     callback.on_train_begin()
     callback.model.search_step.assign(6)
@@ -345,8 +350,8 @@ def test_distribution_snapshots_follow_the_restored_step(tmp_path):
 
 # ------------------------------------------------------------------ pure pieces
 def test_split_heldout_is_per_class_disjoint_and_reproducible(own_data):
-    train, heldout = recipes.split_heldout(own_data.train, 0.34, seed=3)
-    again = recipes.split_heldout(own_data.train, 0.34, seed=3)
+    train, heldout = split_heldout(own_data.train, 0.34, seed=3)
+    again = split_heldout(own_data.train, 0.34, seed=3)
     assert [r.path for r in heldout] == [r.path for r in again[1]]
     assert not {r.path for r in train} & {r.path for r in heldout}
     assert len(train) + len(heldout) == len(own_data.train)
@@ -354,13 +359,13 @@ def test_split_heldout_is_per_class_disjoint_and_reproducible(own_data):
     for label in np.unique(labels):
         assert (train.labels == label).sum() >= 1
     with pytest.raises(ValueError, match="heldout_fraction"):
-        recipes.split_heldout(own_data.train, 0.0)
+        split_heldout(own_data.train, 0.0)
 
 
 def test_learning_rate_rule_warm_up_and_cosine():
-    assert recipes.peak_learning_rate(0.4, 64) == pytest.approx(0.4)
-    assert recipes.peak_learning_rate(0.4, 8) == pytest.approx(0.05)
-    schedule = recipes.learning_rate_schedule(0.8, total_steps=110, warmup_steps=10)
+    assert peak_learning_rate(0.4, 64) == pytest.approx(0.4)
+    assert peak_learning_rate(0.4, 8) == pytest.approx(0.05)
+    schedule = learning_rate_schedule(0.8, total_steps=110, warmup_steps=10)
     rates = np.array([float(schedule(step)) for step in range(111)])
     np.testing.assert_allclose(rates[:11], np.linspace(0.08, 0.8, 11), rtol=1e-5)
     cosine = 0.8 * 0.5 * (1 + np.cos(np.pi * np.arange(101) / 100))
@@ -370,17 +375,17 @@ def test_learning_rate_rule_warm_up_and_cosine():
 def test_top_k_accuracy_reads_mixed_precision_logits():
     labels = np.eye(4)[[0, 1, 2]]
     logits = np.array([[5.0, 4.0, 0.0, 0.0], [5.0, 4.0, 0.0, 0.0], [5.0, 4.0, 0.0, 0.0]])
-    metric = recipes.TopKAccuracy(k=2)
+    metric = TopKAccuracy(k=2)
     metric.update_state(labels, keras.ops.cast(logits, "bfloat16"))
     assert float(metric.result()) == pytest.approx(2 / 3)
 
 
 def test_variants_follow_the_paper():
     # 10-Center: short side 182, centre crop 160 (section 5.2); M and L at X3D's sizes.
-    assert recipes.variant_views(160) == {"S": (182, 160), "M": (256, 224), "L": (356, 312)}
+    assert variant_views(160) == {"S": (182, 160), "M": (256, 224), "L": (356, 312)}
     # 10-LeftCenterRight: three squares of the test size along the long side.
-    assert recipes.variant_crops(160, num_crops=3) == {"S": 182, "M": 256, "L": 356}
-    assert recipes.variant_views(64) == {"S": (72, 64), "M": (102, 90), "L": (142, 124)}
+    assert variant_crops(160, num_crops=3) == {"S": 182, "M": 256, "L": 356}
+    assert variant_views(64) == {"S": (72, 64), "M": (102, 90), "L": (142, 124)}
     arch = Architecture.from_dict(two_stream_arch().to_dict())
     variants = recipes.variant_architectures(arch)
     assert variants["S"] == variants["M"] == arch
@@ -394,7 +399,7 @@ def test_single_device_uses_the_default_strategy():
 
     if len(tf.config.list_logical_devices("GPU")) > 1:
         pytest.skip("several GPUs: MirroredStrategy is expected")
-    strategy = recipes.choose_strategy(verbose=False)
+    strategy = choose_strategy(verbose=False)
     assert strategy.num_replicas_in_sync == 1
     assert not isinstance(strategy, tf.distribute.MirroredStrategy)
 
@@ -403,7 +408,7 @@ def test_the_devices_line_is_logged_not_printed(caplog, capsys):
     import logging
 
     with caplog.at_level(logging.INFO, logger="tsnet_keras.recipes"):
-        strategy = recipes.choose_strategy()
+        strategy = choose_strategy()
     assert f"{strategy.num_replicas_in_sync} replica(s)" in caplog.text
     assert "devices:" in caplog.text and "devices:" not in capsys.readouterr().out
 

@@ -19,7 +19,6 @@ epoch. What the two callers share:
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import json
 import os
@@ -27,9 +26,7 @@ import time
 
 import keras
 
-# Temp files of atomic writes: `.NAME.tmp-PID` (npz), `NAME.tmp-PID` (text), `.tmp-PID.weights.h5`.
-STALE_PATTERNS = (".*.tmp-*", "*.tmp-*", ".tmp-*.weights.h5")
-
+from tsnet_keras.files import atomic_write_text, remove_stale_temp_files
 
 _HOOKS = (
     "on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end",
@@ -315,20 +312,6 @@ def distributed_fit_epochs(model, make_dataset, *, strategy, epochs, steps_per_e
     return False
 
 
-def remove_stale_temp_files(folder) -> list:
-    """Deletes temp files that a killed or failed atomic write left in `folder`; returns them."""
-    removed = []
-    for pattern in STALE_PATTERNS:
-        for path in glob.glob(os.path.join(glob.escape(os.fspath(folder)), pattern)):
-            if os.path.isfile(path) and path not in removed:
-                try:
-                    os.remove(path)
-                except OSError as error:
-                    raise OSError(f"cannot remove the stale temp file {path}: {error}") from error
-                removed.append(path)
-    return removed
-
-
 def _shown(value) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -355,8 +338,6 @@ def check_same_config(path, stored: dict, config: dict) -> None:
 
 def write_history(output_dir, rows, fields) -> None:
     """`history.json` (every field) and `history.csv` (`fields`), each written atomically."""
-    from tsnet_keras.search.distribution import atomic_write_text
-
     atomic_write_text(os.path.join(output_dir, "history.json"), json.dumps(rows, indent=2))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")

@@ -20,6 +20,7 @@ the JPEGs of the sampled frames inside the TensorFlow graph.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import os
@@ -29,6 +30,7 @@ import tensorflow as tf
 
 from tsnet_keras.data.decode import read_video
 from tsnet_keras.data.failures import DecodeFailures
+from tsnet_keras.files import atomic_path
 
 MISSING = -2  # parsed value of an absent int64 field (labels are >= -1)
 FEATURES = {
@@ -80,6 +82,25 @@ def video_example(video_id: str, label: int, frames: np.ndarray, fps: float, jpe
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
+def _write_examples(videos, writers, failures, fps, short_side, jpeg_quality, verbose) -> int:
+    """Decodes `videos` into `writers` round-robin; returns how many were written."""
+    from tqdm.auto import tqdm
+
+    written = 0
+    for record in tqdm(videos, desc="writing TFRecords", disable=not verbose):
+        try:
+            decoded = read_video(record.path, np.arange, short_side=short_side, target_fps=fps)
+        except Exception as error:  # noqa: BLE001 - any unreadable file is skipped and counted
+            failures.record(record.path, f"{type(error).__name__}: {error}")
+            continue
+        failures.record(record.path, None)
+        frames = decoded.frames[decoded.positions]
+        writers[written % len(writers)].write(
+            video_example(record.video_id, record.label, frames, fps, jpeg_quality))
+        written += 1
+    return written
+
+
 def write_tfrecords(
     videos,
     output_dir,
@@ -114,8 +135,6 @@ def write_tfrecords(
     >>> shards = write_tfrecords(read_list_file("train.csv", "videos"), "shards", 4)  # doctest: +SKIP
     >>> dataset = video_dataset(shards.shards, mode="train", batch_size=8)  # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
-
     from tsnet_keras.data.lists import VideoList, records_from_pairs
 
     if num_shards < 1:
@@ -126,25 +145,14 @@ def write_tfrecords(
     output_dir = os.fspath(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     paths = [os.path.join(output_dir, f"{name}-{shard:05d}-of-{num_shards:05d}.tfrecord") for shard in range(num_shards)]
-    writers = [tf.io.TFRecordWriter(path + ".tmp") for path in paths]
     failures = DecodeFailures(max_failure_fraction=1.0)
-    written = 0
-    try:
-        for record in tqdm(videos, desc="writing TFRecords", disable=not verbose):
-            try:
-                decoded = read_video(record.path, np.arange, short_side=short_side, target_fps=fps)
-            except Exception as error:  # noqa: BLE001 - any unreadable file is skipped and counted
-                failures.record(record.path, f"{type(error).__name__}: {error}")
-                continue
-            failures.record(record.path, None)
-            frames = decoded.frames[decoded.positions]
-            writers[written % num_shards].write(video_example(record.video_id, record.label, frames, fps, jpeg_quality))
-            written += 1
-    finally:
-        for writer in writers:
-            writer.close()
-    for path in paths:
-        os.replace(path + ".tmp", path)
+    with contextlib.ExitStack() as shards:  # each shard becomes its name when all are written
+        writers = [tf.io.TFRecordWriter(shards.enter_context(atomic_path(path))) for path in paths]
+        try:
+            written = _write_examples(videos, writers, failures, fps, short_side, jpeg_quality, verbose)
+        finally:
+            for writer in writers:
+                writer.close()
     return TFRecordShards(tuple(paths), written, failures)
 
 

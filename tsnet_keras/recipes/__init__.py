@@ -8,8 +8,12 @@ Each step reads the previous step's output folder and writes its own
 (`architecture.json` where it has one, `metrics.json`, checkpoints). Running a
 step again resumes it, or returns its stored result when it is complete.
 
+The package exports the steps (`resolve_data`, `search_step`, `retrain`, `evaluate`),
+`RecipeData`, the steps' outcomes and the readers of their folders (`load_architecture`,
+`load_snapshots`, `load_history`, `load_trained_model`, `variant_architectures`).
+
 Modules:
-    common    parameter checks (ValueErrors naming the parameter), strategy, metrics files
+    common    parameter checks (ValueErrors naming the parameter), strategy, JSON and model files
     data      `resolve_data`: the built-in synthetic dataset or list files, held-out split
     search    `search_step`: one progressive-search step, distribution snapshots
     train     `retrain`: SGD + warm-up + cosine, label smoothing, mixed precision, resumable
@@ -28,71 +32,25 @@ import sys
 if "tensorflow" not in sys.modules:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tsnet_keras.recipes.common import (
-    architecture_summary,
-    check_int,
-    check_number,
-    choose_strategy,
-    load_architecture,
-    read_json,
-    write_metrics,
-)
-from tsnet_keras.recipes.data import RecipeData, resolve_data, split_heldout, stream_frames
-from tsnet_keras.recipes.evaluate import (
-    NOT_TRAINED,
-    ROWS,
-    evaluate,
-    format_table,
-    load_trained_model,
-    variant_architectures,
-    variant_crops,
-    variant_views,
-)
-from tsnet_keras.recipes.search import (
-    DistributionSnapshots,
-    SearchStepOutcome,
-    load_snapshots,
-    search_step,
-)
-from tsnet_keras.recipes.train import (
-    RetrainOutcome,
-    TopKAccuracy,
-    TrainingCheckpoint,
-    learning_rate_schedule,
-    load_history,
-    peak_learning_rate,
-    retrain,
-)
+from tsnet_keras.recipes.common import load_architecture, load_trained_model
+from tsnet_keras.recipes.data import RecipeData, resolve_data
+from tsnet_keras.recipes.evaluate import evaluate, variant_architectures
+from tsnet_keras.recipes.search import SearchStepOutcome, load_snapshots, search_step
+from tsnet_keras.recipes.train import RetrainOutcome, load_history, retrain
 
+# The steps, their data and outcomes, and the readers of their output folders. The helpers
+# (parameter checks, JSON files, schedules, views) stay importable from their modules.
 __all__ = [
-    "DistributionSnapshots",
-    "NOT_TRAINED",
-    "ROWS",
     "RecipeData",
     "RetrainOutcome",
     "SearchStepOutcome",
-    "TopKAccuracy",
-    "TrainingCheckpoint",
-    "architecture_summary",
-    "check_int",
-    "check_number",
-    "choose_strategy",
     "evaluate",
-    "format_table",
-    "learning_rate_schedule",
     "load_architecture",
     "load_history",
     "load_snapshots",
     "load_trained_model",
-    "peak_learning_rate",
-    "read_json",
     "resolve_data",
     "retrain",
     "search_step",
-    "split_heldout",
-    "stream_frames",
     "variant_architectures",
-    "variant_crops",
-    "variant_views",
-    "write_metrics",
 ]

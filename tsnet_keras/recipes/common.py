@@ -7,10 +7,12 @@ import math
 import numbers
 import os
 
+from tsnet_keras.files import atomic_write_text
 from tsnet_keras.space.architecture import Architecture
 
 METRICS_FILE = "metrics.json"
 ARCHITECTURE_FILE = "architecture.json"
+MODEL_FILE = "model.keras"
 
 
 # ------------------------------------------------------------------ parameter checks
@@ -67,6 +69,22 @@ def load_architecture(previous_dir, name: str = "previous_dir",
     except (ValueError, TypeError) as error:
         raise ValueError(f"`{name}`: {os.path.join(previous_dir, ARCHITECTURE_FILE)} is not an "
                          f"architecture ({error}).") from None
+
+
+def load_trained_model(path):
+    """A `model.keras` written by `retrain` (a `TSNet`, its architecture inside)."""
+    import keras
+
+    import tsnet_keras.models  # noqa: F401  (registers TSNet and the layers)
+
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - any loading failure is the file's fault
+        raise ValueError(f"{path!r} is not a tsnet_keras model saved by `retrain`: "
+                         f"{str(error)[:300]}") from None
+    if not hasattr(model, "architecture"):
+        raise ValueError(f"{path!r} holds a {type(model).__name__}, not a tsnet_keras TSNet.")
+    return model
 
 
 # ------------------------------------------------------------------------- devices
@@ -153,14 +171,8 @@ def as_json(value):
 
 
 def write_json(path, data) -> None:
-    """Writes JSON through a temp file and `os.replace` (never half-written)."""
-    path = os.fspath(path)
-    temp = f"{path}.tmp-{os.getpid()}"
-    with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(_plain(data), handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    """Writes JSON atomically (`tsnet_keras.files.atomic_write_text`: never half-written)."""
+    atomic_write_text(path, json.dumps(_plain(data), indent=2))
 
 
 def read_json(path):
@@ -202,6 +214,7 @@ def architecture_summary(arch: Architecture, num_classes: int, crop: int) -> dic
 __all__ = [
     "ARCHITECTURE_FILE",
     "METRICS_FILE",
+    "MODEL_FILE",
     "architecture_summary",
     "as_json",
     "check_int",
@@ -210,6 +223,7 @@ __all__ = [
     "check_previous_dir",
     "choose_strategy",
     "load_architecture",
+    "load_trained_model",
     "read_json",
     "write_architecture",
     "write_json",

@@ -46,9 +46,11 @@ import time
 import keras
 
 from tsnet_keras.recipes.common import (
+    MODEL_FILE,
     check_int,
     check_output_dir,
     check_previous_dir,
+    load_trained_model,
     read_json,
     write_architecture,
     write_json,
@@ -61,7 +63,7 @@ from tsnet_keras.recipes.data import (
     resolve_data,
     stream_frames,
 )
-from tsnet_keras.recipes.train import MODEL_FILE, retrain
+from tsnet_keras.recipes.train import retrain
 from tsnet_keras.space.architecture import Architecture
 
 # (training crop, test short side) of -S, -M, -L at the paper's training crop 160:
@@ -114,20 +116,6 @@ def _any_crop_model(trained: keras.Model, arch: Architecture, num_classes: int):
 
     model = build_model(arch, num_classes=num_classes, crop=None)
     model.set_weights(trained.get_weights())
-    return model
-
-
-def load_trained_model(path) -> keras.Model:
-    """A `model.keras` written by `retrain` (a `TSNet`, its architecture inside)."""
-    import tsnet_keras.models  # noqa: F401  (registers TSNet and the layers)
-
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # noqa: BLE001 - any loading failure is the file's fault
-        raise ValueError(f"{path!r} is not a tsnet_keras model saved by `retrain`: "
-                         f"{str(error)[:300]}") from None
-    if not hasattr(model, "architecture"):
-        raise ValueError(f"{path!r} holds a {type(model).__name__}, not a tsnet_keras TSNet.")
     return model
 
 

@@ -60,7 +60,9 @@ from tsnet_keras.engine import (
     remove_stale_temp_files,
     write_history,
 )
+from tsnet_keras.files import atomic_path
 from tsnet_keras.recipes.common import (
+    MODEL_FILE,
     architecture_summary,
     as_json,
     check_int,
@@ -68,6 +70,7 @@ from tsnet_keras.recipes.common import (
     check_output_dir,
     WorkerShare,
     choose_strategy,
+    load_trained_model,
     read_json,
     write_architecture,
     write_json,
@@ -76,7 +79,6 @@ from tsnet_keras.recipes.common import (
 from tsnet_keras.recipes.data import RecipeData, logger, resolve_data, stream_frames
 from tsnet_keras.space.architecture import Architecture
 
-MODEL_FILE = "model.keras"
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
 PREVIOUS_STATE_FILE = "state.previous.json"
@@ -165,10 +167,9 @@ class TrainingCheckpoint:
         step = int(state["step"])
         name = f"step-{step:09d}.weights.h5"
         path = os.path.join(self.folder, name)
-        temp = os.path.join(self.folder, f".tmp-{os.getpid()}.weights.h5")
         try:
-            model.save_weights(temp)  # model and optimizer variables
-            os.replace(temp, path)
+            with atomic_path(path, suffix=".weights.h5") as temp:
+                model.save_weights(temp)  # model and optimizer variables
             if os.path.exists(self.state_path):
                 previous = read_json(self.state_path)
                 if previous.get("weights") != name:
@@ -177,9 +178,6 @@ class TrainingCheckpoint:
         except OSError as error:
             raise OSError(f"retrain: cannot write the checkpoint in {self.folder} ({path}): "
                           f"{error}") from error
-        finally:
-            if os.path.exists(temp):
-                os.remove(temp)
         # Only now, with the new state on disk, drop weights no state refers to.
         keep = {name}
         if os.path.exists(self.previous_state_path):
@@ -385,8 +383,6 @@ def retrain(
         state = checkpoint.read()
         check_same_config(checkpoint.state_path, state.get("config", {}), config)
         if state.get("completed") and os.path.exists(os.path.join(output_dir, MODEL_FILE)):
-            from tsnet_keras.recipes.evaluate import load_trained_model
-
             model = load_trained_model(os.path.join(output_dir, MODEL_FILE))
             metrics = read_json(os.path.join(output_dir, "metrics.json"))
             logger.info("retrain: %s is complete; loaded %s.", output_dir, MODEL_FILE)

@@ -28,7 +28,7 @@ import zipfile
 import numpy as np
 from keras import ops
 
-from tsnet_keras.engine import remove_stale_temp_files
+from tsnet_keras.files import atomic_path, remove_stale_temp_files
 
 CHECKPOINT_FILE = "checkpoint.npz"
 _META = "__meta__"
@@ -64,7 +64,7 @@ def _groups(search):
 
 
 def write_npz_atomically(path, arrays: dict, keep_previous: str | None = None) -> None:
-    """`np.savez` to `path` through a temp file + fsync + `os.replace`.
+    """`np.savez` to `path` atomically (`tsnet_keras.files.atomic_path`).
 
     Args:
         keep_previous: path the current `path` is moved to before the new file
@@ -74,29 +74,12 @@ def write_npz_atomically(path, arrays: dict, keep_previous: str | None = None) -
         OSError: naming `path` (disk full, no permission, ...); `path` is intact.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:
-        with open(temp, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if keep_previous is not None and os.path.exists(path):
-            os.replace(path, keep_previous)
-        os.replace(temp, path)
+        with atomic_path(path, keep_previous=keep_previous) as temp:
+            with open(temp, "wb") as handle:
+                np.savez(handle, **arrays)
     except OSError as error:
         raise OSError(f"cannot write {path}: {error}") from error
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-    try:  # make the rename itself durable
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 def save_checkpoint(search, path, meta: dict | None = None) -> None:

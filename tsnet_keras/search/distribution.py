@@ -16,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 
 import keras
 import numpy as np
 from keras import ops
 
+from tsnet_keras.files import atomic_write_text
 from tsnet_keras.search.expected_macs import MacsModel
 from tsnet_keras.space.architecture import Architecture, Stem
 from tsnet_keras.space.specs import BlockGroupSpace, StreamSpace, TwoStreamSpace
@@ -307,20 +307,8 @@ class ArchitectureDistribution(keras.layers.Layer):
         return "\n".join(lines)
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Writes `text` to `path` through a temp file and `os.replace` (never half-written)."""
-    path = os.fspath(path)
-    temp = f"{path}.tmp-{os.getpid()}"
-    with open(temp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-
-
 __all__ = [
     "ArchitectureDistribution",
-    "atomic_write_text",
     "space_from_dict",
     "space_to_dict",
 ]

@@ -73,10 +73,8 @@ from tsnet_keras.search.checkpoint import (
     save_checkpoint,
     write_npz_atomically,
 )
-from tsnet_keras.search.distribution import (
-    ArchitectureDistribution,
-    atomic_write_text,
-)
+from tsnet_keras.files import atomic_path, atomic_write_text
+from tsnet_keras.search.distribution import ArchitectureDistribution
 from tsnet_keras.search.estimator import DEFAULTS
 from tsnet_keras.search.expected_macs import MacsModel
 from tsnet_keras.search.optimizers import WEIGHTS_OPTIMIZERS
@@ -291,9 +289,8 @@ def _fixed_model_weights(search, arch, output_dir, num_classes, recalibration):
         dataset, batches = recalibration
         recalibrate_batch_norm(model, dataset, batches)
     path = os.path.join(output_dir, "model.weights.h5")
-    temp = os.path.join(output_dir, f".tmp-{os.getpid()}.weights.h5")
-    model.save_weights(temp)
-    os.replace(temp, path)
+    with atomic_path(path, suffix=".weights.h5") as temp:
+        model.save_weights(temp)
     return model
 
 
