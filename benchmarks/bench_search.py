@@ -5,7 +5,9 @@
     batch. The search step trains K = 2 samples (each on half the batch) along
     their paths and scores both on a held-out batch; to compare like with like
     the distribution is set to a point mass on the architecture, so both samples
-    are that architecture. Each side runs in its own process. Memory: resident
+    are that architecture. `--path-batch split` (the default here, one forward and
+    backward pass in all) is what this comparison measures; `--path-batch full`
+    (the library's default) trains each sample on the whole batch, K passes. Each side runs in its own process. Memory: resident
     set size sampled every millisecond during the timed steps (glibc told to
     return large buffers at once: MALLOC_MMAP_THRESHOLD_=65536), reported as the
     step's peak above the RSS before the step ("step peak"), and the process'
@@ -148,7 +150,8 @@ def worker_search(args):
 
     space = _space(args.space)
     keras.utils.set_random_seed(0)
-    search = ParsecSearch(space, args.classes, crop=args.crop, samples_per_replica=2)
+    search = ParsecSearch(space, args.classes, crop=args.crop, samples_per_replica=2,
+                          path_batch=args.path_batch)
     search.compile(learning_rate=0.4, momentum=0.9)
     x, y = (tf.constant(a) for a in _batch(args, args.batch, 0))
     hx, hy = (tf.constant(a) for a in _batch(args, args.heldout_batch, 1))
@@ -241,7 +244,7 @@ def _spawn(kind, args, arch=None):
     command = [sys.executable, os.path.abspath(__file__), "--worker", kind,
                "--crop", str(args.crop), "--batch", str(args.batch), "--steps", str(args.steps),
                "--heldout-batch", str(args.heldout_batch), "--classes", str(args.classes),
-               "--space", args.space, "--archs", *args.archs]
+               "--space", args.space, "--path-batch", args.path_batch, "--archs", *args.archs]
     if arch:
         command += ["--arch", arch]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -258,6 +261,8 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--parts", default="abc")
+    parser.add_argument("--path-batch", choices=("split", "full"), default="split",
+                        help="which clips each sampled path trains on (ParsecSearch's path_batch)")
     parser.add_argument("--worker", choices=("fixed", "search", "traces"))
     parser.add_argument("--arch", choices=ARCHS, default="sampled")
     parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS),
@@ -276,7 +281,7 @@ def main():
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores")
     if "a" in args.parts:
         print(f"\n(a) {'Auto-TSNet step-1 space (sparse stream, 4 frames, 26 blocks)' if args.space == 'paper' else 'tiny test space'}, crop "
-              f"{args.crop}, batch {args.batch} (2 samples x {args.batch // 2} clips), held-out "
+              f"{args.crop}, batch {args.batch} (2 samples x {args.batch // 2 if args.path_batch == 'split' else args.batch} clips), held-out "
               f"batch {args.heldout_batch}, median of {args.steps} steps")
         search = _spawn("search", args)
         print(f"    supernet: {search['supernet_params']:,} params (widest); trace + first step "
