@@ -82,7 +82,10 @@ def train_supernet(clips, search, chosen, steps, rate, parts):
                 logits = net(x[part::parts], indices=indices, training=True)
                 loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
                     y[part::parts], logits, from_logits=True))
-            grads = tape.gradient(loss / parts, net.trainable_variables)
+                share = loss / parts  # inside the tape, or its gradient is None
+            grads = tape.gradient(share, net.trainable_variables)
+            if all(g is None for g in grads):
+                raise RuntimeError("no gradient reached the supernet's weights")
             grads = [tf.zeros_like(v) if g is None else g
                      for g, v in zip(grads, net.trainable_variables)]
             gradients = grads if gradients is None else [a + b for a, b in zip(gradients, grads)]
