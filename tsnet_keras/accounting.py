@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.space.plan import LayerSpec, layer_plan
+from tsnet_keras.space.rules import DEFAULT_CROP, FUSION_CONV_KERNEL, same_output_size
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,8 @@ class Complexity:
         return "\n".join(lines)
 
 
-def _spatial(size: int, stride: int) -> int:
-    # "same" padding: ceil(size / stride).
-    return -(-size // stride)
+def _output_size(height: int, width: int, stride: int) -> tuple:
+    return same_output_size(height, stride), same_output_size(width, stride)
 
 
 def layer_cost(spec: LayerSpec, frames: int, height: int, width: int):
@@ -101,7 +101,7 @@ def layer_cost(spec: LayerSpec, frames: int, height: int, width: int):
     cin, cout, opts = spec.in_channels, spec.out_channels, spec.options
     if spec.kind == "stem":
         k, t = opts["spatial_kernel"], opts["temporal_kernel"]
-        h, w = _spatial(height, spec.spatial_stride), _spatial(width, spec.spatial_stride)
+        h, w = _output_size(height, width, spec.spatial_stride)
         positions = frames * h * w
         params = k * k * cin * cout + t * cout
         macs = positions * (k * k * cin * cout + t * cout)
@@ -109,7 +109,7 @@ def layer_cost(spec: LayerSpec, frames: int, height: int, width: int):
     if spec.kind == "mbconv":
         inner, t, k = opts["inner_channels"], opts["temporal_kernel"], opts["spatial_kernel"]
         hidden = opts["se_hidden"]
-        h, w = _spatial(height, spec.spatial_stride), _spatial(width, spec.spatial_stride)
+        h, w = _output_size(height, width, spec.spatial_stride)
         in_positions, out_positions = frames * height * width, frames * h * w
         params = cin * inner + t * k * k * inner + inner * cout
         macs = in_positions * cin * inner + out_positions * (t * k * k * inner + inner * cout)
@@ -142,7 +142,7 @@ def layer_cost(spec: LayerSpec, frames: int, height: int, width: int):
         if opts["operation"] != "time_strided_conv":
             return 0, 0, 0, out
         dense, fused = opts["dense_channels"], opts["fused_channels"]
-        params = 5 * dense * fused
+        params = FUSION_CONV_KERNEL * dense * fused
         return params + 2 * fused, fused, frames * height * width * params, out
     if spec.kind == "stream_head":
         params = cin * cout
@@ -177,7 +177,7 @@ def _crop_size(crop) -> tuple:
 def complexity(
     arch: Architecture,
     num_classes: int = 400,
-    crop: int | tuple = 160,
+    crop: int | tuple = DEFAULT_CROP,
 ) -> Complexity:
     """Params and one-view MACs of `arch`, computed from its layer plan.
 

@@ -25,7 +25,7 @@ import math
 from tsnet_keras.accounting import complexity
 from tsnet_keras.space.architecture import Architecture, BlockGroup, Stem, Stream
 from tsnet_keras.space.auto_tsnet import GROUP_LAYOUT
-from tsnet_keras.space.plan import round_width
+from tsnet_keras.space.rules import round_width
 
 # size -> (frames, depth multiplier, train crop, test crop, sampling stride)
 X3D_SIZES = {

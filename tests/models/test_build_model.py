@@ -100,3 +100,11 @@ def test_bad_arguments_are_refused():
         build_model(presets.x3d("XS"), crop=0)
     with pytest.raises(ValueError, match="num_classes"):
         build_model(presets.x3d("XS"), num_classes=0)
+
+
+def test_root_build_model_shows_its_signature():
+    import inspect
+
+    parameters = inspect.signature(build_model).parameters
+    assert list(parameters) == ["arch", "num_classes", "crop", "weights", "name"]
+    assert build_model.__doc__ and "Args:" in build_model.__doc__

@@ -2,6 +2,8 @@
 
 import numbers
 
+from tsnet_keras.space.rules import same_output_size
+
 
 def check_positive_int(layer, field, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -46,8 +48,8 @@ def check_video_shape(layer, input_shape):
 
 
 def strided_size(size, stride):
-    """Output size of a "same"-padded convolution: ceil(size / stride)."""
-    return None if size is None else -(-size // stride)
+    """Output size of a "same"-padded convolution: ceil(size / stride); None stays None."""
+    return None if size is None else same_output_size(size, stride)
 
 
 def strided_video_shape(input_shape, spatial_stride, channels):

@@ -20,6 +20,8 @@ import functools
 import keras
 from keras import ops
 
+from tsnet_keras.space.rules import same_output_size
+
 
 def _check_kernel(inputs, kernel, spatial_stride):
     if len(inputs.shape) != 5:
@@ -75,7 +77,7 @@ def subsample_space(inputs, stride):
     shape = ops.shape(inputs)
     batch, frames, height, width = shape[0], shape[1], shape[2], shape[3]
     channels = inputs.shape[-1] if inputs.shape[-1] is not None else shape[4]
-    out_height, out_width = -(-height // stride), -(-width // stride)
+    out_height, out_width = same_output_size(height, stride), same_output_size(width, stride)
     padded = ops.pad(
         inputs,
         ((0, 0), (0, 0), (0, out_height * stride - height), (0, out_width * stride - width), (0, 0)),
@@ -135,8 +137,8 @@ def depthwise_conv3d_shifts(inputs, kernel, spatial_stride=1):
     temporal_kernel, spatial_kernel, _, _ = kernel.shape
     _, _, height, width, _ = inputs.shape
     frames = ops.shape(inputs)[1]
-    out_height = -(-height // spatial_stride)
-    out_width = -(-width // spatial_stride)
+    out_height = same_output_size(height, spatial_stride)
+    out_width = same_output_size(width, spatial_stride)
     # Keras "same": total padding max((out - 1) * s + k - size, 0), odd extra at the end.
     pad_height = max((out_height - 1) * spatial_stride + spatial_kernel - height, 0)
     pad_width = max((out_width - 1) * spatial_stride + spatial_kernel - width, 0)

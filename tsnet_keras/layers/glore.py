@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
+from tsnet_keras.space.rules import glore_widths
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -73,9 +74,10 @@ class GloRe3D(keras.layers.Layer):
 
     @staticmethod
     def resolved_widths(channels, state_channels=None, num_nodes=None):
-        """`(S, N)` used for `channels` inputs: the given values or C//2, C//4."""
-        states = channels // 2 if state_channels is None else state_channels
-        nodes = channels // 4 if num_nodes is None else num_nodes
+        """`(S, N)` for `channels` inputs: the given values, else `rules.glore_widths`."""
+        default_states, default_nodes = glore_widths(channels)
+        states = default_states if state_channels is None else state_channels
+        nodes = default_nodes if num_nodes is None else num_nodes
         return states, nodes
 
     def build(self, input_shape):

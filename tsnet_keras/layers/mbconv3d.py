@@ -9,6 +9,7 @@ from tsnet_keras.layers import _checks
 from tsnet_keras.layers.batch_norm import VideoBatchNormalization
 from tsnet_keras.layers.depthwise import depthwise_conv3d, subsample_space
 from tsnet_keras.space.architecture import RESIDUAL_ACTIVATIONS
+from tsnet_keras.space.rules import inner_width, squeeze_excite_width
 
 SHORTCUTS = ("auto", "projection", "none")
 
@@ -157,19 +158,13 @@ class MBConv3D(keras.layers.Layer):
 
     @staticmethod
     def inner_channels(filters, expansion):
-        """Expanded width: `int(round(filters * expansion))`."""
-        return int(round(filters * expansion))
+        """Expanded width: `int(round(filters * expansion))` (`rules.inner_width`)."""
+        return inner_width(filters, expansion)
 
     @staticmethod
     def squeeze_excite_channels(inner, ratio):
         """SE hidden width (X3D's `round_width(inner, ratio)`); 0 when ratio is 0."""
-        if not ratio:
-            return 0
-        width = inner * ratio
-        hidden = max(8, int(width + 4) // 8 * 8)
-        if hidden < 0.9 * width:
-            hidden += 8
-        return int(hidden)
+        return squeeze_excite_width(inner, ratio)
 
     @staticmethod
     def uses_projection(shortcut, input_channels, filters, spatial_stride):

@@ -10,6 +10,7 @@ from tsnet_keras.layers.sliced_batch_norm import (
     channel_mask,
     default_dynamic_shapes,
 )
+from tsnet_keras.space.rules import glore_widths
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -55,8 +56,7 @@ class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
             raise ValueError(f"{name}: `max_channels` must be >= 4; got {max_channels}.")
         self.normalize = bool(normalize)
         self.dynamic_shapes = default_dynamic_shapes() if dynamic_shapes is None else dynamic_shapes
-        self.max_states = max_channels // 2
-        self.max_nodes = max_channels // 4
+        self.max_states, self.max_nodes = glore_widths(max_channels)
         self.bn = SlicedBatchNormalization(
             max_channels, gamma_initializer="zeros", dynamic_shapes=self.dynamic_shapes,
             dtype=self.dtype_policy, name="bn",
@@ -90,7 +90,7 @@ class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
 
     def call(self, inputs, channels=None, enabled=None, training=None, update_statistics=True):
         channels = self.max_channels if channels is None else channels
-        states, nodes = channels // 2, channels // 4
+        states, nodes = glore_widths(channels)
         masked = not self.dynamic_shapes
 
         def mask(x, width, max_width, axis=-1):
@@ -152,7 +152,7 @@ class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
         c = int(choice["channels"])
         if c > self.max_channels:
             raise ValueError(f"{self.name}: {c} channels exceed the widest {self.max_channels}.")
-        s, n = c // 2, c // 4
+        s, n = glore_widths(c)
         shapes = {
             "state_kernel": (c, s), "state_bias": (s,), "proj_kernel": (c, n), "proj_bias": (n,),
             "node_kernel": (n, n), "node_bias": (n,), "state_update_kernel": (s, s),

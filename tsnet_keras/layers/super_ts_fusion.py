@@ -10,7 +10,8 @@ from tsnet_keras.layers.sliced_batch_norm import (
     channel_mask,
     default_dynamic_shapes,
 )
-from tsnet_keras.layers.ts_fusion import OPERATIONS, TSFusion
+from tsnet_keras.layers.ts_fusion import TSFusion
+from tsnet_keras.space.rules import FUSION_CONV_KERNEL, FUSION_CONV_MULTIPLIER, FUSION_OPS
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -56,8 +57,8 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
         operations,
         max_dense_channels,
         alpha,
-        conv_kernel=5,
-        conv_channel_multiplier=2,
+        conv_kernel=FUSION_CONV_KERNEL,
+        conv_channel_multiplier=FUSION_CONV_MULTIPLIER,
         dynamic_shapes=None,
         **kwargs,
     ):
@@ -67,7 +68,7 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
         if not operations:
             raise ValueError(f"{name}: `operations` needs at least one op.")
         for op in operations:
-            _checks.check_choice(name, "operations", op, OPERATIONS)
+            _checks.check_choice(name, "operations", op, FUSION_OPS)
         self.operations = operations
         self.max_dense_channels = _checks.check_positive_int(
             name, "max_dense_channels", max_dense_channels

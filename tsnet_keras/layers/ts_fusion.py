@@ -4,9 +4,13 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
-
-OPERATIONS = ("none", "time_to_channel", "time_strided_sample", "time_strided_conv")
-MERGES = ("concat", "sum")
+from tsnet_keras.space.rules import (
+    FUSION_CONV_KERNEL,
+    FUSION_CONV_MULTIPLIER,
+    FUSION_MERGES,
+    FUSION_OPS,
+    fused_width,
+)
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -68,14 +72,14 @@ class TSFusion(keras.layers.Layer):
         self,
         operation,
         merge="concat",
-        conv_kernel=5,
-        conv_channel_multiplier=2,
+        conv_kernel=FUSION_CONV_KERNEL,
+        conv_channel_multiplier=FUSION_CONV_MULTIPLIER,
         **kwargs,
     ):
         super().__init__(**kwargs)
         name = type(self).__name__
-        self.operation = _checks.check_choice(name, "operation", operation, OPERATIONS)
-        self.merge = _checks.check_choice(name, "merge", merge, MERGES)
+        self.operation = _checks.check_choice(name, "operation", operation, FUSION_OPS)
+        self.merge = _checks.check_choice(name, "merge", merge, FUSION_MERGES)
         # Odd so that padding conv_kernel // 2 keeps exactly T output frames.
         self.conv_kernel = _checks.check_odd_positive_int(name, "conv_kernel", conv_kernel)
         self.conv_channel_multiplier = _checks.check_positive_int(
@@ -89,16 +93,12 @@ class TSFusion(keras.layers.Layer):
             )
 
     @staticmethod
-    def fused_channels(operation, dense_channels, alpha, conv_channel_multiplier=2):
-        """Width that `operation` brings from the dense stream (0 for "none")."""
-        _checks.check_choice("TSFusion", "operation", operation, OPERATIONS)
-        if operation == "none":
-            return 0
-        if operation == "time_to_channel":
-            return alpha * dense_channels
-        if operation == "time_strided_sample":
-            return dense_channels
-        return conv_channel_multiplier * dense_channels
+    def fused_channels(
+        operation, dense_channels, alpha, conv_channel_multiplier=FUSION_CONV_MULTIPLIER
+    ):
+        """Width `operation` brings from the dense stream (`rules.fused_width`; 0 for "none")."""
+        _checks.check_choice("TSFusion", "operation", operation, FUSION_OPS)
+        return fused_width(operation, dense_channels, alpha, conv_channel_multiplier)
 
     def _split_shapes(self, input_shape):
         name = type(self).__name__

@@ -20,6 +20,7 @@ import numpy as np
 from keras import ops
 
 from tsnet_keras.search.layer_tables import layer_tables
+from tsnet_keras.space.rules import DEFAULT_CROP
 from tsnet_keras.space.specs import TwoStreamSpace
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -47,7 +48,9 @@ class MacsModel:
     >>> model.expected_numpy(uniform)  # mean MACs of a uniformly random architecture
     """
 
-    def __init__(self, space: TwoStreamSpace, num_classes: int = 400, crop=160, tables=None):
+    def __init__(
+        self, space: TwoStreamSpace, num_classes: int = 400, crop=DEFAULT_CROP, tables=None
+    ):
         if not isinstance(space, TwoStreamSpace):
             raise TypeError(f"MacsModel expects a TwoStreamSpace, got {type(space).__name__}.")
         self.space = space

@@ -29,8 +29,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tsnet_keras.accounting import layer_cost
-from tsnet_keras.space.architecture import FUSION_OPS
-from tsnet_keras.space.plan import LayerSpec, fused_width, layer_plan, round_width
+from tsnet_keras.space.plan import LayerSpec, glore_spec, layer_plan
+from tsnet_keras.space.rules import (
+    DEFAULT_CROP,
+    FUSION_OPS,
+    block_squeeze_excite_width,
+    fused_width,
+    inner_width,
+    same_output_size,
+    stage_position,
+)
 from tsnet_keras.space.specs import TwoStreamSpace
 
 # Integer fields recorded per layer kind (all tables of one kind have the same fields).
@@ -128,10 +136,6 @@ class _Rules:
         return base, extra
 
 
-def _spatial(size, stride):
-    return -(-size // stride)
-
-
 def _maximal_values(space):
     """Values under which every optional layer is present (GloRe on, some fusion op)."""
     values = {}
@@ -146,7 +150,7 @@ def _maximal_values(space):
     return values
 
 
-def layer_tables(space: TwoStreamSpace, num_classes: int = 400, crop=160) -> list:
+def layer_tables(space: TwoStreamSpace, num_classes: int = 400, crop=DEFAULT_CROP) -> list:
     """The `LayerTable` of every layer that can appear in an architecture of `space`.
 
     Args:
@@ -176,7 +180,8 @@ def layer_tables(space: TwoStreamSpace, num_classes: int = 400, crop=160) -> lis
         tables.append(table)
         if template.kind in ("stem", "mbconv"):
             h, w = size[stream]
-            size[stream] = (_spatial(h, template.spatial_stride), _spatial(w, template.spatial_stride))
+            stride = template.spatial_stride
+            size[stream] = (same_output_size(h, stride), same_output_size(w, stride))
     return tables
 
 
@@ -197,11 +202,7 @@ def _table_for(template: LayerSpec, space, rules, choices_of, in_size):
             for n in ("channels", "expansion", "temporal_kernel", "spatial_kernel")
         )
         keys = (rules.width_keys(stream, group - 1) if block == 0 else ()) + own
-        # Position of the block within its stage (SE on every other block).
-        stage = stream_space.groups[group].stage
-        position = sum(
-            g.repeats for g in stream_space.groups[:group] if g.stage == stage
-        ) + block
+        position = stage_position(stream_space.groups, group, block)
         ratio = stream_space.groups[group].squeeze_excite
         stride = stream_space.groups[group].stride if block == 0 else 1
     elif kind == "glore":
@@ -309,8 +310,8 @@ def _mbconv(template, values, stream, group, cin, ratio, position, stride):
     expansion = values[_group_key(stream, group, "expansion")]
     t = values[_group_key(stream, group, "temporal_kernel")]
     k = values[_group_key(stream, group, "spatial_kernel")]
-    inner = round(cout * expansion)  # MBConv3D.inner_channels
-    se_hidden = round_width(inner * ratio) if ratio > 0 and position % 2 == 0 else 0
+    inner = inner_width(cout, expansion)
+    se_hidden = block_squeeze_excite_width(inner, ratio, position)
     projection = stride != 1 or cin != cout
     spec = LayerSpec(
         "mbconv", template.name, stream, group, cin, cout, stride,
@@ -339,11 +340,7 @@ def _glore(template, values, stream, group):
     record = {"present": int(present), "channels": channels}
     if not present:
         return None, record
-    spec = LayerSpec(
-        "glore", template.name, stream, group, channels, channels,
-        options={"state_channels": channels // 2, "num_nodes": channels // 4},
-    )
-    return spec, record
+    return glore_spec(template.name, stream, group, channels), record
 
 
 def _fusion(template, values, group, rules):

@@ -31,7 +31,8 @@ from tsnet_keras.layers.super_stream_head import SuperStreamHead
 from tsnet_keras.layers.super_ts_fusion import SuperTSFusion
 from tsnet_keras.search.distribution import space_from_dict, space_to_dict
 from tsnet_keras.search.layer_tables import layer_tables
-from tsnet_keras.space.architecture import FUSION_OPS, Architecture
+from tsnet_keras.space.architecture import Architecture
+from tsnet_keras.space.rules import FUSION_OPS
 
 # Per-call arguments each kind of super-block reads from its table.
 _CALL_FIELDS = {
@@ -87,7 +88,7 @@ class Supernet(keras.Model):
                 f"widths jointly); got {self.space.fusion_merge!r}."
             )
         self.keys = tuple(v.key for v in self.space.variables())
-        self.tables = layer_tables(self.space, num_classes, 160)
+        self.tables = layer_tables(self.space, num_classes)
         self._lookups = [self._make_lookup(table) for table in self.tables]
         self.plan_layers = [self._make_layer(table) for table in self.tables]
         self._build_all()
@@ -364,7 +365,7 @@ def layer_choices(space, arch: Architecture, tables=None) -> dict:
     Absent layers (GloRe off, fusion "none") are omitted. `tables` defaults to
     `layer_tables(space)`.
     """
-    tables = layer_tables(space, 1, 160) if tables is None else tables
+    tables = layer_tables(space, 1) if tables is None else tables
     values = space.values(arch)
     result = {}
     for table in tables:

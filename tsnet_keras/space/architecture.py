@@ -23,8 +23,8 @@ import json
 import math
 from dataclasses import dataclass
 
-FUSION_OPS = ("none", "time_to_channel", "time_strided_sample", "time_strided_conv")
-FUSION_MERGES = ("concat", "sum")
+from tsnet_keras.space.rules import FUSION_MERGES, FUSION_OPS, inner_width
+
 RESIDUAL_ACTIVATIONS = ("none", "relu")
 STREAMS = ("sparse", "dense")
 
@@ -139,7 +139,7 @@ class BlockGroup:
     @property
     def inner_channels(self) -> int:
         """Width of the depthwise convolution (expanded width)."""
-        return int(round(self.channels * self.expansion))
+        return inner_width(self.channels, self.expansion)
 
 
 @dataclass(frozen=True)

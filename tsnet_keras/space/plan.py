@@ -5,7 +5,8 @@ sequence of layer specifications (channel flow, shortcut rule, squeeze-excite
 placement, fusion widths). The model builder instantiates it and the accounting
 counts it, so the two cannot drift apart.
 
-Rules (X3D and SlowFast conventions):
+Rules (X3D and SlowFast conventions; the width and placement rules themselves
+live in `tsnet_keras.space.rules`):
 
 - squeeze-excite on every other block of a stage (blocks 0, 2, 4, ... counted
   across the stage's groups), hidden width `round_width(inner * ratio)`;
@@ -21,25 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tsnet_keras.space.architecture import Architecture
-
-
-def round_width(width: float, multiplier: float = 1.0, min_width: int = 8, divisor: int = 8) -> int:
-    """X3D's width rounding: nearest multiple of `divisor`, never 10% below."""
-    width *= multiplier
-    rounded = max(min_width, int(width + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * width:
-        rounded += divisor
-    return int(rounded)
-
-
-def fused_width(operation: str, dense_channels: int, alpha: int, conv_multiplier: int = 2) -> int:
-    """Channels a TS-Fusion op adds to the sparse stream (SlowFast's three ops)."""
-    return {
-        "none": 0,
-        "time_to_channel": alpha * dense_channels,
-        "time_strided_sample": dense_channels,
-        "time_strided_conv": conv_multiplier * dense_channels,
-    }[operation]
+from tsnet_keras.space.rules import (
+    block_squeeze_excite_width,
+    fused_width,
+    glore_widths,
+    round_width,
+    stage_position,
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +56,15 @@ class LayerSpec:
     options: dict = field(default_factory=dict)
 
 
+def glore_spec(name: str, stream: str, group: int, channels: int) -> LayerSpec:
+    """The GloRe block after a group: widths from `rules.glore_widths`."""
+    states, nodes = glore_widths(channels)
+    return LayerSpec(
+        "glore", name, stream, group, channels, channels,
+        options={"state_channels": states, "num_nodes": nodes},
+    )
+
+
 def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
     """Every layer of `arch`, in the order the builder creates them.
 
@@ -77,7 +75,6 @@ def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
         raise ValueError(f"`num_classes` must be a positive int, got {num_classes!r}.")
     plan = []
     width = {}
-    block_in_stage = {}
     for name, stream in arch.streams():
         stem = stream.stem
         plan.append(
@@ -87,21 +84,16 @@ def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
             )
         )
         width[name] = stem.channels
-        block_in_stage[name] = {}
 
     for index in range(len(arch.sparse.groups)):
         for name, stream in arch.streams():
             group = stream.groups[index]
             for block in range(group.repeats):
-                position = block_in_stage[name].get(group.stage, 0)
-                block_in_stage[name][group.stage] = position + 1
                 stride = group.stride if block == 0 else 1
                 cin, cout = width[name], group.channels
                 inner = group.inner_channels
-                se_hidden = (
-                    round_width(inner * group.squeeze_excite)
-                    if group.squeeze_excite > 0 and position % 2 == 0
-                    else 0
+                se_hidden = block_squeeze_excite_width(
+                    inner, group.squeeze_excite, stage_position(stream.groups, index, block)
                 )
                 plan.append(
                     LayerSpec(
@@ -122,13 +114,7 @@ def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
                 width[name] = cout
         for name, stream in arch.streams():
             if stream.groups[index].attention:
-                channels = width[name]
-                plan.append(
-                    LayerSpec(
-                        "glore", f"{name}_g{index:02d}_glore", name, index, channels, channels,
-                        options={"state_channels": channels // 2, "num_nodes": channels // 4},
-                    )
-                )
+                plan.append(glore_spec(f"{name}_g{index:02d}_glore", name, index, width[name]))
         operation = arch.sparse.groups[index].fusion
         if arch.dense is not None and operation != "none":
             added = fused_width(operation, width["dense"], arch.alpha)
@@ -171,4 +157,4 @@ def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
     return plan
 
 
-__all__ = ["LayerSpec", "fused_width", "layer_plan", "round_width"]
+__all__ = ["LayerSpec", "fused_width", "glore_spec", "layer_plan", "round_width"]
