@@ -26,6 +26,7 @@ INSTALL_CELL = '''\
 TSNET_KERAS_PIP = ""
 
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
@@ -38,6 +39,8 @@ def missing_requirements(name="tsnet_keras"):
     try:
         requires = metadata.requires(name) or []
     except metadata.PackageNotFoundError:
+        return [name]
+    if importlib.util.find_spec(name) is None:  # installed once, its folder since moved
         return [name]
     missing = []
     for requirement in requires:
