@@ -44,6 +44,7 @@ ATTENTION_GID = "attention"
 _ROW_Y = {"sparse": 1.7, "dense": 0.0}
 _BOX_WIDTH = 0.8
 _MAX_BOX_HEIGHT = 0.75
+_FIXED_BOX_HEIGHT = 0.42
 
 
 def _save(fig: Figure, path) -> Figure:
@@ -106,40 +107,59 @@ def draw_architecture(arch: Architecture, path=None, ax=None, title: str | None 
         ax = fig.add_subplot()
     else:
         fig = ax.figure
+    box_tops = _draw_streams(ax, arch)
+    _draw_classifier(ax, arch)
+    fusion_ops = _draw_fusions(ax, arch, box_tops)
+    top = _draw_stages(ax, arch)
+    bottom = _row_y(arch, "dense") - _MAX_BOX_HEIGHT / 2 - 0.2
+    ax.set_xlim(-1.6, num_groups + 2 + 0.6)
+    ax.set_ylim(bottom, top + 0.25)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    _architecture_legend(ax, arch, fusion_ops)
+    return _save(fig, path)
+
+
+def _row_y(arch: Architecture, name: str) -> float:
+    """Height of a stream's row (a single stream sits at 0)."""
+    return _ROW_Y[name] if arch.two_stream else 0.0
+
+
+def _add_box(ax, x, y, height, gid, text, facecolor, hatch=""):
+    ax.add_patch(
+        Rectangle(
+            (x - _BOX_WIDTH / 2, y - height / 2), _BOX_WIDTH, height,
+            facecolor=facecolor, edgecolor="#404040", hatch=hatch, linewidth=0.8,
+            gid=gid, zorder=2,
+        )
+    )
+    ax.text(x, y, text, ha="center", va="center", fontsize=7, zorder=4,
+            bbox={"boxstyle": "square,pad=0.05", "facecolor": "white", "alpha": 0.7,
+                  "linewidth": 0} if hatch else None)
+
+
+def _draw_streams(ax, arch: Architecture) -> dict:
+    """Each stream's row: path, stem, group boxes, head. Returns `{(stream, group): (top, bottom)}`."""
     largest_expansion = max(
         [6.0] + [group.expansion for _, stream in arch.streams() for group in stream.groups]
     )
     height_per_expansion = _MAX_BOX_HEIGHT / largest_expansion
-    rows = dict(arch.streams())
-    head_x = num_groups + 1
-    classifier_x = num_groups + 2
+    head_x = len(arch.sparse.groups) + 1
     box_tops = {}
-
-    def add_box(x, y, height, gid, text, facecolor, hatch=""):
-        ax.add_patch(
-            Rectangle(
-                (x - _BOX_WIDTH / 2, y - height / 2), _BOX_WIDTH, height,
-                facecolor=facecolor, edgecolor="#404040", hatch=hatch, linewidth=0.8,
-                gid=gid, zorder=2,
-            )
-        )
-        ax.text(x, y, text, ha="center", va="center", fontsize=7, zorder=4,
-                bbox={"boxstyle": "square,pad=0.05", "facecolor": "white", "alpha": 0.7,
-                      "linewidth": 0} if hatch else None)
-
-    fixed_height = 0.42
-    for name, stream in rows.items():
-        y = _ROW_Y[name] if arch.two_stream else 0.0
+    for name, stream in arch.streams():
+        y = _row_y(arch, name)
         # The data path of the stream, drawn behind the boxes.
         ax.plot([0, head_x], [y, y], color="#909090", linewidth=1.0, zorder=1)
         ax.text(-0.6, y, f"{name}\n{stream.frames} frames", ha="right", va="center", fontsize=8)
-        add_box(0, y, fixed_height, "stem", f"stem\n{stream.stem.channels}", FIXED_BOX_COLOUR)
-        add_box(head_x, y, fixed_height, "head", f"head\n{stream.head_channels}", FIXED_BOX_COLOUR)
+        _add_box(ax, 0, y, _FIXED_BOX_HEIGHT, "stem", f"stem\n{stream.stem.channels}", FIXED_BOX_COLOUR)
+        _add_box(ax, head_x, y, _FIXED_BOX_HEIGHT, "head", f"head\n{stream.head_channels}",
+                 FIXED_BOX_COLOUR)
         for index, group in enumerate(stream.groups):
             x = index + 1
             height = height_per_expansion * group.expansion
-            add_box(
-                x, y, height, "group", str(group.channels),
+            _add_box(
+                ax, x, y, height, "group", str(group.channels),
                 _temporal_colour(group.temporal_kernel), _spatial_hatch(group.spatial_kernel),
             )
             box_tops[name, index] = (y + height / 2, y - height / 2)
@@ -149,36 +169,50 @@ def draw_architecture(arch: Architecture, path=None, ax=None, title: str | None 
                 ax.plot([x - _BOX_WIDTH / 2 + 0.08], [y + height / 2 + 0.07], marker="*",
                         markersize=10, color="#d4a000", markeredgecolor="#6b5000",
                         linestyle="none", gid=ATTENTION_GID, zorder=5)
+    return box_tops
 
-    # The classifier joins the pooled stream heads.
-    classifier_y = float(np.mean([_ROW_Y[n] if arch.two_stream else 0.0 for n in rows]))
-    for name in rows:
-        y = _ROW_Y[name] if arch.two_stream else 0.0
+
+def _draw_classifier(ax, arch: Architecture) -> None:
+    """The classifier joins the pooled stream heads."""
+    head_x = len(arch.sparse.groups) + 1
+    classifier_x = head_x + 1
+    names = [name for name, _ in arch.streams()]
+    classifier_y = float(np.mean([_row_y(arch, n) for n in names]))
+    for name in names:
+        y = _row_y(arch, name)
         ax.plot([head_x, classifier_x], [y, classifier_y], color="#909090", linewidth=1.0, zorder=1)
-    add_box(classifier_x, classifier_y, fixed_height, "classifier", f"FC\n{arch.head_units}",
-            FIXED_BOX_COLOUR)
+    _add_box(ax, classifier_x, classifier_y, _FIXED_BOX_HEIGHT, "classifier", f"FC\n{arch.head_units}",
+             FIXED_BOX_COLOUR)
 
+
+def _draw_fusions(ax, arch: Architecture, box_tops: dict) -> set:
+    """An arrow from dense to sparse per TS-Fusion; returns the ops drawn."""
     fusion_ops = set()
-    if arch.two_stream:
-        for index, group in enumerate(arch.sparse.groups):
-            if group.fusion == "none":
-                continue
-            fusion_ops.add(group.fusion)
-            # The fusion follows the group, so the arrow leaves near the boxes' right edge.
-            x = index + 1 + 0.25
-            start = box_tops["dense", index][0]
-            end = box_tops["sparse", index][1]
-            ax.add_patch(
-                FancyArrowPatch((x, start), (x, end), arrowstyle="-|>", mutation_scale=9,
-                                color="#2c3e50", linewidth=1.1, gid=FUSION_GID, zorder=3)
-            )
-            ax.text(x, (start + end) / 2, FUSION_LABELS.get(group.fusion, group.fusion),
-                    ha="center", va="center", fontsize=6, zorder=4,
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white",
-                          "edgecolor": "#2c3e50", "linewidth": 0.6})
+    if not arch.two_stream:
+        return fusion_ops
+    for index, group in enumerate(arch.sparse.groups):
+        if group.fusion == "none":
+            continue
+        fusion_ops.add(group.fusion)
+        # The fusion follows the group, so the arrow leaves near the boxes' right edge.
+        x = index + 1 + 0.25
+        start = box_tops["dense", index][0]
+        end = box_tops["sparse", index][1]
+        ax.add_patch(
+            FancyArrowPatch((x, start), (x, end), arrowstyle="-|>", mutation_scale=9,
+                            color="#2c3e50", linewidth=1.1, gid=FUSION_GID, zorder=3)
+        )
+        ax.text(x, (start + end) / 2, FUSION_LABELS.get(group.fusion, group.fusion),
+                ha="center", va="center", fontsize=6, zorder=4,
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white",
+                      "edgecolor": "#2c3e50", "linewidth": 0.6})
+    return fusion_ops
 
-    # Stage separators and labels, from the sparse stream's layout.
-    top = (_ROW_Y["sparse"] if arch.two_stream else 0.0) + _MAX_BOX_HEIGHT / 2 + 0.2
+
+def _draw_stages(ax, arch: Architecture) -> float:
+    """Stage separators and labels, from the sparse stream's layout; returns the labels' y."""
+    num_groups = len(arch.sparse.groups)
+    top = _row_y(arch, "sparse") + _MAX_BOX_HEIGHT / 2 + 0.2
     stages = [group.stage for group in arch.sparse.groups]
     start = 0
     for index in range(1, num_groups + 1):
@@ -188,14 +222,10 @@ def draw_architecture(arch: Architecture, path=None, ax=None, title: str | None 
             if index < num_groups:
                 ax.axvline(index + 0.5, color="#b0b0b0", linestyle=":", linewidth=0.8, zorder=0)
             start = index
+    return top
 
-    bottom = (_ROW_Y["dense"] if arch.two_stream else 0.0) - _MAX_BOX_HEIGHT / 2 - 0.2
-    ax.set_xlim(-1.6, classifier_x + 0.6)
-    ax.set_ylim(bottom, top + 0.25)
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=10)
 
+def _architecture_legend(ax, arch: Architecture, fusion_ops: set) -> None:
     temporal = sorted({g.temporal_kernel for _, s in arch.streams() for g in s.groups})
     spatial = sorted({g.spatial_kernel for _, s in arch.streams() for g in s.groups})
     handles = [Patch(facecolor=_temporal_colour(t), edgecolor="#404040", label=f"t = {t}")
@@ -212,7 +242,6 @@ def draw_architecture(arch: Architecture, path=None, ax=None, title: str | None 
               fontsize=7, frameon=False, title="box height = expansion, number = channels, "
               "\u00d7N = repeats, colour = temporal kernel t, hatch = spatial kernel k",
               title_fontsize=7)
-    return _save(fig, path)
 
 
 # -------------------------------------------------------------------------- history
