@@ -354,81 +354,103 @@ def plot_search_history(history, path=None, target_macs=None) -> Figure:
     """
     columns = _history_columns(history)
     x_name, x = _x_axis(columns)
-    taken = {x_name}
+    phase = _phase_column(columns, x_name)
+    taken = {x_name, phase, "target_macs"} if phase else {x_name, "target_macs"}
+    panels = _history_panels(columns, taken)
+    if not panels:
+        raise ValueError(
+            "history has no column to plot; expected one of: *entropy*, expected_macs, "
+            f"sampled_macs, *macs*, {', '.join(_SCORE_NAMES)}, *loss*; got {sorted(columns)}."
+        )
+    fig = Figure(figsize=(7.5, 2.0 * len(panels) + 0.4))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (kind, label, names) in zip(axes, panels):
+        _draw_history_panel(ax, kind, label, names, columns, x, phase, target_macs)
+    axes[-1].set_xlabel(x_name, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _phase_column(columns: dict, x_name: str):
+    """The column that marks progressive-search steps, or None."""
     phase = next((name for name in _PHASE_COLUMNS if name in columns), None)
     if phase is None and x_name != "step" and "step" in columns:
         if len(np.unique(columns["step"][np.isfinite(columns["step"])])) <= 3:
             phase = "step"
-    if phase:
-        taken.add(phase)
+    return phase
+
+
+def _history_panels(columns: dict, taken: set) -> list:
+    """`(kind, y label, column names)` per panel that has a column not in `taken`."""
 
     def matching(rule):
         return [name for name in columns if name not in taken and rule(name)]
 
-    target_column = columns.get("target_macs")
-    taken.add("target_macs")
     panels = [
         ("entropy", "entropy (nats)", matching(lambda n: "entropy" in n.lower())),
         ("macs", "MACs", matching(lambda n: "macs" in n.lower() or "flops" in n.lower())),
         ("score", "held-out score", matching(lambda n: n.lower() in _SCORE_NAMES)),
         ("loss", "loss", matching(lambda n: "loss" in n.lower())),
     ]
-    panels = [panel for panel in panels if panel[2]]
-    if not panels:
-        raise ValueError(
-            "history has no column to plot; expected one of: *entropy*, expected_macs, "
-            f"sampled_macs, *macs*, {', '.join(_SCORE_NAMES)}, *loss*; got {sorted(columns)}."
-        )
+    return [panel for panel in panels if panel[2]]
 
-    fig = Figure(figsize=(7.5, 2.0 * len(panels) + 0.4))
-    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, (kind, label, names) in zip(axes, panels):
-        scale, unit = 1.0, ""
-        if kind == "macs":
-            values = [columns[n] for n in names]
-            if target_column is not None:
-                values.append(target_column)
-            if target_macs is not None:
-                values.append(np.atleast_1d(np.asarray(target_macs, dtype=float)))
-            if np.nanmax(np.abs(np.concatenate(values))) > 1e6:
-                scale, unit = 1e9, " (G)"
-        for name in names:
-            y = columns[name] / scale
-            keep = np.isfinite(y)
-            if name.lower().startswith("sampled"):
-                ax.plot(x[keep], y[keep], linestyle="none", marker=".", markersize=3, alpha=0.5,
-                        label=name)
-            else:
-                ax.plot(x[keep], y[keep], linewidth=1.3, label=name)
-        if kind == "macs":
-            if target_macs is not None:
-                target = np.asarray(target_macs, dtype=float) / scale
-                if target.ndim == 0:
-                    ax.axhline(float(target), color="black", linestyle="--", linewidth=1.0,
-                               label="target", gid="target")
-                elif target.shape == (2,):
-                    ax.axhspan(float(target.min()), float(target.max()), color="black",
-                               alpha=0.12, label="target range", gid="target")
-                else:
-                    raise ValueError(
-                        f"`target_macs` must be a number or (low, high), got {target_macs!r}."
-                    )
-            elif target_column is not None:
-                keep = np.isfinite(target_column)
-                ax.plot(x[keep], target_column[keep] / scale, color="black", linestyle="--",
-                        linewidth=1.0, label="target", gid="target")
-        if phase:
-            steps = columns[phase]
-            for index in np.flatnonzero(np.diff(steps) != 0) + 1:
-                ax.axvline((x[index - 1] + x[index]) / 2, color="#808080", linestyle="--",
-                           linewidth=0.8, gid="step_boundary")
-        ax.set_ylabel(label + unit, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    axes[-1].set_xlabel(x_name, fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
+
+def _draw_history_panel(ax, kind, label, names, columns, x, phase, target_macs) -> None:
+    target_column = columns.get("target_macs")
+    scale, unit = 1.0, ""
+    if kind == "macs":
+        scale, unit = _macs_scale(columns, names, target_column, target_macs)
+    for name in names:
+        y = columns[name] / scale
+        keep = np.isfinite(y)
+        if name.lower().startswith("sampled"):
+            ax.plot(x[keep], y[keep], linestyle="none", marker=".", markersize=3, alpha=0.5,
+                    label=name)
+        else:
+            ax.plot(x[keep], y[keep], linewidth=1.3, label=name)
+    if kind == "macs":
+        _draw_macs_target(ax, x, scale, target_column, target_macs)
+    if phase:
+        steps = columns[phase]
+        for index in np.flatnonzero(np.diff(steps) != 0) + 1:
+            ax.axvline((x[index - 1] + x[index]) / 2, color="#808080", linestyle="--",
+                       linewidth=0.8, gid="step_boundary")
+    ax.set_ylabel(label + unit, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
+def _macs_scale(columns, names, target_column, target_macs):
+    """`(divisor, unit suffix)`: GMACs when any MACs value (or target) exceeds 1e6."""
+    values = [columns[n] for n in names]
+    if target_column is not None:
+        values.append(target_column)
+    if target_macs is not None:
+        values.append(np.atleast_1d(np.asarray(target_macs, dtype=float)))
+    if np.nanmax(np.abs(np.concatenate(values))) > 1e6:
+        return 1e9, " (G)"
+    return 1.0, ""
+
+
+def _draw_macs_target(ax, x, scale, target_column, target_macs) -> None:
+    """The target as a line or band (from `target_macs`), else the "target_macs" column."""
+    if target_macs is not None:
+        target = np.asarray(target_macs, dtype=float) / scale
+        if target.ndim == 0:
+            ax.axhline(float(target), color="black", linestyle="--", linewidth=1.0,
+                       label="target", gid="target")
+        elif target.shape == (2,):
+            ax.axhspan(float(target.min()), float(target.max()), color="black",
+                       alpha=0.12, label="target range", gid="target")
+        else:
+            raise ValueError(
+                f"`target_macs` must be a number or (low, high), got {target_macs!r}."
+            )
+    elif target_column is not None:
+        keep = np.isfinite(target_column)
+        ax.plot(x[keep], target_column[keep] / scale, color="black", linestyle="--",
+                linewidth=1.0, label="target", gid="target")
 
 
 # --------------------------------------------------------------------- distribution
