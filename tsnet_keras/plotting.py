@@ -44,6 +44,7 @@ ATTENTION_GID = "attention"
 _ROW_Y = {"sparse": 1.7, "dense": 0.0}
 _BOX_WIDTH = 0.8
 _MAX_BOX_HEIGHT = 0.75
+_FIXED_BOX_HEIGHT = 0.42
 
 
 def _save(fig: Figure, path) -> Figure:
@@ -106,40 +107,59 @@ def draw_architecture(arch: Architecture, path=None, ax=None, title: str | None 
         ax = fig.add_subplot()
     else:
         fig = ax.figure
+    box_tops = _draw_streams(ax, arch)
+    _draw_classifier(ax, arch)
+    fusion_ops = _draw_fusions(ax, arch, box_tops)
+    top = _draw_stages(ax, arch)
+    bottom = _row_y(arch, "dense") - _MAX_BOX_HEIGHT / 2 - 0.2
+    ax.set_xlim(-1.6, num_groups + 2 + 0.6)
+    ax.set_ylim(bottom, top + 0.25)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    _architecture_legend(ax, arch, fusion_ops)
+    return _save(fig, path)
+
+
+def _row_y(arch: Architecture, name: str) -> float:
+    """Height of a stream's row (a single stream sits at 0)."""
+    return _ROW_Y[name] if arch.two_stream else 0.0
+
+
+def _add_box(ax, x, y, height, gid, text, facecolor, hatch=""):
+    ax.add_patch(
+        Rectangle(
+            (x - _BOX_WIDTH / 2, y - height / 2), _BOX_WIDTH, height,
+            facecolor=facecolor, edgecolor="#404040", hatch=hatch, linewidth=0.8,
+            gid=gid, zorder=2,
+        )
+    )
+    ax.text(x, y, text, ha="center", va="center", fontsize=7, zorder=4,
+            bbox={"boxstyle": "square,pad=0.05", "facecolor": "white", "alpha": 0.7,
+                  "linewidth": 0} if hatch else None)
+
+
+def _draw_streams(ax, arch: Architecture) -> dict:
+    """Each stream's row: path, stem, group boxes, head. Returns `{(stream, group): (top, bottom)}`."""
     largest_expansion = max(
         [6.0] + [group.expansion for _, stream in arch.streams() for group in stream.groups]
     )
     height_per_expansion = _MAX_BOX_HEIGHT / largest_expansion
-    rows = dict(arch.streams())
-    head_x = num_groups + 1
-    classifier_x = num_groups + 2
+    head_x = len(arch.sparse.groups) + 1
     box_tops = {}
-
-    def add_box(x, y, height, gid, text, facecolor, hatch=""):
-        ax.add_patch(
-            Rectangle(
-                (x - _BOX_WIDTH / 2, y - height / 2), _BOX_WIDTH, height,
-                facecolor=facecolor, edgecolor="#404040", hatch=hatch, linewidth=0.8,
-                gid=gid, zorder=2,
-            )
-        )
-        ax.text(x, y, text, ha="center", va="center", fontsize=7, zorder=4,
-                bbox={"boxstyle": "square,pad=0.05", "facecolor": "white", "alpha": 0.7,
-                      "linewidth": 0} if hatch else None)
-
-    fixed_height = 0.42
-    for name, stream in rows.items():
-        y = _ROW_Y[name] if arch.two_stream else 0.0
+    for name, stream in arch.streams():
+        y = _row_y(arch, name)
         # The data path of the stream, drawn behind the boxes.
         ax.plot([0, head_x], [y, y], color="#909090", linewidth=1.0, zorder=1)
         ax.text(-0.6, y, f"{name}\n{stream.frames} frames", ha="right", va="center", fontsize=8)
-        add_box(0, y, fixed_height, "stem", f"stem\n{stream.stem.channels}", FIXED_BOX_COLOUR)
-        add_box(head_x, y, fixed_height, "head", f"head\n{stream.head_channels}", FIXED_BOX_COLOUR)
+        _add_box(ax, 0, y, _FIXED_BOX_HEIGHT, "stem", f"stem\n{stream.stem.channels}", FIXED_BOX_COLOUR)
+        _add_box(ax, head_x, y, _FIXED_BOX_HEIGHT, "head", f"head\n{stream.head_channels}",
+                 FIXED_BOX_COLOUR)
         for index, group in enumerate(stream.groups):
             x = index + 1
             height = height_per_expansion * group.expansion
-            add_box(
-                x, y, height, "group", str(group.channels),
+            _add_box(
+                ax, x, y, height, "group", str(group.channels),
                 _temporal_colour(group.temporal_kernel), _spatial_hatch(group.spatial_kernel),
             )
             box_tops[name, index] = (y + height / 2, y - height / 2)
@@ -149,36 +169,50 @@ def draw_architecture(arch: Architecture, path=None, ax=None, title: str | None 
                 ax.plot([x - _BOX_WIDTH / 2 + 0.08], [y + height / 2 + 0.07], marker="*",
                         markersize=10, color="#d4a000", markeredgecolor="#6b5000",
                         linestyle="none", gid=ATTENTION_GID, zorder=5)
+    return box_tops
 
-    # The classifier joins the pooled stream heads.
-    classifier_y = float(np.mean([_ROW_Y[n] if arch.two_stream else 0.0 for n in rows]))
-    for name in rows:
-        y = _ROW_Y[name] if arch.two_stream else 0.0
+
+def _draw_classifier(ax, arch: Architecture) -> None:
+    """The classifier joins the pooled stream heads."""
+    head_x = len(arch.sparse.groups) + 1
+    classifier_x = head_x + 1
+    names = [name for name, _ in arch.streams()]
+    classifier_y = float(np.mean([_row_y(arch, n) for n in names]))
+    for name in names:
+        y = _row_y(arch, name)
         ax.plot([head_x, classifier_x], [y, classifier_y], color="#909090", linewidth=1.0, zorder=1)
-    add_box(classifier_x, classifier_y, fixed_height, "classifier", f"FC\n{arch.head_units}",
-            FIXED_BOX_COLOUR)
+    _add_box(ax, classifier_x, classifier_y, _FIXED_BOX_HEIGHT, "classifier", f"FC\n{arch.head_units}",
+             FIXED_BOX_COLOUR)
 
+
+def _draw_fusions(ax, arch: Architecture, box_tops: dict) -> set:
+    """An arrow from dense to sparse per TS-Fusion; returns the ops drawn."""
     fusion_ops = set()
-    if arch.two_stream:
-        for index, group in enumerate(arch.sparse.groups):
-            if group.fusion == "none":
-                continue
-            fusion_ops.add(group.fusion)
-            # The fusion follows the group, so the arrow leaves near the boxes' right edge.
-            x = index + 1 + 0.25
-            start = box_tops["dense", index][0]
-            end = box_tops["sparse", index][1]
-            ax.add_patch(
-                FancyArrowPatch((x, start), (x, end), arrowstyle="-|>", mutation_scale=9,
-                                color="#2c3e50", linewidth=1.1, gid=FUSION_GID, zorder=3)
-            )
-            ax.text(x, (start + end) / 2, FUSION_LABELS.get(group.fusion, group.fusion),
-                    ha="center", va="center", fontsize=6, zorder=4,
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white",
-                          "edgecolor": "#2c3e50", "linewidth": 0.6})
+    if not arch.two_stream:
+        return fusion_ops
+    for index, group in enumerate(arch.sparse.groups):
+        if group.fusion == "none":
+            continue
+        fusion_ops.add(group.fusion)
+        # The fusion follows the group, so the arrow leaves near the boxes' right edge.
+        x = index + 1 + 0.25
+        start = box_tops["dense", index][0]
+        end = box_tops["sparse", index][1]
+        ax.add_patch(
+            FancyArrowPatch((x, start), (x, end), arrowstyle="-|>", mutation_scale=9,
+                            color="#2c3e50", linewidth=1.1, gid=FUSION_GID, zorder=3)
+        )
+        ax.text(x, (start + end) / 2, FUSION_LABELS.get(group.fusion, group.fusion),
+                ha="center", va="center", fontsize=6, zorder=4,
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white",
+                      "edgecolor": "#2c3e50", "linewidth": 0.6})
+    return fusion_ops
 
-    # Stage separators and labels, from the sparse stream's layout.
-    top = (_ROW_Y["sparse"] if arch.two_stream else 0.0) + _MAX_BOX_HEIGHT / 2 + 0.2
+
+def _draw_stages(ax, arch: Architecture) -> float:
+    """Stage separators and labels, from the sparse stream's layout; returns the labels' y."""
+    num_groups = len(arch.sparse.groups)
+    top = _row_y(arch, "sparse") + _MAX_BOX_HEIGHT / 2 + 0.2
     stages = [group.stage for group in arch.sparse.groups]
     start = 0
     for index in range(1, num_groups + 1):
@@ -188,14 +222,10 @@ def draw_architecture(arch: Architecture, path=None, ax=None, title: str | None 
             if index < num_groups:
                 ax.axvline(index + 0.5, color="#b0b0b0", linestyle=":", linewidth=0.8, zorder=0)
             start = index
+    return top
 
-    bottom = (_ROW_Y["dense"] if arch.two_stream else 0.0) - _MAX_BOX_HEIGHT / 2 - 0.2
-    ax.set_xlim(-1.6, classifier_x + 0.6)
-    ax.set_ylim(bottom, top + 0.25)
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=10)
 
+def _architecture_legend(ax, arch: Architecture, fusion_ops: set) -> None:
     temporal = sorted({g.temporal_kernel for _, s in arch.streams() for g in s.groups})
     spatial = sorted({g.spatial_kernel for _, s in arch.streams() for g in s.groups})
     handles = [Patch(facecolor=_temporal_colour(t), edgecolor="#404040", label=f"t = {t}")
@@ -212,7 +242,6 @@ def draw_architecture(arch: Architecture, path=None, ax=None, title: str | None 
               fontsize=7, frameon=False, title="box height = expansion, number = channels, "
               "\u00d7N = repeats, colour = temporal kernel t, hatch = spatial kernel k",
               title_fontsize=7)
-    return _save(fig, path)
 
 
 # -------------------------------------------------------------------------- history
@@ -325,81 +354,103 @@ def plot_search_history(history, path=None, target_macs=None) -> Figure:
     """
     columns = _history_columns(history)
     x_name, x = _x_axis(columns)
-    taken = {x_name}
+    phase = _phase_column(columns, x_name)
+    taken = {x_name, phase, "target_macs"} if phase else {x_name, "target_macs"}
+    panels = _history_panels(columns, taken)
+    if not panels:
+        raise ValueError(
+            "history has no column to plot; expected one of: *entropy*, expected_macs, "
+            f"sampled_macs, *macs*, {', '.join(_SCORE_NAMES)}, *loss*; got {sorted(columns)}."
+        )
+    fig = Figure(figsize=(7.5, 2.0 * len(panels) + 0.4))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (kind, label, names) in zip(axes, panels):
+        _draw_history_panel(ax, kind, label, names, columns, x, phase, target_macs)
+    axes[-1].set_xlabel(x_name, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _phase_column(columns: dict, x_name: str):
+    """The column that marks progressive-search steps, or None."""
     phase = next((name for name in _PHASE_COLUMNS if name in columns), None)
     if phase is None and x_name != "step" and "step" in columns:
         if len(np.unique(columns["step"][np.isfinite(columns["step"])])) <= 3:
             phase = "step"
-    if phase:
-        taken.add(phase)
+    return phase
+
+
+def _history_panels(columns: dict, taken: set) -> list:
+    """`(kind, y label, column names)` per panel that has a column not in `taken`."""
 
     def matching(rule):
         return [name for name in columns if name not in taken and rule(name)]
 
-    target_column = columns.get("target_macs")
-    taken.add("target_macs")
     panels = [
         ("entropy", "entropy (nats)", matching(lambda n: "entropy" in n.lower())),
         ("macs", "MACs", matching(lambda n: "macs" in n.lower() or "flops" in n.lower())),
         ("score", "held-out score", matching(lambda n: n.lower() in _SCORE_NAMES)),
         ("loss", "loss", matching(lambda n: "loss" in n.lower())),
     ]
-    panels = [panel for panel in panels if panel[2]]
-    if not panels:
-        raise ValueError(
-            "history has no column to plot; expected one of: *entropy*, expected_macs, "
-            f"sampled_macs, *macs*, {', '.join(_SCORE_NAMES)}, *loss*; got {sorted(columns)}."
-        )
+    return [panel for panel in panels if panel[2]]
 
-    fig = Figure(figsize=(7.5, 2.0 * len(panels) + 0.4))
-    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, (kind, label, names) in zip(axes, panels):
-        scale, unit = 1.0, ""
-        if kind == "macs":
-            values = [columns[n] for n in names]
-            if target_column is not None:
-                values.append(target_column)
-            if target_macs is not None:
-                values.append(np.atleast_1d(np.asarray(target_macs, dtype=float)))
-            if np.nanmax(np.abs(np.concatenate(values))) > 1e6:
-                scale, unit = 1e9, " (G)"
-        for name in names:
-            y = columns[name] / scale
-            keep = np.isfinite(y)
-            if name.lower().startswith("sampled"):
-                ax.plot(x[keep], y[keep], linestyle="none", marker=".", markersize=3, alpha=0.5,
-                        label=name)
-            else:
-                ax.plot(x[keep], y[keep], linewidth=1.3, label=name)
-        if kind == "macs":
-            if target_macs is not None:
-                target = np.asarray(target_macs, dtype=float) / scale
-                if target.ndim == 0:
-                    ax.axhline(float(target), color="black", linestyle="--", linewidth=1.0,
-                               label="target", gid="target")
-                elif target.shape == (2,):
-                    ax.axhspan(float(target.min()), float(target.max()), color="black",
-                               alpha=0.12, label="target range", gid="target")
-                else:
-                    raise ValueError(
-                        f"`target_macs` must be a number or (low, high), got {target_macs!r}."
-                    )
-            elif target_column is not None:
-                keep = np.isfinite(target_column)
-                ax.plot(x[keep], target_column[keep] / scale, color="black", linestyle="--",
-                        linewidth=1.0, label="target", gid="target")
-        if phase:
-            steps = columns[phase]
-            for index in np.flatnonzero(np.diff(steps) != 0) + 1:
-                ax.axvline((x[index - 1] + x[index]) / 2, color="#808080", linestyle="--",
-                           linewidth=0.8, gid="step_boundary")
-        ax.set_ylabel(label + unit, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    axes[-1].set_xlabel(x_name, fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
+
+def _draw_history_panel(ax, kind, label, names, columns, x, phase, target_macs) -> None:
+    target_column = columns.get("target_macs")
+    scale, unit = 1.0, ""
+    if kind == "macs":
+        scale, unit = _macs_scale(columns, names, target_column, target_macs)
+    for name in names:
+        y = columns[name] / scale
+        keep = np.isfinite(y)
+        if name.lower().startswith("sampled"):
+            ax.plot(x[keep], y[keep], linestyle="none", marker=".", markersize=3, alpha=0.5,
+                    label=name)
+        else:
+            ax.plot(x[keep], y[keep], linewidth=1.3, label=name)
+    if kind == "macs":
+        _draw_macs_target(ax, x, scale, target_column, target_macs)
+    if phase:
+        steps = columns[phase]
+        for index in np.flatnonzero(np.diff(steps) != 0) + 1:
+            ax.axvline((x[index - 1] + x[index]) / 2, color="#808080", linestyle="--",
+                       linewidth=0.8, gid="step_boundary")
+    ax.set_ylabel(label + unit, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
+def _macs_scale(columns, names, target_column, target_macs):
+    """`(divisor, unit suffix)`: GMACs when any MACs value (or target) exceeds 1e6."""
+    values = [columns[n] for n in names]
+    if target_column is not None:
+        values.append(target_column)
+    if target_macs is not None:
+        values.append(np.atleast_1d(np.asarray(target_macs, dtype=float)))
+    if np.nanmax(np.abs(np.concatenate(values))) > 1e6:
+        return 1e9, " (G)"
+    return 1.0, ""
+
+
+def _draw_macs_target(ax, x, scale, target_column, target_macs) -> None:
+    """The target as a line or band (from `target_macs`), else the "target_macs" column."""
+    if target_macs is not None:
+        target = np.asarray(target_macs, dtype=float) / scale
+        if target.ndim == 0:
+            ax.axhline(float(target), color="black", linestyle="--", linewidth=1.0,
+                       label="target", gid="target")
+        elif target.shape == (2,):
+            ax.axhspan(float(target.min()), float(target.max()), color="black",
+                       alpha=0.12, label="target range", gid="target")
+        else:
+            raise ValueError(
+                f"`target_macs` must be a number or (low, high), got {target_macs!r}."
+            )
+    elif target_column is not None:
+        keep = np.isfinite(target_column)
+        ax.plot(x[keep], target_column[keep] / scale, color="black", linestyle="--",
+                linewidth=1.0, label="target", gid="target")
 
 
 # --------------------------------------------------------------------- distribution

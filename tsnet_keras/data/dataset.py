@@ -407,6 +407,50 @@ def video_dataset(
     >>> model.fit(train, epochs=1)  # doctest: +SKIP
     >>> print(train.failures.summary())  # doctest: +SKIP
     """
+    test_short_side = _check_dataset_arguments(
+        mode, format, batch_size, crop_size, num_views, max_retries, num_crops, jitter,
+        test_short_side, target_fps,
+    )
+    num_shards, shard_index = check_shard(shard)
+    if format == "auto":
+        format = detect_format(list_file)
+    ssv2 = format == "ssv2"
+    flip = (not ssv2) if flip is None else bool(flip)
+    temporal_sampling = temporal_sampling or ("segment" if ssv2 else "window")
+    sampler = ClipSampler(sparse_frames, sparse_stride, dense_frames or None, dense_stride, temporal_sampling)
+    shuffle = (mode == "train") if shuffle is None else shuffle
+    drop_remainder = (mode == "train") if drop_remainder is None else drop_remainder
+    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+    failures = failures if failures is not None else DecodeFailures(max_failure_fraction, check_after)
+    pipeline = _ClipPipeline(sampler, mode, crop_size, jitter, flip, test_short_side, num_views,
+                             num_crops, mean, std)
+    order = {"shuffle": shuffle, "seed": seed, "repeat": repeat, "parallel": parallel}
+    if format == "tfrecord":
+        videos = None
+        dataset = _tfrecord_clips(list_file, data_root, pipeline, failures, (num_shards, shard_index),
+                                  shuffle_buffer=shuffle_buffer, target_fps=target_fps,
+                                  num_classes=num_classes, **order)
+    else:
+        videos = load_video_list(list_file, data_root, format, labels_file, classes)
+        if len(videos) == 0:
+            raise ValueError(f"video_dataset: {list_file!r} lists no videos.")
+        if num_classes is not None:
+            check_labels(videos, num_classes, list_file if isinstance(list_file, (str, os.PathLike)) else "the list")
+        loader = _ClipLoader(videos, sampler, target_fps, source_fps, format == "frames", failures, max_retries)
+        dataset = _list_clips(videos, loader, pipeline, (num_shards, shard_index), **order)
+    dataset = (
+        dataset.batch(batch_size, drop_remainder=drop_remainder)
+        .map(pipeline.normalize_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    dataset.failures = failures
+    dataset.videos = videos
+    return dataset
+
+
+def _check_dataset_arguments(mode, format, batch_size, crop_size, num_views, max_retries,
+                             num_crops, jitter, test_short_side, target_fps) -> int:
+    """Checks `video_dataset`'s arguments; the val/test short side (default `jitter[0]`)."""
     if mode not in MODES:
         raise ValueError(f"video_dataset: `mode` must be one of {MODES}, got {mode!r}.")
     if format not in FORMATS:
@@ -428,46 +472,55 @@ def video_dataset(
         )
     if target_fps is not None and not target_fps > 0:
         raise ValueError(f"video_dataset: `target_fps` must be > 0 or None, got {target_fps!r}.")
+    return test_short_side
 
-    num_shards, shard_index = check_shard(shard)
-    if format == "auto":
-        format = detect_format(list_file)
-    ssv2 = format == "ssv2"
-    flip = (not ssv2) if flip is None else bool(flip)
-    temporal_sampling = temporal_sampling or ("segment" if ssv2 else "window")
-    sampler = ClipSampler(sparse_frames, sparse_stride, dense_frames or None, dense_stride, temporal_sampling)
-    shuffle = (mode == "train") if shuffle is None else shuffle
-    drop_remainder = (mode == "train") if drop_remainder is None else drop_remainder
-    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
-    failures = failures if failures is not None else DecodeFailures(max_failure_fraction, check_after)
-    clips = 1 if mode != "test" else num_views
-    crops = 1 if mode != "test" else num_crops
-    view_crop = crop_size if crops == 1 else test_short_side
-    mean, std = tuple(float(x) for x in mean), tuple(float(x) for x in std)
 
-    def finish(frames, sparse_positions, dense_positions, crop):
+# --------------------------------------------------------------------------- pipeline
+class _ClipPipeline:
+    """The graph side after decoding: training augmentation or val/test views, normalisation.
+
+    Train: scale jitter, random crop and flip, one clip per video. Val: one centre
+    clip, one centre crop. Test: `num_views` clips x `num_crops` crops per video.
+    """
+
+    def __init__(self, sampler, mode, crop_size, jitter, flip, test_short_side, num_views,
+                 num_crops, mean, std):
+        self.sampler = sampler
+        self.mode = mode
+        self.crop_size = crop_size
+        self.jitter = jitter
+        self.flip = flip
+        self.test_short_side = test_short_side
+        self.clips = 1 if mode != "test" else num_views
+        self.crops = 1 if mode != "test" else num_crops
+        self.view_crop = crop_size if self.crops == 1 else test_short_side
+        self.mean, self.std = tuple(float(x) for x in mean), tuple(float(x) for x in std)
+
+    def finish(self, frames, sparse_positions, dense_positions, crop):
         """Picks each stream's uint8 frames from the cropped union of frames."""
         sparse = tf.gather(frames, sparse_positions)
-        sparse.set_shape([sampler.sparse_frames, crop, crop, 3])
-        if not sampler.two_stream:
+        sparse.set_shape([self.sampler.sparse_frames, crop, crop, 3])
+        if not self.sampler.two_stream:
             return sparse
         dense = tf.gather(frames, dense_positions)
-        dense.set_shape([sampler.dense_frames, crop, crop, 3])
+        dense.set_shape([self.sampler.dense_frames, crop, crop, 3])
         return {"sparse": sparse, "dense": dense}
 
-    def normalize_batch(inputs, *rest):
+    def normalize_batch(self, inputs, *rest):
         # After batching: tf.data's batch copies uint8 clips, a quarter of the float bytes.
-        return (tf.nest.map_structure(lambda frames: augment.normalize(frames, mean, std), inputs), *rest)
+        return (tf.nest.map_structure(lambda frames: augment.normalize(frames, self.mean, self.std),
+                                      inputs), *rest)
 
-    def train_element(frames, sparse_positions, dense_positions, label, clip_seed, short_side):
+    def train_element(self, frames, sparse_positions, dense_positions, label, clip_seed, short_side):
         frames = augment.resize_short_side(frames, short_side)
-        frames, _ = augment.random_crop_and_flip(frames, crop_size, clip_seed, flip)
-        return finish(frames, sparse_positions, dense_positions, crop_size), label
+        frames, _ = augment.random_crop_and_flip(frames, self.crop_size, clip_seed, self.flip)
+        return self.finish(frames, sparse_positions, dense_positions, self.crop_size), label
 
-    def view_elements(frames, sparse_positions, dense_positions, label, video_id):
+    def view_elements(self, frames, sparse_positions, dense_positions, label, video_id):
         """One dataset element per (clip, crop) of a decoded video."""
-        frames = augment.resize_short_side(frames, test_short_side)
+        frames = augment.resize_short_side(frames, self.test_short_side)
         shape = tf.shape(frames)
+        crops, view_crop = self.crops, self.view_crop
 
         def view(view_id):
             clip, crop = view_id // crops, view_id % crops
@@ -476,138 +529,153 @@ def video_dataset(
             dense_idx = tf.gather(dense_positions, clip)
             wanted = tf.concat([sparse_idx, dense_idx], axis=0)
             selected = tf.gather(frames, wanted)[:, top : top + view_crop, left : left + view_crop, :]
-            count = sampler.sparse_frames
+            count = self.sampler.sparse_frames
             positions = tf.range(tf.shape(wanted)[0], dtype=tf.int64)
-            inputs = finish(selected, positions[:count], positions[count:], view_crop)
-            if mode == "val":
+            inputs = self.finish(selected, positions[:count], positions[count:], view_crop)
+            if self.mode == "val":
                 return inputs, label
             return inputs, label, {"video_id": video_id, "view_id": tf.cast(view_id, tf.int32)}
 
-        return tf.data.Dataset.range(clips * crops).map(view)
+        return tf.data.Dataset.range(self.clips * crops).map(view)
 
-    if format == "tfrecord":
-        videos = None
-        shards = tfrecord.find_shards(list_file, data_root)
-        by_file = num_shards > 1 and len(shards) >= num_shards
-        if by_file:
-            shards = shards[shard_index::num_shards]
-        files = tf.data.Dataset.from_tensor_slices(shards)
-        if shuffle:
-            files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
-        for shard in shards:  # a shard cut short: counted, its complete records still read
-            _, problem = tfrecord.check_shard(shard)
-            if problem is not None:
-                failures.record(shard, problem)
 
-        def read_shard(path):
-            records = tf.data.TFRecordDataset(path).ignore_errors()
-            return records.enumerate().map(
-                lambda index, record: (tf.strings.join([path, "#", tf.strings.as_string(index)]), record))
+def _ok_only(*element):
+    return element[-1]
 
-        examples = files.interleave(
-            read_shard, cycle_length=min(4, len(shards)), num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-        if num_shards > 1 and not by_file:  # before parsing: the others' JPEGs are never decoded
-            examples = examples.shard(num_shards, shard_index)
-        if shuffle:
-            examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            examples = examples.repeat()
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ok_only = lambda *element: element[-1]  # noqa: E731
-        if mode == "train":
-            def sample_train(example, clip_seed):
-                name, serialized = example
-                parsed = tfrecord.parse_example(serialized)
-                encoded, positions, ok = _tfrecord_sample(parsed, name, sampler, target_fps, clip_seed,
-                                                          failures, num_classes)
-                return encoded, positions, parsed["label"], clip_seed, name, ok
 
-            def decode_train(encoded, positions, label, clip_seed, name, ok):
-                frames, decoded = tfrecord.decode_jpeg_checked(encoded, name, failures)
-                return frames, positions, label, clip_seed, decoded
+def _without_ok(*element):
+    return element[:-1]
 
-            def augment_train(frames, positions, label, clip_seed, ok):
-                sparse, dense = _split_positions(positions, sampler)
-                short_side = augment.random_short_side(clip_seed, jitter)
-                return train_element(frames, sparse, dense, label, clip_seed, short_side)
 
-            dataset = (tf.data.Dataset.zip((examples, seeds))
-                       .map(sample_train, num_parallel_calls=parallel).filter(ok_only)
-                       .map(decode_train, num_parallel_calls=parallel).filter(ok_only)
-                       .map(augment_train, num_parallel_calls=parallel))
-        else:
-            def sample_views(video_id, example):
-                name, serialized = example
-                parsed = tfrecord.parse_example(serialized)
-                encoded, positions, ok = _tfrecord_sample(parsed, name, sampler, target_fps,
-                                                          tf.constant(0, tf.int64), failures,
-                                                          num_classes, clips)
-                return encoded, positions, parsed["label"], video_id, name, ok
+# --------------------------------------------------------------------------- sources
+def _tfrecord_clips(list_file, data_root, pipeline: _ClipPipeline, failures, shard, *, shuffle,
+                    seed, repeat, parallel, shuffle_buffer, target_fps, num_classes):
+    """Clips from TFRecord shards: train elements or val/test views, unbatched."""
+    examples = _tfrecord_examples(list_file, data_root, failures, shard, shuffle=shuffle, seed=seed,
+                                  repeat=repeat, shuffle_buffer=shuffle_buffer)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    sampler = pipeline.sampler
+    if pipeline.mode == "train":
+        def sample_train(example, clip_seed):
+            name, serialized = example
+            parsed = tfrecord.parse_example(serialized)
+            encoded, positions, ok = _tfrecord_sample(parsed, name, sampler, target_fps, clip_seed,
+                                                      failures, num_classes)
+            return encoded, positions, parsed["label"], clip_seed, name, ok
 
-            def decode_views(encoded, positions, label, video_id, name, ok):
-                frames, decoded = tfrecord.decode_jpeg_checked(encoded, name, failures)
-                sparse, dense = _split_positions(positions, sampler)
-                return frames, sparse, dense, label, video_id, decoded
+        def decode_train(encoded, positions, label, clip_seed, name, ok):
+            frames, decoded = tfrecord.decode_jpeg_checked(encoded, name, failures)
+            return frames, positions, label, clip_seed, decoded
 
-            dataset = (examples.enumerate().map(sample_views, num_parallel_calls=parallel)
-                       .filter(ok_only).map(decode_views, num_parallel_calls=parallel)
-                       .filter(ok_only).map(lambda *element: element[:-1])
-                       .flat_map(view_elements))
-    else:
-        videos = load_video_list(list_file, data_root, format, labels_file, classes)
-        if len(videos) == 0:
-            raise ValueError(f"video_dataset: {list_file!r} lists no videos.")
-        if num_classes is not None:
-            check_labels(videos, num_classes, list_file if isinstance(list_file, (str, os.PathLike)) else "the list")
-        loader = _ClipLoader(videos, sampler, target_fps, source_fps, format == "frames", failures, max_retries)
-        if len(videos) < num_shards:
-            raise ValueError(f"video_dataset: {len(videos)} videos cannot fill the {num_shards} "
-                             f"parts of `shard`: each worker needs at least one.")
-        indices = tf.data.Dataset.range(len(videos)).shard(num_shards, shard_index)
-        if shuffle:
-            indices = indices.shuffle(len(videos), seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            indices = indices.repeat()
-        if mode == "train":
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        def augment_train(frames, positions, label, clip_seed, ok):
+            sparse, dense = _split_positions(positions, sampler)
+            short_side = augment.random_short_side(clip_seed, pipeline.jitter)
+            return pipeline.train_element(frames, sparse, dense, label, clip_seed, short_side)
 
-            def load_train(index, clip_seed):
-                short_side = augment.random_short_side(clip_seed, jitter)
-                frames, sparse, dense, label = tf.numpy_function(
-                    loader.train, [index, clip_seed, short_side], [tf.uint8, tf.int64, tf.int64, tf.int64]
-                )
-                frames.set_shape([None, None, None, 3])
-                sparse.set_shape([sampler.sparse_frames])
-                dense.set_shape([sampler.dense_frames or 0])
-                label.set_shape([])
-                return train_element(frames, sparse, dense, label, clip_seed, short_side)
+        return (tf.data.Dataset.zip((examples, seeds))
+                .map(sample_train, num_parallel_calls=parallel).filter(_ok_only)
+                .map(decode_train, num_parallel_calls=parallel).filter(_ok_only)
+                .map(augment_train, num_parallel_calls=parallel))
 
-            dataset = tf.data.Dataset.zip((indices, seeds)).map(load_train, num_parallel_calls=parallel)
-        else:
-            def load_views(index):
-                frames, sparse, dense, label, ok = tf.numpy_function(
-                    loader.views, [index, test_short_side, clips], [tf.uint8, tf.int64, tf.int64, tf.int64, tf.bool]
-                )
-                frames.set_shape([None, None, None, 3])
-                sparse.set_shape([clips, sampler.sparse_frames])
-                dense.set_shape([clips, sampler.dense_frames or 0])
-                label.set_shape([])
-                ok.set_shape([])
-                return frames, sparse, dense, label, index, ok
+    def sample_views(video_id, example):
+        name, serialized = example
+        parsed = tfrecord.parse_example(serialized)
+        encoded, positions, ok = _tfrecord_sample(parsed, name, sampler, target_fps,
+                                                  tf.constant(0, tf.int64), failures,
+                                                  num_classes, pipeline.clips)
+        return encoded, positions, parsed["label"], video_id, name, ok
 
-            dataset = (
-                indices.map(load_views, num_parallel_calls=parallel)
-                .filter(lambda *element: element[-1])
-                .map(lambda *element: element[:-1])
-                .flat_map(view_elements)
-            )
-    dataset = (
-        dataset.batch(batch_size, drop_remainder=drop_remainder)
-        .map(normalize_batch, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
+    def decode_views(encoded, positions, label, video_id, name, ok):
+        frames, decoded = tfrecord.decode_jpeg_checked(encoded, name, failures)
+        sparse, dense = _split_positions(positions, sampler)
+        return frames, sparse, dense, label, video_id, decoded
+
+    return (examples.enumerate().map(sample_views, num_parallel_calls=parallel)
+            .filter(_ok_only).map(decode_views, num_parallel_calls=parallel)
+            .filter(_ok_only).map(_without_ok)
+            .flat_map(pipeline.view_elements))
+
+
+def _tfrecord_examples(list_file, data_root, failures, shard, *, shuffle, seed, repeat,
+                       shuffle_buffer):
+    """`(shard#record name, serialized example)` pairs of this worker's part, shuffled."""
+    num_shards, shard_index = shard
+    shards = tfrecord.find_shards(list_file, data_root)
+    by_file = num_shards > 1 and len(shards) >= num_shards
+    if by_file:
+        shards = shards[shard_index::num_shards]
+    files = tf.data.Dataset.from_tensor_slices(shards)
+    if shuffle:
+        files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
+    for shard_file in shards:  # a shard cut short: counted, its complete records still read
+        _, problem = tfrecord.check_shard(shard_file)
+        if problem is not None:
+            failures.record(shard_file, problem)
+
+    def read_shard(path):
+        records = tf.data.TFRecordDataset(path).ignore_errors()
+        return records.enumerate().map(
+            lambda index, record: (tf.strings.join([path, "#", tf.strings.as_string(index)]), record))
+
+    examples = files.interleave(
+        read_shard, cycle_length=min(4, len(shards)), num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
     )
-    dataset.failures = failures
-    dataset.videos = videos
-    return dataset
+    if num_shards > 1 and not by_file:  # before parsing: the others' JPEGs are never decoded
+        examples = examples.shard(num_shards, shard_index)
+    if shuffle:
+        examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        examples = examples.repeat()
+    return examples
+
+
+def _list_clips(videos, loader: _ClipLoader, pipeline: _ClipPipeline, shard, *, shuffle, seed,
+                repeat, parallel):
+    """Clips decoded from a video list: train elements or val/test views, unbatched."""
+    num_shards, shard_index = shard
+    if len(videos) < num_shards:
+        raise ValueError(f"video_dataset: {len(videos)} videos cannot fill the {num_shards} "
+                         f"parts of `shard`: each worker needs at least one.")
+    indices = tf.data.Dataset.range(len(videos)).shard(num_shards, shard_index)
+    if shuffle:
+        indices = indices.shuffle(len(videos), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        indices = indices.repeat()
+    sampler = pipeline.sampler
+    if pipeline.mode == "train":
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+        def load_train(index, clip_seed):
+            short_side = augment.random_short_side(clip_seed, pipeline.jitter)
+            frames, sparse, dense, label = tf.numpy_function(
+                loader.train, [index, clip_seed, short_side], [tf.uint8, tf.int64, tf.int64, tf.int64]
+            )
+            frames.set_shape([None, None, None, 3])
+            sparse.set_shape([sampler.sparse_frames])
+            dense.set_shape([sampler.dense_frames or 0])
+            label.set_shape([])
+            return pipeline.train_element(frames, sparse, dense, label, clip_seed, short_side)
+
+        return tf.data.Dataset.zip((indices, seeds)).map(load_train, num_parallel_calls=parallel)
+
+    clips = pipeline.clips
+
+    def load_views(index):
+        frames, sparse, dense, label, ok = tf.numpy_function(
+            loader.views, [index, pipeline.test_short_side, clips],
+            [tf.uint8, tf.int64, tf.int64, tf.int64, tf.bool]
+        )
+        frames.set_shape([None, None, None, 3])
+        sparse.set_shape([clips, sampler.sparse_frames])
+        dense.set_shape([clips, sampler.dense_frames or 0])
+        label.set_shape([])
+        ok.set_shape([])
+        return frames, sparse, dense, label, index, ok
+
+    return (
+        indices.map(load_views, num_parallel_calls=parallel)
+        .filter(_ok_only)
+        .map(_without_ok)
+        .flat_map(pipeline.view_elements)
+    )

@@ -145,78 +145,126 @@ def read_video(
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
         raise VideoDecodeError(f"cannot open {path!r}: {error}") from error
     with container:
-        if not container.streams.video:
-            raise VideoDecodeError(f"{path!r} has no video stream.")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 0.0
-        if not fps > 0 or not stream.time_base:
-            raise VideoDecodeError(f"{path!r} has no frame rate.")
-        try:
-            num_source = _frame_count(container, stream, fps)
-        except av.error.FFmpegError as error:
-            raise VideoDecodeError(f"cannot read {path!r}: {error}") from error
-        if num_source < 1:
-            raise VideoDecodeError(f"{path!r} has no frames.")
+        stream, fps = _video_stream(container, path)
+        num_source = _source_frame_count(container, stream, fps, path)
         target = float(target_fps) if target_fps else fps
         num_frames = max(1, int(math.floor(num_source * target / fps + 1e-6)))
         requested = _select(select, num_frames)
         source = _source_indices(requested, fps, target, num_source)
         needed = np.unique(source)
-        width, height = output_size(stream.codec_context.width, stream.codec_context.height, short_side)
-        start_pts = stream.start_time or 0
-        seconds_per_pts = float(stream.time_base)
-
-        rows = {}
-
-        def convert(frame):
-            return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR")
-
-        segments = np.split(needed, np.flatnonzero(np.diff(needed) > seek_gap) + 1)
-        last_frame, last_array = None, None
+        size = output_size(stream.codec_context.width, stream.codec_context.height, short_side)
+        reader = _FrameReader(container, stream, fps, size, path, num_source)
         try:
-            for segment in segments:
-                if segment[0] > 0 and (last_frame is None or segment[0] - last_index > seek_gap):
-                    pts = start_pts + int((segment[0] - 1) / fps / seconds_per_pts)
-                    container.seek(max(pts, start_pts), stream=stream, backward=True, any_frame=False)
-                pending, position = segment.tolist(), 0
-                for frame in container.decode(stream):
-                    if frame.pts is None:
-                        continue
-                    last_index = int(round((frame.pts - start_pts) * seconds_per_pts * fps))
-                    # Needed indices this frame has passed take the frame shown at their time.
-                    while position < len(pending) and pending[position] < last_index:
-                        if last_frame is not None and last_array is None:
-                            last_array = convert(last_frame)
-                        rows[pending[position]] = last_array if last_frame is not None else convert(frame)
-                        position += 1
-                    if position < len(pending) and pending[position] == last_index:
-                        last_frame, last_array = frame, convert(frame)
-                        rows[pending[position]] = last_array
-                        position += 1
-                    else:
-                        last_frame, last_array = frame, None
-                    if position == len(pending):
-                        break
-                # End of stream before the last needed frame: the header overstates the
-                # length. Within a second (rounding of durations) repeat the last frame;
-                # further off the file is truncated.
-                if position < len(pending) and last_frame is not None:
-                    if pending[-1] - last_index > max(fps, 2):
-                        raise VideoDecodeError(
-                            f"{path!r} ends at frame {last_index} but its header says {num_source} "
-                            f"frames (truncated file?)."
-                        )
-                    if last_array is None:
-                        last_array = convert(last_frame)
-                    for index in pending[position:]:
-                        rows[index] = last_array
+            rows = reader.read(needed, seek_gap)
         except (av.error.FFmpegError, ValueError) as error:
             raise VideoDecodeError(f"decoding {path!r} failed: {error}") from error
         if not rows:
             raise VideoDecodeError(f"{path!r}: no frame could be decoded.")
     return _pack(rows, needed, source, num_frames)
+
+
+def _video_stream(container, path: str):
+    """The first video stream of `container` (decoded with threads) and its frame rate."""
+    if not container.streams.video:
+        raise VideoDecodeError(f"{path!r} has no video stream.")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    if not fps > 0 or not stream.time_base:
+        raise VideoDecodeError(f"{path!r} has no frame rate.")
+    return stream, fps
+
+
+def _source_frame_count(container, stream, fps: float, path: str) -> int:
+    """Frames of `stream` at its own rate; at least one."""
+    try:
+        num_source = _frame_count(container, stream, fps)
+    except av.error.FFmpegError as error:
+        raise VideoDecodeError(f"cannot read {path!r}: {error}") from error
+    if num_source < 1:
+        raise VideoDecodeError(f"{path!r} has no frames.")
+    return num_source
+
+
+class _FrameReader:
+    """Decodes the needed source frames segment by segment, by pts.
+
+    Remembers the last frame decoded (and its index) across segments, so a needed
+    index the decoder has passed takes the frame shown at its time.
+    """
+
+    def __init__(self, container, stream, fps: float, size, path: str, num_source: int):
+        self.container = container
+        self.stream = stream
+        self.fps = fps
+        self.width, self.height = size
+        self.path = path
+        self.num_source = num_source
+        self.start_pts = stream.start_time or 0
+        self.seconds_per_pts = float(stream.time_base)
+        self.rows = {}
+        self.last_frame, self.last_array, self.last_index = None, None, None
+
+    def convert(self, frame):
+        return frame.to_ndarray(
+            format="rgb24", width=self.width, height=self.height, interpolation="BILINEAR"
+        )
+
+    def read(self, needed: np.ndarray, seek_gap: int) -> dict:
+        """`{source index: RGB array}` for every index in `needed` (sorted, distinct)."""
+        segments = np.split(needed, np.flatnonzero(np.diff(needed) > seek_gap) + 1)
+        for segment in segments:
+            if segment[0] > 0 and (
+                self.last_frame is None or segment[0] - self.last_index > seek_gap
+            ):
+                pts = self.start_pts + int((segment[0] - 1) / self.fps / self.seconds_per_pts)
+                self.container.seek(
+                    max(pts, self.start_pts), stream=self.stream, backward=True, any_frame=False
+                )
+            self._read_segment(segment.tolist())
+        return self.rows
+
+    def _read_segment(self, pending: list) -> None:
+        position = 0
+        for frame in self.container.decode(self.stream):
+            if frame.pts is None:
+                continue
+            self.last_index = int(
+                round((frame.pts - self.start_pts) * self.seconds_per_pts * self.fps)
+            )
+            # Needed indices this frame has passed take the frame shown at their time.
+            while position < len(pending) and pending[position] < self.last_index:
+                if self.last_frame is not None and self.last_array is None:
+                    self.last_array = self.convert(self.last_frame)
+                self.rows[pending[position]] = (
+                    self.last_array if self.last_frame is not None else self.convert(frame)
+                )
+                position += 1
+            if position < len(pending) and pending[position] == self.last_index:
+                self.last_frame, self.last_array = frame, self.convert(frame)
+                self.rows[pending[position]] = self.last_array
+                position += 1
+            else:
+                self.last_frame, self.last_array = frame, None
+            if position == len(pending):
+                break
+        if position < len(pending) and self.last_frame is not None:
+            self._repeat_last(pending, position)
+
+    def _repeat_last(self, pending: list, position: int) -> None:
+        # End of stream before the last needed frame: the header overstates the
+        # length. Within a second (rounding of durations) repeat the last frame;
+        # further off the file is truncated.
+        if pending[-1] - self.last_index > max(self.fps, 2):
+            raise VideoDecodeError(
+                f"{self.path!r} ends at frame {self.last_index} but its header says "
+                f"{self.num_source} frames (truncated file?)."
+            )
+        if self.last_array is None:
+            self.last_array = self.convert(self.last_frame)
+        for index in pending[position:]:
+            self.rows[index] = self.last_array
 
 
 def _pack(rows: dict, needed: np.ndarray, source: np.ndarray, num_frames: int) -> DecodedFrames:

@@ -367,6 +367,37 @@ def make_synthetic_dataset(
     >>> train = data.dataset("train", batch_size=8)  # doctest: +SKIP
     """
     classes = class_factors(num_classes)
+    _check_sizes(videos_per_class, val_videos_per_class, width, height, num_frames, wobble_period)
+    params = {
+        "version": GENERATOR_VERSION, "num_classes": num_classes, "videos_per_class": videos_per_class,
+        "val_videos_per_class": val_videos_per_class, "width": width, "height": height,
+        "num_frames": num_frames, "fps": fps, "wobble_period": wobble_period, "seed": seed,
+    }
+    root = _dataset_root(root, params)
+    if os.path.isfile(os.path.join(root, "dataset.json")):
+        return _load(root)
+    if os.path.exists(root) and os.listdir(root):
+        raise FileExistsError(f"make_synthetic_dataset: {root!r} exists but holds no complete dataset; remove it.")
+
+    _write_dataset(root, classes, params, workers, verbose)
+    return _load(root)
+
+
+def _write_dataset(root: str, classes, params: dict, workers, verbose) -> None:
+    """Writes the dataset into a staging folder next to `root`, then renames it to `root`."""
+    parent = os.path.dirname(root)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
+    try:
+        _write_videos(staging, classes, params, workers, verbose)
+        _write_meta(staging, classes, params)
+        _publish(staging, root)
+    finally:
+        if os.path.isdir(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_sizes(videos_per_class, val_videos_per_class, width, height, num_frames, wobble_period) -> None:
     for name, value in (("videos_per_class", videos_per_class), ("num_frames", num_frames), ("wobble_period", wobble_period)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"make_synthetic_dataset: `{name}` must be a positive int, got {value!r}.")
@@ -374,57 +405,57 @@ def make_synthetic_dataset(
         raise ValueError(f"make_synthetic_dataset: `val_videos_per_class` must be an int >= 0, got {val_videos_per_class!r}.")
     if width % 2 or height % 2 or min(width, height) < 32:
         raise ValueError(f"make_synthetic_dataset: `width` and `height` must be even and >= 32, got {width} x {height}.")
-    params = {
-        "version": GENERATOR_VERSION, "num_classes": num_classes, "videos_per_class": videos_per_class,
-        "val_videos_per_class": val_videos_per_class, "width": width, "height": height,
-        "num_frames": num_frames, "fps": fps, "wobble_period": wobble_period, "seed": seed,
-    }
+
+
+def _dataset_root(root, params: dict) -> str:
+    """`root` as an absolute path; None names a cache folder after a hash of `params`."""
     if root is None:
         digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
         root = os.path.join(default_cache_dir(), f"synthetic-{digest}")
-    root = os.path.abspath(os.fspath(root))
-    if os.path.isfile(os.path.join(root, "dataset.json")):
-        return _load(root)
-    if os.path.exists(root) and os.listdir(root):
-        raise FileExistsError(f"make_synthetic_dataset: {root!r} exists but holds no complete dataset; remove it.")
+    return os.path.abspath(os.fspath(root))
 
-    parent = os.path.dirname(root)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
+
+def _write_videos(staging: str, classes, params: dict, workers, verbose) -> None:
+    """Encodes every video into `staging` and writes the train and val list files."""
+    jobs, lines = [], {"train": [], "val": []}
+    counts = (("train", params["videos_per_class"], 0), ("val", params["val_videos_per_class"], 1))
+    for split, count, split_id in counts:
+        for label, factors in enumerate(classes):
+            for index in range(count):
+                relative = f"videos/{split}/{factors['name']}/{index:04d}.mp4"
+                lines[split].append(f"{relative} {label}")
+                jobs.append((os.path.join(staging, relative), factors, [params["seed"], split_id, label, index],
+                             params["width"], params["height"], params["num_frames"], params["fps"],
+                             params["wobble_period"]))
+    _run_jobs(jobs, workers, verbose)
+    for split in ("train", "val"):
+        with open(os.path.join(staging, f"{split}.csv"), "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines[split]) + ("\n" if lines[split] else ""))
+
+
+def _write_meta(staging: str, classes, params: dict) -> None:
+    """`dataset.json`: the arguments, the class factors and the recommended pipeline settings."""
+    short_side = min(params["width"], params["height"])
+    crop = max(16, (short_side * 7 // 8) // 8 * 8)
+    # No horizontal flip: it would turn "moving right" into "moving left" (as in SSv2).
+    recommended = {"crop_size": crop, "jitter": [crop, short_side], "test_short_side": crop, "flip": False}
+    meta = {"params": params, "classes": classes, "recommended": recommended,
+            "note": "class = appearance x direction x wobble; see tsnet_keras.data.synthetic"}
+    with open(os.path.join(staging, "dataset.json"), "w", encoding="utf-8") as handle:
+        json.dump(meta, handle, indent=1)
+
+
+def _publish(staging: str, root: str) -> None:
+    """Renames the complete `staging` folder to `root` (another process may have won)."""
     try:
-        jobs, lines = [], {"train": [], "val": []}
-        for split, count, split_id in (("train", videos_per_class, 0), ("val", val_videos_per_class, 1)):
-            for label, factors in enumerate(classes):
-                for index in range(count):
-                    relative = f"videos/{split}/{factors['name']}/{index:04d}.mp4"
-                    lines[split].append(f"{relative} {label}")
-                    jobs.append((os.path.join(staging, relative), factors, [seed, split_id, label, index],
-                                 width, height, num_frames, fps, wobble_period))
-        _run_jobs(jobs, workers, verbose)
-        for split in ("train", "val"):
-            with open(os.path.join(staging, f"{split}.csv"), "w", encoding="utf-8") as handle:
-                handle.write("\n".join(lines[split]) + ("\n" if lines[split] else ""))
-        short_side = min(width, height)
-        crop = max(16, (short_side * 7 // 8) // 8 * 8)
-        # No horizontal flip: it would turn "moving right" into "moving left" (as in SSv2).
-        recommended = {"crop_size": crop, "jitter": [crop, short_side], "test_short_side": crop, "flip": False}
-        meta = {"params": params, "classes": classes, "recommended": recommended,
-                "note": "class = appearance x direction x wobble; see tsnet_keras.data.synthetic"}
-        with open(os.path.join(staging, "dataset.json"), "w", encoding="utf-8") as handle:
-            json.dump(meta, handle, indent=1)
-        try:
-            os.rename(staging, root)
-        except OSError:
-            if not os.path.isfile(os.path.join(root, "dataset.json")):
-                if os.path.isdir(root) and not os.listdir(root):
-                    os.rmdir(root)
-                    os.rename(staging, root)
-                else:
-                    raise
-    finally:
-        if os.path.isdir(staging):
-            shutil.rmtree(staging, ignore_errors=True)
-    return _load(root)
+        os.rename(staging, root)
+    except OSError:
+        if not os.path.isfile(os.path.join(root, "dataset.json")):
+            if os.path.isdir(root) and not os.listdir(root):
+                os.rmdir(root)
+                os.rename(staging, root)
+            else:
+                raise
 
 
 def _run_jobs(jobs, workers, verbose) -> None:

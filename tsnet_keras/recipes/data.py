@@ -231,8 +231,6 @@ def resolve_data(data_root="", train_list="", val_list="", num_classes: int = 0,
     Raises:
         ValueError: naming the parameter, for anything wrong before training.
     """
-    from tsnet_keras.data.dataset import detect_format
-
     data_root = _check_text("data_root", data_root)
     train_list = _check_text("train_list", train_list)
     val_list = _check_text("val_list", val_list)
@@ -242,47 +240,9 @@ def resolve_data(data_root="", train_list="", val_list="", num_classes: int = 0,
         raise ValueError(f"`data_root` {data_root!r} is not a folder.")
 
     if not train_list and not val_list:
-        from tsnet_keras.data.synthetic import make_synthetic_dataset
-
-        if data_root:
-            raise ValueError("`data_root` is set but `train_list` and `val_list` are empty; give "
-                             "both lists, or leave all three empty for the synthetic dataset.")
-        if verbose:
-            console_logging()
-            logger.info("data: the built-in synthetic dataset (written into the cache on first "
-                        "use, in about a minute)")
-        synthetic = make_synthetic_dataset(synthetic_root, verbose=False)
-        if num_classes and num_classes != synthetic.num_classes:
-            raise ValueError(f"`num_classes` is {num_classes} but the synthetic dataset has "
-                             f"{synthetic.num_classes} classes; leave it 0.")
-        recommended = synthetic.recommended
-        crop = recommended["crop_size"]
-        jitter = tuple(v / crop for v in recommended["jitter"])
-        data = RecipeData(
-            train=_read("train_list", synthetic.train_list, synthetic.root),
-            val=_read("val_list", synthetic.val_list, synthetic.root),
-            num_classes=synthetic.num_classes, classes=synthetic.classes, format="list",
-            synthetic=True,
-            source={"data_root": synthetic.root, "train_list": synthetic.train_list,
-                    "val_list": synthetic.val_list},
-            jitter_scale=jitter, test_scale=recommended["test_short_side"] / crop,
-            flip=recommended.get("flip"),
-        )
+        data = _synthetic_data(data_root, num_classes, synthetic_root, verbose)
     else:
-        for name, value in (("train_list", train_list), ("val_list", val_list)):
-            if not value:
-                other = "val_list" if name == "train_list" else "train_list"
-                raise ValueError(f"`{name}` is empty but `{other}` is set; give both (or neither, "
-                                 "for the synthetic dataset).")
-        formats = {}
-        for name, value in (("train_list", train_list), ("val_list", val_list)):
-            formats[name] = detect_format(value)
-            if formats[name] != "tfrecord" and not os.path.isfile(value):
-                raise ValueError(f"`{name}` {value!r} is not a file.")
-        if formats["train_list"] != formats["val_list"]:
-            raise ValueError(f"`train_list` is a {formats['train_list']} file but `val_list` a "
-                             f"{formats['val_list']} file; use the same format.")
-        fmt = formats["train_list"]
+        fmt = _list_format(train_list, val_list)
         source = {"data_root": data_root, "train_list": train_list, "val_list": val_list}
         if fmt == "tfrecord":
             if not num_classes:
@@ -290,41 +250,7 @@ def resolve_data(data_root="", train_list="", val_list="", num_classes: int = 0,
             data = RecipeData(train=train_list, val=val_list, num_classes=num_classes, classes=None,
                               format=fmt, synthetic=False, source=source)
         else:
-            train = _read("train_list", train_list, data_root)
-            if len(train) == 0:
-                raise ValueError(f"`train_list` {train_list!r} lists no videos.")
-            val = _read("val_list", val_list, data_root, classes=train.classes)
-            if len(val) == 0:
-                raise ValueError(f"`val_list` {val_list!r} lists no videos.")
-            labels = train.labels
-            if (labels < 0).any():
-                raise ValueError(f"`train_list` {train_list!r} has unlabelled videos (label -1).")
-            found = len(train.classes) if train.classes else int(labels.max()) + 1
-            missing = sorted(set(range(found)) - set(labels.tolist()))
-            if not train.classes and not num_classes and missing:
-                raise ValueError(
-                    f"`train_list` {train_list!r} has labels up to {found - 1} but no video of "
-                    f"{len(missing)} label(s) below it (e.g. {missing[:5]}): a typo in a label? "
-                    f"Labels must be 0..num_classes-1; if classes really have no training "
-                    f"video, pass `num_classes`."
-                )
-            if num_classes and num_classes < found:
-                raise ValueError(f"`num_classes` is {num_classes} but `train_list` has labels up to "
-                                 f"{found - 1}.")
-            num_classes = num_classes or found
-            if (val.labels >= num_classes).any():
-                raise ValueError(f"`val_list` {val_list!r} has labels >= {num_classes}, the number "
-                                 "of classes of `train_list`.")
-            if (val.labels < 0).any():
-                raise ValueError(f"`val_list` {val_list!r} has unlabelled videos (label -1); "
-                                 "evaluation needs labels.")
-            for name, path, videos in (("train_list", train_list, train), ("val_list", val_list, val)):
-                missing = _check_paths_exist(name, path, videos, data_root)
-                if missing:
-                    logger.warning("%d of the %d videos of `%s` do not exist; they will be "
-                                   "skipped and counted as failed.", missing, len(videos), name)
-            data = RecipeData(train=train, val=val, num_classes=num_classes,
-                              classes=train.classes, format=fmt, synthetic=False, source=source)
+            data = _annotation_data(data_root, train_list, val_list, num_classes, fmt, source)
     if verbose:
         what = "built-in synthetic dataset" if data.synthetic else f"{data.format} annotations"
         counts = (f"{data.num_train_videos} train / {data.num_val_videos} val videos"
@@ -333,6 +259,101 @@ def resolve_data(data_root="", train_list="", val_list="", num_classes: int = 0,
         logger.info("data: %s, %s, %d classes (%s)", what, counts, data.num_classes,
                     data.source["data_root"])
     return data
+
+
+def _synthetic_data(data_root, num_classes, synthetic_root, verbose) -> RecipeData:
+    """The built-in synthetic dataset (written into the cache on first use)."""
+    from tsnet_keras.data.synthetic import make_synthetic_dataset
+
+    if data_root:
+        raise ValueError("`data_root` is set but `train_list` and `val_list` are empty; give "
+                         "both lists, or leave all three empty for the synthetic dataset.")
+    if verbose:
+        console_logging()
+        logger.info("data: the built-in synthetic dataset (written into the cache on first "
+                    "use, in about a minute)")
+    synthetic = make_synthetic_dataset(synthetic_root, verbose=False)
+    if num_classes and num_classes != synthetic.num_classes:
+        raise ValueError(f"`num_classes` is {num_classes} but the synthetic dataset has "
+                         f"{synthetic.num_classes} classes; leave it 0.")
+    recommended = synthetic.recommended
+    crop = recommended["crop_size"]
+    jitter = tuple(v / crop for v in recommended["jitter"])
+    return RecipeData(
+        train=_read("train_list", synthetic.train_list, synthetic.root),
+        val=_read("val_list", synthetic.val_list, synthetic.root),
+        num_classes=synthetic.num_classes, classes=synthetic.classes, format="list",
+        synthetic=True,
+        source={"data_root": synthetic.root, "train_list": synthetic.train_list,
+                "val_list": synthetic.val_list},
+        jitter_scale=jitter, test_scale=recommended["test_short_side"] / crop,
+        flip=recommended.get("flip"),
+    )
+
+
+def _list_format(train_list, val_list) -> str:
+    """The format both lists share ("tfrecord" or an annotation format)."""
+    from tsnet_keras.data.dataset import detect_format
+
+    for name, value in (("train_list", train_list), ("val_list", val_list)):
+        if not value:
+            other = "val_list" if name == "train_list" else "train_list"
+            raise ValueError(f"`{name}` is empty but `{other}` is set; give both (or neither, "
+                             "for the synthetic dataset).")
+    formats = {}
+    for name, value in (("train_list", train_list), ("val_list", val_list)):
+        formats[name] = detect_format(value)
+        if formats[name] != "tfrecord" and not os.path.isfile(value):
+            raise ValueError(f"`{name}` {value!r} is not a file.")
+    if formats["train_list"] != formats["val_list"]:
+        raise ValueError(f"`train_list` is a {formats['train_list']} file but `val_list` a "
+                         f"{formats['val_list']} file; use the same format.")
+    return formats["train_list"]
+
+
+def _annotation_data(data_root, train_list, val_list, num_classes, fmt, source) -> RecipeData:
+    """Both annotation lists read and checked (labels, existing files)."""
+    train = _read("train_list", train_list, data_root)
+    if len(train) == 0:
+        raise ValueError(f"`train_list` {train_list!r} lists no videos.")
+    val = _read("val_list", val_list, data_root, classes=train.classes)
+    if len(val) == 0:
+        raise ValueError(f"`val_list` {val_list!r} lists no videos.")
+    num_classes = _check_labels(train, val, train_list, val_list, num_classes)
+    for name, path, videos in (("train_list", train_list, train), ("val_list", val_list, val)):
+        missing = _check_paths_exist(name, path, videos, data_root)
+        if missing:
+            logger.warning("%d of the %d videos of `%s` do not exist; they will be "
+                           "skipped and counted as failed.", missing, len(videos), name)
+    return RecipeData(train=train, val=val, num_classes=num_classes,
+                      classes=train.classes, format=fmt, synthetic=False, source=source)
+
+
+def _check_labels(train: VideoList, val: VideoList, train_list, val_list, num_classes) -> int:
+    """The number of classes, after checking both lists' labels against it."""
+    labels = train.labels
+    if (labels < 0).any():
+        raise ValueError(f"`train_list` {train_list!r} has unlabelled videos (label -1).")
+    found = len(train.classes) if train.classes else int(labels.max()) + 1
+    missing = sorted(set(range(found)) - set(labels.tolist()))
+    if not train.classes and not num_classes and missing:
+        raise ValueError(
+            f"`train_list` {train_list!r} has labels up to {found - 1} but no video of "
+            f"{len(missing)} label(s) below it (e.g. {missing[:5]}): a typo in a label? "
+            f"Labels must be 0..num_classes-1; if classes really have no training "
+            f"video, pass `num_classes`."
+        )
+    if num_classes and num_classes < found:
+        raise ValueError(f"`num_classes` is {num_classes} but `train_list` has labels up to "
+                         f"{found - 1}.")
+    num_classes = num_classes or found
+    if (val.labels >= num_classes).any():
+        raise ValueError(f"`val_list` {val_list!r} has labels >= {num_classes}, the number "
+                         "of classes of `train_list`.")
+    if (val.labels < 0).any():
+        raise ValueError(f"`val_list` {val_list!r} has unlabelled videos (label -1); "
+                         "evaluation needs labels.")
+    return num_classes
 
 
 def split_heldout(videos: VideoList, fraction: float, seed: int = 0) -> tuple:

@@ -214,63 +214,101 @@ def evaluate(
             f"the model in `previous_dir` {model_dir!r} has {trained.num_classes} classes but the "
             f"data (`train_list` / `val_list`) have {data.num_classes}."
         )
-    settings = {}
-    metrics_path = os.path.join(model_dir, "metrics.json")
-    if os.path.exists(metrics_path):
-        settings = read_json(metrics_path).get("settings", {})
+    settings = _retrain_settings(model_dir)
     sides = variant_views(train_crop, num_crops)
     crops = {size: crop for size, (_, crop) in sides.items()}
-    architectures = variant_architectures(arch)
-    has_attention = arch != arch.without_attention()
-    views = num_views * num_crops
+    weights = _VariantWeights(trained, arch, settings, data=data, output_dir=output_dir,
+                              train_variants=train_variants,
+                              variant_settings=variant_settings, verbose=verbose)
     os.makedirs(output_dir, exist_ok=True)
     write_architecture(output_dir, arch)
     if verbose:
         console_logging()  # the progress lines and the table on a notebook's output
 
-    # Which trained weights each row uses: S and M share them, and so do S-dagger and
-    # M-dagger; without GloRe blocks in the model a dagger row is its plain row.
-    def weight_key(row):
+    started = time.time()
+    results = _measure_rows(rows, weights, data=data, crops=crops, sides=sides, name=name,
+                            num_views=num_views, num_crops=num_crops, batch_size=batch_size,
+                            verbose=verbose)
+    return _report(output_dir, results, model_dir=model_dir, name=name, data=data,
+                   num_views=num_views, num_crops=num_crops, train_crop=train_crop,
+                   crops=crops, sides=sides, started=started, verbose=verbose)
+
+
+def _retrain_settings(model_dir) -> dict:
+    """The settings `retrain` recorded in `model_dir/metrics.json` (empty if none)."""
+    settings = {}
+    metrics_path = os.path.join(model_dir, "metrics.json")
+    if os.path.exists(metrics_path):
+        settings = read_json(metrics_path).get("settings", {})
+    return settings
+
+
+# The retrain settings a trained variant inherits from the retrained model.
+_VARIANT_SETTINGS = ("optimizer", "epochs", "steps_per_epoch", "batch_size", "warmup_epochs",
+                     "weight_decay", "momentum", "label_smoothing", "mixed_precision", "seed")
+
+
+class _VariantWeights:
+    """Which trained weights each row uses; trains a missing variant when asked.
+
+    S and M share them, and so do S-dagger and M-dagger; without GloRe blocks in
+    the model a dagger row is its plain row.
+    """
+
+    def __init__(self, trained, arch, settings, *, data, output_dir, train_variants,
+                 variant_settings, verbose):
+        self.train_crop = trained.crop
+        self.architectures = variant_architectures(arch)
+        self.has_attention = arch != arch.without_attention()
+        self.settings = settings
+        self.data = data
+        self.output_dir = output_dir
+        self.train_variants = train_variants
+        self.variant_settings = variant_settings
+        self.verbose = verbose
+        self.models = {"S": trained}
+        self.descriptions = {"S": "retrained"}
+
+    def key(self, row) -> str:
         base = "L" if row.startswith("L") else "S"
-        return base + ("\u2020" if row.endswith("\u2020") and has_attention else "")
+        return base + ("\u2020" if row.endswith("\u2020") and self.has_attention else "")
 
-    models = {"S": trained}
-    descriptions = {"S": "retrained"}
-
-    def weights_for(row):
+    def for_row(self, row):
         """(trained model or None, description of its weights) for `row`."""
-        key = weight_key(row)
-        if key not in models:
-            if not train_variants:
+        key = self.key(row)
+        if key not in self.models:
+            if not self.train_variants:
                 return None, NOT_TRAINED
-            if verbose:
-                logger.info("training the %s variant from scratch (train_variants=True)", key)
-            kwargs = {k: settings[k] for k in ("optimizer", "epochs", "steps_per_epoch",
-                                                "batch_size", "warmup_epochs", "weight_decay",
-                                                "momentum", "label_smoothing", "mixed_precision",
-                                                "seed")
-                      if k in settings}
-            kwargs.update(variant_settings or {})
-            folder = os.path.join(output_dir, "variants", key.replace("\u2020", "_dagger"))
-            crop = _scaled(train_crop, PAPER_SIZES[key[0]][0])
-            models[key] = retrain(architectures[key], folder, data=data, crop=crop,
-                                  verbose=2 if verbose else 0, **kwargs).model
-            descriptions[key] = f"trained here at {crop}\u00b2"
+            self._train(key)
         if row.startswith("M"):
-            return models[key], f"{key} weights (trained at {train_crop}\u00b2)"
-        return models[key], descriptions[key] if key == row else f"= {key} (no GloRe)"
+            return self.models[key], f"{key} weights (trained at {self.train_crop}\u00b2)"
+        return self.models[key], self.descriptions[key] if key == row else f"= {key} (no GloRe)"
 
+    def _train(self, key) -> None:
+        if self.verbose:
+            logger.info("training the %s variant from scratch (train_variants=True)", key)
+        kwargs = {k: self.settings[k] for k in _VARIANT_SETTINGS if k in self.settings}
+        kwargs.update(self.variant_settings or {})
+        folder = os.path.join(self.output_dir, "variants", key.replace("\u2020", "_dagger"))
+        crop = _scaled(self.train_crop, PAPER_SIZES[key[0]][0])
+        self.models[key] = retrain(self.architectures[key], folder, data=self.data, crop=crop,
+                                   verbose=2 if self.verbose else 0, **kwargs).model
+        self.descriptions[key] = f"trained here at {crop}\u00b2"
+
+
+def _measure_rows(rows, weights, *, data, crops, sides, name, num_views, num_crops, batch_size,
+                  verbose) -> list:
+    """One table entry per row: its cost, and its accuracy when it has weights."""
     from tsnet_keras.accounting import complexity
-    from tsnet_keras.data.views import evaluate_views
 
+    views = num_views * num_crops
     top_k = (1, min(5, data.num_classes))
     measured = {}  # (weights key, crop) -> scores: S-dagger = S without GloRe is not run twice
     results = []
-    started = time.time()
     for row in rows:
-        row_arch, crop = architectures[row], crops[row.rstrip("\u2020")]
+        row_arch, crop = weights.architectures[row], crops[row.rstrip("\u2020")]
         cost = complexity(row_arch, num_classes=data.num_classes, crop=crop)
-        model, described = weights_for(row)
+        model, described = weights.for_row(row)
         entry = {
             "model": f"{name}-{row}", "row": row, "params": cost.params,
             "gflops_per_view": cost.gflops, "views": views, "total_gflops": cost.gflops * views,
@@ -278,27 +316,41 @@ def evaluate(
             "top1": None, "top5": None, "num_videos": None, "num_views": None,
         }
         if model is not None:
-            key = (weight_key(row), crop)
+            key = (weights.key(row), crop)
             if key not in measured:
-                row_started = time.time()
-                any_crop = _any_crop_model(model, Architecture.from_dict(model.architecture),
-                                           data.num_classes)
-                test = data.dataset("val", "test", crop=crop, batch_size=batch_size,
-                                    frames=stream_frames(row_arch), num_views=num_views,
-                                    num_crops=num_crops,
-                                    test_short_side=sides[row.rstrip("\u2020")][0])
-                scores = evaluate_views(any_crop, test, top_k=top_k, verbose=verbose)
-                measured[key] = {"top1": scores["top1"], "top5": scores[f"top{top_k[1]}"],
-                                 "num_videos": scores["num_videos"],
-                                 "num_views": scores["num_views"],
-                                 "seconds": time.time() - row_started}
+                measured[key] = _measure_views(
+                    model, row_arch, data, crop=crop, side=sides[row.rstrip("\u2020")][0],
+                    batch_size=batch_size, num_views=num_views, num_crops=num_crops,
+                    top_k=top_k, verbose=verbose)
             entry.update(measured[key], status="measured")
             if verbose:
                 logger.info("%s: top-1 %.1f%%, top-5 %.1f%% over %d videos x %d views at %d\u00b2 "
                             "(%.0f s)", entry["model"], 100 * entry["top1"], 100 * entry["top5"],
                             entry["num_videos"], views, crop, entry["seconds"])
         results.append(entry)
+    return results
 
+
+def _measure_views(model, row_arch, data, *, crop, side, batch_size, num_views, num_crops, top_k,
+                   verbose) -> dict:
+    """Multi-view accuracy of `model` on the validation list at `crop`."""
+    from tsnet_keras.data.views import evaluate_views
+
+    row_started = time.time()
+    any_crop = _any_crop_model(model, Architecture.from_dict(model.architecture),
+                               data.num_classes)
+    test = data.dataset("val", "test", crop=crop, batch_size=batch_size,
+                        frames=stream_frames(row_arch), num_views=num_views,
+                        num_crops=num_crops, test_short_side=side)
+    scores = evaluate_views(any_crop, test, top_k=top_k, verbose=verbose)
+    return {"top1": scores["top1"], "top5": scores[f"top{top_k[1]}"],
+            "num_videos": scores["num_videos"], "num_views": scores["num_views"],
+            "seconds": time.time() - row_started}
+
+
+def _report(output_dir, results, *, model_dir, name, data, num_views, num_crops, train_crop,
+            crops, sides, started, verbose) -> dict:
+    """Writes the table (Markdown, CSV), `metrics.json` and `rows.json`; the metrics."""
     protocol = f"{num_views} clips \u00d7 {num_crops} crop{'s' if num_crops > 1 else ''}"
     where = "the synthetic dataset" if data.synthetic else "the validation list"
     table = format_table(results, f"{name} on {where} ({protocol}, trained at {train_crop}\u00b2)")

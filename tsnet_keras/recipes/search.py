@@ -193,8 +193,6 @@ def search_step(
         `SearchStepOutcome`.
     """
     from tsnet_keras.search import run_search_step
-    from tsnet_keras.search.progressive import step_space
-    from tsnet_keras.spaces import get_space
 
     if step not in RECIPE_STEPS:
         raise ValueError(f"`step` must be one of {RECIPE_STEPS}, got {step!r}.")
@@ -212,44 +210,18 @@ def search_step(
     check_int("warmup_epochs", warmup_epochs, minimum=0)
     if warmup_epochs >= epochs:
         raise ValueError(f"`warmup_epochs` ({warmup_epochs}) must be < `epochs` ({epochs}).")
-    if isinstance(space, str):
-        try:
-            space = get_space(space)
-        except ValueError as error:
-            raise ValueError(f"`space`: {error}") from None
-    if step in (2, 3):
-        previous_dir = check_previous_dir(previous_dir, PREVIOUS_STEP_FILES, f"step {step - 1}")
-    elif previous_dir:
-        raise ValueError(f"`previous_dir` must be empty for step {step!r} (it starts the search), "
-                         f"got {previous_dir!r}.")
-    else:
-        previous_dir = None
+    space = _named_space(space)
+    previous_dir = _previous_step_dir(step, previous_dir)
     if data is None:
         data = resolve_data(data_root, train_list, val_list, num_classes)
-    if previous_dir is not None:
-        # Fail before any training when the previous step does not fit this space.
-        from tsnet_keras.space.architecture import Architecture
+    _check_previous_fits(step, space, previous_dir)
 
-        step_space(step, space, Architecture.load(os.path.join(previous_dir, ARCHITECTURE_FILE)))
-
-    frames = stream_frames(space)
-    if step == 1:
-        frames = (frames[0], None)  # the sparse stream is searched alone
-    if heldout_fraction > 0 and data.format != "tfrecord":
-        search_train, heldout = split_heldout(data.train, heldout_fraction, seed)
-    else:
-        search_train, heldout = data.train, data.val
-    if hasattr(search_train, "records") and len(search_train) < batch_size:
-        raise ValueError(f"`batch_size` ({batch_size}) exceeds the {len(search_train)} search-"
-                         "training videos.")
+    frames = _searched_frames(step, space)
+    search_train, heldout = _search_split(data, heldout_fraction, seed, batch_size)
     strategy = strategy or choose_strategy()
     share = WorkerShare(strategy, output_dir)
     heldout_batch_size = check_int("heldout_batch_size", heldout_batch_size, minimum=2)
-    heldout_batch = heldout_batch_size
-    if hasattr(heldout, "records"):
-        # At least two batches per cycle: a broken video (skipped) cannot empty it.
-        heldout_batch = min(heldout_batch_size, max(2, len(heldout) // 2))
-        heldout_batch = max(heldout_batch - heldout_batch % share.workers, share.workers)
+    heldout_batch = _heldout_batch(heldout, heldout_batch_size, share.workers)
     try:
         train_data, val_data, steps_per_epoch = _search_data(
             data, share, search_train, heldout, crop=crop, frames=frames, seed=seed,
@@ -275,8 +247,80 @@ def search_step(
             **search_kwargs,
         )
     seconds = time.time() - started
+    metrics = _step_metrics(
+        step, result, data, crop=crop, target_gflops=target_gflops, epochs=epochs,
+        steps_per_epoch=steps_per_epoch, batch_size=batch_size, seed=seed,
+        previous_dir=previous_dir, seconds=seconds,
+    )
+    write_metrics(share.write_dir, metrics)
+    share.finish()
+    return SearchStepOutcome(result, metrics, target_macs)
+
+
+def _named_space(space):
+    """`space` itself, or the named space (`tsnet_keras.spaces.get_space`)."""
+    from tsnet_keras.spaces import get_space
+
+    if isinstance(space, str):
+        try:
+            space = get_space(space)
+        except ValueError as error:
+            raise ValueError(f"`space`: {error}") from None
+    return space
+
+
+def _previous_step_dir(step, previous_dir):
+    """The checked output folder of the previous step (steps 2 and 3), else None."""
+    if step in (2, 3):
+        return check_previous_dir(previous_dir, PREVIOUS_STEP_FILES, f"step {step - 1}")
+    if previous_dir:
+        raise ValueError(f"`previous_dir` must be empty for step {step!r} (it starts the search), "
+                         f"got {previous_dir!r}.")
+    return None
+
+
+def _check_previous_fits(step, space, previous_dir) -> None:
+    """Fails before any training when the previous step does not fit this space."""
+    from tsnet_keras.search.progressive import step_space
+
+    if previous_dir is not None:
+        from tsnet_keras.space.architecture import Architecture
+
+        step_space(step, space, Architecture.load(os.path.join(previous_dir, ARCHITECTURE_FILE)))
+
+
+def _searched_frames(step, space) -> tuple:
+    frames = stream_frames(space)
+    if step == 1:
+        frames = (frames[0], None)  # the sparse stream is searched alone
+    return frames
+
+
+def _search_split(data, heldout_fraction, seed, batch_size) -> tuple:
+    """`(search-train list, held-out list)`: a share of the training list, else the validation list."""
+    if heldout_fraction > 0 and data.format != "tfrecord":
+        search_train, heldout = split_heldout(data.train, heldout_fraction, seed)
+    else:
+        search_train, heldout = data.train, data.val
+    if hasattr(search_train, "records") and len(search_train) < batch_size:
+        raise ValueError(f"`batch_size` ({batch_size}) exceeds the {len(search_train)} search-"
+                         "training videos.")
+    return search_train, heldout
+
+
+def _heldout_batch(heldout, heldout_batch_size, workers) -> int:
+    if not hasattr(heldout, "records"):
+        return heldout_batch_size
+    # At least two batches per cycle: a broken video (skipped) cannot empty it.
+    heldout_batch = min(heldout_batch_size, max(2, len(heldout) // 2))
+    return max(heldout_batch - heldout_batch % workers, workers)
+
+
+def _step_metrics(step, result, data, *, crop, target_gflops, epochs, steps_per_epoch,
+                  batch_size, seed, previous_dir, seconds) -> dict:
+    """The step's `metrics.json`."""
     last = result.history[-1] if result.history else {}
-    metrics = {
+    return {
         "recipe": f"search_step{step}",
         "step": step,
         "architecture": architecture_summary(result.architecture, data.num_classes, crop),
@@ -295,9 +339,6 @@ def search_step(
         "search_seconds": sum(row.get("seconds", 0.0) for row in result.history),
         "data": data.describe(),
     }
-    write_metrics(share.write_dir, metrics)
-    share.finish()
-    return SearchStepOutcome(result, metrics, target_macs)
 
 
 def _search_data(data, share, search_train, heldout, *, crop, frames, seed, batch_size,

@@ -321,8 +321,6 @@ def retrain(
     Raises:
         ValueError: a bad parameter (named), or a checkpoint from another run.
     """
-    from tsnet_keras.models import build_model
-
     if not isinstance(arch, Architecture):
         raise ValueError(f"`arch` must be an Architecture, got {type(arch).__name__}.")
     output_dir = check_output_dir(output_dir)
@@ -338,7 +336,6 @@ def retrain(
     adamw_learning_rate = check_number("adamw_learning_rate", adamw_learning_rate, strict=True)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}, got {optimizer!r}.")
-    optimizer_name = optimizer
     reference_batch_size = check_int("reference_batch_size", reference_batch_size)
     weight_decay = check_number("weight_decay", weight_decay)
     momentum = check_number("momentum", momentum, below=1.0)
@@ -351,18 +348,16 @@ def retrain(
         data = resolve_data(data_root, train_list, val_list, num_classes)
     num_classes = data.num_classes
     frames = stream_frames(arch)
-    top_k = min(5, num_classes)
     strategy = strategy or choose_strategy()
     share = WorkerShare(strategy, output_dir)
     train_data, val_data, steps_per_epoch = _retrain_data(
         data, share, crop=crop, batch_size=batch_size, frames=frames, seed=seed,
         steps_per_epoch=steps_per_epoch, validate=validate, val_steps=val_steps)
 
-    total_steps = epochs * steps_per_epoch
-    peak = (adamw_learning_rate if optimizer_name == "adamw"
+    peak = (adamw_learning_rate if optimizer == "adamw"
             else peak_learning_rate(base_learning_rate, batch_size, reference_batch_size))
     config = {
-        "optimizer": optimizer_name,
+        "optimizer": optimizer,
         "architecture": arch.to_dict(), "num_classes": num_classes, "crop": crop, "epochs": epochs,
         "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "peak_learning_rate": peak,
         "warmup_epochs": warmup_epochs, "weight_decay": weight_decay, "momentum": momentum,
@@ -371,6 +366,42 @@ def retrain(
     if share.workers > 1:
         config["workers"] = share.workers
     config = as_json(config)
+    checkpoint, writer = _retrain_checkpoints(output_dir, share)
+    state = None
+    if resume and checkpoint.exists():
+        state = checkpoint.read()
+        check_same_config(checkpoint.state_path, state.get("config", {}), config)
+        if state.get("completed") and os.path.exists(os.path.join(output_dir, MODEL_FILE)):
+            return _completed_outcome(output_dir, state, share)
+
+    previous_policy = keras.config.dtype_policy()
+    if mixed_precision:
+        keras.config.set_dtype_policy(_mixed_precision_policy())
+    try:
+        keras.utils.set_random_seed(seed)
+        model = _compiled_model(
+            arch, strategy, num_classes=num_classes, crop=crop, optimizer=optimizer, peak=peak,
+            total_steps=epochs * steps_per_epoch, warmup_steps=warmup_epochs * steps_per_epoch,
+            momentum=momentum, weight_decay=weight_decay, label_smoothing=label_smoothing)
+        history = _restore(model, strategy, checkpoint, state, epochs * steps_per_epoch,
+                           steps_per_epoch)
+        done, seconds = _train(
+            model, strategy, share, writer, config, history, train_data, val_data,
+            epochs=epochs, steps_per_epoch=steps_per_epoch, checkpoint_every=checkpoint_every,
+            callbacks=callbacks, verbose=verbose)
+        model.save(os.path.join(share.write_dir, MODEL_FILE))
+        write_architecture(share.write_dir, arch)
+        metrics = _retrain_metrics(arch, num_classes, crop, model, history, config, data, seconds)
+        write_metrics(share.write_dir, metrics)
+        writer.save(model, _retrain_state(config, history, done, completed=True))
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+        share.finish()
+    return RetrainOutcome(model, history, metrics)
+
+
+def _retrain_checkpoints(output_dir, share) -> tuple:
+    """`(checkpoint read, checkpoint written)`: the chief's, and this worker's."""
     os.makedirs(output_dir, exist_ok=True)
     checkpoint = TrainingCheckpoint(os.path.join(output_dir, CHECKPOINT_DIR))
     # Several machines: every worker reads the chief's checkpoint and writes into its write_dir.
@@ -378,104 +409,112 @@ def retrain(
     for folder in (output_dir, checkpoint.folder):
         if os.path.isdir(folder) and share.chief:
             remove_stale_temp_files(folder)
-    state = None
-    if resume and checkpoint.exists():
-        state = checkpoint.read()
-        check_same_config(checkpoint.state_path, state.get("config", {}), config)
-        if state.get("completed") and os.path.exists(os.path.join(output_dir, MODEL_FILE)):
-            model = load_trained_model(os.path.join(output_dir, MODEL_FILE))
-            metrics = read_json(os.path.join(output_dir, "metrics.json"))
-            logger.info("retrain: %s is complete; loaded %s.", output_dir, MODEL_FILE)
-            share.finish()
-            return RetrainOutcome(model, state.get("history", []), metrics)
+    return checkpoint, writer
 
-    previous_policy = keras.config.dtype_policy()
-    if mixed_precision:
-        keras.config.set_dtype_policy(_mixed_precision_policy())
-    try:
-        keras.utils.set_random_seed(seed)
-        with strategy.scope():
-            model = build_model(arch, num_classes=num_classes, crop=crop)
-            optimizer = make_optimizer(
-                optimizer_name,
-                learning_rate_schedule(peak, total_steps, warmup_epochs * steps_per_epoch),
+
+def _completed_outcome(output_dir, state, share) -> RetrainOutcome:
+    """The outcome of a run that already completed, read back from its folder."""
+    model = load_trained_model(os.path.join(output_dir, MODEL_FILE))
+    metrics = read_json(os.path.join(output_dir, "metrics.json"))
+    logger.info("retrain: %s is complete; loaded %s.", output_dir, MODEL_FILE)
+    share.finish()
+    return RetrainOutcome(model, state.get("history", []), metrics)
+
+
+def _compiled_model(arch, strategy, *, num_classes, crop, optimizer, peak, total_steps,
+                    warmup_steps, momentum, weight_decay, label_smoothing):
+    """`arch` built and compiled under `strategy` with the run's optimizer and loss."""
+    from tsnet_keras.models import build_model
+
+    with strategy.scope():
+        model = build_model(arch, num_classes=num_classes, crop=crop)
+        model.compile(
+            optimizer=make_optimizer(
+                optimizer, learning_rate_schedule(peak, total_steps, warmup_steps),
                 momentum, weight_decay,
-            )
-            model.compile(
-                optimizer=optimizer,
-                loss=keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                          label_smoothing=label_smoothing),
-                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
-                         TopKAccuracy(k=top_k, name="top5")],
-            )
-        # Before the restore: assigning variables are collectives on several workers.
-        check_same_start(strategy, int(state.get("step", 0)) if state is not None else 0,
-                         checkpoint.folder)
-        history = []
-        if state is not None:
-            state = checkpoint.restore(model)
-            history = state.get("history", [])
-            logger.info("retrain: resuming from step %d of %d (epoch %d).", state["step"],
-                        total_steps, state["step"] // steps_per_epoch + 1)
+            ),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                      label_smoothing=label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                     TopKAccuracy(k=min(5, num_classes), name="top5")],
+        )
+    return model
 
-        def state_fn(at_step, completed=False):
-            return {"config": config, "step": at_step, "history": history, "completed": completed}
 
-        def step_fn(trained):
-            return int(trained.optimizer.iterations.numpy())
+def _restore(model, strategy, checkpoint, state, total_steps, steps_per_epoch) -> list:
+    """Restores `checkpoint` into `model` when resuming; the history so far."""
+    # Before the restore: assigning variables are collectives on several workers.
+    check_same_start(strategy, int(state.get("step", 0)) if state is not None else 0,
+                     checkpoint.folder)
+    history = []
+    if state is not None:
+        state = checkpoint.restore(model)
+        history = state.get("history", [])
+        logger.info("retrain: resuming from step %d of %d (epoch %d).", state["step"],
+                    total_steps, state["step"] // steps_per_epoch + 1)
+    return history
 
-        def learning_rate(trained):
-            return {"learning_rate": float(keras.ops.convert_to_numpy(
-                trained.optimizer.learning_rate))}
 
-        recorder = EpochHistory(history, HISTORY_FIELDS, step_fn,
-                                lambda rows: write_history(share.write_dir, rows, HISTORY_FIELDS),
-                                learning_rate)
-        checkpointer = Checkpointer(lambda trained, at_step: writer.save(trained, state_fn(at_step)),
-                                    step_fn, checkpoint_every, steps_per_epoch)
-        run_callbacks = RunCallbacks(callbacks)
-        started = time.time()
-        with warnings.catch_warnings():
-            # The validation set's length is unknown (unreadable videos are dropped).
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            loop = fit_epochs
-            if share.workers > 1:  # Keras' fit fails there: the engine's own loop
-                loop = functools.partial(distributed_fit_epochs, strategy=strategy)
-                val_data = (lambda data=val_data: data) if val_data is not None else None
-            loop(
-                model, lambda epoch, skip: train_data(epoch).take(steps_per_epoch).skip(skip),
-                epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=step_fn,
-                callbacks=[recorder, checkpointer], run_callbacks=run_callbacks,
-                validation_data=val_data, verbose=verbose,
-            )
-        run_callbacks.finish()
-        done = step_fn(model)
-        seconds = time.time() - started
-        model.save(os.path.join(share.write_dir, MODEL_FILE))
-        write_architecture(share.write_dir, arch)
-        last = history[-1] if history else {}
-        metrics = {
-            "recipe": "retrain",
-            "architecture": architecture_summary(arch, num_classes, crop),
-            "keras_params": int(model.count_params()),
-            "epochs_completed": len(history),
-            "loss": last.get("loss"),
-            "accuracy": last.get("accuracy"),
-            "top5": last.get("top5"),
-            "val_loss": last.get("val_loss"),
-            "val_top1_one_clip": last.get("val_accuracy"),
-            "val_top5_one_clip": last.get("val_top5"),
-            "seconds_this_run": seconds,
-            "train_seconds": sum(row.get("seconds", 0.0) for row in history),
-            "settings": {k: v for k, v in config.items() if k != "architecture"},
-            "data": data.describe(),
-        }
-        write_metrics(share.write_dir, metrics)
-        writer.save(model, state_fn(done, completed=True))
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
-        share.finish()
-    return RetrainOutcome(model, history, metrics)
+def _retrain_state(config, history, at_step, completed=False) -> dict:
+    return {"config": config, "step": at_step, "history": history, "completed": completed}
+
+
+def _optimizer_step(trained) -> int:
+    return int(trained.optimizer.iterations.numpy())
+
+
+def _learning_rate(trained) -> dict:
+    return {"learning_rate": float(keras.ops.convert_to_numpy(trained.optimizer.learning_rate))}
+
+
+def _train(model, strategy, share, writer, config, history, train_data, val_data, *, epochs,
+           steps_per_epoch, checkpoint_every, callbacks, verbose) -> tuple:
+    """Fits the remaining epochs, recording and checkpointing; `(steps done, seconds)`."""
+    recorder = EpochHistory(history, HISTORY_FIELDS, _optimizer_step,
+                            lambda rows: write_history(share.write_dir, rows, HISTORY_FIELDS),
+                            _learning_rate)
+    checkpointer = Checkpointer(
+        lambda trained, at_step: writer.save(trained, _retrain_state(config, history, at_step)),
+        _optimizer_step, checkpoint_every, steps_per_epoch)
+    run_callbacks = RunCallbacks(callbacks)
+    started = time.time()
+    with warnings.catch_warnings():
+        # The validation set's length is unknown (unreadable videos are dropped).
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        loop = fit_epochs
+        if share.workers > 1:  # Keras' fit fails there: the engine's own loop
+            loop = functools.partial(distributed_fit_epochs, strategy=strategy)
+            val_data = (lambda data=val_data: data) if val_data is not None else None
+        loop(
+            model, lambda epoch, skip: train_data(epoch).take(steps_per_epoch).skip(skip),
+            epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=_optimizer_step,
+            callbacks=[recorder, checkpointer], run_callbacks=run_callbacks,
+            validation_data=val_data, verbose=verbose,
+        )
+    run_callbacks.finish()
+    done = _optimizer_step(model)
+    return done, time.time() - started
+
+
+def _retrain_metrics(arch, num_classes, crop, model, history, config, data, seconds) -> dict:
+    """The run's `metrics.json`: the last epoch's figures and the settings."""
+    last = history[-1] if history else {}
+    return {
+        "recipe": "retrain",
+        "architecture": architecture_summary(arch, num_classes, crop),
+        "keras_params": int(model.count_params()),
+        "epochs_completed": len(history),
+        "loss": last.get("loss"),
+        "accuracy": last.get("accuracy"),
+        "top5": last.get("top5"),
+        "val_loss": last.get("val_loss"),
+        "val_top1_one_clip": last.get("val_accuracy"),
+        "val_top5_one_clip": last.get("val_top5"),
+        "seconds_this_run": seconds,
+        "train_seconds": sum(row.get("seconds", 0.0) for row in history),
+        "settings": {k: v for k, v in config.items() if k != "architecture"},
+        "data": data.describe(),
+    }
 
 
 def load_history(output_dir) -> list:

@@ -483,51 +483,16 @@ def run_search_step(
         SearchDivergedError: the loss became NaN / infinite (last good
             checkpoint kept).
     """
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise ValueError(f"`epochs` must be a positive int, got {epochs!r}.")
-    if weights_optimizer not in WEIGHTS_OPTIMIZERS:
-        raise ValueError(f"`weights_optimizer` must be one of {WEIGHTS_OPTIMIZERS}, got "
-                         f"{weights_optimizer!r}.")
-    if not 0 <= warmup_epochs < epochs:
-        raise ValueError(f"`warmup_epochs` must be in [0, epochs), got {warmup_epochs!r}.")
-    if checkpoint_every < 0:
-        raise ValueError(f"`checkpoint_every` must be >= 0, got {checkpoint_every!r}.")
-    previous = None
-    if step in (2, 3):
-        if previous_dir is None:
-            raise ValueError(f"step {step} needs `previous_dir` (the output_dir of step {step - 1}).")
-        path = os.path.join(previous_dir, "architecture.json")
-        if not os.path.exists(path):
-            raise ValueError(f"previous_dir {previous_dir!r} has no architecture.json.")
-        previous = Architecture.load(path)
-    sub_space = step_space(step, space, previous)
-    _, train_size, train_batch = _check_split(train_data, "train_data")
-    _, _, heldout_batch = _check_split(val_data, "val_data")
-    heldout_at = heldout_positions(val_data)
-    strategy = strategy or tf.distribute.get_strategy()
+    _check_step_arguments(epochs, weights_optimizer, warmup_epochs, checkpoint_every)
+    sub_space = step_space(step, space, _previous_architecture(step, previous_dir))
+    strategy, train_batch, heldout_batch, heldout_at, steps_per_epoch = _check_data(
+        train_data, val_data, strategy, steps_per_epoch, samples_per_replica,
+        parsec_options.get("path_batch", DEFAULTS.path_batch),
+    )
     workers, _, chief = worker_info(strategy)
-    _check_batches(train_batch, heldout_batch, local_replicas(strategy), samples_per_replica,
-                   parsec_options.get("path_batch", DEFAULTS.path_batch))
-    if steps_per_epoch is None:
-        if train_size < 0:
-            raise ValueError("the length of `train_data` is unknown: pass `steps_per_epoch`.")
-        steps_per_epoch = train_size
-    if train_size > 0 and steps_per_epoch > train_size:
-        raise ValueError(
-            f"`steps_per_epoch` ({steps_per_epoch}) exceeds the batches of `train_data` "
-            f"({train_size})."
-        )
     check_target_macs(MacsModel(sub_space, num_classes, crop), target_macs)
+    found, write_dir, checkpoint_path = _prepare_output(output_dir, chief, resume)
 
-    os.makedirs(output_dir, exist_ok=True)
-    if chief:
-        remove_stale_temp_files(output_dir)
-    found = find_checkpoint(os.path.join(output_dir, CHECKPOINT_FILE)) if resume else None
-    # Several machines: the chief writes output_dir, the others a temp folder (removed at the end).
-    write_dir = output_dir if chief else tempfile.mkdtemp(prefix="tsnet-worker-")
-    checkpoint_path = os.path.join(write_dir, CHECKPOINT_FILE)
-
-    total_steps = epochs * steps_per_epoch
     # Same initial weights in every run with this seed (a resumed run restores them anyway).
     keras.utils.set_random_seed(seed)
     with strategy.scope():
@@ -553,47 +518,14 @@ def run_search_step(
     with strategy.scope():
         search.compile(
             weights_optimizer=weights_optimizer, learning_rate=learning_rate,
-            total_steps=total_steps, momentum=momentum, weight_decay=weight_decay,
+            total_steps=epochs * steps_per_epoch, momentum=momentum, weight_decay=weight_decay,
             alpha_learning_rate=alpha_learning_rate,
         )
-    # Before any restore: assigning variables are collectives under MultiWorkerMirroredStrategy.
-    check_same_start(strategy, found["meta"].get("step", 0) if found is not None else 0,
-                     output_dir)
-    history = []
-    if found is not None:
-        history = load_checkpoint(search, found).get("history", [])
-    elif previous_dir is not None:
-        inherit_weights(search.supernet, previous_dir, num_classes)
-
-    def meta_fn(at_step, completed):
-        return {"config": config, "history": history, "step": at_step, "completed": completed}
-
-    def step_fn(model):
-        return int(model.search_step.numpy())
-
-    def most_probable_macs(model):
-        dist = model.distribution
-        return {"most_probable_macs": dist.macs_model.macs_of(dist.most_probable())}
-
-    guard = _NaNGuard()
-    healthy = lambda: guard.failed is None  # noqa: E731
-    checkpointer = Checkpointer(
-        lambda model, at_step: save_checkpoint(model, checkpoint_path, meta_fn(at_step, False)),
-        step_fn, checkpoint_every, steps_per_epoch, healthy,
+    history = _restore_or_inherit(search, strategy, found, output_dir, previous_dir, num_classes)
+    guard, checkpointer, recorder, run_callbacks = _step_callbacks(
+        search, config, history, write_dir, checkpoint_path, checkpoint_every, steps_per_epoch,
+        tensorboard, callbacks,
     )
-    recorder = EpochHistory(history, HISTORY_FIELDS, step_fn,
-                            lambda rows: write_history(write_dir, rows, HISTORY_FIELDS),
-                            most_probable_macs, healthy)
-    user_callbacks = []
-    if tensorboard and not _tensorboard_available():
-        warnings.warn("TensorBoard is not installed (pip install tensorboard): no logs written.")
-        tensorboard = False
-    if tensorboard:
-        user_callbacks.append(keras.callbacks.TensorBoard(
-            log_dir=os.path.join(write_dir, "logs"), update_freq="epoch", profile_batch=0,
-            write_graph=False,
-        ))
-    run_callbacks = RunCallbacks(user_callbacks + list(callbacks or []))
 
     def set_warm_up(epoch):
         search.alpha_frozen = epoch < warmup_epochs
@@ -603,30 +535,146 @@ def run_search_step(
     loop(
         search, lambda epoch, skip: _epoch_dataset(train_data, heldout_at, epoch, skip,
                                                    steps_per_epoch, num_classes, split),
-        epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=step_fn,
+        epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=_search_step_number,
         callbacks=[guard, recorder, checkpointer], run_callbacks=run_callbacks,
         before_epoch=set_warm_up, verbose=verbose,
     )
     run_callbacks.finish()
-    if guard.failed:
-        name, value, at_step = guard.failed
-        last = checkpointer.last_step
-        if last is None and os.path.exists(checkpoint_path):
-            last = read_checkpoint_meta(checkpoint_path).get("step")
-        raise SearchDivergedError(
-            f"the search diverged at step {at_step}: {name} = {value}. Stopped; the last "
-            f"good checkpoint ({checkpoint_path}, step {last}) is kept. Lower the learning "
-            "rate or check the data, then run again to resume from it."
-        )
-    done = step_fn(search)
+    _raise_if_diverged(guard, checkpointer, checkpoint_path)
+    done = _search_step_number(search)
 
     recalibration = None
     if recalibrate_batches:
         recalibration = (train_data(0) if callable(train_data) else train_data, recalibrate_batches)
     arch = _write_outputs(search, write_dir, history, num_classes, recalibration)
-    save_checkpoint(search, checkpoint_path, meta_fn(done, completed=True))
+    save_checkpoint(search, checkpoint_path, _checkpoint_meta(config, history, done, completed=True))
     _remove_worker_dir(write_dir, output_dir)
     return SearchResult(step, os.fspath(output_dir), arch, search.distribution, history, search)
+
+
+def _check_step_arguments(epochs, weights_optimizer, warmup_epochs, checkpoint_every) -> None:
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"`epochs` must be a positive int, got {epochs!r}.")
+    if weights_optimizer not in WEIGHTS_OPTIMIZERS:
+        raise ValueError(f"`weights_optimizer` must be one of {WEIGHTS_OPTIMIZERS}, got "
+                         f"{weights_optimizer!r}.")
+    if not 0 <= warmup_epochs < epochs:
+        raise ValueError(f"`warmup_epochs` must be in [0, epochs), got {warmup_epochs!r}.")
+    if checkpoint_every < 0:
+        raise ValueError(f"`checkpoint_every` must be >= 0, got {checkpoint_every!r}.")
+
+
+def _previous_architecture(step, previous_dir):
+    """The architecture step 2 or 3 starts from (None for step 1 and the one-shot search)."""
+    if step not in (2, 3):
+        return None
+    if previous_dir is None:
+        raise ValueError(f"step {step} needs `previous_dir` (the output_dir of step {step - 1}).")
+    path = os.path.join(previous_dir, "architecture.json")
+    if not os.path.exists(path):
+        raise ValueError(f"previous_dir {previous_dir!r} has no architecture.json.")
+    return Architecture.load(path)
+
+
+def _check_data(train_data, val_data, strategy, steps_per_epoch, samples_per_replica, path_batch):
+    """Checks both splits against the strategy's replicas.
+
+    Returns:
+        `(strategy, train batch, held-out batch, held-out positions, steps per epoch)`.
+    """
+    _, train_size, train_batch = _check_split(train_data, "train_data")
+    _, _, heldout_batch = _check_split(val_data, "val_data")
+    heldout_at = heldout_positions(val_data)
+    strategy = strategy or tf.distribute.get_strategy()
+    _check_batches(train_batch, heldout_batch, local_replicas(strategy), samples_per_replica,
+                   path_batch)
+    if steps_per_epoch is None:
+        if train_size < 0:
+            raise ValueError("the length of `train_data` is unknown: pass `steps_per_epoch`.")
+        steps_per_epoch = train_size
+    if train_size > 0 and steps_per_epoch > train_size:
+        raise ValueError(
+            f"`steps_per_epoch` ({steps_per_epoch}) exceeds the batches of `train_data` "
+            f"({train_size})."
+        )
+    return strategy, train_batch, heldout_batch, heldout_at, steps_per_epoch
+
+
+def _prepare_output(output_dir, chief, resume):
+    """`(checkpoint found or None, folder this worker writes, its checkpoint path)`."""
+    os.makedirs(output_dir, exist_ok=True)
+    if chief:
+        remove_stale_temp_files(output_dir)
+    found = find_checkpoint(os.path.join(output_dir, CHECKPOINT_FILE)) if resume else None
+    # Several machines: the chief writes output_dir, the others a temp folder (removed at the end).
+    write_dir = output_dir if chief else tempfile.mkdtemp(prefix="tsnet-worker-")
+    return found, write_dir, os.path.join(write_dir, CHECKPOINT_FILE)
+
+
+def _restore_or_inherit(search, strategy, found, output_dir, previous_dir, num_classes) -> list:
+    """Restores the checkpoint found, else inherits the previous step's weights; the history."""
+    # Before any restore: assigning variables are collectives under MultiWorkerMirroredStrategy.
+    check_same_start(strategy, found["meta"].get("step", 0) if found is not None else 0,
+                     output_dir)
+    history = []
+    if found is not None:
+        history = load_checkpoint(search, found).get("history", [])
+    elif previous_dir is not None:
+        inherit_weights(search.supernet, previous_dir, num_classes)
+    return history
+
+
+def _checkpoint_meta(config, history, at_step, completed) -> dict:
+    return {"config": config, "history": history, "step": at_step, "completed": completed}
+
+
+def _search_step_number(model) -> int:
+    return int(model.search_step.numpy())
+
+
+def _most_probable_macs(model) -> dict:
+    dist = model.distribution
+    return {"most_probable_macs": dist.macs_model.macs_of(dist.most_probable())}
+
+
+def _step_callbacks(search, config, history, write_dir, checkpoint_path, checkpoint_every,
+                    steps_per_epoch, tensorboard, callbacks):
+    """`(NaN guard, checkpointer, history recorder, the user's callbacks)` of a step."""
+    guard = _NaNGuard()
+    healthy = lambda: guard.failed is None  # noqa: E731
+    checkpointer = Checkpointer(
+        lambda model, at_step: save_checkpoint(
+            model, checkpoint_path, _checkpoint_meta(config, history, at_step, False)
+        ),
+        _search_step_number, checkpoint_every, steps_per_epoch, healthy,
+    )
+    recorder = EpochHistory(history, HISTORY_FIELDS, _search_step_number,
+                            lambda rows: write_history(write_dir, rows, HISTORY_FIELDS),
+                            _most_probable_macs, healthy)
+    user_callbacks = []
+    if tensorboard and not _tensorboard_available():
+        warnings.warn("TensorBoard is not installed (pip install tensorboard): no logs written.")
+        tensorboard = False
+    if tensorboard:
+        user_callbacks.append(keras.callbacks.TensorBoard(
+            log_dir=os.path.join(write_dir, "logs"), update_freq="epoch", profile_batch=0,
+            write_graph=False,
+        ))
+    return guard, checkpointer, recorder, RunCallbacks(user_callbacks + list(callbacks or []))
+
+
+def _raise_if_diverged(guard, checkpointer, checkpoint_path) -> None:
+    if not guard.failed:
+        return
+    name, value, at_step = guard.failed
+    last = checkpointer.last_step
+    if last is None and os.path.exists(checkpoint_path):
+        last = read_checkpoint_meta(checkpoint_path).get("step")
+    raise SearchDivergedError(
+        f"the search diverged at step {at_step}: {name} = {value}. Stopped; the last "
+        f"good checkpoint ({checkpoint_path}, step {last}) is kept. Lower the learning "
+        "rate or check the data, then run again to resume from it."
+    )
 
 
 def progressive_search(

@@ -76,85 +76,107 @@ def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
     plan = []
     width = {}
     for name, stream in arch.streams():
-        stem = stream.stem
-        plan.append(
-            LayerSpec(
-                "stem", f"{name}_stem", name, -1, 3, stem.channels, stem.spatial_stride,
-                {"temporal_kernel": stem.temporal_kernel, "spatial_kernel": stem.spatial_kernel},
-            )
-        )
-        width[name] = stem.channels
+        plan.append(_stem_spec(name, stream))
+        width[name] = stream.stem.channels
 
     for index in range(len(arch.sparse.groups)):
         for name, stream in arch.streams():
-            group = stream.groups[index]
-            for block in range(group.repeats):
-                stride = group.stride if block == 0 else 1
-                cin, cout = width[name], group.channels
-                inner = group.inner_channels
-                se_hidden = block_squeeze_excite_width(
-                    inner, group.squeeze_excite, stage_position(stream.groups, index, block)
-                )
-                plan.append(
-                    LayerSpec(
-                        "mbconv", f"{name}_g{index:02d}_b{block:02d}", name, index, cin, cout,
-                        stride,
-                        {
-                            "expansion": group.expansion,
-                            "inner_channels": inner,
-                            "temporal_kernel": group.temporal_kernel,
-                            "spatial_kernel": group.spatial_kernel,
-                            "se_hidden": se_hidden,
-                            "squeeze_excite_ratio": group.squeeze_excite if se_hidden else 0.0,
-                            "projection": stride != 1 or cin != cout,
-                            "residual_activation": arch.residual_activation,
-                        },
-                    )
-                )
-                width[name] = cout
+            for block in range(stream.groups[index].repeats):
+                spec = _mbconv_spec(arch, name, stream, index, block, width[name])
+                plan.append(spec)
+                width[name] = spec.out_channels
         for name, stream in arch.streams():
             if stream.groups[index].attention:
                 plan.append(glore_spec(f"{name}_g{index:02d}_glore", name, index, width[name]))
-        operation = arch.sparse.groups[index].fusion
-        if arch.dense is not None and operation != "none":
-            added = fused_width(operation, width["dense"], arch.alpha)
-            if arch.fusion_merge == "sum":
-                if added != width["sparse"]:
-                    raise ValueError(
-                        f"sparse group {index}: fusion {operation!r} with merge='sum' gives "
-                        f"{added} channels but the sparse stream has {width['sparse']}; "
-                        "use merge='concat' or another op."
-                    )
-                out = width["sparse"]
-            else:
-                out = width["sparse"] + added
-            plan.append(
-                LayerSpec(
-                    "fusion", f"fusion_g{index:02d}", "", index, width["sparse"], out,
-                    options={
-                        "operation": operation,
-                        "dense_channels": width["dense"],
-                        "alpha": arch.alpha,
-                        "fused_channels": added,
-                        "merge": arch.fusion_merge,
-                    },
-                )
-            )
-            width["sparse"] = out
+        fusion = _fusion_spec(arch, index, width)
+        if fusion is not None:
+            plan.append(fusion)
+            width["sparse"] = fusion.out_channels
 
+    plan.extend(_head_specs(arch, width, num_classes))
+    return plan
+
+
+def _stem_spec(name: str, stream) -> LayerSpec:
+    """The stem of one stream."""
+    stem = stream.stem
+    return LayerSpec(
+        "stem", f"{name}_stem", name, -1, 3, stem.channels, stem.spatial_stride,
+        {"temporal_kernel": stem.temporal_kernel, "spatial_kernel": stem.spatial_kernel},
+    )
+
+
+def _mbconv_spec(
+    arch: Architecture, name: str, stream, index: int, block: int, in_channels: int
+) -> LayerSpec:
+    """Block `block` of group `index` of one stream, reading `in_channels`."""
+    group = stream.groups[index]
+    stride = group.stride if block == 0 else 1
+    cin, cout = in_channels, group.channels
+    inner = group.inner_channels
+    se_hidden = block_squeeze_excite_width(
+        inner, group.squeeze_excite, stage_position(stream.groups, index, block)
+    )
+    return LayerSpec(
+        "mbconv", f"{name}_g{index:02d}_b{block:02d}", name, index, cin, cout,
+        stride,
+        {
+            "expansion": group.expansion,
+            "inner_channels": inner,
+            "temporal_kernel": group.temporal_kernel,
+            "spatial_kernel": group.spatial_kernel,
+            "se_hidden": se_hidden,
+            "squeeze_excite_ratio": group.squeeze_excite if se_hidden else 0.0,
+            "projection": stride != 1 or cin != cout,
+            "residual_activation": arch.residual_activation,
+        },
+    )
+
+
+def _fusion_spec(arch: Architecture, index: int, width: dict):
+    """The TS-Fusion after group `index`, or None when there is none."""
+    operation = arch.sparse.groups[index].fusion
+    if arch.dense is None or operation == "none":
+        return None
+    added = fused_width(operation, width["dense"], arch.alpha)
+    if arch.fusion_merge == "sum":
+        if added != width["sparse"]:
+            raise ValueError(
+                f"sparse group {index}: fusion {operation!r} with merge='sum' gives "
+                f"{added} channels but the sparse stream has {width['sparse']}; "
+                "use merge='concat' or another op."
+            )
+        out = width["sparse"]
+    else:
+        out = width["sparse"] + added
+    return LayerSpec(
+        "fusion", f"fusion_g{index:02d}", "", index, width["sparse"], out,
+        options={
+            "operation": operation,
+            "dense_channels": width["dense"],
+            "alpha": arch.alpha,
+            "fused_channels": added,
+            "merge": arch.fusion_merge,
+        },
+    )
+
+
+def _head_specs(arch: Architecture, width: dict, num_classes: int) -> list:
+    """The stream heads, then the classifier over their concatenated features."""
+    specs = []
     features = 0
     for name, stream in arch.streams():
-        plan.append(
+        specs.append(
             LayerSpec("stream_head", f"{name}_head", name, -1, width[name], stream.head_channels)
         )
         features += stream.head_channels
-    plan.append(
+    specs.append(
         LayerSpec(
             "classifier", "classifier", "", -1, features, num_classes,
             options={"hidden_units": arch.head_units, "dropout_rate": arch.dropout_rate},
         )
     )
-    return plan
+    return specs
 
 
 __all__ = ["LayerSpec", "fused_width", "glore_spec", "layer_plan", "round_width"]
