@@ -188,7 +188,8 @@ def plot(json_path, path):
     import matplotlib.pyplot as plt
 
     with open(json_path, encoding="utf-8") as handle:
-        results = {k: v for k, v in json.load(handle).items() if k != "summary"}
+        results = json.load(handle)
+    summary = results.pop("summary")
     figure, axis = plt.subplots(figsize=(7, 3.4))
     for x, (name, result) in enumerate(results.items()):
         t = result["architecture"]["sparse"]["groups"][quality.KNOWN_GROUP]["temporal_kernel"]
@@ -197,10 +198,10 @@ def plot(json_path, path):
         axis.scatter([x] * len(top1), top1, color=colour, s=18)
         axis.hlines(top1.mean(), x - 0.3, x + 0.3, color=colour)
         axis.text(x, 2, f"t={t}", ha="center", fontsize=8)
-    means = [100 * np.mean(r["top1"]) for k, r in results.items() if k.startswith("random")]
-    if len(means) > 1:
-        low, high = np.mean(means) - np.std(means, ddof=1), np.mean(means) + np.std(means, ddof=1)
-        axis.axhspan(low, high, color="tab:grey", alpha=0.15, label="random: mean +- 1 std")
+    mean, std = 100 * summary["random_mean"], 100 * summary["random_std"]
+    if np.isfinite(std):
+        axis.axhspan(mean - std, mean + std, color="tab:grey", alpha=0.15,
+                     label="random: mean +- 1 std")
         axis.legend(loc="upper right", fontsize=8)
     axis.set_xticks(range(len(results)), list(results), rotation=30, fontsize=8)
     axis.set(ylabel="validation top-1 (%)", ylim=(0, 100),
