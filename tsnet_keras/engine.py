@@ -1,14 +1,16 @@
 """The training loop that the search (`run_search_step`) and retraining (`retrain`) share.
 
 A run is a sequence of epochs of `steps_per_epoch` steps, resumable from any
-step: epoch e starts from `make_dataset(epoch, skip)` (the data of epoch e with
-the `skip` batches a resumed run already did left out), one Keras `fit` per
-epoch. What the two callers share:
+step: epoch e's data come from `make_dataset(epoch, skip)` (the data of epoch
+e with the `skip` batches a resumed run already did left out). `fit_epochs`
+chains the epochs left into one dataset (`epoch_stream`, each epoch's dataset
+made when it is reached) and runs ONE Keras `fit(epochs=N, initial_epoch=...)`;
+a run resumed inside an epoch first finishes that epoch in a shorter `fit`.
+What the two callers share:
 
-- `RunCallbacks`: the caller's callbacks (and TensorBoard) see ONE run, as in a
-  single `fit(epochs=N, initial_epoch=...)`: `on_train_begin` once,
-  `on_train_end` once at the end, `stop_training` ends the run (EarlyStopping
-  works), TensorBoard's batch step does not restart at each epoch;
+- `RunCallbacks`: the callbacks see ONE run even across that extra `fit`:
+  `on_train_begin` once, `on_train_end` once at the end, `stop_training` ends
+  the run (EarlyStopping works), TensorBoard's batch step does not restart;
 - `EpochHistory` then `Checkpointer`: at an epoch's end the history row is
   added first and the checkpoint, holding that row, written after it, so a run
   killed at any moment never loses a row (a checkpoint on an epoch's last step
@@ -19,6 +21,7 @@ epoch. What the two callers share:
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -156,32 +159,103 @@ class Checkpointer(keras.callbacks.Callback):
 
 
 def fit_epochs(model, make_dataset, *, epochs, steps_per_epoch, step_fn, callbacks,
-               run_callbacks, before_epoch=None, **fit_kwargs) -> bool:
-    """Runs the epochs left after `step_fn(model)` steps, one `fit` each.
+               **fit_kwargs) -> bool:
+    """Runs the epochs left after `step_fn(model)` steps in ONE Keras `fit`.
+
+    The data of every epoch left come as one dataset (`epoch_stream`), each
+    epoch's made when the stream reaches it, so a run is a single
+    `fit(epochs=epochs, initial_epoch=...)`. A run resumed inside an epoch does
+    the rest of that epoch in a first, shorter `fit` (Keras' `steps_per_epoch`
+    is the same for every epoch of a `fit`), then the single `fit` of the
+    others: one `fit` per run, two when resumed mid-epoch. The callbacks see
+    one run either way (`RunCallbacks`).
 
     Args:
         make_dataset: `(epoch, skip) -> dataset` of that epoch minus `skip` batches.
+            Later epochs' datasets are made in a tf.data thread, once each.
         step_fn: `model -> steps done` (restored from a checkpoint on resume).
-        callbacks: internal callbacks (history, checkpoint, guards), run first.
-        run_callbacks: a `RunCallbacks` (the caller's); `finish()` is the caller's.
-        before_epoch: `epoch -> None` (e.g. warm-up switches), or None.
+        callbacks: the run's callbacks, the internal ones (history, checkpoint,
+            guards) first.
         **fit_kwargs: other `fit` arguments (verbose, validation_data).
 
     Returns:
         True when `stop_training` ended the run early.
     """
-    done = step_fn(model)
-    for epoch in range(done // steps_per_epoch, epochs):
-        if before_epoch is not None:
-            before_epoch(epoch)
-        skip = done - epoch * steps_per_epoch
-        model.fit(make_dataset(epoch, skip), epochs=epoch + 1, initial_epoch=epoch,
-                  steps_per_epoch=steps_per_epoch - skip,
-                  callbacks=[*callbacks, run_callbacks], shuffle=False, **fit_kwargs)
-        done = step_fn(model)
-        if model.stop_training:
-            return True
-    return False
+    run = RunCallbacks(callbacks)
+    fit = functools.partial(model.fit, callbacks=[run], shuffle=False, **fit_kwargs)
+    first, skip = divmod(step_fn(model), steps_per_epoch)
+    stopped = False
+    if skip and first < epochs:
+        fit(make_dataset(first, skip).take(steps_per_epoch - skip), initial_epoch=first,
+            epochs=first + 1, steps_per_epoch=steps_per_epoch - skip)
+        first, stopped = first + 1, model.stop_training
+    if first < epochs and not stopped:
+        fit(epoch_stream(make_dataset, first, epochs, steps_per_epoch), initial_epoch=first,
+            epochs=epochs, steps_per_epoch=steps_per_epoch)
+        stopped = model.stop_training
+    run.finish()
+    return bool(stopped)
+
+
+def epoch_stream(make_dataset, first, epochs, steps_per_epoch):
+    """The batches of epochs `first` to `epochs - 1`, in order, as one dataset.
+
+    Epoch `first`'s dataset is made here (its errors raised at once); each later
+    one by a `py_function` when the stream reaches it (never all up front: a
+    search may have 800 epochs), then read by tf.data as it is. Each epoch gives
+    exactly `steps_per_epoch` batches: longer ones are cut, and one that ends
+    early stops the run with an error naming it (it would shift every later
+    epoch).
+    """
+    import tensorflow as tf
+
+    head = make_dataset(first, 0)
+    spec = head.element_spec
+
+    def build(epoch):
+        dataset = make_dataset(int(epoch), 0)
+        _check_same_spec(spec, dataset.element_spec, int(epoch))
+        return tf.data.experimental.to_variant(dataset)
+
+    def later(epoch):
+        variant = tf.py_function(build, [epoch], tf.variant)
+        return _numbered(tf.data.experimental.from_variant(variant, spec), epoch, steps_per_epoch)
+
+    stream = _numbered(head, tf.constant(first, tf.int64), steps_per_epoch).concatenate(
+        tf.data.Dataset.range(first + 1, epochs).flat_map(later))
+    return stream.enumerate(first * steps_per_epoch).map(_in_place(steps_per_epoch))
+
+
+def _check_same_spec(spec, other, epoch):
+    import tensorflow as tf
+
+    same = tf.nest.map_structure(lambda a, b: a.is_compatible_with(b), spec, other)
+    if not all(tf.nest.flatten(same)):
+        raise ValueError(f"the dataset of epoch {epoch} has elements {other}, not {spec} as "
+                         "the first epoch's: every epoch must give the same structure.")
+
+
+def _numbered(dataset, epoch, steps_per_epoch):
+    """`(step, batch)`: each of the epoch's first `steps_per_epoch` batches with its step."""
+    first_step = epoch * steps_per_epoch
+    return dataset.take(steps_per_epoch).enumerate().map(
+        lambda index, batch: (first_step + index, batch))
+
+
+def _in_place(steps_per_epoch):
+    """`(position, (step, batch)) -> batch`, stopping when a batch is not at its step."""
+    import tensorflow as tf
+
+    def check(position, numbered):
+        step, batch = numbered
+        assertion = tf.debugging.Assert(tf.equal(step, position), [
+            "an epoch's dataset ended early: epoch (from 0)", position // steps_per_epoch,
+            "gave", position % steps_per_epoch, "batches, not steps_per_epoch =",
+            steps_per_epoch])
+        with tf.control_dependencies([assertion]):
+            return tf.nest.map_structure(tf.identity, batch)
+
+    return check
 
 
 # ------------------------------------------------------------ several machines
@@ -277,39 +351,37 @@ def _distributed_epoch(model, strategy, step, dataset_fn, steps, callback_list, 
 
 
 def distributed_fit_epochs(model, make_dataset, *, strategy, epochs, steps_per_epoch, step_fn,
-                           callbacks, run_callbacks, before_epoch=None, verbose=0,
-                           validation_data=None) -> bool:
+                           callbacks, verbose=0, validation_data=None) -> bool:
     """`fit_epochs` for `MultiWorkerMirroredStrategy` (where Keras' `fit` fails).
 
-    The same epochs, callbacks and resume as `fit_epochs`, with
-    `strategy.run(model.train_step)` in a `tf.function`. `make_dataset(epoch,
-    skip)` gives THIS worker's batches (its share of the global batch, from its
-    shard of the data), with as many batches on every worker. `validation_data`:
-    a callable `() -> dataset` of this worker's validation batches, or None.
-    Progress is shown on the chief only.
+    The same epochs, callbacks and resume as `fit_epochs`, as one run (one
+    `on_train_begin` and `on_train_end`), with `strategy.run(model.train_step)`
+    in a `tf.function`. `make_dataset(epoch, skip)` gives THIS worker's batches
+    (its share of the global batch, from its shard of the data), with as many
+    batches on every worker; it is called when the epoch begins.
+    `validation_data`: a callable `() -> dataset` of this worker's validation
+    batches, or None. Progress is shown on the chief only.
     """
     step = _distributed_train_step(model, strategy)
-    chief = worker_info(strategy)[2]
-    done = step_fn(model)
-    for epoch in range(done // steps_per_epoch, epochs):
-        if before_epoch is not None:
-            before_epoch(epoch)
-        skip = done - epoch * steps_per_epoch
-        callback_list = keras.callbacks.CallbackList(
-            [*callbacks, run_callbacks], add_progbar=bool(verbose) and chief, model=model,
-            verbose=1 if verbose == "auto" else verbose, epochs=epochs,
-            steps=steps_per_epoch - skip)
-        model.stop_training = False
-        callback_list.on_train_begin()
+    first, skip = divmod(step_fn(model), steps_per_epoch)
+    callback_list = keras.callbacks.CallbackList(
+        list(callbacks), add_progbar=bool(verbose) and worker_info(strategy)[2], model=model,
+        verbose=1 if verbose == "auto" else verbose, epochs=epochs, steps=steps_per_epoch)
+    model.stop_training = False
+    callback_list.on_train_begin()
+    logs = {}
+    for epoch in range(first, epochs):
+        left = steps_per_epoch - (skip if epoch == first else 0)
         callback_list.on_epoch_begin(epoch)
-        logs = _distributed_epoch(model, strategy, step, lambda: make_dataset(epoch, skip),
-                                  steps_per_epoch - skip, callback_list, validation_data)
+        logs = _distributed_epoch(
+            model, strategy, step, lambda epoch=epoch, left=left: make_dataset(
+                epoch, steps_per_epoch - left).take(left),
+            left, callback_list, validation_data)
         callback_list.on_epoch_end(epoch, logs)
-        callback_list.on_train_end(logs)
-        done = step_fn(model)
         if model.stop_training:
-            return True
-    return False
+            break
+    callback_list.on_train_end(logs)
+    return bool(model.stop_training)
 
 
 def _shown(value) -> str:
@@ -348,5 +420,5 @@ def write_history(output_dir, rows, fields) -> None:
 
 
 __all__ = ["Checkpointer", "EpochHistory", "RunCallbacks", "check_same_config", "check_same_start",
-           "distributed_fit_epochs", "fit_epochs", "local_replicas", "remove_stale_temp_files",
+           "distributed_fit_epochs", "epoch_stream", "fit_epochs", "local_replicas", "remove_stale_temp_files",
            "worker_info", "write_history"]

@@ -212,7 +212,7 @@ def _dense_run(loop, epochs=3, callbacks=()):
     """A Dense model trained by `loop` (fit_epochs or distributed_fit_epochs): weights, rows, events."""
     import tensorflow as tf
 
-    from tsnet_keras.engine import EpochHistory, RunCallbacks
+    from tsnet_keras.engine import EpochHistory
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(8, 3)).astype("float32"), rng.normal(size=(8, 2)).astype("float32")
@@ -222,11 +222,9 @@ def _dense_run(loop, epochs=3, callbacks=()):
     rows, events = [], Events()
     step_fn = lambda trained: int(trained.optimizer.iterations.numpy())  # noqa: E731
     recorder = EpochHistory(rows, ("epoch", "step", "loss", "seconds"), step_fn, lambda r: None)
-    run = RunCallbacks([events, *callbacks])
     stopped = loop(model, lambda epoch, skip: tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
                    .skip(skip), epochs=epochs, steps_per_epoch=4, step_fn=step_fn,
-                   callbacks=[recorder], run_callbacks=run, verbose=0)
-    run.finish()
+                   callbacks=[recorder, events, *callbacks], verbose=0)
     return [w.numpy() for w in model.weights], rows, events.counts, stopped
 
 

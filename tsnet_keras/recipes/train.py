@@ -52,7 +52,6 @@ import keras
 from tsnet_keras.engine import (
     Checkpointer,
     EpochHistory,
-    RunCallbacks,
     check_same_config,
     check_same_start,
     distributed_fit_epochs,
@@ -476,7 +475,6 @@ def _train(model, strategy, share, writer, config, history, train_data, val_data
     checkpointer = Checkpointer(
         lambda trained, at_step: writer.save(trained, _retrain_state(config, history, at_step)),
         _optimizer_step, checkpoint_every, steps_per_epoch)
-    run_callbacks = RunCallbacks(callbacks)
     started = time.time()
     with warnings.catch_warnings():
         # The validation set's length is unknown (unreadable videos are dropped).
@@ -488,10 +486,9 @@ def _train(model, strategy, share, writer, config, history, train_data, val_data
         loop(
             model, lambda epoch, skip: train_data(epoch).take(steps_per_epoch).skip(skip),
             epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=_optimizer_step,
-            callbacks=[recorder, checkpointer], run_callbacks=run_callbacks,
-            validation_data=val_data, verbose=verbose,
+            callbacks=[recorder, checkpointer, *(callbacks or [])], validation_data=val_data,
+            verbose=verbose,
         )
-    run_callbacks.finish()
     done = _optimizer_step(model)
     return done, time.time() - started
 

@@ -54,7 +54,6 @@ import tensorflow as tf
 from tsnet_keras.engine import (
     Checkpointer,
     EpochHistory,
-    RunCallbacks,
     check_same_config,
     check_same_start,
     distributed_fit_epochs,
@@ -269,6 +268,18 @@ class _NaNGuard(keras.callbacks.Callback):
                 self.failed = (name, float(value), int(self.model.search_step.numpy()))
                 self.model.stop_training = True
                 return
+
+
+class _WarmUp(keras.callbacks.Callback):
+    """Alpha frozen in the first `epochs` epochs, through `alpha_frozen_flag`: a variable
+    read by the traced step, so switching it at an epoch's start retraces nothing."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.alpha_frozen = epoch < self.epochs
 
 
 def _tensorboard_available():
@@ -522,13 +533,10 @@ def run_search_step(
             alpha_learning_rate=alpha_learning_rate,
         )
     history = _restore_or_inherit(search, strategy, found, output_dir, previous_dir, num_classes)
-    guard, checkpointer, recorder, run_callbacks = _step_callbacks(
+    guard, checkpointer, recorder, user_callbacks = _step_callbacks(
         search, config, history, write_dir, checkpoint_path, checkpoint_every, steps_per_epoch,
         tensorboard, callbacks,
     )
-
-    def set_warm_up(epoch):
-        search.alpha_frozen = epoch < warmup_epochs
 
     split = (local_replicas(strategy), train_batch, heldout_batch) if workers > 1 else None
     loop = fit_epochs if workers == 1 else functools.partial(distributed_fit_epochs, strategy=strategy)
@@ -536,10 +544,9 @@ def run_search_step(
         search, lambda epoch, skip: _epoch_dataset(train_data, heldout_at, epoch, skip,
                                                    steps_per_epoch, num_classes, split),
         epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=_search_step_number,
-        callbacks=[guard, recorder, checkpointer], run_callbacks=run_callbacks,
-        before_epoch=set_warm_up, verbose=verbose,
+        callbacks=[_WarmUp(warmup_epochs), guard, recorder, checkpointer, *user_callbacks],
+        verbose=verbose,
     )
-    run_callbacks.finish()
     _raise_if_diverged(guard, checkpointer, checkpoint_path)
     done = _search_step_number(search)
 
@@ -660,7 +667,7 @@ def _step_callbacks(search, config, history, write_dir, checkpoint_path, checkpo
             log_dir=os.path.join(write_dir, "logs"), update_freq="epoch", profile_batch=0,
             write_graph=False,
         ))
-    return guard, checkpointer, recorder, RunCallbacks(user_callbacks + list(callbacks or []))
+    return guard, checkpointer, recorder, user_callbacks + list(callbacks or [])
 
 
 def _raise_if_diverged(guard, checkpointer, checkpoint_path) -> None:
