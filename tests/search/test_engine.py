@@ -179,6 +179,45 @@ def test_early_stopping_ends_a_search_and_callbacks_see_one_run(tmp_path):
     assert os.path.exists(tmp_path / "run" / "architecture.json")
 
 
+def test_a_search_is_one_fit_and_its_warm_up_switches_a_variable_not_the_step(tmp_path,
+                                                                              monkeypatch):
+    fits, traces, alphas = [], [], []
+    real_fit, real_step = ParsecSearch.fit, ParsecSearch.train_step
+
+    def fit(self, *args, **kwargs):
+        fits.append((kwargs["initial_epoch"], kwargs["epochs"]))
+        return real_fit(self, *args, **kwargs)
+
+    def train_step(self, data):  # Python runs it only while tracing
+        traces.append(data)
+        return real_step(self, data)
+
+    class Alpha(keras.callbacks.Callback):
+        def _record(self):
+            alphas.append(np.concatenate([np.ravel(v.numpy()) for v in
+                                          self.model.distribution.trainable_weights]))
+
+        def on_train_begin(self, logs=None):
+            self._record()
+
+        def on_train_batch_end(self, batch, logs=None):
+            frozen.append(self.model.alpha_frozen)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._record()
+
+    frozen = []
+    monkeypatch.setattr(ParsecSearch, "fit", fit)
+    monkeypatch.setattr(ParsecSearch, "train_step", train_step)
+    _run(tmp_path / "run", epochs=3, warmup_epochs=1, callbacks=[Alpha()])
+    assert fits == [(0, 3)]
+    assert len(traces) == 1  # traced once, though the warm-up ended after epoch 1
+    assert frozen == [True] * 3 + [False] * 6
+    start, warm_up, _, end = alphas
+    np.testing.assert_array_equal(warm_up, start)  # frozen in epoch 1
+    assert np.abs(end - warm_up).max() > 1e-3  # searched in epochs 2 and 3
+
+
 def test_a_batch_smaller_than_the_samples_is_refused_before_training_when_split(tmp_path):
     train = clip_dataset(12, 1, frames=2, dense_frames=4, crop=8, classes=3)
     heldout = clip_dataset(8, 4, frames=2, dense_frames=4, crop=8, classes=3, seed=1)
