@@ -420,5 +420,5 @@ def write_history(output_dir, rows, fields) -> None:
 
 
 __all__ = ["Checkpointer", "EpochHistory", "RunCallbacks", "check_same_config", "check_same_start",
-           "distributed_fit_epochs", "epoch_stream", "fit_epochs", "local_replicas", "remove_stale_temp_files",
-           "worker_info", "write_history"]
+           "distributed_fit_epochs", "epoch_stream", "fit_epochs", "local_replicas",
+           "remove_stale_temp_files", "worker_info", "write_history"]
