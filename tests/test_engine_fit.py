@@ -165,3 +165,27 @@ def test_an_epoch_with_other_elements_is_refused():
     with pytest.raises(tf.errors.OpError, match="dataset of epoch 1 has elements"):
         fit_epochs(model, make, epochs=2, steps_per_epoch=STEPS, step_fn=_step, callbacks=[],
                    verbose=0)
+
+
+def test_the_multi_worker_loop_resumes_as_one_run_too():
+    import functools
+
+    from tsnet_keras.engine import distributed_fit_epochs
+
+    loop = functools.partial(distributed_fit_epochs, strategy=tf.distribute.get_strategy())
+    want = _model()
+    _fit(want, 4, [])
+    model = _model()
+    with pytest.raises(KeyboardInterrupt):
+        loop(model, _epoch_data([]), epochs=4, steps_per_epoch=STEPS, step_fn=_step,
+             callbacks=[StopAt(6)], verbose=0)
+    made = []
+    log = Log(made)
+    assert not loop(model, _epoch_data(made), epochs=4, steps_per_epoch=STEPS, step_fn=_step,
+                    callbacks=[log], verbose=0)
+    assert made == [1, 2, 3]  # each when its epoch begins
+    assert log.of("epoch_begin") == log.of("epoch_end") == [1, 2, 3]
+    assert [e[0] for e in log.events].count("train_begin") == 1
+    assert log.of("batch") == list(range(7, 4 * STEPS + 1))
+    for got, expected in zip(model.weights, want.weights):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6, atol=1e-7)
