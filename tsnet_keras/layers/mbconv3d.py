@@ -111,13 +111,7 @@ class MBConv3D(keras.layers.Layer):
         super().__init__(**kwargs)
         name = type(self).__name__
         self.filters = _checks.check_positive_int(name, "filters", filters)
-        if (
-            isinstance(expansion, bool)
-            or not isinstance(expansion, numbers.Real)
-            or not expansion > 0
-        ):
-            raise ValueError(f"{name}: `expansion` must be a number > 0; got {expansion!r}.")
-        self.expansion = expansion
+        self.expansion = _checks.check_number(name, "expansion", expansion, 0, strict=True)
         self.temporal_kernel = _checks.check_odd_positive_int(
             name, "temporal_kernel", temporal_kernel
         )

@@ -86,7 +86,7 @@ class LayerSpec:
 
     @property
     def part(self) -> str:
-        """The part of the network the layer's cost belongs to: its stream, "fusion" or "classifier"."""
+        """Where the layer's cost is reported: its stream, "fusion" or "classifier"."""
         return self.stream
 
     @property
@@ -132,7 +132,8 @@ class StemSpec(LayerSpec):
     spatial_kernel: int
 
     def cost(self, frames, height, width) -> Cost:
-        k, t, cin, cout = self.spatial_kernel, self.temporal_kernel, self.in_channels, self.out_channels
+        k, t = self.spatial_kernel, self.temporal_kernel
+        cin, cout = self.in_channels, self.out_channels
         h, w = self.output_size(height, width)
         params = k * k * cin * cout + t * cout
         return Cost(params + 2 * cout, cout, frames * h * w * params, (frames, h, w, cout))
