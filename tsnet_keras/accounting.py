@@ -24,6 +24,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from tsnet_keras.checks import fail
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.space.plan import Cost, LayerSpec, layer_plan
 from tsnet_keras.space.rules import DEFAULT_CROP
@@ -99,24 +100,21 @@ def layer_cost(spec: LayerSpec, frames: int, height: int, width: int) -> Cost:
     return spec.cost(frames, height, width)
 
 
+def _whole_pixels(value) -> bool:
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value) and float(value) == int(value) and value >= 1)
+
+
 def _crop_size(crop) -> tuple:
     """`(height, width)` ints from an int, an integral float or a pair; errors name `crop`."""
     pair = (crop, crop) if isinstance(crop, numbers.Number) else crop
     try:
         pair = tuple(pair)
     except TypeError:
-        raise ValueError(f"`crop` must be an int or (height, width), got {crop!r}.") from None
-    if len(pair) != 2:
-        raise ValueError(f"`crop` must be an int or (height, width), got {crop!r}.")
-    sizes = []
-    for value in pair:
-        integral = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                    and math.isfinite(value) and float(value) == int(value))
-        if not integral or value < 1:
-            raise ValueError(f"`crop` must be positive whole pixels (an int or (height, width)), "
-                             f"got {crop!r}.")
-        sizes.append(int(value))
-    return tuple(sizes)
+        pair = ()
+    if len(pair) != 2 or not all(_whole_pixels(value) for value in pair):
+        fail("crop", "positive whole pixels: an int or (height, width)", crop)
+    return tuple(int(value) for value in pair)
 
 
 def complexity(

@@ -44,7 +44,7 @@ import threading
 import av
 import numpy as np
 
-from tsnet_keras.checks import check_int
+from tsnet_keras.checks import check_choice, check_int
 
 GENERATOR_VERSION = 2
 APPEARANCES = (
@@ -298,8 +298,7 @@ class SyntheticDataset:
         """
         from tsnet_keras.data.dataset import video_dataset
 
-        if split not in ("train", "val"):
-            raise ValueError(f"SyntheticDataset.dataset: `split` must be 'train' or 'val', got {split!r}.")
+        check_choice("split", split, ("train", "val"), where="SyntheticDataset.dataset")
         arguments = dict(self.recommended)
         arguments.update(kwargs)
         list_file = self.train_list if split == "train" else self.val_list

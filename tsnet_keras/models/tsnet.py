@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from tsnet_keras.checks import fail
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.space.plan import LOGITS, LayerSpec, layer_plan
 
@@ -49,7 +50,7 @@ class TSNet(keras.Model):
     def __init__(self, architecture, num_classes: int = 400, crop: int | None = 160, **kwargs):
         arch = Architecture.from_dict(architecture)
         if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 1):
-            raise ValueError(f"`crop` must be a positive int or None, got {crop!r}.")
+            fail("crop", "a positive int or None", crop)
         plan = layer_plan(arch, num_classes)
 
         inputs = {

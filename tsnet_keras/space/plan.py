@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
+from tsnet_keras.checks import check_int
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.space.rules import (
     FUSION_CONV_KERNEL,
@@ -409,8 +410,7 @@ def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
     Raises:
         ValueError: for a sum merge whose fused width differs from the sparse width.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"`num_classes` must be a positive int, got {num_classes!r}.")
+    check_int("num_classes", num_classes, plain=True)
     plan = []
     width = {}
     for name, stream in arch.streams():
