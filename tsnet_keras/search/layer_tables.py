@@ -296,34 +296,49 @@ def _mbconv_table(template, rules, choices_of, in_size):
         for n in ("channels", "expansion", "temporal_kernel", "spatial_kernel")
     )
     width_keys = rules.width_keys(stream, group - 1) if block == 0 else ()
-    width_choices = tuple(choices_of[k] for k in width_keys)
-    own_choices = tuple(choices_of[k] for k in own)
-    width_shape = tuple(len(c) for c in width_choices)
-    own_shape = tuple(len(c) for c in own_choices)
-    own_values = [dict(zip(own, combo)) for combo in itertools.product(*own_choices)]
+    width_shape = tuple(len(choices_of[k]) for k in width_keys)
+    own_shape = tuple(len(choices_of[k]) for k in own)
     if block == 0:
         widths = [
             rules.width(dict(zip(width_keys, combo)), stream, group - 1)
-            for combo in itertools.product(*width_choices)
+            for combo in itertools.product(*(choices_of[k] for k in width_keys))
         ]
     else:
-        widths = [None]
+        widths = [None]  # the group's own width
+    inputs = sorted({_channels(w) for w in widths}, key=lambda c: (c is None, c))
+    built, cost, grid_fields = _mbconv_grid(template, rules, choices_of, own, inputs, in_size)
+    rows = np.array([inputs.index(_channels(w)) for w in widths]).reshape(width_shape)
+    full = width_shape + own_shape
 
-    # Rows: distinct input widths (None: the group's own width, blocks b > 0).
-    def channels(width):
-        return None if width is None else width[0] + width[1]
+    def expand(array):
+        return array[rows].reshape(full)
 
-    inputs = sorted({channels(w) for w in widths}, key=lambda c: (c is None, c))
-    lookup = {c: i for i, c in enumerate(inputs)}
-    built = np.empty((len(inputs), len(own_values)), dtype=object)
-    cost = np.zeros((len(inputs), len(own_values)))
-    table_fields = {name: np.zeros((len(inputs), len(own_values)), np.int64)
-                    for name in FIELDS[MBConvSpec]}
+    fields = {k: expand(v) for k, v in grid_fields.items()}
+    if block == 0:
+        fields.update(_input_fields(widths, width_shape, own_shape))
+    else:
+        fields["in_base"] = fields["out_channels"].copy()
+        fields["in_extra"] = np.zeros(full, np.int64)
+    return width_keys + own, expand(built), expand(cost), fields
+
+
+def _channels(width):
+    """Input channels of a `(base, extra)` width; None stays None."""
+    return None if width is None else width[0] + width[1]
+
+
+def _mbconv_grid(template, rules, choices_of, own, inputs, in_size):
+    """Specs, MACs and fields over (distinct input width) x (joint own choices)."""
+    stream, group, block = template.stream, template.group, template.block
     group_space = getattr(rules.space, stream)
     position = stage_position(group_space.groups, group, block)
+    own_values = list(itertools.product(*(choices_of[k] for k in own)))
+    shape = (len(inputs), len(own_values))
+    built = np.empty(shape, dtype=object)
+    cost = np.zeros(shape)
+    fields = {name: np.zeros(shape, np.int64) for name in FIELDS[MBConvSpec]}
     for row, cin in enumerate(inputs):
-        for column, values in enumerate(own_values):
-            cout, expansion, t, k = (values[key] for key in own)
+        for column, (cout, expansion, t, k) in enumerate(own_values):
             spec = MBConvSpec.of(
                 stream, group, block, cout if cin is None else cin, cout, float(expansion), t, k,
                 stride=group_space.groups[group].stride,
@@ -333,23 +348,18 @@ def _mbconv_table(template, rules, choices_of, in_size):
             built[row, column] = spec
             cost[row, column] = spec.cost(*in_size).macs
             for name in FIELDS[MBConvSpec][2:]:
-                table_fields[name][row, column] = int(getattr(spec, name))
-    rows = np.array([lookup[channels(w)] for w in widths]).reshape(width_shape)
+                fields[name][row, column] = int(getattr(spec, name))
+    return built, cost, fields
+
+
+def _input_fields(widths, width_shape, own_shape):
+    """`in_base` / `in_extra` of block 0: the previous group's widths, broadcast over own choices."""
     full = width_shape + own_shape
-
-    def expand(array):
-        return array[rows].reshape(full)
-
-    fields = {k: expand(v) for k, v in table_fields.items()}
-    if block == 0:
-        bases = np.array([w[0] for w in widths]).reshape(width_shape + (1,) * len(own_shape))
-        extras = np.array([w[1] for w in widths]).reshape(width_shape + (1,) * len(own_shape))
-        fields["in_base"] = np.broadcast_to(bases, full).copy()
-        fields["in_extra"] = np.broadcast_to(extras, full).copy()
-    else:
-        fields["in_base"] = fields["out_channels"].copy()
-        fields["in_extra"] = np.zeros(full, np.int64)
-    return width_keys + own, expand(built), expand(cost), fields
+    fields = {}
+    for name, part in (("in_base", 0), ("in_extra", 1)):
+        values = np.array([w[part] for w in widths]).reshape(width_shape + (1,) * len(own_shape))
+        fields[name] = np.broadcast_to(values, full).copy()
+    return fields
 
 
 # How the table of each spec type is built (the variables it depends on).
