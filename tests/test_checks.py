@@ -82,3 +82,13 @@ def test_data_checks_use_the_style_and_write_nothing(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_synthetic_dataset(tmp_path / "synthetic", verbose=False, **kwargs)
     assert not list(tmp_path.iterdir())
+
+
+def test_recipe_paths_and_estimator_choices_use_the_style():
+    from tsnet_keras.recipes import resolve_data
+    from tsnet_keras.search.estimator import advantages
+
+    with pytest.raises(ArgumentTypeError, match=r"^`train_list` must be a path \(str\); got 3\.$"):
+        resolve_data(train_list=3, val_list="v.txt")
+    with pytest.raises(ValueError, match=r"`weighting` must be one of 'softmax', 'baseline', 'rank'; got 'x'"):
+        advantages(np.zeros(4, "float32"), "x", 1.0)
