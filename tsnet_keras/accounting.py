@@ -24,9 +24,10 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from tsnet_keras.checks import fail
 from tsnet_keras.space.architecture import Architecture
-from tsnet_keras.space.plan import LayerSpec, layer_plan
-from tsnet_keras.space.rules import DEFAULT_CROP, FUSION_CONV_KERNEL, same_output_size
+from tsnet_keras.space.plan import Cost, LayerSpec, layer_plan
+from tsnet_keras.space.rules import DEFAULT_CROP
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class LayerCost:
         bn_channels: channels normalised by batch norms inside the layer.
         macs: multiply-adds for one view.
         output_shape: (frames, height, width, channels) after the layer.
+        part: the stream the cost belongs to ("sparse", "dense"), or "fusion" /
+            "classifier" (`LayerSpec.part`).
     """
 
     name: str
@@ -48,6 +51,7 @@ class LayerCost:
     bn_channels: int
     macs: int
     output_shape: tuple
+    part: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,7 @@ class Complexity:
         """MACs per stream ("sparse", "dense") plus "fusion" and "classifier"."""
         totals = {}
         for layer in self.layers:
-            key = layer.name.split("_")[0]
-            totals[key] = totals.get(key, 0) + layer.macs
+            totals[layer.part] = totals.get(layer.part, 0) + layer.macs
         return totals
 
     def table(self) -> str:
@@ -92,66 +95,14 @@ class Complexity:
         return "\n".join(lines)
 
 
-def _output_size(height: int, width: int, stride: int) -> tuple:
-    return same_output_size(height, stride), same_output_size(width, stride)
+def layer_cost(spec: LayerSpec, frames: int, height: int, width: int) -> Cost:
+    """(params incl. BN affine, BN channels, MACs, output (T, H, W, C)): `spec.cost(...)`."""
+    return spec.cost(frames, height, width)
 
 
-def layer_cost(spec: LayerSpec, frames: int, height: int, width: int):
-    """(params incl. BN affine, BN channels, MACs, output (T, H, W, C))."""
-    cin, cout, opts = spec.in_channels, spec.out_channels, spec.options
-    if spec.kind == "stem":
-        k, t = opts["spatial_kernel"], opts["temporal_kernel"]
-        h, w = _output_size(height, width, spec.spatial_stride)
-        positions = frames * h * w
-        params = k * k * cin * cout + t * cout
-        macs = positions * (k * k * cin * cout + t * cout)
-        return params + 2 * cout, cout, macs, (frames, h, w, cout)
-    if spec.kind == "mbconv":
-        inner, t, k = opts["inner_channels"], opts["temporal_kernel"], opts["spatial_kernel"]
-        hidden = opts["se_hidden"]
-        h, w = _output_size(height, width, spec.spatial_stride)
-        in_positions, out_positions = frames * height * width, frames * h * w
-        params = cin * inner + t * k * k * inner + inner * cout
-        macs = in_positions * cin * inner + out_positions * (t * k * k * inner + inner * cout)
-        bn = 2 * inner + cout
-        if hidden:
-            params += inner * hidden + hidden + hidden * inner + inner
-            macs += 2 * inner * hidden
-        if opts["projection"]:
-            params += cin * cout
-            macs += out_positions * cin * cout
-            bn += cout
-        return params + 2 * bn, bn, macs, (frames, h, w, cout)
-    if spec.kind == "glore":
-        state, nodes = opts["state_channels"], opts["num_nodes"]
-        positions = frames * height * width
-        params = (
-            cin * state + state + cin * nodes + nodes  # state and projection convs
-            + nodes * nodes + nodes + state * state  # graph convolution
-            + state * cin  # extend conv
-        )
-        macs = (
-            positions * cin * (state + nodes)
-            + 2 * positions * state * nodes  # project to nodes and back
-            + state * nodes * (nodes + state)
-            + positions * state * cin
-        )
-        return params + 2 * cin, cin, macs, (frames, height, width, cin)
-    if spec.kind == "fusion":
-        out = (frames, height, width, cout)
-        if opts["operation"] != "time_strided_conv":
-            return 0, 0, 0, out
-        dense, fused = opts["dense_channels"], opts["fused_channels"]
-        params = FUSION_CONV_KERNEL * dense * fused
-        return params + 2 * fused, fused, frames * height * width * params, out
-    if spec.kind == "stream_head":
-        params = cin * cout
-        return params + 2 * cout, cout, frames * height * width * params, (1, 1, 1, cout)
-    if spec.kind == "classifier":
-        hidden = opts["hidden_units"]
-        params = cin * hidden + hidden * cout + cout
-        return params, 0, cin * hidden + hidden * cout, (cout,)
-    raise ValueError(f"Unknown layer kind {spec.kind!r}.")
+def _whole_pixels(value) -> bool:
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value) and float(value) == int(value) and value >= 1)
 
 
 def _crop_size(crop) -> tuple:
@@ -160,18 +111,10 @@ def _crop_size(crop) -> tuple:
     try:
         pair = tuple(pair)
     except TypeError:
-        raise ValueError(f"`crop` must be an int or (height, width), got {crop!r}.") from None
-    if len(pair) != 2:
-        raise ValueError(f"`crop` must be an int or (height, width), got {crop!r}.")
-    sizes = []
-    for value in pair:
-        integral = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                    and math.isfinite(value) and float(value) == int(value))
-        if not integral or value < 1:
-            raise ValueError(f"`crop` must be positive whole pixels (an int or (height, width)), "
-                             f"got {crop!r}.")
-        sizes.append(int(value))
-    return tuple(sizes)
+        pair = ()
+    if len(pair) != 2 or not all(_whole_pixels(value) for value in pair):
+        fail("crop", "positive whole pixels: an int or (height, width)", crop)
+    return tuple(int(value) for value in pair)
 
 
 def complexity(
@@ -204,15 +147,10 @@ def complexity(
     size = {name: (height, width) for name in frames}
     layers = []
     for spec in layer_plan(arch, num_classes):
-        if spec.kind in ("fusion", "classifier"):
-            stream = "sparse"
-        else:
-            stream = spec.stream
-        h, w = size[stream]
-        params, bn, macs, out = layer_cost(spec, frames[stream], h, w)
-        if spec.kind in ("stem", "mbconv"):
-            size[stream] = out[1:3]
-        layers.append(LayerCost(spec.name, spec.kind, params, bn, macs, out))
+        stream = spec.input_stream
+        cost = spec.cost(frames[stream], *size[stream])
+        size[stream] = spec.output_size(*size[stream])
+        layers.append(LayerCost(spec.name, spec.kind, *cost, part=spec.part))
     params = sum(layer.params for layer in layers)
     bn = sum(layer.bn_channels for layer in layers)
     return Complexity(

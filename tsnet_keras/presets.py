@@ -23,6 +23,7 @@ import dataclasses
 import math
 
 from tsnet_keras.accounting import complexity
+from tsnet_keras.checks import check_choice
 from tsnet_keras.space.architecture import Architecture, BlockGroup, Stem, Stream
 from tsnet_keras.space.auto_tsnet import GROUP_LAYOUT
 from tsnet_keras.space.rules import round_width
@@ -57,8 +58,7 @@ def x3d(size: str = "S") -> Architecture:
     >>> arch.sparse.depth
     26
     """
-    if size not in X3D_SIZES:
-        raise ValueError(f"x3d: `size` must be one of {tuple(X3D_SIZES)}, got {size!r}.")
+    check_choice("size", size, tuple(X3D_SIZES), where="x3d")
     config = X3D_SIZES[size]
     groups = tuple(
         BlockGroup(
@@ -214,8 +214,7 @@ def auto_tsnet_variant(arch: Architecture, variant: str) -> tuple:
         (architecture, test crop): S at 182^2, M the same network at 256^2, L
         with doubled depth at 356^2.
     """
-    if variant not in AUTO_TSNET_VARIANTS:
-        raise ValueError(f"`variant` must be one of {tuple(AUTO_TSNET_VARIANTS)}, got {variant!r}.")
+    check_choice("variant", variant, tuple(AUTO_TSNET_VARIANTS))
     factor, crop = AUTO_TSNET_VARIANTS[variant]
     return (arch.scale_depth(factor) if factor != 1 else arch), crop
 

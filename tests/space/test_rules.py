@@ -10,7 +10,7 @@ from tsnet_keras.layers import GloRe3D, MBConv3D, TSFusion
 from tsnet_keras.search import MacsModel, layer_tables
 from tsnet_keras.space import auto_tsnet
 from tsnet_keras.space.architecture import FUSION_OPS as ARCHITECTURE_FUSION_OPS
-from tsnet_keras.space.plan import LayerSpec, layer_plan
+from tsnet_keras.space.plan import FusionSpec, GloReSpec, MBConvSpec, layer_plan
 from tsnet_keras.space.rules import (
     DEFAULT_CROP,
     FUSION_CONV_KERNEL,
@@ -45,7 +45,7 @@ def test_squeeze_excite_on_every_other_block_of_a_stage_across_groups():
 
 def test_plan_squeeze_excite_follows_the_rule():
     arch = presets.x3d("S")
-    hidden = [s.options["se_hidden"] for s in layer_plan(arch) if s.kind == "mbconv"]
+    hidden = [s.se_hidden for s in layer_plan(arch) if isinstance(s, MBConvSpec)]
     # Stage depths 3 / 5 / 11 / 7: SE on blocks 0, 2, 4, ... of each stage.
     expected = []
     for depth, width in zip((3, 5, 11, 7), (8, 8, 16, 32)):
@@ -73,8 +73,8 @@ def test_fusion_conv_defaults_match_accounting():
     fusion = TSFusion("time_strided_conv")
     assert (fusion.conv_kernel, fusion.conv_channel_multiplier) == (
         FUSION_CONV_KERNEL, FUSION_CONV_MULTIPLIER)
-    spec = LayerSpec("fusion", "fusion_g00", "", 0, 16, 32, options={
-        "operation": "time_strided_conv", "dense_channels": 8, "fused_channels": 16})
+    spec = FusionSpec.of(0, 16, 8, "time_strided_conv", alpha=4, merge="concat")
+    assert (spec.fused_channels, spec.out_channels) == (16, 32)
     params, bn, _, _ = layer_cost(spec, 4, 7, 7)
     assert params - 2 * bn == FUSION_CONV_KERNEL * 8 * 16
 
@@ -82,10 +82,10 @@ def test_fusion_conv_defaults_match_accounting():
 def test_glore_widths_are_shared():
     assert glore_widths(64) == (32, 16)
     assert GloRe3D.resolved_widths(64) == (32, 16)
-    blocks = [s for s in layer_plan(presets.get("auto_tsnet_s")) if s.kind == "glore"]
+    blocks = [s for s in layer_plan(presets.get("auto_tsnet_s")) if isinstance(s, GloReSpec)]
     assert blocks
     for spec in blocks:
-        widths = (spec.options["state_channels"], spec.options["num_nodes"])
+        widths = (spec.state_channels, spec.num_nodes)
         assert widths == glore_widths(spec.in_channels)
 
 

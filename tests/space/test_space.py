@@ -198,8 +198,8 @@ def test_architecture_validation_names_the_field_and_the_group():
     def set_group(field, value, index=2):
         return lambda data: data["sparse"]["groups"][index].__setitem__(field, value)
 
-    refused(ValueError, r"sparse.groups\[2\]: .*`expansion` must be finite", set_group("expansion", _math.nan))
-    refused(ValueError, r"sparse.groups\[2\]: .*`expansion` must be finite", set_group("expansion", _math.inf))
+    refused(ValueError, r"sparse.groups\[2\]: .*`expansion` must be a finite number", set_group("expansion", _math.nan))
+    refused(ValueError, r"sparse.groups\[2\]: .*`expansion` must be a finite number", set_group("expansion", _math.inf))
     refused(ValueError, r"sparse.groups\[1\]: .*inner width .* = 0", set_group("expansion", 0.01, 1))
     refused(TypeError, r"sparse.groups\[2\]: .*`squeeze_excite` must be a number", set_group("squeeze_excite", "x"))
     refused(ValueError, r"sparse.groups\[2\]: .*`stride` must be 1 or 2", set_group("stride", 3))

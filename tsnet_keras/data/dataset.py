@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from tsnet_keras.checks import check_choice, check_int
 from tsnet_keras.data import augment, tfrecord
 from tsnet_keras.data.decode import read_frame_folder, read_video
 from tsnet_keras.data.failures import DecodeFailures, TooManyFailuresError
@@ -281,8 +282,7 @@ def check_labels(videos: VideoList, num_classes: int, source="videos") -> None:
 
 
 def _check_positive_int(name, value, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
-        raise ValueError(f"video_dataset: `{name}` must be an int >= {0 if allow_zero else 1}, got {value!r}.")
+    check_int(name, value, 0 if allow_zero else 1, where="video_dataset")
 
 
 def video_dataset(
@@ -451,16 +451,13 @@ def video_dataset(
 def _check_dataset_arguments(mode, format, batch_size, crop_size, num_views, max_retries,
                              num_crops, jitter, test_short_side, target_fps) -> int:
     """Checks `video_dataset`'s arguments; the val/test short side (default `jitter[0]`)."""
-    if mode not in MODES:
-        raise ValueError(f"video_dataset: `mode` must be one of {MODES}, got {mode!r}.")
-    if format not in FORMATS:
-        raise ValueError(f"video_dataset: `format` must be one of {FORMATS}, got {format!r}.")
+    check_choice("mode", mode, MODES, where="video_dataset")
+    check_choice("format", format, FORMATS, where="video_dataset")
     _check_positive_int("batch_size", batch_size)
     _check_positive_int("crop_size", crop_size)
     _check_positive_int("num_views", num_views)
     _check_positive_int("max_retries", max_retries, allow_zero=True)
-    if num_crops not in (1, 3):
-        raise ValueError(f"video_dataset: `num_crops` must be 1 or 3, got {num_crops!r}.")
+    check_choice("num_crops", num_crops, (1, 3), where="video_dataset")
     if len(jitter) != 2 or not crop_size <= jitter[0] <= jitter[1]:
         raise ValueError(
             f"video_dataset: `jitter` must be (min, max) with crop_size ({crop_size}) <= min <= max, got {jitter!r}."

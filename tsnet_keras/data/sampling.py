@@ -28,6 +28,8 @@ import dataclasses
 
 import numpy as np
 
+from tsnet_keras.checks import check_choice, check_int
+
 TEMPORAL_SAMPLINGS = ("window", "segment")
 
 
@@ -60,20 +62,11 @@ class ClipSampler:
 
     def __post_init__(self):
         for name in ("sparse_frames", "sparse_stride", "dense_stride"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"ClipSampler: `{name}` must be a positive int, got {value!r}.")
-        if self.dense_frames is not None and (
-            isinstance(self.dense_frames, bool)
-            or not isinstance(self.dense_frames, (int, np.integer))
-            or self.dense_frames < 0
-        ):
-            raise ValueError(f"ClipSampler: `dense_frames` must be an int >= 0 or None, got {self.dense_frames!r}.")
-        if self.temporal_sampling not in TEMPORAL_SAMPLINGS:
-            raise ValueError(
-                f"ClipSampler: `temporal_sampling` must be one of {TEMPORAL_SAMPLINGS}, "
-                f"got {self.temporal_sampling!r}."
-            )
+            check_int(name, getattr(self, name), 1, where="ClipSampler")
+        if self.dense_frames is not None:
+            check_int("dense_frames", self.dense_frames, 0, where="ClipSampler")
+        check_choice("temporal_sampling", self.temporal_sampling, TEMPORAL_SAMPLINGS,
+                     where="ClipSampler")
 
     @property
     def two_stream(self) -> bool:

@@ -44,6 +44,8 @@ import threading
 import av
 import numpy as np
 
+from tsnet_keras.checks import check_choice, check_int
+
 GENERATOR_VERSION = 2
 APPEARANCES = (
     ("disc", "red", (230, 40, 40)),
@@ -296,8 +298,7 @@ class SyntheticDataset:
         """
         from tsnet_keras.data.dataset import video_dataset
 
-        if split not in ("train", "val"):
-            raise ValueError(f"SyntheticDataset.dataset: `split` must be 'train' or 'val', got {split!r}.")
+        check_choice("split", split, ("train", "val"), where="SyntheticDataset.dataset")
         arguments = dict(self.recommended)
         arguments.update(kwargs)
         list_file = self.train_list if split == "train" else self.val_list
@@ -398,11 +399,10 @@ def _write_dataset(root: str, classes, params: dict, workers, verbose) -> None:
 
 
 def _check_sizes(videos_per_class, val_videos_per_class, width, height, num_frames, wobble_period) -> None:
+    where = "make_synthetic_dataset"
     for name, value in (("videos_per_class", videos_per_class), ("num_frames", num_frames), ("wobble_period", wobble_period)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"make_synthetic_dataset: `{name}` must be a positive int, got {value!r}.")
-    if isinstance(val_videos_per_class, bool) or not isinstance(val_videos_per_class, (int, np.integer)) or val_videos_per_class < 0:
-        raise ValueError(f"make_synthetic_dataset: `val_videos_per_class` must be an int >= 0, got {val_videos_per_class!r}.")
+        check_int(name, value, 1, where=where)
+    check_int("val_videos_per_class", val_videos_per_class, 0, where=where)
     if width % 2 or height % 2 or min(width, height) < 32:
         raise ValueError(f"make_synthetic_dataset: `width` and `height` must be even and >= 32, got {width} x {height}.")
 

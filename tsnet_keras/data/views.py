@@ -18,6 +18,8 @@ import dataclasses
 
 import numpy as np
 
+from tsnet_keras.checks import check_choice
+
 REDUCTIONS = ("mean", "sum")
 
 
@@ -92,8 +94,7 @@ def aggregate_views(
             f"aggregate_views: `scores` must be (views, classes) with one row per video id, "
             f"got {scores.shape} and {video_ids.shape[0]} ids."
         )
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"aggregate_views: `reduction` must be one of {REDUCTIONS}, got {reduction!r}.")
+    check_choice("reduction", reduction, REDUCTIONS, where="aggregate_views")
     check_duplicates = view_ids is not None
     view_ids = np.zeros_like(video_ids) if view_ids is None else np.asarray(view_ids).reshape(-1)
     if view_ids.shape != video_ids.shape:

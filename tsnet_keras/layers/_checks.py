@@ -1,40 +1,37 @@
-"""Argument checks and shape helpers shared by the layers (private)."""
+"""Argument checks (`tsnet_keras.checks`, with the layer name) and shape helpers of the layers (private)."""
 
-import numbers
-
+from tsnet_keras import checks
 from tsnet_keras.space.rules import same_output_size
 
 
 def check_positive_int(layer, field, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{layer}: `{field}` must be a positive integer; got {value!r}.")
-    return int(value)
+    return checks.check_int(field, value, 1, where=layer)
+
+
+def check_int(layer, field, value, minimum=1, plain=False):
+    return checks.check_int(field, value, minimum, where=layer, plain=plain)
 
 
 def check_odd_positive_int(layer, field, value):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < 1
-        or value % 2 != 1
-    ):
-        raise ValueError(
-            f"{layer}: `{field}` must be an odd positive integer (1, 3, 5, ...); got {value!r}."
-        )
-    return int(value)
+    return checks.check_int(field, value, 1, where=layer, odd=True)
 
 
 def check_choice(layer, field, value, allowed):
-    if value not in allowed:
-        allowed_text = ", ".join(repr(choice) for choice in allowed)
-        raise ValueError(f"{layer}: `{field}` must be one of {allowed_text}; got {value!r}.")
+    return checks.check_choice(field, value, allowed, where=layer)
+
+
+def check_number(layer, field, value, minimum=None, below=None, strict=False):
+    """Validates a real number; returns it unchanged (layer configs keep what they were given)."""
+    checks.check_number(field, value, minimum, below, strict=strict, where=layer)
     return value
 
 
+def check_bool(layer, field, value):
+    return checks.check_bool(field, value, where=layer)
+
+
 def check_stride(layer, field, value):
-    if isinstance(value, bool) or value not in (1, 2):
-        raise ValueError(f"{layer}: `{field}` must be 1 or 2; got {value!r}.")
-    return int(value)
+    return checks.check_stride(field, value, where=layer)
 
 
 def check_video_shape(layer, input_shape):

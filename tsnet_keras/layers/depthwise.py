@@ -20,6 +20,7 @@ import functools
 import keras
 from keras import ops
 
+from tsnet_keras.checks import check_stride
 from tsnet_keras.space.rules import same_output_size
 
 
@@ -40,8 +41,7 @@ def _check_kernel(inputs, kernel, spatial_stride):
             "depthwise_conv3d needs an odd temporal kernel size (kernel.shape[0]) "
             f"for 'same' padding in time; got {temporal_kernel}."
         )
-    if spatial_stride not in (1, 2):
-        raise ValueError(f"`spatial_stride` must be 1 or 2; got {spatial_stride}.")
+    check_stride("spatial_stride", spatial_stride, where="depthwise_conv3d")
     if inputs.shape[-1] is not None and inputs.shape[-1] != kernel.shape[-1]:
         raise ValueError(
             f"depthwise_conv3d: inputs have {inputs.shape[-1]} channels but the "

@@ -59,11 +59,9 @@ class GloRe3D(keras.layers.Layer):
             _checks.check_positive_int(name, "state_channels", state_channels)
         if num_nodes is not None:
             _checks.check_positive_int(name, "num_nodes", num_nodes)
-        if not isinstance(normalize, bool):
-            raise ValueError(f"{name}: `normalize` must be True or False; got {normalize!r}.")
         self.state_channels = state_channels
         self.num_nodes = num_nodes
-        self.normalize = normalize
+        self.normalize = _checks.check_bool(name, "normalize", normalize)
         self.bn = keras.layers.BatchNormalization(
             momentum=0.9,
             epsilon=1e-5,

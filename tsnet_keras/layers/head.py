@@ -1,7 +1,5 @@
 """X3D-style heads: a per-stream feature head and the shared classifier."""
 
-import numbers
-
 import keras
 from keras import ops
 
@@ -105,15 +103,7 @@ class ClassificationHead(keras.layers.Layer):
         name = type(self).__name__
         self.num_classes = _checks.check_positive_int(name, "num_classes", num_classes)
         self.hidden_units = _checks.check_positive_int(name, "hidden_units", hidden_units)
-        if (
-            isinstance(dropout_rate, bool)
-            or not isinstance(dropout_rate, numbers.Real)
-            or not 0.0 <= dropout_rate < 1.0
-        ):
-            raise ValueError(
-                f"{name}: `dropout_rate` must be a number in [0, 1); got {dropout_rate!r}."
-            )
-        self.dropout_rate = dropout_rate
+        self.dropout_rate = _checks.check_number(name, "dropout_rate", dropout_rate, 0, below=1)
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy, name="dropout")
 
     @staticmethod

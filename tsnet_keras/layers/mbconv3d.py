@@ -9,7 +9,7 @@ from tsnet_keras.layers import _checks
 from tsnet_keras.layers.batch_norm import VideoBatchNormalization
 from tsnet_keras.layers.depthwise import depthwise_conv3d, subsample_space
 from tsnet_keras.space.architecture import RESIDUAL_ACTIVATIONS
-from tsnet_keras.space.rules import inner_width, squeeze_excite_width
+from tsnet_keras.space.rules import inner_width, needs_projection, squeeze_excite_width
 
 SHORTCUTS = ("auto", "projection", "none")
 
@@ -111,13 +111,7 @@ class MBConv3D(keras.layers.Layer):
         super().__init__(**kwargs)
         name = type(self).__name__
         self.filters = _checks.check_positive_int(name, "filters", filters)
-        if (
-            isinstance(expansion, bool)
-            or not isinstance(expansion, numbers.Real)
-            or not expansion > 0
-        ):
-            raise ValueError(f"{name}: `expansion` must be a number > 0; got {expansion!r}.")
-        self.expansion = expansion
+        self.expansion = _checks.check_number(name, "expansion", expansion, 0, strict=True)
         self.temporal_kernel = _checks.check_odd_positive_int(
             name, "temporal_kernel", temporal_kernel
         )
@@ -173,7 +167,7 @@ class MBConv3D(keras.layers.Layer):
             return True
         if shortcut == "none":
             return False
-        return spatial_stride != 1 or input_channels != filters
+        return needs_projection(input_channels, filters, spatial_stride)
 
     def build(self, input_shape):
         _checks.check_video_shape(type(self).__name__, input_shape)

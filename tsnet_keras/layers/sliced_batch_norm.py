@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from tsnet_keras.checks import check_int
+
 
 def default_dynamic_shapes():
     """True where slicing with tensor-valued sizes computes only the chosen width.
@@ -69,11 +71,7 @@ class SlicedBatchNormalization(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(
-                f"SlicedBatchNormalization: `channels` must be a positive int; got {channels!r}."
-            )
-        self.channels = channels
+        self.channels = check_int("channels", channels, plain=True, where="SlicedBatchNormalization")
         self.momentum = momentum
         self.epsilon = epsilon
         self.gamma_initializer = keras.initializers.get(gamma_initializer)

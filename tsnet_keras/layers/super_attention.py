@@ -51,9 +51,7 @@ class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
     def __init__(self, max_channels, normalize=True, dynamic_shapes=None, **kwargs):
         super().__init__(**kwargs)
         name = type(self).__name__
-        self.max_channels = _checks.check_positive_int(name, "max_channels", max_channels)
-        if max_channels < 4:
-            raise ValueError(f"{name}: `max_channels` must be >= 4; got {max_channels}.")
+        self.max_channels = _checks.check_int(name, "max_channels", max_channels, 4)
         self.normalize = bool(normalize)
         self.dynamic_shapes = default_dynamic_shapes() if dynamic_shapes is None else dynamic_shapes
         self.max_states, self.max_nodes = glore_widths(max_channels)

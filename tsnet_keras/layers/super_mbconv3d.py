@@ -127,9 +127,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
             _checks.check_odd_positive_int(name, "spatial kernel", k)
         self.kernel_choices = choices
         self.max_in_base = _checks.check_positive_int(name, "max_in_base", max_in_base)
-        if isinstance(max_in_extra, bool) or not isinstance(max_in_extra, int) or max_in_extra < 0:
-            raise ValueError(f"{name}: `max_in_extra` must be an int >= 0; got {max_in_extra!r}.")
-        self.max_in_extra = max_in_extra
+        self.max_in_extra = _checks.check_int(name, "max_in_extra", max_in_extra, 0, plain=True)
         self.spatial_stride = _checks.check_stride(name, "spatial_stride", spatial_stride)
         self.max_se_hidden = int(max_se_hidden)
         self.shortcut = _checks.check_choice(name, "shortcut", shortcut, SHORTCUTS)

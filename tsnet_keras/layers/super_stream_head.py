@@ -39,9 +39,7 @@ class SuperStreamHead(ChoiceWeightsMixin, keras.layers.Layer):
         name = type(self).__name__
         self.filters = _checks.check_positive_int(name, "filters", filters)
         self.max_in_base = _checks.check_positive_int(name, "max_in_base", max_in_base)
-        if isinstance(max_in_extra, bool) or not isinstance(max_in_extra, int) or max_in_extra < 0:
-            raise ValueError(f"{name}: `max_in_extra` must be an int >= 0; got {max_in_extra!r}.")
-        self.max_in_extra = max_in_extra
+        self.max_in_extra = _checks.check_int(name, "max_in_extra", max_in_extra, 0, plain=True)
         self.dynamic_shapes = default_dynamic_shapes() if dynamic_shapes is None else dynamic_shapes
         self.bn = SlicedBatchNormalization(
             filters, dynamic_shapes=self.dynamic_shapes, dtype=self.dtype_policy, name="bn"

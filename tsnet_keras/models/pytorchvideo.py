@@ -42,6 +42,7 @@ import numpy as np
 
 from tsnet_keras.models.tsnet import TSNet
 from tsnet_keras.presets import X3D_SIZES, x3d
+from tsnet_keras.space.plan import MBConvSpec, layer_plan
 
 TORCH_EXTRA = "pip install 'tsnet_keras[torch]'  (or: pip install torch)"
 
@@ -181,10 +182,10 @@ def load_into(model: TSNet, weights: dict, load_logits: bool = True) -> None:
         return value if transform is None else transform(value)
 
     _load_stem(model.get_layer("sparse_stem"), take)
-    for index, group in enumerate(model.arch.sparse.groups):
-        for block in range(group.repeats):
-            layer = model.get_layer(f"sparse_g{index:02d}_b{block:02d}")
-            _load_block(layer, f"blocks.{index + 1}.res_blocks.{block}", take, weights)
+    for spec in layer_plan(model.arch, model.num_classes):
+        if isinstance(spec, MBConvSpec):  # X3D is single-stream: the sparse blocks
+            prefix = f"blocks.{spec.group + 1}.res_blocks.{spec.block}"
+            _load_block(model.get_layer(spec.name), prefix, take, weights)
     head = model.get_layer("sparse_head")
     _assign(head.kernel, take("blocks.5.pool.pre_conv.weight", _pointwise), "blocks.5.pool.pre_conv.weight")
     _load_batch_norm(head.bn, "blocks.5.pool.pre_norm", take)

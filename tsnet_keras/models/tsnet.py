@@ -4,56 +4,14 @@ from __future__ import annotations
 
 import keras
 
-from tsnet_keras.layers import (
-    ClassificationHead,
-    GloRe3D,
-    MBConv3D,
-    StreamHead,
-    TSFusion,
-    VideoStem,
-)
+from tsnet_keras.checks import fail
 from tsnet_keras.space.architecture import Architecture
-from tsnet_keras.space.plan import LayerSpec, layer_plan
+from tsnet_keras.space.plan import LOGITS, LayerSpec, layer_plan
 
 
 def make_layer(spec: LayerSpec) -> keras.layers.Layer:
-    """The Keras layer for one entry of the layer plan."""
-    opts = spec.options
-    if spec.kind == "stem":
-        return VideoStem(
-            filters=spec.out_channels,
-            temporal_kernel=opts["temporal_kernel"],
-            spatial_kernel=opts["spatial_kernel"],
-            spatial_stride=spec.spatial_stride,
-            name=spec.name,
-        )
-    if spec.kind == "mbconv":
-        return MBConv3D(
-            filters=spec.out_channels,
-            expansion=opts["expansion"],
-            temporal_kernel=opts["temporal_kernel"],
-            spatial_kernel=opts["spatial_kernel"],
-            spatial_stride=spec.spatial_stride,
-            squeeze_excite_ratio=opts["squeeze_excite_ratio"],
-            residual_activation=opts["residual_activation"],
-            name=spec.name,
-        )
-    if spec.kind == "glore":
-        return GloRe3D(
-            state_channels=opts["state_channels"], num_nodes=opts["num_nodes"], name=spec.name
-        )
-    if spec.kind == "fusion":
-        return TSFusion(operation=opts["operation"], merge=opts["merge"], name=spec.name)
-    if spec.kind == "stream_head":
-        return StreamHead(filters=spec.out_channels, name=spec.name)
-    if spec.kind == "classifier":
-        return ClassificationHead(
-            num_classes=spec.out_channels,
-            hidden_units=opts["hidden_units"],
-            dropout_rate=opts["dropout_rate"],
-            name=spec.name,
-        )
-    raise ValueError(f"Unknown layer kind {spec.kind!r}.")
+    """The Keras layer for one entry of the layer plan: `spec.make_layer()`."""
+    return spec.make_layer()
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -92,7 +50,7 @@ class TSNet(keras.Model):
     def __init__(self, architecture, num_classes: int = 400, crop: int | None = 160, **kwargs):
         arch = Architecture.from_dict(architecture)
         if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 1):
-            raise ValueError(f"`crop` must be a positive int or None, got {crop!r}.")
+            fail("crop", "a positive int or None", crop)
         plan = layer_plan(arch, num_classes)
 
         inputs = {
@@ -100,17 +58,9 @@ class TSNet(keras.Model):
             for name, stream in arch.streams()
         }
         features = dict(inputs)
-        pooled = []
         for spec in plan:
-            layer = make_layer(spec)
-            if spec.kind == "fusion":
-                features["sparse"] = layer([features["sparse"], features["dense"]])
-            elif spec.kind == "stream_head":
-                pooled.append(layer(features[spec.stream]))
-            elif spec.kind == "classifier":
-                logits = layer(pooled)
-            else:
-                features[spec.stream] = layer(features[spec.stream])
+            spec.store(features, spec.make_layer()(spec.inputs(features)))
+        logits = features[LOGITS]
         model_inputs = inputs if arch.dense is not None else inputs["sparse"]
         super().__init__(inputs=model_inputs, outputs=logits, **kwargs)
         self.architecture = arch.to_dict()

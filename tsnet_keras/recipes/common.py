@@ -7,6 +7,7 @@ import math
 import numbers
 import os
 
+from tsnet_keras import checks
 from tsnet_keras.files import atomic_write_text
 from tsnet_keras.space.architecture import Architecture
 
@@ -17,22 +18,14 @@ MODEL_FILE = "model.keras"
 
 # ------------------------------------------------------------------ parameter checks
 def check_int(name: str, value, minimum: int = 1) -> int:
-    """Returns `value` as int, or raises a ValueError naming the parameter."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}.")
-    return int(value)
+    """Returns `value` as int, or raises a ValueError naming the parameter (`checks.check_int`)."""
+    return checks.check_int(name, value, minimum)
 
 
 def check_number(name: str, value, minimum: float = 0.0, below: float | None = None,
                  strict: bool = False) -> float:
-    """Returns `value` as float, or raises a ValueError naming the parameter."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > minimum if strict else value >= minimum)
-    ok = ok and (below is None or value < below)
-    if not ok:
-        bounds = f"{'>' if strict else '>='} {minimum}" + (f" and < {below}" if below is not None else "")
-        raise ValueError(f"`{name}` must be a number {bounds}, got {value!r}.")
-    return float(value)
+    """Returns `value` as float, or raises a ValueError naming the parameter (`checks.check_number`)."""
+    return checks.check_number(name, value, minimum, below, strict=strict)
 
 
 def check_output_dir(output_dir, name: str = "output_dir") -> str:

@@ -29,6 +29,7 @@ import sys
 
 import numpy as np
 
+from tsnet_keras.checks import ArgumentTypeError, fail
 from tsnet_keras.data.failures import DecodeFailures
 from tsnet_keras.data.lists import VideoList
 
@@ -187,7 +188,7 @@ def _check_text(name, value) -> str:
     if value is None:
         return ""
     if not isinstance(value, (str, os.PathLike)):
-        raise ValueError(f"`{name}` must be a path (str), got {type(value).__name__} {value!r}.")
+        fail(name, "a path (str)", value, error=ArgumentTypeError)
     return os.path.expanduser(os.fspath(value))
 
 

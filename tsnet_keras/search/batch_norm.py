@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import keras
 
+from tsnet_keras.checks import check_int
 from tsnet_keras.layers.sliced_batch_norm import SlicedBatchNormalization
 
 
@@ -53,8 +54,7 @@ def recalibrate_batch_norm(model, dataset, num_batches: int, call_kwargs=None) -
     >>> supernet.copy_to_model(model, arch)
     >>> recalibrate_batch_norm(model, train_batches, num_batches=200)
     """
-    if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
-        raise ValueError(f"`num_batches` must be a positive int, got {num_batches!r}.")
+    check_int("num_batches", num_batches, plain=True)
     layers = _batch_norms(model)
     if not layers:
         return 0

@@ -41,6 +41,8 @@ import dataclasses
 
 from keras import ops
 
+from tsnet_keras.checks import check_choice
+
 WEIGHTINGS = ("softmax", "baseline", "rank")
 WEIGHT_UPDATES = ("mean", "importance")
 PATH_BATCHES = ("full", "split")
@@ -83,24 +85,22 @@ def centred_ranks(scores):
 
 def advantages(scores, weighting: str, temperature: float):
     """The coefficients a_k of the alpha gradient (see the module docstring)."""
+    check_choice("weighting", weighting, WEIGHTINGS)
     if weighting == "softmax":
         return importance_weights(scores, temperature)
     count = ops.cast(ops.shape(scores)[0], "float32")
     if weighting == "baseline":
         return importance_weights(scores, temperature) - 1.0 / count
-    if weighting == "rank":
-        return centred_ranks(scores) / ops.maximum(count - 1.0, 1.0)
-    raise ValueError(f"`weighting` must be one of {WEIGHTINGS}, got {weighting!r}.")
+    return centred_ranks(scores) / ops.maximum(count - 1.0, 1.0)  # "rank"
 
 
 def sample_loss_weights(scores, weight_update: str, temperature: float):
     """Per-sample multipliers of the supernet loss, mean 1 over the K samples."""
+    check_choice("weight_update", weight_update, WEIGHT_UPDATES)
     count = ops.cast(ops.shape(scores)[0], "float32")
     if weight_update == "mean":
         return ops.ones_like(ops.cast(scores, "float32"))
-    if weight_update == "importance":
-        return importance_weights(scores, temperature) * count
-    raise ValueError(f"`weight_update` must be one of {WEIGHT_UPDATES}, got {weight_update!r}.")
+    return importance_weights(scores, temperature) * count  # "importance"
 
 
 __all__ = [

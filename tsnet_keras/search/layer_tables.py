@@ -13,9 +13,12 @@ Every layer of `layer_plan(arch)` depends on a few variables of the space only:
 
 `layer_tables(space)` enumerates, for every layer that can appear in an
 architecture of the space, the joint choices of its variables (fixed variables
-included, with their single choice) and records the layer's `LayerSpec` (as
-`layer_plan` would build it), its multiply-adds (`accounting.layer_cost`) and the
-integer fields the supernet needs (widths, kernels, on/off). The expected MACs
+included, with their single choice) and records the layer's spec (as
+`layer_plan` would build it), its multiply-adds (`spec.cost(...).macs`) and the
+integer fields the supernet needs (widths, kernels, on/off). The specs of
+every choice come from the same constructors `layer_plan` uses
+(`MBConvSpec.of`, `GloReSpec.of`, `FusionSpec.of`), so the rules are not
+restated here; what this module adds is which variables each spec depends on. The expected MACs
 of a distribution over architectures and the supernet's per-sample
 configuration are both contractions / look-ups of these tables, so they agree
 with `complexity(arch)` exactly (tests check every layer against `layer_plan`).
@@ -28,30 +31,35 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tsnet_keras.accounting import layer_cost
-from tsnet_keras.space.plan import LayerSpec, glore_spec, layer_plan
+from tsnet_keras.space.plan import (
+    ClassifierSpec,
+    FusionSpec,
+    GloReSpec,
+    LayerSpec,
+    MBConvSpec,
+    StemSpec,
+    StreamHeadSpec,
+    layer_plan,
+)
 from tsnet_keras.space.rules import (
     DEFAULT_CROP,
     FUSION_OPS,
-    block_squeeze_excite_width,
     fused_width,
-    inner_width,
-    same_output_size,
     stage_position,
 )
 from tsnet_keras.space.specs import TwoStreamSpace
 
-# Integer fields recorded per layer kind (all tables of one kind have the same fields).
+# Integer fields recorded per spec type (all tables of one type have the same fields).
 FIELDS = {
-    "mbconv": (
+    MBConvSpec: (
         "in_base", "in_extra", "in_channels", "out_channels", "inner_channels",
         "se_hidden", "temporal_kernel", "spatial_kernel", "projection",
     ),
-    "glore": ("present", "channels"),
-    "fusion": ("operation", "dense_channels", "fused_channels"),
-    "stream_head": ("in_base", "in_extra", "in_channels"),
-    "stem": (),
-    "classifier": (),
+    GloReSpec: ("present", "channels"),
+    FusionSpec: ("operation", "dense_channels", "fused_channels"),
+    StreamHeadSpec: ("in_base", "in_extra", "in_channels"),
+    StemSpec: (),
+    ClassifierSpec: (),
 }
 
 
@@ -60,31 +68,50 @@ class LayerTable:
     """One layer of the plan as a table over the choices of its variables.
 
     Attributes:
-        name: the layer name (as in `layer_plan` and the built model).
-        kind: "stem", "mbconv", "glore", "fusion", "stream_head" or "classifier".
-        stream: "sparse", "dense" or "" (fusion, classifier).
-        group: block-group index, or -1.
-        block: block index within the group (mbconv), or -1.
+        template: the layer's spec in the plan of the space's "maximal"
+            architecture (every GloRe and fusion present); its type says what
+            the layer is, and it gives `name`, `kind`, `stream`, `group`, `block`.
         keys: variable keys the layer depends on (fixed variables included).
         choices: the choices of each key, in order.
         input_size: (frames, height, width) at the layer's input.
-        specs: object array of shape `shape`: the `LayerSpec`, or None where the
+        specs: object array of shape `shape`: the layer spec, or None where the
             layer is absent (GloRe off, fusion "none").
         macs: float64 array of shape `shape`: multiply-adds of one view.
         fields: dict name -> int64 array of shape `shape` (see `FIELDS`).
     """
 
-    name: str
-    kind: str
-    stream: str
-    group: int
-    block: int
+    template: LayerSpec
     keys: tuple
     choices: tuple
     input_size: tuple
     specs: np.ndarray
     macs: np.ndarray
     fields: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The layer name (as in `layer_plan` and the built model)."""
+        return self.template.name
+
+    @property
+    def kind(self) -> str:
+        """The spec's label ("stem", "mbconv", ...), for reports."""
+        return self.template.kind
+
+    @property
+    def stream(self) -> str:
+        """"sparse", "dense" or "" (fusion, classifier)."""
+        return self.template.stream
+
+    @property
+    def group(self) -> int:
+        """Block-group index, or -1."""
+        return self.template.group
+
+    @property
+    def block(self) -> int:
+        """Block index within the group (MBConv blocks), or -1."""
+        return getattr(self.template, "block", -1)
 
     @property
     def shape(self) -> tuple:
@@ -97,6 +124,10 @@ class LayerTable:
     def maximum(self, name: str) -> int:
         """Largest value of an integer field over all choices."""
         return int(self.fields[name].max()) if self.fields[name].size else 0
+
+    def present_spec(self) -> LayerSpec:
+        """The spec of the first choice where the layer is present."""
+        return next(s for s in self.specs.reshape(-1) if s is not None)
 
 
 def _group_key(stream, index, name):
@@ -167,212 +198,179 @@ def layer_tables(space: TwoStreamSpace, num_classes: int = 400, crop=DEFAULT_CRO
     rules = _Rules(space)
     choices_of = {v.key: v.choices for v in space.variables(searchable=False)}
     maximal = space.architecture(_maximal_values(space))
-    plan = layer_plan(maximal, num_classes)
 
     # Input sizes follow the strides only, so the maximal plan gives them all.
     frames = {name: stream.frames for name, stream in maximal.streams()}
     size = {name: (height, width) for name in frames}
     tables = []
-    for template in plan:
-        stream = template.stream if template.kind not in ("fusion", "classifier") else "sparse"
+    for template in layer_plan(maximal, num_classes):
+        stream = template.input_stream
         in_size = (frames[stream],) + tuple(size[stream])
-        table = _table_for(template, space, rules, choices_of, in_size)
-        tables.append(table)
-        if template.kind in ("stem", "mbconv"):
-            h, w = size[stream]
-            stride = template.spatial_stride
-            size[stream] = (same_output_size(h, stride), same_output_size(w, stride))
+        build = _BUILDERS[type(template)]
+        keys, specs, macs, fields = build(template, rules, choices_of, in_size)
+        tables.append(LayerTable(template, keys, tuple(choices_of[k] for k in keys), in_size,
+                                 specs, macs, fields))
+        size[stream] = template.output_size(*size[stream])
     return tables
 
 
-def _parse_block(name):
-    # "sparse_g03_b02" -> (3, 2)
-    parts = name.split("_")
-    return int(parts[1][1:]), int(parts[2][1:])
+# ------------------------------------------------------------ per spec type
+def _constant_table(template, rules, choices_of, in_size):
+    """Stems and the classifier depend on no variable: a 0-d table."""
+    specs = np.empty((), dtype=object)
+    specs[()] = template
+    macs = np.array(template.cost(*in_size).macs, dtype=np.float64)
+    return (), specs, macs, {}
 
 
-def _table_for(template: LayerSpec, space, rules, choices_of, in_size):
-    kind = template.kind
-    group, block, stream = template.group, -1, template.stream
-    if kind == "mbconv":
-        group, block = _parse_block(template.name)
-        stream_space = getattr(space, stream)
-        own = tuple(
-            _group_key(stream, group, n)
-            for n in ("channels", "expansion", "temporal_kernel", "spatial_kernel")
-        )
-        keys = (rules.width_keys(stream, group - 1) if block == 0 else ()) + own
-        position = stage_position(stream_space.groups, group, block)
-        ratio = stream_space.groups[group].squeeze_excite
-        stride = stream_space.groups[group].stride if block == 0 else 1
-    elif kind == "glore":
-        keys = (_group_key(stream, group, "attention"), _group_key(stream, group, "channels"))
-    elif kind == "fusion":
-        keys = (
-            _group_key("sparse", group, "fusion"),
-            _group_key("dense", group, "channels"),
-            _group_key("sparse", group, "channels"),
-        )
-    elif kind == "stream_head":
-        keys = rules.width_keys(stream, len(getattr(space, stream).groups) - 1)
-    else:
-        keys = ()
+def _enumerated_table(template, keys, choices_of, in_size, entry):
+    """The table of `entry(values) -> (spec or None, fields)` over every joint choice of `keys`."""
     choices = tuple(choices_of[k] for k in keys)
     shape = tuple(len(c) for c in choices)
-    if kind == "mbconv":
-        specs, macs, fields = _mbconv_arrays(
-            template, keys, choices, own, stream, group, block, rules, ratio, position, stride,
-            in_size,
-        )
-    else:
-        specs = np.empty(shape, dtype=object)
-        macs = np.zeros(shape, dtype=np.float64)
-        fields = {name: np.zeros(shape, dtype=np.int64) for name in FIELDS[kind]}
-        for index in itertools.product(*(range(n) for n in shape)):
-            values = {k: c[i] for k, c, i in zip(keys, choices, index)}
-            if kind == "glore":
-                spec, record = _glore(template, values, stream, group)
-            elif kind == "fusion":
-                spec, record = _fusion(template, values, group, rules)
-            elif kind == "stream_head":
-                spec, record = _stream_head(template, values, stream, rules, space)
-            else:
-                spec, record = template, {}
-            specs[index] = spec
-            macs[index] = 0 if spec is None else layer_cost(spec, *in_size)[2]
-            for name, value in record.items():
-                fields[name][index] = value
-    return LayerTable(
-        name=template.name, kind=kind, stream=template.stream, group=group, block=block,
-        keys=keys, choices=choices, input_size=in_size, specs=specs, macs=macs, fields=fields,
+    specs = np.empty(shape, dtype=object)
+    macs = np.zeros(shape, dtype=np.float64)
+    fields = {name: np.zeros(shape, dtype=np.int64) for name in FIELDS[type(template)]}
+    for index in itertools.product(*(range(n) for n in shape)):
+        spec, record = entry({k: c[i] for k, c, i in zip(keys, choices, index)})
+        specs[index] = spec
+        macs[index] = 0 if spec is None else spec.cost(*in_size).macs
+        for name, value in record.items():
+            fields[name][index] = value
+    return keys, specs, macs, fields
+
+
+def _glore_table(template, rules, choices_of, in_size):
+    stream, group = template.stream, template.group
+    attention, channels = (_group_key(stream, group, n) for n in ("attention", "channels"))
+
+    def entry(values):
+        present = bool(values[attention])
+        record = {"present": int(present), "channels": values[channels]}
+        return (GloReSpec.of(stream, group, values[channels]) if present else None), record
+
+    return _enumerated_table(template, (attention, channels), choices_of, in_size, entry)
+
+
+def _fusion_table(template, rules, choices_of, in_size):
+    group = template.group
+    keys = (
+        _group_key("sparse", group, "fusion"),
+        _group_key("dense", group, "channels"),
+        _group_key("sparse", group, "channels"),
     )
 
+    def entry(values):
+        operation, dense, sparse = (values[k] for k in keys)
+        spec = FusionSpec.of(group, sparse, dense, operation, rules.alpha, rules.space.fusion_merge)
+        record = {
+            "operation": FUSION_OPS.index(operation), "dense_channels": dense,
+            "fused_channels": spec.fused_channels,
+        }
+        return (None if operation == "none" else spec), record
 
-def _mbconv_arrays(template, keys, choices, own, stream, group, block, rules, ratio, position,
-                   stride, in_size):
+    return _enumerated_table(template, keys, choices_of, in_size, entry)
+
+
+def _stream_head_table(template, rules, choices_of, in_size):
+    stream = template.stream
+    last = len(getattr(rules.space, stream).groups) - 1
+
+    def entry(values):
+        base, extra = rules.width(values, stream, last)
+        spec = StreamHeadSpec(template.name, stream, base + extra, template.out_channels)
+        return spec, {"in_base": base, "in_extra": extra, "in_channels": base + extra}
+
+    keys = rules.width_keys(stream, last)
+    return _enumerated_table(template, keys, choices_of, in_size, entry)
+
+
+def _mbconv_table(template, rules, choices_of, in_size):
     """The block's table, built once per (input width, own choices).
 
     The first block of a group depends on the previous group only through its
     input width, so the joint table is a look-up of a (width x own) table.
     """
-    width_keys = keys[: len(keys) - len(own)]
-    width_choices, own_choices = choices[: len(width_keys)], choices[len(width_keys):]
-    width_shape = tuple(len(c) for c in width_choices)
-    own_shape = tuple(len(c) for c in own_choices)
-    own_values = [
-        dict(zip(own, combo)) for combo in itertools.product(*own_choices)
-    ]
+    stream, group, block = template.stream, template.group, template.block
+    own = tuple(
+        _group_key(stream, group, n)
+        for n in ("channels", "expansion", "temporal_kernel", "spatial_kernel")
+    )
+    width_keys = rules.width_keys(stream, group - 1) if block == 0 else ()
+    width_shape = tuple(len(choices_of[k]) for k in width_keys)
+    own_shape = tuple(len(choices_of[k]) for k in own)
     if block == 0:
         widths = [
             rules.width(dict(zip(width_keys, combo)), stream, group - 1)
-            for combo in itertools.product(*width_choices)
+            for combo in itertools.product(*(choices_of[k] for k in width_keys))
         ]
     else:
-        widths = [None]
-    # Rows: distinct input widths (None: the group's own width, blocks b > 0).
-    def channels(width):
-        return None if width is None else width[0] + width[1]
-
-    inputs = sorted({channels(w) for w in widths}, key=lambda c: (c is None, c))
-    lookup = {c: i for i, c in enumerate(inputs)}
-    built = np.empty((len(inputs), len(own_values)), dtype=object)
-    cost = np.zeros((len(inputs), len(own_values)))
-    table_fields = {name: np.zeros((len(inputs), len(own_values)), np.int64)
-                    for name in FIELDS["mbconv"]}
-    for row, cin in enumerate(inputs):
-        for column, values in enumerate(own_values):
-            spec, record = _mbconv(template, values, stream, group,
-                                   values[own[0]] if cin is None else cin, ratio, position, stride)
-            built[row, column] = spec
-            cost[row, column] = layer_cost(spec, *in_size)[2]
-            for name, value in record.items():
-                table_fields[name][row, column] = value
-    rows = np.array([lookup[channels(w)] for w in widths]).reshape(width_shape)
+        widths = [None]  # the group's own width
+    inputs = sorted({_channels(w) for w in widths}, key=lambda c: (c is None, c))
+    built, cost, grid_fields = _mbconv_grid(template, rules, choices_of, own, inputs, in_size)
+    rows = np.array([inputs.index(_channels(w)) for w in widths]).reshape(width_shape)
     full = width_shape + own_shape
 
     def expand(array):
         return array[rows].reshape(full)
 
-    fields = {k: expand(v) for k, v in table_fields.items()}
+    fields = {k: expand(v) for k, v in grid_fields.items()}
     if block == 0:
-        bases = np.array([w[0] for w in widths]).reshape(width_shape + (1,) * len(own_shape))
-        extras = np.array([w[1] for w in widths]).reshape(width_shape + (1,) * len(own_shape))
-        fields["in_base"] = np.broadcast_to(bases, full).copy()
-        fields["in_extra"] = np.broadcast_to(extras, full).copy()
+        fields.update(_input_fields(widths, width_shape, own_shape))
     else:
         fields["in_base"] = fields["out_channels"].copy()
         fields["in_extra"] = np.zeros(full, np.int64)
-    return expand(built), expand(cost), fields
+    return width_keys + own, expand(built), expand(cost), fields
 
 
-def _mbconv(template, values, stream, group, cin, ratio, position, stride):
-    cout = values[_group_key(stream, group, "channels")]
-    expansion = values[_group_key(stream, group, "expansion")]
-    t = values[_group_key(stream, group, "temporal_kernel")]
-    k = values[_group_key(stream, group, "spatial_kernel")]
-    inner = inner_width(cout, expansion)
-    se_hidden = block_squeeze_excite_width(inner, ratio, position)
-    projection = stride != 1 or cin != cout
-    spec = LayerSpec(
-        "mbconv", template.name, stream, group, cin, cout, stride,
-        {
-            "expansion": float(expansion),
-            "inner_channels": inner,
-            "temporal_kernel": t,
-            "spatial_kernel": k,
-            "se_hidden": se_hidden,
-            "squeeze_excite_ratio": ratio if se_hidden else 0.0,
-            "projection": projection,
-            "residual_activation": template.options["residual_activation"],
-        },
-    )
-    record = {
-        "in_channels": cin, "out_channels": cout,
-        "inner_channels": inner, "se_hidden": se_hidden, "temporal_kernel": t,
-        "spatial_kernel": k, "projection": int(projection),
-    }
-    return spec, record
+def _channels(width):
+    """Input channels of a `(base, extra)` width; None stays None."""
+    return None if width is None else width[0] + width[1]
 
 
-def _glore(template, values, stream, group):
-    channels = values[_group_key(stream, group, "channels")]
-    present = bool(values[_group_key(stream, group, "attention")])
-    record = {"present": int(present), "channels": channels}
-    if not present:
-        return None, record
-    return glore_spec(template.name, stream, group, channels), record
+def _mbconv_grid(template, rules, choices_of, own, inputs, in_size):
+    """Specs, MACs and fields over (distinct input width) x (joint own choices)."""
+    stream, group, block = template.stream, template.group, template.block
+    group_space = getattr(rules.space, stream)
+    position = stage_position(group_space.groups, group, block)
+    own_values = list(itertools.product(*(choices_of[k] for k in own)))
+    shape = (len(inputs), len(own_values))
+    built = np.empty(shape, dtype=object)
+    cost = np.zeros(shape)
+    fields = {name: np.zeros(shape, np.int64) for name in FIELDS[MBConvSpec]}
+    for row, cin in enumerate(inputs):
+        for column, (cout, expansion, t, k) in enumerate(own_values):
+            spec = MBConvSpec.of(
+                stream, group, block, cout if cin is None else cin, cout, float(expansion), t, k,
+                stride=group_space.groups[group].stride,
+                squeeze_excite=group_space.groups[group].squeeze_excite,
+                stage_position=position, residual_activation=template.residual_activation,
+            )
+            built[row, column] = spec
+            cost[row, column] = spec.cost(*in_size).macs
+            for name in FIELDS[MBConvSpec][2:]:
+                fields[name][row, column] = int(getattr(spec, name))
+    return built, cost, fields
 
 
-def _fusion(template, values, group, rules):
-    operation = values[_group_key("sparse", group, "fusion")]
-    dense = values[_group_key("dense", group, "channels")]
-    added = fused_width(operation, dense, rules.alpha)
-    record = {
-        "operation": FUSION_OPS.index(operation), "dense_channels": dense,
-        "fused_channels": added,
-    }
-    if operation == "none":
-        return None, record
-    sparse_width = values[_group_key("sparse", group, "channels")]
-    merge = rules.space.fusion_merge
-    spec = LayerSpec(
-        "fusion", template.name, "", group, sparse_width,
-        sparse_width + added if merge == "concat" else sparse_width,
-        options={
-            "operation": operation, "dense_channels": dense, "alpha": rules.alpha,
-            "fused_channels": added, "merge": merge,
-        },
-    )
-    return spec, record
+def _input_fields(widths, width_shape, own_shape):
+    """`in_base` / `in_extra` of block 0: the previous group's widths, broadcast over own choices."""
+    full = width_shape + own_shape
+    fields = {}
+    for name, part in (("in_base", 0), ("in_extra", 1)):
+        values = np.array([w[part] for w in widths]).reshape(width_shape + (1,) * len(own_shape))
+        fields[name] = np.broadcast_to(values, full).copy()
+    return fields
 
 
-def _stream_head(template, values, stream, rules, space):
-    last = len(getattr(space, stream).groups) - 1
-    base, extra = rules.width(values, stream, last)
-    spec = LayerSpec(
-        "stream_head", template.name, stream, -1, base + extra, template.out_channels
-    )
-    return spec, {"in_base": base, "in_extra": extra, "in_channels": base + extra}
+# How the table of each spec type is built (the variables it depends on).
+_BUILDERS = {
+    StemSpec: _constant_table,
+    MBConvSpec: _mbconv_table,
+    GloReSpec: _glore_table,
+    FusionSpec: _fusion_table,
+    StreamHeadSpec: _stream_head_table,
+    ClassifierSpec: _constant_table,
+}
 
 
 __all__ = ["FIELDS", "LayerTable", "layer_tables"]

@@ -23,7 +23,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from tsnet_keras.layers import ClassificationHead, VideoStem
 from tsnet_keras.layers.sliced_batch_norm import default_dynamic_shapes
 from tsnet_keras.layers.super_attention import SuperAttention
 from tsnet_keras.layers.super_mbconv3d import SuperMBConv3D
@@ -32,15 +31,16 @@ from tsnet_keras.layers.super_ts_fusion import SuperTSFusion
 from tsnet_keras.search.distribution import space_from_dict, space_to_dict
 from tsnet_keras.search.layer_tables import layer_tables
 from tsnet_keras.space.architecture import Architecture
+from tsnet_keras.space.plan import (
+    LOGITS,
+    ClassifierSpec,
+    FusionSpec,
+    GloReSpec,
+    MBConvSpec,
+    StemSpec,
+    StreamHeadSpec,
+)
 from tsnet_keras.space.rules import FUSION_OPS
-
-# Per-call arguments each kind of super-block reads from its table.
-_CALL_FIELDS = {
-    "mbconv": ("in_base", "in_extra", "out_channels", "inner_channels", "se_hidden", "kernel_index"),
-    "glore": ("channels", "present"),
-    "fusion": ("operation_index", "dense_channels"),
-    "stream_head": ("in_base", "in_extra"),
-}
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -89,106 +89,19 @@ class Supernet(keras.Model):
             )
         self.keys = tuple(v.key for v in self.space.variables())
         self.tables = layer_tables(self.space, num_classes)
-        self._lookups = [self._make_lookup(table) for table in self.tables]
-        self.plan_layers = [self._make_layer(table) for table in self.tables]
+        self._blocks = [_block_of(table) for table in self.tables]
+        self._lookups = [_make_lookup(table, block, self.keys)
+                         for table, block in zip(self.tables, self._blocks)]
+        self.plan_layers = [block.make(table, self.dynamic_shapes)
+                            for table, block in zip(self.tables, self._blocks)]
         self._build_all()
 
     # ------------------------------------------------------------ building
-    def _make_lookup(self, table):
-        """Packed int table (flat choice index -> call fields) and flat strides."""
-        if table.kind not in _CALL_FIELDS:
-            return None
-        fields = dict(table.fields)
-        if table.kind == "mbconv":
-            pairs = _kernel_choices(table)
-            kernel = np.vectorize(lambda t, k: pairs.index((int(t), int(k))))(
-                fields["temporal_kernel"], fields["spatial_kernel"]
-            )
-            fields["kernel_index"] = kernel.astype(np.int64)
-        if table.kind == "fusion":
-            operations = table.choices[0]
-            fields["operation_index"] = np.vectorize(
-                lambda op: operations.index(FUSION_OPS[int(op)])
-            )(fields["operation"]).astype(np.int64)
-        names = _CALL_FIELDS[table.kind]
-        packed = np.stack([fields[n].reshape(-1) for n in names], axis=-1).astype("int32")
-        shape = table.shape
-        strides = [int(np.prod(shape[a + 1:])) for a in range(len(shape))]
-        positions = [self.keys.index(k) if k in self.keys else None for k in table.keys]
-        searchable = [(p, s) for p, s in zip(positions, strides) if p is not None]
-        return {"names": names, "packed": packed, "searchable": searchable}
-
-    def _make_layer(self, table):
-        name, kind = table.name, table.kind
-        template = table.specs.reshape(-1)[0]
-        if template is None:  # GloRe or fusion absent in the first choice: any present one
-            template = next(s for s in table.specs.reshape(-1) if s is not None)
-        dynamic = self.dynamic_shapes
-        if kind == "stem":
-            return VideoStem(
-                filters=template.out_channels,
-                temporal_kernel=template.options["temporal_kernel"],
-                spatial_kernel=template.options["spatial_kernel"],
-                spatial_stride=template.spatial_stride,
-                name=name,
-            )
-        if kind == "mbconv":
-            projection = table.fields["projection"]
-            shortcut = (
-                "projection" if projection.all() else "identity" if not projection.any() else "auto"
-            )
-            return SuperMBConv3D(
-                max_filters=table.maximum("out_channels"),
-                max_inner_channels=table.maximum("inner_channels"),
-                kernel_choices=_kernel_choices(table),
-                max_in_base=table.maximum("in_base"),
-                max_in_extra=table.maximum("in_extra"),
-                spatial_stride=template.spatial_stride,
-                max_se_hidden=table.maximum("se_hidden"),
-                shortcut=shortcut,
-                dynamic_shapes=dynamic,
-                name=name,
-            )
-        if kind == "glore":
-            return SuperAttention(table.maximum("channels"), dynamic_shapes=dynamic, name=name)
-        if kind == "fusion":
-            return SuperTSFusion(
-                operations=table.choices[0],
-                max_dense_channels=table.maximum("dense_channels"),
-                alpha=template.options["alpha"],
-                dynamic_shapes=dynamic,
-                name=name,
-            )
-        if kind == "stream_head":
-            return SuperStreamHead(
-                template.out_channels,
-                max_in_base=table.maximum("in_base"),
-                max_in_extra=table.maximum("in_extra"),
-                dynamic_shapes=dynamic,
-                name=name,
-            )
-        if kind == "classifier":
-            return ClassificationHead(
-                num_classes=template.out_channels,
-                hidden_units=template.options["hidden_units"],
-                dropout_rate=template.options["dropout_rate"],
-                name=name,
-            )
-        raise ValueError(f"Unknown layer kind {kind!r}.")
-
     def _build_all(self):
         # Every weight exists before the first step (tf.distribute needs it).
-        features = []
-        for table, layer in zip(self.tables, self.plan_layers):
-            if table.kind == "stem":
-                layer.build((None, table.input_size[0], None, None, 3))
-            elif table.kind == "stream_head":
-                layer.build()
-                features.append((None, layer.filters))
-            elif table.kind == "classifier":
-                layer.build(features if len(features) > 1 else features[0])
-            else:
-                layer.build()
+        pooled = []
+        for table, layer, block in zip(self.tables, self.plan_layers, self._blocks):
+            block.build(layer, table, pooled)
         self.built = True
 
     # ---------------------------------------------------------------- call
@@ -216,48 +129,14 @@ class Supernet(keras.Model):
             if self.keys:
                 raise ValueError(f"`indices` is required: {len(self.keys)} searchable variables.")
             indices = ops.zeros((0,), "int32")
-        pooled = []
-        logits = None
         common = {"training": training, "update_statistics": update_statistics}
         for index, (table, layer) in enumerate(zip(self.tables, self.plan_layers)):
-            args = self.layer_arguments(index, indices)
-            kind, stream = table.kind, table.stream
-            if kind == "stem":
-                features[stream] = layer(features[stream], training=training)
-            elif kind == "mbconv":
-                features[stream] = layer(
-                    features[stream],
-                    in_base=args["in_base"],
-                    in_extra=args["in_extra"],
-                    filters=args["out_channels"],
-                    inner_channels=args["inner_channels"],
-                    se_hidden=args["se_hidden"],
-                    kernel_index=args["kernel_index"],
-                    **common,
-                )
-            elif kind == "glore":
-                enabled = args["present"]
-                enabled = bool(enabled) if isinstance(enabled, int) else ops.cast(enabled, "bool")
-                features[stream] = layer(
-                    features[stream], channels=args["channels"], enabled=enabled, **common
-                )
-            elif kind == "fusion":
-                features["sparse"] = layer(
-                    [features["sparse"], features["dense"]],
-                    operation_index=args["operation_index"],
-                    dense_channels=args["dense_channels"],
-                    **common,
-                )
-            elif kind == "stream_head":
-                pooled.append(
-                    layer(features[stream], in_base=args["in_base"], in_extra=args["in_extra"],
-                          **common)
-                )
-            else:
-                # Scoring (update_statistics=False) uses batch statistics but no dropout.
-                logits = layer(pooled if len(pooled) > 1 else pooled[0],
-                               training=bool(training) and update_statistics)
-        return logits
+            spec = table.template
+            output = self._blocks[index].call(
+                layer, spec.inputs(features), self.layer_arguments(index, indices), common
+            )
+            spec.store(features, output)
+        return features[LOGITS]
 
     # ------------------------------------------------------ architectures
     def indices_of(self, arch: Architecture) -> np.ndarray:
@@ -374,25 +253,197 @@ def layer_choices(space, arch: Architecture, tables=None) -> dict:
         if spec is None:
             continue
         fields = {n: int(a[where]) for n, a in table.fields.items()}
-        if table.kind == "mbconv":
-            choice = {
-                "in_base": fields["in_base"], "in_extra": fields["in_extra"],
-                "filters": fields["out_channels"], "inner_channels": fields["inner_channels"],
-                "se_hidden": fields["se_hidden"], "temporal_kernel": fields["temporal_kernel"],
-                "spatial_kernel": fields["spatial_kernel"],
-                "projection": bool(fields["projection"]),
-            }
-        elif table.kind == "glore":
-            choice = {"channels": fields["channels"]}
-        elif table.kind == "fusion":
-            choice = {"operation": spec.options["operation"],
-                      "dense_channels": fields["dense_channels"]}
-        elif table.kind == "stream_head":
-            choice = {"in_base": fields["in_base"], "in_extra": fields["in_extra"]}
-        else:
-            choice = {}
-        result[table.name] = choice
+        result[table.name] = _block_of(table).choice(fields, spec)
     return result
+
+
+# ------------------------------------------------------------------ super-blocks
+class _SuperBlock:
+    """How the supernet makes, builds, runs and reads back the layers of one spec type.
+
+    `call_fields`: the per-call integer arguments looked up in the layer's table.
+    """
+
+    call_fields = ()
+
+    def lookup_fields(self, table) -> dict:
+        """The table's integer fields plus any derived ones `call_fields` names."""
+        return dict(table.fields)
+
+    def make(self, table, dynamic_shapes):
+        """The layer: the plain layer of the spec (constant layers)."""
+        return table.present_spec().make_layer()
+
+    def build(self, layer, table, pooled: list) -> None:
+        layer.build()
+
+    def call(self, layer, inputs, args: dict, common: dict):
+        return layer(inputs, **common)
+
+    def choice(self, fields: dict, spec) -> dict:
+        """The settings of the layer under one architecture (super-block choice form)."""
+        return {}
+
+
+class _Stem(_SuperBlock):
+    def build(self, layer, table, pooled):
+        layer.build((None, table.input_size[0], None, None, 3))
+
+    def call(self, layer, inputs, args, common):
+        return layer(inputs, training=common["training"])
+
+
+class _MBConv(_SuperBlock):
+    call_fields = ("in_base", "in_extra", "out_channels", "inner_channels", "se_hidden",
+                   "kernel_index")
+
+    def lookup_fields(self, table):
+        fields = dict(table.fields)
+        pairs = _kernel_choices(table)
+        kernel = np.vectorize(lambda t, k: pairs.index((int(t), int(k))))(
+            fields["temporal_kernel"], fields["spatial_kernel"]
+        )
+        fields["kernel_index"] = kernel.astype(np.int64)
+        return fields
+
+    def make(self, table, dynamic_shapes):
+        projection = table.fields["projection"]
+        shortcut = (
+            "projection" if projection.all() else "identity" if not projection.any() else "auto"
+        )
+        return SuperMBConv3D(
+            max_filters=table.maximum("out_channels"),
+            max_inner_channels=table.maximum("inner_channels"),
+            kernel_choices=_kernel_choices(table),
+            max_in_base=table.maximum("in_base"),
+            max_in_extra=table.maximum("in_extra"),
+            spatial_stride=table.present_spec().spatial_stride,
+            max_se_hidden=table.maximum("se_hidden"),
+            shortcut=shortcut,
+            dynamic_shapes=dynamic_shapes,
+            name=table.name,
+        )
+
+    def call(self, layer, inputs, args, common):
+        return layer(
+            inputs, in_base=args["in_base"], in_extra=args["in_extra"],
+            filters=args["out_channels"], inner_channels=args["inner_channels"],
+            se_hidden=args["se_hidden"], kernel_index=args["kernel_index"], **common,
+        )
+
+    def choice(self, fields, spec):
+        return {
+            "in_base": fields["in_base"], "in_extra": fields["in_extra"],
+            "filters": fields["out_channels"], "inner_channels": fields["inner_channels"],
+            "se_hidden": fields["se_hidden"], "temporal_kernel": fields["temporal_kernel"],
+            "spatial_kernel": fields["spatial_kernel"],
+            "projection": bool(fields["projection"]),
+        }
+
+
+class _GloRe(_SuperBlock):
+    call_fields = ("channels", "present")
+
+    def make(self, table, dynamic_shapes):
+        return SuperAttention(table.maximum("channels"), dynamic_shapes=dynamic_shapes,
+                              name=table.name)
+
+    def call(self, layer, inputs, args, common):
+        enabled = args["present"]
+        enabled = bool(enabled) if isinstance(enabled, int) else ops.cast(enabled, "bool")
+        return layer(inputs, channels=args["channels"], enabled=enabled, **common)
+
+    def choice(self, fields, spec):
+        return {"channels": fields["channels"]}
+
+
+class _Fusion(_SuperBlock):
+    call_fields = ("operation_index", "dense_channels")
+
+    def lookup_fields(self, table):
+        fields = dict(table.fields)
+        operations = table.choices[0]
+        fields["operation_index"] = np.vectorize(
+            lambda op: operations.index(FUSION_OPS[int(op)])
+        )(fields["operation"]).astype(np.int64)
+        return fields
+
+    def make(self, table, dynamic_shapes):
+        return SuperTSFusion(
+            operations=table.choices[0],
+            max_dense_channels=table.maximum("dense_channels"),
+            alpha=table.present_spec().alpha,
+            dynamic_shapes=dynamic_shapes,
+            name=table.name,
+        )
+
+    def call(self, layer, inputs, args, common):
+        return layer(inputs, operation_index=args["operation_index"],
+                     dense_channels=args["dense_channels"], **common)
+
+    def choice(self, fields, spec):
+        return {"operation": spec.operation, "dense_channels": fields["dense_channels"]}
+
+
+class _StreamHead(_SuperBlock):
+    call_fields = ("in_base", "in_extra")
+
+    def make(self, table, dynamic_shapes):
+        return SuperStreamHead(
+            table.present_spec().out_channels,
+            max_in_base=table.maximum("in_base"),
+            max_in_extra=table.maximum("in_extra"),
+            dynamic_shapes=dynamic_shapes,
+            name=table.name,
+        )
+
+    def build(self, layer, table, pooled):
+        layer.build()
+        pooled.append((None, layer.filters))
+
+    def call(self, layer, inputs, args, common):
+        return layer(inputs, in_base=args["in_base"], in_extra=args["in_extra"], **common)
+
+    def choice(self, fields, spec):
+        return {"in_base": fields["in_base"], "in_extra": fields["in_extra"]}
+
+
+class _Classifier(_SuperBlock):
+    def build(self, layer, table, pooled):
+        layer.build(pooled if len(pooled) > 1 else pooled[0])
+
+    def call(self, layer, inputs, args, common):
+        # Scoring (update_statistics=False) uses batch statistics but no dropout.
+        training = bool(common["training"]) and common["update_statistics"]
+        return layer(inputs if len(inputs) > 1 else inputs[0], training=training)
+
+
+_BLOCKS = {
+    StemSpec: _Stem(),
+    MBConvSpec: _MBConv(),
+    GloReSpec: _GloRe(),
+    FusionSpec: _Fusion(),
+    StreamHeadSpec: _StreamHead(),
+    ClassifierSpec: _Classifier(),
+}
+
+
+def _block_of(table) -> _SuperBlock:
+    return _BLOCKS[type(table.template)]
+
+
+def _make_lookup(table, block: _SuperBlock, keys: tuple):
+    """Packed int table (flat choice index -> call fields) and flat strides, or None."""
+    if not block.call_fields:
+        return None
+    fields = block.lookup_fields(table)
+    names = block.call_fields
+    packed = np.stack([fields[n].reshape(-1) for n in names], axis=-1).astype("int32")
+    shape = table.shape
+    strides = [int(np.prod(shape[a + 1:])) for a in range(len(shape))]
+    positions = [keys.index(k) if k in keys else None for k in table.keys]
+    searchable = [(p, s) for p, s in zip(positions, strides) if p is not None]
+    return {"names": names, "packed": packed, "searchable": searchable}
 
 
 def _kernel_choices(table):

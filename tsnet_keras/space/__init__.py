@@ -1,4 +1,5 @@
-"""What can be searched and what was chosen: spaces, architectures, the Auto-TSNet space."""
+"""What can be searched and what was chosen: spaces, architectures, the Auto-TSNet space,
+and the layer plan (typed layer specs) of an architecture."""
 
 from tsnet_keras.space.architecture import (
     FUSION_MERGES,
@@ -9,6 +10,16 @@ from tsnet_keras.space.architecture import (
     Stream,
 )
 from tsnet_keras.space.auto_tsnet import auto_tsnet
+from tsnet_keras.space.plan import (
+    ClassifierSpec,
+    FusionSpec,
+    GloReSpec,
+    LayerSpec,
+    MBConvSpec,
+    StemSpec,
+    StreamHeadSpec,
+    layer_plan,
+)
 from tsnet_keras.space.specs import (
     BACKBONE_VARIABLES,
     STEPS,

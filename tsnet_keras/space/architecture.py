@@ -23,34 +23,32 @@ import json
 import math
 from dataclasses import dataclass
 
+from tsnet_keras.checks import (
+    ArgumentTypeError,
+    check_choice,
+    check_int,
+    check_number,
+    check_stride,
+    fail,
+)
 from tsnet_keras.space.rules import FUSION_MERGES, FUSION_OPS, inner_width
 
 RESIDUAL_ACTIVATIONS = ("none", "relu")
 STREAMS = ("sparse", "dense")
 
 
-def _check_number(owner, name, value):
-    """A finite real number (not a bool, not a string); returns it as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}: `{name}` must be a number, got {value!r}.")
-    if not math.isfinite(value):
-        raise ValueError(f"{owner}: `{name}` must be finite, got {value!r}.")
-    return float(value)
+def _check_number(owner, name, value, minimum=None, below=None, strict=False):
+    """A finite Python int or float (not a bool, not a string); returns it as float."""
+    return check_number(name, value, minimum, below, strict=strict, where=owner, plain=True)
 
 
 def _check_stride(owner, name, value):
     _check_int(owner, name, value)
-    if value not in (1, 2):
-        raise ValueError(f"{owner}: `{name}` must be 1 or 2 (what the layers build), got {value}.")
+    check_stride(name, value, where=owner)
 
 
 def _check_int(owner, name, value, minimum=1, odd=False):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}: `{name}` must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{owner}: `{name}` must be >= {minimum}, got {value}.")
-    if odd and value % 2 != 1:
-        raise ValueError(f"{owner}: `{name}` must be odd, got {value}.")
+    check_int(name, value, minimum, where=owner, odd=odd, plain=True)
 
 
 @dataclass(frozen=True)
@@ -114,9 +112,7 @@ class BlockGroup:
         _check_int("BlockGroup", "channels", self.channels)
         _check_int("BlockGroup", "temporal_kernel", self.temporal_kernel, odd=True)
         _check_int("BlockGroup", "spatial_kernel", self.spatial_kernel, odd=True)
-        expansion = _check_number("BlockGroup", "expansion", self.expansion)
-        if expansion <= 0:
-            raise ValueError(f"BlockGroup: `expansion` must be > 0, got {self.expansion}.")
+        expansion = _check_number("BlockGroup", "expansion", self.expansion, 0, strict=True)
         object.__setattr__(self, "expansion", expansion)
         if self.inner_channels < 1:
             raise ValueError(
@@ -124,17 +120,10 @@ class BlockGroup:
                 f"round({self.channels} x {expansion}) = {self.inner_channels} channels; it must "
                 "be at least 1."
             )
-        _check_number("BlockGroup", "squeeze_excite", self.squeeze_excite)
-        if not 0 <= self.squeeze_excite < 1:
-            raise ValueError(
-                f"BlockGroup: `squeeze_excite` must be in [0, 1), got {self.squeeze_excite}."
-            )
+        _check_number("BlockGroup", "squeeze_excite", self.squeeze_excite, 0, below=1)
         if not isinstance(self.attention, bool):
-            raise TypeError(f"BlockGroup: `attention` must be a bool, got {self.attention!r}.")
-        if self.fusion not in FUSION_OPS:
-            raise ValueError(
-                f"BlockGroup: `fusion` must be one of {FUSION_OPS}, got {self.fusion!r}."
-            )
+            fail("attention", "True or False", self.attention, "BlockGroup", ArgumentTypeError)
+        check_choice("fusion", self.fusion, FUSION_OPS, where="BlockGroup")
 
     @property
     def inner_channels(self) -> int:
@@ -223,21 +212,10 @@ class Architecture:
         if self.dense is not None and not isinstance(self.dense, Stream):
             raise TypeError("Architecture: `dense` must be a Stream or None.")
         _check_int("Architecture", "head_units", self.head_units)
-        _check_number("Architecture", "dropout_rate", self.dropout_rate)
-        if not 0 <= self.dropout_rate < 1:
-            raise ValueError(
-                f"Architecture: `dropout_rate` must be in [0, 1), got {self.dropout_rate}."
-            )
-        if self.fusion_merge not in FUSION_MERGES:
-            raise ValueError(
-                f"Architecture: `fusion_merge` must be one of {FUSION_MERGES}, "
-                f"got {self.fusion_merge!r}."
-            )
-        if self.residual_activation not in RESIDUAL_ACTIVATIONS:
-            raise ValueError(
-                f"Architecture: `residual_activation` must be one of {RESIDUAL_ACTIVATIONS}, "
-                f"got {self.residual_activation!r}."
-            )
+        _check_number("Architecture", "dropout_rate", self.dropout_rate, 0, below=1)
+        check_choice("fusion_merge", self.fusion_merge, FUSION_MERGES, where="Architecture")
+        check_choice("residual_activation", self.residual_activation, RESIDUAL_ACTIVATIONS,
+                     where="Architecture")
         if self.dense is None:
             for index, group in enumerate(self.sparse.groups):
                 if group.fusion != "none":

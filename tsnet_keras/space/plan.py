@@ -1,9 +1,22 @@
-"""The layer plan of an architecture: every layer with its exact widths, in order.
+"""The layer plan of an architecture: one typed, frozen spec per layer, in order.
 
 `layer_plan(arch)` is the single place that turns an `Architecture` into a
-sequence of layer specifications (channel flow, shortcut rule, squeeze-excite
-placement, fusion widths). The model builder instantiates it and the accounting
-counts it, so the two cannot drift apart.
+sequence of layer specs (channel flow, shortcut rule, squeeze-excite placement,
+fusion widths). Each spec owns what follows from it: its widths (through
+`tsnet_keras.space.rules`), its cost (`spec.cost(frames, height, width)`, read
+by `accounting` and the layer tables of the expected MACs), the Keras layer it
+makes (`spec.make_layer()`, read by `TSNet`) and how that layer is wired into
+the two-stream graph (`spec.inputs(features)` / `spec.store(features, output)`).
+Group and block indices are fields, never parsed back from layer names.
+
+| spec | layer | name |
+|---|---|---|
+| `StemSpec` | `VideoStem` | `{stream}_stem` |
+| `MBConvSpec` | `MBConv3D` | `{stream}_g{group:02d}_b{block:02d}` |
+| `GloReSpec` | `GloRe3D` | `{stream}_g{group:02d}_glore` |
+| `FusionSpec` | `TSFusion` | `fusion_g{group:02d}` |
+| `StreamHeadSpec` | `StreamHead` | `{stream}_head` |
+| `ClassifierSpec` | `ClassificationHead` | `classifier` |
 
 Rules (X3D and SlowFast conventions; the width and placement rules themselves
 live in `tsnet_keras.space.rules`):
@@ -15,54 +28,380 @@ live in `tsnet_keras.space.rules`):
 - after group i: GloRe on each stream whose group i has `attention=True`, then
   the TS-Fusion of sparse group i, which reads dense group i's output (after
   its GloRe) and concatenates (or sums) into the sparse stream.
+
+Costs follow anchors.md: parameters include BN gamma/beta, MACs are the
+multiply-adds of one view; batch norm, activations, pooling and residual
+additions cost no MACs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
 
+from tsnet_keras.checks import check_int
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.space.rules import (
+    FUSION_CONV_KERNEL,
     block_squeeze_excite_width,
     fused_width,
     glore_widths,
+    inner_width,
+    needs_projection,
     round_width,
+    same_output_size,
     stage_position,
 )
 
+# Keys of the `features` dict the specs wire through (besides the stream names).
+POOLED = "pooled"
+LOGITS = "logits"
 
-@dataclass(frozen=True)
-class LayerSpec:
-    """One layer of the plan.
 
-    Args:
-        kind: "stem", "mbconv", "glore", "fusion", "stream_head" or "classifier".
-        name: the Keras layer name used by the builder.
-        stream: "sparse", "dense" or "" (fusion, classifier).
-        group: block-group index, or -1.
-        in_channels: input channels (of the sparse input for fusion).
-        out_channels: output channels.
-        spatial_stride: spatial stride the layer applies.
-        options: kind-specific settings (kernels, expansion, SE width, ...).
+class Cost(NamedTuple):
+    """Cost of one layer for one view.
+
+    Attributes:
+        params: trainable parameters including BN gamma/beta.
+        bn_channels: channels normalised by batch norms inside the layer.
+        macs: multiply-adds.
+        output_shape: (frames, height, width, channels) after the layer
+            (`(channels,)` for the classifier).
     """
 
-    kind: str
+    params: int
+    bn_channels: int
+    macs: int
+    output_shape: tuple
+
+
+class LayerSpec:
+    """What every layer spec provides (the subclasses are frozen dataclasses).
+
+    Every spec has `name`, `stream`, `group`, `in_channels`, `out_channels` and
+    `spatial_stride`; `kind` is a label for reports ("stem", "mbconv", "glore",
+    "fusion", "stream_head", "classifier"), not something to switch on.
+    """
+
+    kind: ClassVar[str] = ""
+
+    @property
+    def part(self) -> str:
+        """Where the layer's cost is reported: its stream, "fusion" or "classifier"."""
+        return self.stream
+
+    @property
+    def input_stream(self) -> str:
+        """The stream whose frames and spatial size the layer reads."""
+        return self.stream
+
+    def output_size(self, height, width) -> tuple:
+        """Spatial size after the layer ("same" padding with the layer's stride)."""
+        stride = self.spatial_stride
+        return same_output_size(height, stride), same_output_size(width, stride)
+
+    def cost(self, frames: int, height: int, width: int) -> Cost:
+        """Params, BN channels, MACs and output shape for an input of this size."""
+        raise NotImplementedError
+
+    def make_layer(self):
+        """The Keras layer of this spec, named `self.name`."""
+        raise NotImplementedError
+
+    def inputs(self, features: dict):
+        """The layer's input from `features` (stream name -> tensor, plus `POOLED`)."""
+        return features[self.stream]
+
+    def store(self, features: dict, output) -> None:
+        """Records the layer's output in `features`."""
+        features[self.stream] = output
+
+
+@dataclass(frozen=True)
+class StemSpec(LayerSpec):
+    """A stream's stem: 1 x k x k conv with stride, then a depthwise t x 1 x 1 conv, BN, ReLU."""
+
+    kind: ClassVar[str] = "stem"
+    group: ClassVar[int] = -1
+
+    name: str
+    stream: str
+    in_channels: int
+    out_channels: int
+    spatial_stride: int
+    temporal_kernel: int
+    spatial_kernel: int
+
+    def cost(self, frames, height, width) -> Cost:
+        k, t = self.spatial_kernel, self.temporal_kernel
+        cin, cout = self.in_channels, self.out_channels
+        h, w = self.output_size(height, width)
+        params = k * k * cin * cout + t * cout
+        return Cost(params + 2 * cout, cout, frames * h * w * params, (frames, h, w, cout))
+
+    def make_layer(self):
+        from tsnet_keras.layers import VideoStem
+
+        return VideoStem(
+            filters=self.out_channels,
+            temporal_kernel=self.temporal_kernel,
+            spatial_kernel=self.spatial_kernel,
+            spatial_stride=self.spatial_stride,
+            name=self.name,
+        )
+
+
+@dataclass(frozen=True)
+class MBConvSpec(LayerSpec):
+    """Block `block` of group `group` of a stream: an X3D inverted bottleneck."""
+
+    kind: ClassVar[str] = "mbconv"
+
     name: str
     stream: str
     group: int
+    block: int
     in_channels: int
     out_channels: int
-    spatial_stride: int = 1
-    options: dict = field(default_factory=dict)
+    spatial_stride: int
+    expansion: float
+    inner_channels: int
+    temporal_kernel: int
+    spatial_kernel: int
+    se_hidden: int
+    squeeze_excite_ratio: float
+    projection: bool
+    residual_activation: str
+
+    @classmethod
+    def of(cls, stream: str, group: int, block: int, in_channels: int, out_channels: int,
+           expansion: float, temporal_kernel: int, spatial_kernel: int, *, stride: int,
+           squeeze_excite: float, stage_position: int, residual_activation: str) -> MBConvSpec:
+        """The block with its derived widths: inner, squeeze-excite and the shortcut rule.
+
+        `stride` is the group's stride (applied by block 0 only); `squeeze_excite`
+        the group's ratio and `stage_position` the block's index in its stage.
+        """
+        inner = inner_width(out_channels, expansion)
+        se_hidden = block_squeeze_excite_width(inner, squeeze_excite, stage_position)
+        stride = stride if block == 0 else 1
+        return cls(
+            name=f"{stream}_g{group:02d}_b{block:02d}", stream=stream, group=group, block=block,
+            in_channels=in_channels, out_channels=out_channels, spatial_stride=stride,
+            expansion=expansion, inner_channels=inner, temporal_kernel=temporal_kernel,
+            spatial_kernel=spatial_kernel, se_hidden=se_hidden,
+            squeeze_excite_ratio=squeeze_excite if se_hidden else 0.0,
+            projection=needs_projection(in_channels, out_channels, stride),
+            residual_activation=residual_activation,
+        )
+
+    def cost(self, frames, height, width) -> Cost:
+        cin, cout, inner = self.in_channels, self.out_channels, self.inner_channels
+        t, k, hidden = self.temporal_kernel, self.spatial_kernel, self.se_hidden
+        h, w = self.output_size(height, width)
+        in_positions, out_positions = frames * height * width, frames * h * w
+        params = cin * inner + t * k * k * inner + inner * cout
+        macs = in_positions * cin * inner + out_positions * (t * k * k * inner + inner * cout)
+        bn = 2 * inner + cout
+        if hidden:
+            params += inner * hidden + hidden + hidden * inner + inner
+            macs += 2 * inner * hidden
+        if self.projection:
+            params += cin * cout
+            macs += out_positions * cin * cout
+            bn += cout
+        return Cost(params + 2 * bn, bn, macs, (frames, h, w, cout))
+
+    def make_layer(self):
+        from tsnet_keras.layers import MBConv3D
+
+        return MBConv3D(
+            filters=self.out_channels,
+            expansion=self.expansion,
+            temporal_kernel=self.temporal_kernel,
+            spatial_kernel=self.spatial_kernel,
+            spatial_stride=self.spatial_stride,
+            squeeze_excite_ratio=self.squeeze_excite_ratio,
+            residual_activation=self.residual_activation,
+            name=self.name,
+        )
 
 
-def glore_spec(name: str, stream: str, group: int, channels: int) -> LayerSpec:
-    """The GloRe block after a group: widths from `rules.glore_widths`."""
-    states, nodes = glore_widths(channels)
-    return LayerSpec(
-        "glore", name, stream, group, channels, channels,
-        options={"state_channels": states, "num_nodes": nodes},
-    )
+@dataclass(frozen=True)
+class GloReSpec(LayerSpec):
+    """The GloRe block after group `group` of a stream (keeps the width)."""
+
+    kind: ClassVar[str] = "glore"
+    spatial_stride: ClassVar[int] = 1
+
+    name: str
+    stream: str
+    group: int
+    channels: int
+    state_channels: int
+    num_nodes: int
+
+    @classmethod
+    def of(cls, stream: str, group: int, channels: int) -> GloReSpec:
+        """The block over `channels`: widths from `rules.glore_widths`."""
+        states, nodes = glore_widths(channels)
+        return cls(f"{stream}_g{group:02d}_glore", stream, group, channels, states, nodes)
+
+    @property
+    def in_channels(self) -> int:
+        return self.channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    def cost(self, frames, height, width) -> Cost:
+        cin, state, nodes = self.channels, self.state_channels, self.num_nodes
+        positions = frames * height * width
+        params = (
+            cin * state + state + cin * nodes + nodes  # state and projection convs
+            + nodes * nodes + nodes + state * state  # graph convolution
+            + state * cin  # extend conv
+        )
+        macs = (
+            positions * cin * (state + nodes)
+            + 2 * positions * state * nodes  # project to nodes and back
+            + state * nodes * (nodes + state)
+            + positions * state * cin
+        )
+        return Cost(params + 2 * cin, cin, macs, (frames, height, width, cin))
+
+    def make_layer(self):
+        from tsnet_keras.layers import GloRe3D
+
+        return GloRe3D(state_channels=self.state_channels, num_nodes=self.num_nodes, name=self.name)
+
+
+@dataclass(frozen=True)
+class FusionSpec(LayerSpec):
+    """The TS-Fusion after sparse group `group`: dense group `group` into the sparse stream."""
+
+    kind: ClassVar[str] = "fusion"
+    stream: ClassVar[str] = ""
+    spatial_stride: ClassVar[int] = 1
+
+    name: str
+    group: int
+    in_channels: int
+    out_channels: int
+    operation: str
+    dense_channels: int
+    alpha: int
+    fused_channels: int
+    merge: str
+
+    @classmethod
+    def of(cls, group: int, sparse_channels: int, dense_channels: int, operation: str,
+           alpha: int, merge: str) -> FusionSpec:
+        """The fusion with its fused width (`rules.fused_width`); a sum keeps the sparse width."""
+        added = fused_width(operation, dense_channels, alpha)
+        out = sparse_channels + added if merge == "concat" else sparse_channels
+        return cls(f"fusion_g{group:02d}", group, sparse_channels, out, operation,
+                   dense_channels, alpha, added, merge)
+
+    @property
+    def part(self) -> str:
+        return "fusion"
+
+    @property
+    def input_stream(self) -> str:
+        return "sparse"
+
+    def cost(self, frames, height, width) -> Cost:
+        out = (frames, height, width, self.out_channels)
+        if self.operation != "time_strided_conv":
+            return Cost(0, 0, 0, out)
+        fused = self.fused_channels
+        params = FUSION_CONV_KERNEL * self.dense_channels * fused
+        return Cost(params + 2 * fused, fused, frames * height * width * params, out)
+
+    def make_layer(self):
+        from tsnet_keras.layers import TSFusion
+
+        return TSFusion(operation=self.operation, merge=self.merge, name=self.name)
+
+    def inputs(self, features: dict):
+        return [features["sparse"], features["dense"]]
+
+    def store(self, features: dict, output) -> None:
+        features["sparse"] = output
+
+
+@dataclass(frozen=True)
+class StreamHeadSpec(LayerSpec):
+    """A stream's head: 1x1x1 conv, BN, ReLU, global average pooling."""
+
+    kind: ClassVar[str] = "stream_head"
+    group: ClassVar[int] = -1
+    spatial_stride: ClassVar[int] = 1
+
+    name: str
+    stream: str
+    in_channels: int
+    out_channels: int
+
+    def cost(self, frames, height, width) -> Cost:
+        cout = self.out_channels
+        params = self.in_channels * cout
+        return Cost(params + 2 * cout, cout, frames * height * width * params, (1, 1, 1, cout))
+
+    def make_layer(self):
+        from tsnet_keras.layers import StreamHead
+
+        return StreamHead(filters=self.out_channels, name=self.name)
+
+    def store(self, features: dict, output) -> None:
+        features.setdefault(POOLED, []).append(output)
+
+
+@dataclass(frozen=True)
+class ClassifierSpec(LayerSpec):
+    """The classifier over the concatenated pooled features of the streams."""
+
+    kind: ClassVar[str] = "classifier"
+    stream: ClassVar[str] = ""
+    group: ClassVar[int] = -1
+    spatial_stride: ClassVar[int] = 1
+
+    name: str
+    in_channels: int
+    out_channels: int
+    hidden_units: int
+    dropout_rate: float
+
+    @property
+    def part(self) -> str:
+        return "classifier"
+
+    @property
+    def input_stream(self) -> str:
+        return "sparse"
+
+    def cost(self, frames, height, width) -> Cost:
+        cin, hidden, cout = self.in_channels, self.hidden_units, self.out_channels
+        params = cin * hidden + hidden * cout + cout
+        return Cost(params, 0, cin * hidden + hidden * cout, (cout,))
+
+    def make_layer(self):
+        from tsnet_keras.layers import ClassificationHead
+
+        return ClassificationHead(
+            num_classes=self.out_channels,
+            hidden_units=self.hidden_units,
+            dropout_rate=self.dropout_rate,
+            name=self.name,
+        )
+
+    def inputs(self, features: dict):
+        return features[POOLED]
+
+    def store(self, features: dict, output) -> None:
+        features[LOGITS] = output
 
 
 def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
@@ -71,8 +410,7 @@ def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
     Raises:
         ValueError: for a sum merge whose fused width differs from the sparse width.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"`num_classes` must be a positive int, got {num_classes!r}.")
+    check_int("num_classes", num_classes, plain=True)
     plan = []
     width = {}
     for name, stream in arch.streams():
@@ -87,7 +425,7 @@ def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
                 width[name] = spec.out_channels
         for name, stream in arch.streams():
             if stream.groups[index].attention:
-                plan.append(glore_spec(f"{name}_g{index:02d}_glore", name, index, width[name]))
+                plan.append(GloReSpec.of(name, index, width[name]))
         fusion = _fusion_spec(arch, index, width)
         if fusion is not None:
             plan.append(fusion)
@@ -97,39 +435,27 @@ def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
     return plan
 
 
-def _stem_spec(name: str, stream) -> LayerSpec:
+def _stem_spec(name: str, stream) -> StemSpec:
     """The stem of one stream."""
     stem = stream.stem
-    return LayerSpec(
-        "stem", f"{name}_stem", name, -1, 3, stem.channels, stem.spatial_stride,
-        {"temporal_kernel": stem.temporal_kernel, "spatial_kernel": stem.spatial_kernel},
+    return StemSpec(
+        name=f"{name}_stem", stream=name, in_channels=3, out_channels=stem.channels,
+        spatial_stride=stem.spatial_stride, temporal_kernel=stem.temporal_kernel,
+        spatial_kernel=stem.spatial_kernel,
     )
 
 
 def _mbconv_spec(
     arch: Architecture, name: str, stream, index: int, block: int, in_channels: int
-) -> LayerSpec:
+) -> MBConvSpec:
     """Block `block` of group `index` of one stream, reading `in_channels`."""
     group = stream.groups[index]
-    stride = group.stride if block == 0 else 1
-    cin, cout = in_channels, group.channels
-    inner = group.inner_channels
-    se_hidden = block_squeeze_excite_width(
-        inner, group.squeeze_excite, stage_position(stream.groups, index, block)
-    )
-    return LayerSpec(
-        "mbconv", f"{name}_g{index:02d}_b{block:02d}", name, index, cin, cout,
-        stride,
-        {
-            "expansion": group.expansion,
-            "inner_channels": inner,
-            "temporal_kernel": group.temporal_kernel,
-            "spatial_kernel": group.spatial_kernel,
-            "se_hidden": se_hidden,
-            "squeeze_excite_ratio": group.squeeze_excite if se_hidden else 0.0,
-            "projection": stride != 1 or cin != cout,
-            "residual_activation": arch.residual_activation,
-        },
+    return MBConvSpec.of(
+        name, index, block, in_channels, group.channels, group.expansion,
+        group.temporal_kernel, group.spatial_kernel, stride=group.stride,
+        squeeze_excite=group.squeeze_excite,
+        stage_position=stage_position(stream.groups, index, block),
+        residual_activation=arch.residual_activation,
     )
 
 
@@ -138,45 +464,39 @@ def _fusion_spec(arch: Architecture, index: int, width: dict):
     operation = arch.sparse.groups[index].fusion
     if arch.dense is None or operation == "none":
         return None
-    added = fused_width(operation, width["dense"], arch.alpha)
-    if arch.fusion_merge == "sum":
-        if added != width["sparse"]:
-            raise ValueError(
-                f"sparse group {index}: fusion {operation!r} with merge='sum' gives "
-                f"{added} channels but the sparse stream has {width['sparse']}; "
-                "use merge='concat' or another op."
-            )
-        out = width["sparse"]
-    else:
-        out = width["sparse"] + added
-    return LayerSpec(
-        "fusion", f"fusion_g{index:02d}", "", index, width["sparse"], out,
-        options={
-            "operation": operation,
-            "dense_channels": width["dense"],
-            "alpha": arch.alpha,
-            "fused_channels": added,
-            "merge": arch.fusion_merge,
-        },
-    )
+    spec = FusionSpec.of(index, width["sparse"], width["dense"], operation, arch.alpha,
+                         arch.fusion_merge)
+    if arch.fusion_merge == "sum" and spec.fused_channels != width["sparse"]:
+        raise ValueError(
+            f"sparse group {index}: fusion {operation!r} with merge='sum' gives "
+            f"{spec.fused_channels} channels but the sparse stream has {width['sparse']}; "
+            "use merge='concat' or another op."
+        )
+    return spec
 
 
 def _head_specs(arch: Architecture, width: dict, num_classes: int) -> list:
     """The stream heads, then the classifier over their concatenated features."""
-    specs = []
-    features = 0
-    for name, stream in arch.streams():
-        specs.append(
-            LayerSpec("stream_head", f"{name}_head", name, -1, width[name], stream.head_channels)
-        )
-        features += stream.head_channels
-    specs.append(
-        LayerSpec(
-            "classifier", "classifier", "", -1, features, num_classes,
-            options={"hidden_units": arch.head_units, "dropout_rate": arch.dropout_rate},
-        )
-    )
+    specs = [
+        StreamHeadSpec(f"{name}_head", name, width[name], stream.head_channels)
+        for name, stream in arch.streams()
+    ]
+    features = sum(spec.out_channels for spec in specs)
+    specs.append(ClassifierSpec("classifier", features, num_classes, arch.head_units,
+                                arch.dropout_rate))
     return specs
 
 
-__all__ = ["LayerSpec", "fused_width", "glore_spec", "layer_plan", "round_width"]
+__all__ = [
+    "ClassifierSpec",
+    "Cost",
+    "FusionSpec",
+    "GloReSpec",
+    "LayerSpec",
+    "MBConvSpec",
+    "StemSpec",
+    "StreamHeadSpec",
+    "fused_width",
+    "layer_plan",
+    "round_width",
+]

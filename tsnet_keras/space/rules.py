@@ -62,6 +62,11 @@ def block_squeeze_excite_width(inner: int, ratio: float, position: int) -> int:
     return squeeze_excite_width(inner, ratio) if ratio > 0 and has_squeeze_excite(position) else 0
 
 
+def needs_projection(in_channels: int, out_channels: int, stride: int) -> bool:
+    """X3D's shortcut rule: a 1x1x1 projection (+BN) unless stride is 1 and the widths match."""
+    return stride != 1 or in_channels != out_channels
+
+
 def fused_width(
     operation: str,
     dense_channels: int,
@@ -107,6 +112,7 @@ __all__ = [
     "glore_widths",
     "has_squeeze_excite",
     "inner_width",
+    "needs_projection",
     "round_width",
     "same_output_size",
     "squeeze_excite_width",

@@ -24,6 +24,7 @@ from typing import Mapping
 
 import numpy as np
 
+from tsnet_keras.checks import check_choice
 from tsnet_keras.space.architecture import (
     FUSION_MERGES,
     FUSION_OPS,
@@ -216,11 +217,7 @@ class TwoStreamSpace:
     fusion_merge: str = "concat"
 
     def __post_init__(self):
-        if self.fusion_merge not in FUSION_MERGES:
-            raise ValueError(
-                f"TwoStreamSpace: `fusion_merge` must be one of {FUSION_MERGES}, "
-                f"got {self.fusion_merge!r}."
-            )
+        check_choice("fusion_merge", self.fusion_merge, FUSION_MERGES, where="TwoStreamSpace")
         # Fails early (with Architecture's message) on misaligned streams.
         self.architecture({})
 
@@ -434,8 +431,7 @@ class TwoStreamSpace:
         otherwise earlier steps must be given and later steps take their default
         (first choice, i.e. no attention / no fusion in the Auto-TSNet space).
         """
-        if step not in STEPS:
-            raise ValueError(f"`step` must be one of {STEPS}, got {step!r}.")
+        check_choice("step", step, STEPS)
         base = fixed if fixed is not None else self.architecture({})
         values = self.values(base)
         changes = {}
