@@ -44,11 +44,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench_search_quality as quality  # noqa: E402
 from tsnet_keras.accounting import complexity  # noqa: E402
 from tsnet_keras.models.tsnet import build_model  # noqa: E402
-from tsnet_keras.search.distribution import ArchitectureDistribution  # noqa: E402
+from tsnet_keras.search import baselines  # noqa: E402
 from tsnet_keras.space.architecture import Architecture  # noqa: E402
-
-FLOPS_TOLERANCE = 0.05
-
 
 def macs(arch, num_classes) -> int:
     return complexity(arch, num_classes, crop=quality.CROP).macs
@@ -85,22 +82,14 @@ def searched_architecture(args, clips) -> Architecture:
 
 def random_architectures(space, num_classes, target, count, seed=0) -> list:
     """`count` uniform draws from `space` whose MACs are within 5% of `target`."""
-    dist = ArchitectureDistribution(space, num_classes, quality.CROP)
-    found, draw = [], 0
-    while len(found) < count:
-        arch = dist.sample(seed * 100_000 + draw)
-        draw += 1
-        if abs(macs(arch, num_classes) / target - 1) <= FLOPS_TOLERANCE:
-            found.append(arch)
-        if draw > 200_000:
-            raise RuntimeError(f"found {len(found)} of {count} architectures within 5%.")
-    return found
+    return baselines.random_architectures(space, target, count, num_classes=num_classes,
+                                          crop=quality.CROP, seed=seed)
 
 
 def hand_made(space, num_classes, target) -> Architecture:
     """t = 3 where time is seen, k = 3, one expansion and one relative width for all groups
     (the last group's expansion set apart to reach the FLOPs), closest in MACs to `target`."""
-    base = ArchitectureDistribution(space, num_classes, quality.CROP).sample(0)
+    base = baselines.uniform_draw(space, 0)
     groups = space.sparse.groups
     expansions = sorted(set.intersection(*(set(g.expansion) for g in groups)))
     width_steps = min(len(g.channels) for g in groups)
@@ -214,10 +203,10 @@ def plot(json_path, path):
 def _summary(results) -> dict:
     means = [np.mean(r["top1"]) for k, r in results.items() if k.startswith("random")]
     searched = float(np.mean(results["searched"]["top1"]))
-    return {"random_mean": float(np.mean(means)), "random_std": float(np.std(means, ddof=1)),
+    gap = baselines.searched_vs_random(searched, means)
+    return {"random_mean": gap["random_mean"], "random_std": gap["random_std"],
             "searched": searched, "hand_made": float(np.mean(results["hand-made"]["top1"])),
-            "searched_beats_random_by_std": float((searched - np.mean(means))
-                                                  / np.std(means, ddof=1))}
+            "searched_beats_random_by_std": gap["beats_mean_by_std"]}
 
 
 def _write(path, payload):

@@ -11,7 +11,8 @@ accuracy. Clip outcomes: each sample is right on a clip with probability
 samples (they share weights), so the K scores are paired.
 
 Usage:
-    python benchmarks/estimator_replay.py            # the table of BENCHMARKS.md section 8
+    python benchmarks/estimator_replay.py                # the estimator table of BENCHMARKS.md section 8
+    python benchmarks/estimator_replay.py --drift        # drift against evidence and alpha rate
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ CONFIGS = {
     "rank, K 4, n 16 (default)": dict(weighting="rank", samples=4, clips=16),
     "rank, K 4, n 32": dict(weighting="rank", samples=4, clips=32),
     "rank, K 8, n 16": dict(weighting="rank", samples=8, clips=16),
+}
+# Evidence per step (K scored samples x n clips) and the alpha rate against the drift goal:
+# the clip outcomes correlated as the real supernet's are (0.7, see BENCHMARKS.md).
+DRIFT_CONFIGS = {
+    "rank, K 4, n 16, rate 0.025 (default)": dict(samples=4, clips=16, rate=0.025),
+    "rank, K 4, n 16, rate 0.012": dict(samples=4, clips=16, rate=0.012),
+    "rank, K 8, n 32, rate 0.025": dict(samples=8, clips=32, rate=0.025),
+    "rank, K 8, n 32, rate 0.012": dict(samples=8, clips=32, rate=0.012),
+    "rank, K 8, n 64, rate 0.008": dict(samples=8, clips=64, rate=0.008),
+    "rank, K 16, n 64, rate 0.008": dict(samples=16, clips=64, rate=0.008),
 }
 
 
@@ -73,11 +84,11 @@ def _scores(rng, samples, clips, accuracy, correlation):
 
 
 def replay(seed, delta, weighting, samples, clips, temperature=1.0, steps=300, accuracy=0.5,
-           correlation=0.3):
+           correlation=0.3, rate=0.025):
     """Returns (P(planted choice), largest marginal - uniform of the other variables)."""
     rng = np.random.default_rng(seed)
     logits = [np.zeros(n) for n in SIZES]
-    adam = Adam(SIZES)
+    adam = Adam(SIZES, rate=rate)
     for _ in range(steps):
         probs = [_softmax(l) for l in logits]
         drawn = np.array([[rng.choice(len(p), p=p) for p in probs] for _ in range(samples)])
@@ -97,16 +108,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--delta", type=float, default=5.0, help="accuracy points")
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--correlation", type=float, default=0.3)
+    parser.add_argument("--correlation", type=float, default=None,
+                        help="clip-outcome correlation (default 0.3; 0.7 with --drift)")
+    parser.add_argument("--drift", action="store_true",
+                        help="the drift table: evidence per step and alpha rate (rank weights)")
     args = parser.parse_args(argv)
+    configs = ({name: dict(weighting="rank", **config) for name, config in DRIFT_CONFIGS.items()}
+               if args.drift else CONFIGS)
+    args.correlation = args.correlation or (0.7 if args.drift else 0.3)
     print(f"delta {args.delta:g} points, 300 steps, {args.seeds} seeds, clip-outcome "
           f"correlation {args.correlation}")
     print("| setting | P >= 0.9 | median P | max drift | median drift |")
     print("|---|---|---|---|---|")
-    for name, config in CONFIGS.items():
+    for name, config in configs.items():
         runs = np.array([replay(seed, args.delta / 100, config["weighting"], config["samples"],
                                 config["clips"], config.get("temperature", 1.0),
-                                correlation=args.correlation)
+                                correlation=args.correlation, rate=config.get("rate", 0.025))
                          for seed in range(args.seeds)])
         print(f"| {name} | {int((runs[:, 0] >= 0.9).sum())}/{args.seeds} | "
               f"{np.median(runs[:, 0]):.2f} | {runs[:, 1].max():.2f} | "

@@ -51,7 +51,7 @@ RECIPE_TEST_PARAMETERS = {
                            "target_gflops": 0.0},
     "step3_attention": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "crop": 32},
     "retrain": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 4, "crop": 32, "val_steps": 2},
-    "evaluate": {"num_views": 2, "batch_size": 16},
+    "evaluate": {"num_views": 2, "batch_size": 16, "random_baselines": 1},
 }
 # Recipes run in order in one folder, each reading the previous one's output_dir: the
 # five recipes in about 5 minutes on 2 CPU cores (most of it tracing the supernets).
@@ -65,7 +65,7 @@ RECIPE_METRICS = {
     "step2_dense_fusion": ("heldout_score", "loss", "entropy", "expected_gflops", "architecture.gflops"),
     "step3_attention": ("heldout_score", "loss", "entropy", "expected_gflops", "architecture.gflops"),
     "retrain": ("loss", "accuracy", "val_loss", "val_top1_one_clip", "architecture.params"),
-    "evaluate": ("top1", "top5"),
+    "evaluate": ("top1", "top5", "random_baselines.random_mean", "random_baselines.searched"),
 }
 
 

@@ -302,3 +302,19 @@ def test_distribution_legend_names_choice_values(space):
     # Without known values the legend falls back to indices.
     unnamed = plot_distribution_evolution([{"a": [0.5, 0.5]}, {"a": [0.2, 0.8]}])
     assert [t.get_text() for t in unnamed.legends[0].get_texts()] == ["choice 0", "choice 1"]
+
+
+def test_searched_vs_random_marks_the_searched_model_and_each_random_one(tmp_path):
+    from tsnet_keras.plotting import plot_searched_vs_random
+    from tsnet_keras.search.baselines import searched_vs_random
+
+    summary = {**searched_vs_random(0.62, [0.30, 0.41, 0.45]),
+               "rows": [{"top1": value} for value in (0.30, 0.41, 0.45)]}
+    fig = plot_searched_vs_random(summary, path=tmp_path / "svr.png")
+    ax = fig.axes[0]
+    dots = ax.collections[0].get_offsets()[:, 0]
+    np.testing.assert_allclose(sorted(dots), [30.0, 41.0, 45.0])
+    searched = [line for line in ax.lines if line.get_label().startswith("searched")]
+    assert searched and searched[0].get_xdata()[0] == pytest.approx(62.0)
+    assert "+3.0 std" in ax.get_title()  # (62 - 38.7) / 7.8
+    assert (tmp_path / "svr.png").stat().st_size > 1000

@@ -436,3 +436,44 @@ def test_importing_the_recipes_quiets_tensorflows_cpp_warnings():
         assert result.returncode == 0, result.stderr[-2000:]
         assert result.stdout.strip().splitlines()[-1] == expected
 
+
+
+# ------------------------------------------------------- searched vs random
+@pytest.mark.slow  # three trainings (2 min on 2 busy cores); the recipe chain test runs one
+def test_evaluate_compares_with_random_architectures_trained_identically(own_data, tmp_path):
+    from tsnet_keras.recipes.baselines import RANDOM_DIR
+
+    arch, space = sparse_arch(), get_space("auto_tsnet_mini").single_stream()
+    recipes.retrain(arch, str(tmp_path / "retrain"), data=own_data, epochs=1, steps_per_epoch=2,
+                    warmup_epochs=0, adamw_learning_rate=1e-3, **TINY)
+    common = dict(data=own_data, num_views=1, rows=("S",), verbose=False)
+    with pytest.raises(ValueError, match="`random_baselines`"):
+        recipes.evaluate(str(tmp_path / "retrain"), str(tmp_path / "bad"), random_baselines=-1,
+                         **common)
+    with pytest.raises(ValueError, match="`space`: the evaluated architecture is not in"):
+        recipes.evaluate(str(tmp_path / "retrain"), str(tmp_path / "bad"), random_baselines=1,
+                         space="auto_tsnet", **common)
+    assert not (tmp_path / "bad").exists()  # refused before measuring or training anything
+
+    result = recipes.evaluate(str(tmp_path / "retrain"), str(tmp_path / "evaluate"),
+                              random_baselines=2, space=space, **common)
+    compared = result["random_baselines"]
+    searched = complexity_gflops(arch, own_data.num_classes)
+    assert compared["searched"] == result["top1"] and len(compared["rows"]) == 2
+    for row in compared["rows"]:
+        assert abs(row["gflops_per_view"] / searched - 1) <= 0.05
+        assert Architecture.from_dict(row["architecture"]) != arch
+        settings = read_json(os.path.join(row["folder"], "metrics.json"))["settings"]
+        assert settings["peak_learning_rate"] == pytest.approx(1e-3)  # trained identically
+        assert (settings["epochs"], settings["steps_per_epoch"], settings["seed"]) == (1, 2, 0)
+        assert row["num_views"] == result["rows"][0]["num_views"] and 0.0 <= row["top1"] <= 1.0
+    assert os.path.isdir(tmp_path / "evaluate" / RANDOM_DIR / "1")
+    mean = np.mean([row["top1"] for row in compared["rows"]])
+    assert compared["random_mean"] == pytest.approx(mean)
+    assert "Searched vs random" in (tmp_path / "evaluate" / "table.md").read_text()
+
+
+def complexity_gflops(arch, num_classes):
+    from tsnet_keras.accounting import complexity
+
+    return complexity(arch, num_classes, crop=CROP).gflops

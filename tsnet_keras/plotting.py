@@ -776,10 +776,44 @@ def plot_macs_histogram(space, n: int = 200, seed=0, crop: int = 160, path=None,
     return _save(fig, path)
 
 
+# ------------------------------------------------------------- searched vs random
+def plot_searched_vs_random(summary: Mapping, path=None, title: str | None = None) -> Figure:
+    """Top-1 of the random architectures at equal FLOPs (dots), their mean +- std, the searched one.
+
+    Args:
+        summary: the evaluate recipe's `metrics["random_baselines"]` (or any dict
+            with `searched`, `random_mean`, `random_std` and `rows` of `top1`).
+        path: PNG path to save, or None.
+        title: str or None (a default naming the gap in standard deviations).
+    """
+    top1 = 100 * np.asarray([row["top1"] for row in summary["rows"]], dtype="float64")
+    searched, mean = 100 * summary["searched"], 100 * summary["random_mean"]
+    std = 100 * summary["random_std"]
+    fig = Figure(figsize=(5.2, 2.6))
+    ax = fig.subplots()
+    ax.scatter(top1, np.zeros_like(top1), color="#808080", s=30, zorder=3,
+               label=f"{len(top1)} random at equal FLOPs")
+    if np.isfinite(std):
+        ax.axvspan(mean - std, mean + std, color="#808080", alpha=0.2, label="random mean +- 1 std")
+    ax.axvline(mean, color="#808080", linestyle="--", linewidth=1)
+    ax.axvline(searched, color="#27ae60", linewidth=2, label=f"searched: {searched:.1f}%")
+    gap = summary.get("beats_mean_by_std", float("nan"))
+    ax.set_title(title or (f"searched vs random: {gap:+.1f} std above the random mean"
+                           if np.isfinite(gap) else "searched vs random"), fontsize=9)
+    ax.set_xlabel("multi-view top-1 (%)", fontsize=8)
+    ax.set_yticks([])
+    ax.set_xlim(max(0.0, min(top1.min(), searched) - 10), min(100.0, max(top1.max(), searched) + 10))
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 __all__ = [
     "draw_architecture",
     "plot_distribution_evolution",
     "plot_macs_histogram",
     "plot_search_history",
+    "plot_searched_vs_random",
     "random_macs",
 ]

@@ -64,6 +64,18 @@ def load_architecture(previous_dir, name: str = "previous_dir",
                          f"architecture ({error}).") from None
 
 
+def named_space(space):
+    """`space` itself, or the named space (`tsnet_keras.spaces.get_space`)."""
+    from tsnet_keras.spaces import get_space
+
+    if isinstance(space, str):
+        try:
+            space = get_space(space)
+        except ValueError as error:
+            raise ValueError(f"`space`: {error}") from None
+    return space
+
+
 def load_trained_model(path):
     """A `model.keras` written by `retrain` (a `TSNet`, its architecture inside)."""
     import keras
@@ -217,6 +229,7 @@ __all__ = [
     "choose_strategy",
     "load_architecture",
     "load_trained_model",
+    "named_space",
     "read_json",
     "write_architecture",
     "write_json",

@@ -45,12 +45,14 @@ import time
 
 import keras
 
+from tsnet_keras.recipes import baselines
 from tsnet_keras.recipes.common import (
     MODEL_FILE,
     check_int,
     check_output_dir,
     check_previous_dir,
     load_trained_model,
+    named_space,
     read_json,
     write_architecture,
     write_json,
@@ -168,6 +170,8 @@ def evaluate(
     rows=ROWS,
     train_variants: bool = False,
     variant_settings: dict | None = None,
+    random_baselines: int = 0,
+    space="auto_tsnet_mini",
     name: str = "Auto-TSNet",
     verbose: bool = True,
 ) -> dict:
@@ -186,6 +190,13 @@ def evaluate(
             when the model has GloRe blocks, L) with the retrained model's settings.
         variant_settings: dict of `retrain` arguments that override those
             settings (e.g. `{"epochs": 10}`).
+        random_baselines: int. Random architectures of `space` at the model's FLOPs
+            (within 5%) to train identically and score like the S row; 0: none.
+            The outcome is `metrics["random_baselines"]` (searched vs random, in
+            standard deviations) and a section of `table.md`
+            (`tsnet_keras.recipes.baselines`).
+        space: the space the model was searched in (a name of `tsnet_keras.spaces`
+            or a `TwoStreamSpace`); used by `random_baselines` only.
         name: str. Model family name in the table.
         verbose: log progress and the table (`tsnet_keras.recipes` logger, shown on stdout
             unless logging is configured).
@@ -215,6 +226,7 @@ def evaluate(
             f"data (`train_list` / `val_list`) have {data.num_classes}."
         )
     settings = _retrain_settings(model_dir)
+    drawn = _draw_random_baselines(random_baselines, space, arch, rows, data, train_crop)
     sides = variant_views(train_crop, num_crops)
     crops = {size: crop for size, (_, crop) in sides.items()}
     weights = _VariantWeights(trained, arch, settings, data=data, output_dir=output_dir,
@@ -229,9 +241,42 @@ def evaluate(
     results = _measure_rows(rows, weights, data=data, crops=crops, sides=sides, name=name,
                             num_views=num_views, num_crops=num_crops, batch_size=batch_size,
                             verbose=verbose)
+    compared = _compare_with_random(drawn, results, settings=settings, data=data,
+                                    output_dir=output_dir, train_crop=train_crop,
+                                    view=dict(crop=crops["S"], side=sides["S"][0],
+                                              batch_size=batch_size, num_views=num_views,
+                                              num_crops=num_crops), verbose=verbose)
     return _report(output_dir, results, model_dir=model_dir, name=name, data=data,
                    num_views=num_views, num_crops=num_crops, train_crop=train_crop,
-                   crops=crops, sides=sides, started=started, verbose=verbose)
+                   crops=crops, sides=sides, started=started, verbose=verbose,
+                   random_baselines=compared)
+
+
+def _draw_random_baselines(count, space, arch, rows, data, train_crop) -> list:
+    """The random architectures to compare with (checked before anything is trained)."""
+    count = check_int("random_baselines", count, minimum=0)
+    if not count:
+        return []
+    if "S" not in rows:
+        raise ValueError("`random_baselines` compares with the S row: keep \"S\" in `rows`.")
+    return baselines.draw_baselines(arch, named_space(space), count,
+                                    num_classes=data.num_classes, crop=train_crop)
+
+
+def _compare_with_random(drawn, results, *, settings, data, output_dir, train_crop, view,
+                         verbose):
+    """Trains and scores the random architectures like the S row (None when there are none)."""
+    if not drawn:
+        return None
+
+    def measure(model, candidate):
+        return _measure_views(model, candidate, data, top_k=(1, min(5, data.num_classes)),
+                              verbose=verbose, **view)
+
+    searched = next(r["top1"] for r in results if r["row"] == "S")
+    return baselines.random_baselines(drawn, searched_top1=searched, settings=settings, data=data,
+                                      output_dir=output_dir, crop=train_crop, measure=measure,
+                                      verbose=verbose)
 
 
 def _retrain_settings(model_dir) -> dict:
@@ -349,11 +394,13 @@ def _measure_views(model, row_arch, data, *, crop, side, batch_size, num_views, 
 
 
 def _report(output_dir, results, *, model_dir, name, data, num_views, num_crops, train_crop,
-            crops, sides, started, verbose) -> dict:
+            crops, sides, started, verbose, random_baselines=None) -> dict:
     """Writes the table (Markdown, CSV), `metrics.json` and `rows.json`; the metrics."""
     protocol = f"{num_views} clips \u00d7 {num_crops} crop{'s' if num_crops > 1 else ''}"
     where = "the synthetic dataset" if data.synthetic else "the validation list"
     table = format_table(results, f"{name} on {where} ({protocol}, trained at {train_crop}\u00b2)")
+    if random_baselines:
+        table += "\n" + baselines.markdown(random_baselines)
     with open(os.path.join(output_dir, "table.md"), "w", encoding="utf-8") as handle:
         handle.write(table + "\n")
     _write_csv(os.path.join(output_dir, "table.csv"), results)
@@ -369,6 +416,7 @@ def _report(output_dir, results, *, model_dir, name, data, num_views, num_crops,
         "top5": main["top5"] if main else None,
         "rows": results,
         "table": table,
+        "random_baselines": random_baselines,
         "seconds": time.time() - started,
         "data": data.describe(),
     }

@@ -32,6 +32,7 @@ from tsnet_keras.recipes.common import (
     check_number,
     check_output_dir,
     check_previous_dir,
+    named_space,
     WorkerShare,
     choose_strategy,
     read_json,
@@ -210,7 +211,7 @@ def search_step(
     check_int("warmup_epochs", warmup_epochs, minimum=0)
     if warmup_epochs >= epochs:
         raise ValueError(f"`warmup_epochs` ({warmup_epochs}) must be < `epochs` ({epochs}).")
-    space = _named_space(space)
+    space = named_space(space)
     previous_dir = _previous_step_dir(step, previous_dir)
     if data is None:
         data = resolve_data(data_root, train_list, val_list, num_classes)
@@ -255,18 +256,6 @@ def search_step(
     write_metrics(share.write_dir, metrics)
     share.finish()
     return SearchStepOutcome(result, metrics, target_macs)
-
-
-def _named_space(space):
-    """`space` itself, or the named space (`tsnet_keras.spaces.get_space`)."""
-    from tsnet_keras.spaces import get_space
-
-    if isinstance(space, str):
-        try:
-            space = get_space(space)
-        except ValueError as error:
-            raise ValueError(f"`space`: {error}") from None
-    return space
 
 
 def _previous_step_dir(step, previous_dir):

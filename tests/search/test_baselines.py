@@ -1,0 +1,62 @@
+"""Random architectures at equal FLOPs (`tsnet_keras.search.baselines`)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tsnet_keras.accounting import complexity
+from tsnet_keras.search import baselines
+from tsnet_keras.search.distribution import ArchitectureDistribution
+from tsnet_keras.spaces import get_space
+
+from .spaces import tiny_single_stream
+
+CROP = 32
+
+
+def macs(arch, num_classes=5):
+    return complexity(arch, num_classes, crop=CROP).macs
+
+
+def test_draws_are_within_the_tolerance_of_the_target_and_seeded():
+    space = get_space("auto_tsnet_mini")
+    target = macs(space.sample(3))
+    drawn = baselines.random_architectures(space, target, 4, num_classes=5, crop=CROP)
+    assert len(drawn) == 4 and len(set(map(repr, drawn))) == 4
+    assert all(abs(macs(a) / target - 1) <= baselines.FLOPS_TOLERANCE for a in drawn)
+    assert all(space.contains(a) for a in drawn)
+    # the k-th accepted draw does not depend on how many were asked for; seeds differ
+    assert baselines.random_architectures(space, target, 2, num_classes=5, crop=CROP) == drawn[:2]
+    other = baselines.random_architectures(space, target, 4, num_classes=5, crop=CROP, seed=1)
+    assert other != drawn
+
+
+def test_a_draw_is_the_distributions_sample_at_uniform_logits():
+    space = tiny_single_stream()
+    dist = ArchitectureDistribution(space, 5, CROP)
+    assert all(baselines.uniform_draw(space, s) == dist.sample(s) for s in range(5))
+
+
+def test_a_target_outside_the_space_is_refused_with_the_figures(monkeypatch):
+    space = tiny_single_stream()
+    monkeypatch.setattr(baselines, "MAX_DRAWS", 50)
+    monkeypatch.setattr(baselines, "_CHUNK", 16)
+    largest = macs(space.extreme(largest=True))
+    with pytest.raises(ValueError, match=r"0 of 2 random architectures of 50 draws are within 5%"):
+        baselines.random_architectures(space, 3 * largest, 2, num_classes=5, crop=CROP)
+    with pytest.raises(ValueError, match="`count`"):
+        baselines.random_architectures(space, largest, -1, num_classes=5, crop=CROP)
+
+
+def test_searched_vs_random_in_standard_deviations():
+    summary = baselines.searched_vs_random(0.6, [0.3, 0.4, 0.5])
+    assert summary["random_mean"] == pytest.approx(0.4)
+    assert summary["random_std"] == pytest.approx(0.1)
+    assert summary["beats_mean_by_std"] == pytest.approx(2.0)
+    assert summary["share_below"] == 1.0 and summary["random_max"] == 0.5
+    assert baselines.searched_vs_random(0.45, [0.3, 0.4, 0.5])["share_below"] == pytest.approx(2 / 3)
+    one = baselines.searched_vs_random(0.6, [0.3])
+    assert math.isnan(one["random_std"]) and math.isnan(one["beats_mean_by_std"])
+    with pytest.raises(ValueError, match="at least one"):
+        baselines.searched_vs_random(0.6, np.array([]))

@@ -1,0 +1,119 @@
+"""Searched vs random at equal FLOPs, as the evaluate recipe reports it (`random_baselines=N`).
+
+N architectures are drawn uniformly from the search space, keeping those whose
+one-view MACs at the training crop are within 5% of the searched model's
+(`tsnet_keras.search.baselines`). Each is trained from scratch with the
+searched model's recorded `retrain` settings (same optimizer, peak learning
+rate, schedule, epochs, batch, seed) into `output_dir/random/<i>` (resumable;
+no per-epoch validation), and scored with the same multi-view protocol as the
+searched model's S row.
+The outcome says where the searched model lands among them: its top-1 minus the
+random mean, in the random architectures' standard deviations.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tsnet_keras.accounting import complexity
+from tsnet_keras.recipes.data import logger
+from tsnet_keras.recipes.train import retrain
+from tsnet_keras.search.baselines import random_architectures, searched_vs_random
+
+RANDOM_DIR = "random"
+FIGURE_FILE = "searched_vs_random.png"
+
+# `retrain` settings recorded in its metrics.json that a random architecture reuses as they are.
+_SAME_SETTINGS = ("optimizer", "epochs", "steps_per_epoch", "batch_size", "warmup_epochs",
+                  "weight_decay", "momentum", "label_smoothing", "mixed_precision", "seed")
+
+
+def identical_training(settings: dict) -> dict:
+    """`retrain` arguments that reproduce the recorded training of the searched model.
+
+    `settings` is `metrics.json["settings"]` of `retrain`; its peak learning rate
+    becomes the optimizer's learning rate argument (AdamW's, or SGD's with the
+    batch as the reference batch, so the linear scaling rule gives it back).
+    """
+    kwargs = {key: settings[key] for key in _SAME_SETTINGS if key in settings}
+    peak = settings.get("peak_learning_rate")
+    if peak is not None:
+        if settings.get("optimizer", "adamw") == "adamw":
+            kwargs["adamw_learning_rate"] = peak
+        else:
+            kwargs.update(base_learning_rate=peak,
+                          reference_batch_size=settings.get("batch_size", 64))
+    return kwargs
+
+
+def draw_baselines(arch, space, count: int, *, num_classes: int, crop: int) -> list:
+    """`count` random architectures of `space` within 5% of `arch`'s MACs at `crop`.
+
+    Raises ValueError before any training when `arch` is not in `space` or the
+    space has too few architectures at its FLOPs.
+    """
+    if not space.contains(arch):
+        raise ValueError("`space`: the evaluated architecture is not in this space; pass the "
+                         "space it was searched in (the search recipes' `space`).")
+    target = complexity(arch, num_classes, crop=crop).macs
+    return random_architectures(space, target, count, num_classes=num_classes, crop=crop)
+
+
+def random_baselines(drawn: list, *, searched_top1: float, settings: dict, data, output_dir,
+                     crop: int, measure, verbose) -> dict:
+    """Trains and scores the random architectures `drawn` (by `draw_baselines`).
+
+    Args:
+        drawn: the random `Architecture`s.
+        searched_top1: the searched model's multi-view top-1 (the S row).
+        settings: its `retrain` settings (`metrics.json["settings"]`).
+        crop: its training crop.
+        measure: `(model, arch) -> dict` with the multi-view `top1` / `top5`, the S
+            row's protocol.
+
+    Returns:
+        `searched_vs_random(...)` plus `rows`, one per random architecture.
+    """
+    kwargs = identical_training(settings)
+    rows = []
+    for index, candidate in enumerate(drawn):
+        if verbose:
+            logger.info("random architecture %d of %d (within 5%% of the searched FLOPs): "
+                        "training from scratch", index + 1, len(drawn))
+        folder = os.path.join(output_dir, RANDOM_DIR, str(index))
+        model = retrain(candidate, folder, data=data, crop=crop, validate=False,
+                        verbose=2 if verbose else 0, **kwargs).model
+        cost = complexity(candidate, data.num_classes, crop=crop)
+        rows.append({"index": index, "folder": folder, "gflops_per_view": cost.gflops,
+                     "params": cost.params, "architecture": candidate.to_dict(),
+                     **measure(model, candidate)})
+    summary = {**searched_vs_random(searched_top1, [row["top1"] for row in rows]), "rows": rows}
+    if verbose:
+        logger.info("%s", describe(summary, len(rows)))
+    return summary
+
+
+def describe(summary: dict, count: int) -> str:
+    """One line: searched vs the random mean, in standard deviations."""
+    line = (f"searched {100 * summary['searched']:.1f}% top-1 vs {count} random architectures at "
+            f"equal FLOPs: {100 * summary['random_mean']:.1f}%")
+    if summary["random_std"] == summary["random_std"]:  # not NaN
+        line += (f" +- {100 * summary['random_std']:.1f}% (searched - mean = "
+                 f"{summary['beats_mean_by_std']:+.1f} std)")
+    return line + f"; best random {100 * summary['random_max']:.1f}%"
+
+
+def markdown(summary: dict) -> str:
+    """The comparison as a Markdown table (appended to the evaluate recipe's table.md)."""
+    lines = ["", "Searched vs random architectures of the same space at equal FLOPs "
+             "(within 5%), trained identically:", "",
+             "| model | GFLOPs per view | top-1 (%) | top-5 (%) |", "|---|---|---|---|"]
+    for row in summary["rows"]:
+        lines.append(f"| random {row['index']} | {row['gflops_per_view']:.4f} | "
+                     f"{100 * row['top1']:.1f} | {100 * row['top5']:.1f} |")
+    lines += ["", describe(summary, len(summary["rows"])) + "."]
+    return "\n".join(lines)
+
+
+__all__ = ["FIGURE_FILE", "describe", "draw_baselines", "identical_training", "markdown",
+           "random_baselines"]
