@@ -245,10 +245,9 @@ def mwrecipe(output):
                                 os.path.join(output, "val.txt"), verbose=False)
     outcome = recipes.search_step(1, os.path.join(output, "step1"), data=data, epochs=2,
                                   steps_per_epoch=0, batch_size=4, crop=32, heldout_fraction=0.34,
-                                  # 0.003 GFLOPs: reachable (smallest 0.0019) but far below the uniform mean (0.0073), so
-                                  # the FLOPs hinge moves alpha at
-                                  # every step (the tiny held-out clips' scores all tie at 0, so the
-                                  # rank weights alone give no update)
+                                  # 0.003 GFLOPs: reachable (smallest 0.0019), far below the
+                                  # uniform mean (0.0073): the hinge moves alpha at every step
+                                  # (the held-out clips all score 0, so ranks alone do not)
                                   samples_per_replica=2, target_gflops=0.003, strategy=strategy,
                                   snapshot_every=1, verbose=0)
     distribution = outcome.result.distribution
