@@ -791,7 +791,8 @@ def plot_searched_vs_random(summary: Mapping, path=None, title: str | None = Non
     std = 100 * summary["random_std"]
     fig = Figure(figsize=(5.2, 2.6))
     ax = fig.subplots()
-    ax.scatter(top1, np.zeros_like(top1), color="#808080", s=30, zorder=3,
+    rows = (np.arange(len(top1)) % 3 - 1) * 0.2  # equal scores stay visible
+    ax.scatter(top1, rows, color="#808080", s=30, zorder=3, clip_on=False,
                label=f"{len(top1)} random at equal FLOPs")
     if np.isfinite(std):
         ax.axvspan(mean - std, mean + std, color="#808080", alpha=0.2, label="random mean +- 1 std")
@@ -802,7 +803,8 @@ def plot_searched_vs_random(summary: Mapping, path=None, title: str | None = Non
                            if np.isfinite(gap) else "searched vs random"), fontsize=9)
     ax.set_xlabel("multi-view top-1 (%)", fontsize=8)
     ax.set_yticks([])
-    ax.set_xlim(max(0.0, min(top1.min(), searched) - 10), min(100.0, max(top1.max(), searched) + 10))
+    ax.set_xlim(max(0.0, min(top1.min(), searched) - 10), min(101.0, max(top1.max(), searched) + 10))
+    ax.set_ylim(-1.0, 1.0)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
