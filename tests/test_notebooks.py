@@ -61,7 +61,8 @@ RECIPE_CHAINS = [
 ]
 # What each recipe's metrics.json must hold as finite numbers (dotted paths).
 RECIPE_METRICS = {
-    "step1_sparse": ("heldout_score", "loss", "entropy", "expected_gflops", "architecture.gflops"),
+    "step1_sparse": ("heldout_score", "loss", "entropy", "entropy_left", "expected_gflops",
+                     "architecture.gflops"),
     "step2_dense_fusion": ("heldout_score", "loss", "entropy", "expected_gflops", "architecture.gflops"),
     "step3_attention": ("heldout_score", "loss", "entropy", "expected_gflops", "architecture.gflops"),
     "retrain": ("loss", "accuracy", "val_loss", "val_top1_one_clip", "architecture.params"),

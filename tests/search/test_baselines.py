@@ -60,3 +60,20 @@ def test_searched_vs_random_in_standard_deviations():
     assert math.isnan(one["random_std"]) and math.isnan(one["beats_mean_by_std"])
     with pytest.raises(ValueError, match="at least one"):
         baselines.searched_vs_random(0.6, np.array([]))
+
+
+def test_entropy_left_is_one_when_nothing_is_learned_and_warns(caplog):
+    import logging
+
+    from tsnet_keras.recipes.search import UNSETTLED_ENTROPY, _warn_if_unsettled, entropy_left
+
+    space = tiny_single_stream()
+    dist = ArchitectureDistribution(space, 5, CROP)
+    assert entropy_left(dist) == pytest.approx(1.0)
+    dist.set_logits({key: np.eye(size)[0] * 8.0 for key, size in zip(dist.keys, dist.sizes)})
+    assert entropy_left(dist) < 0.05
+    with caplog.at_level(logging.WARNING, logger="tsnet_keras"):
+        _warn_if_unsettled(0.5, verbose=True)
+        assert not caplog.records
+        _warn_if_unsettled(UNSETTLED_ENTROPY + 0.05, verbose=True)
+    assert "kept 95% of its uniform entropy" in caplog.text and "random_baselines" in caplog.text

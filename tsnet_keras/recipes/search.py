@@ -24,6 +24,7 @@ import os
 import time
 
 import keras
+import numpy as np
 
 from tsnet_keras.recipes.common import (
     ARCHITECTURE_FILE,
@@ -39,7 +40,13 @@ from tsnet_keras.recipes.common import (
     write_json,
     write_metrics,
 )
-from tsnet_keras.recipes.data import RecipeData, resolve_data, split_heldout, stream_frames
+from tsnet_keras.recipes.data import (
+    RecipeData,
+    logger,
+    resolve_data,
+    split_heldout,
+    stream_frames,
+)
 from tsnet_keras.search.estimator import DEFAULTS
 
 SNAPSHOT_FILE = "distribution_history.json"
@@ -255,7 +262,30 @@ def search_step(
     )
     write_metrics(share.write_dir, metrics)
     share.finish()
+    _warn_if_unsettled(metrics["entropy_left"], verbose)
     return SearchStepOutcome(result, metrics, target_macs)
+
+
+# A step that ends with more of the uniform entropy than this has hardly learned: its most
+# probable architecture is the argmax of small leans (docs/search.md, "Is the search long
+# enough?").
+UNSETTLED_ENTROPY = 0.9
+
+
+def entropy_left(distribution) -> float | None:
+    """Entropy of `distribution` as a share of the uniform one's (1: nothing learned)."""
+    uniform = sum(float(np.log(size)) for size in distribution.sizes if size > 1)
+    return distribution.entropy_numpy() / uniform if uniform else None
+
+
+def _warn_if_unsettled(left, verbose) -> None:
+    if verbose and left is not None and left > UNSETTLED_ENTROPY:
+        logger.warning(
+            "the distribution kept %.0f%% of its uniform entropy: the search has hardly "
+            "learned, and its most probable architecture follows small leans (on video, "
+            "towards what the supernet learned first: appearance, temporal kernel 1). Search "
+            "longer, and compare with random architectures (evaluate recipe, "
+            "random_baselines=5); see docs/search.md.", 100 * left)
 
 
 def _previous_step_dir(step, previous_dir):
@@ -317,6 +347,7 @@ def _step_metrics(step, result, data, *, crop, target_gflops, epochs, steps_per_
         "heldout_score": last.get("heldout_score"),
         "loss": last.get("loss"),
         "entropy": last.get("entropy"),
+        "entropy_left": entropy_left(result.distribution),
         "expected_gflops": last.get("expected_macs", 0) / 1e9 if last else None,
         "most_probable_gflops": last.get("most_probable_macs", 0) / 1e9 if last else None,
         "epochs": epochs,
