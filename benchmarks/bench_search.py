@@ -243,6 +243,41 @@ def worker_search(args):
     return results
 
 
+def worker_startup(args):
+    """Build, then trace + first step of `fit`, then 2 more steps; the process' peak RSS."""
+    import keras
+    import tensorflow as tf
+
+    from tsnet_keras.models import build_model
+    from tsnet_keras.search import ParsecSearch, search_dataset
+
+    space = _space(args.space)
+    x, y = _batch(args, args.batch, 0)
+    train = tf.data.Dataset.from_tensors((x, y)).repeat()
+    keras.utils.set_random_seed(0)
+    start = time.perf_counter()
+    if args.arch == "search":
+        model = ParsecSearch(space, args.classes, crop=args.crop, samples_per_replica=args.samples,
+                             path_batch=args.path_batch)
+        model.compile(learning_rate=0.4, momentum=0.9)
+        hx, hy = _batch(args, args.heldout_batch, 1)
+        data = search_dataset(train, tf.data.Dataset.from_tensors((hx, hy)))
+    else:
+        model = build_model(_architecture(space, args.arch), num_classes=args.classes,
+                            crop=args.crop)
+        model.compile(keras.optimizers.SGD(0.4, momentum=0.9),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=False)
+        data = train
+    built = time.perf_counter()
+    model.fit(data, steps_per_epoch=1, epochs=1, verbose=0)
+    first = time.perf_counter()
+    model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+    later = (time.perf_counter() - first) / 2
+    return {"build_s": built - start, "first_step_s": first - built, "later_step_s": later,
+            "hwm_mb": _hwm_mb()}
+
+
 def worker_traces(args):
     import numpy as np
     import tensorflow as tf
@@ -344,6 +379,27 @@ def _part_a(args):
           "update alone (ratios to the fixed model's gradients and SGD update)")
 
 
+def _part_s(args):
+    print(f"\n(s) Start-up and process peak memory, crop {args.crop}, batch {args.batch}, "
+          f"K = {args.samples}, path_batch={args.path_batch!r}: build, then `fit` for 1 step "
+          "(trace + first step), then 2 more steps; each in its own process")
+    rows = {name: _spawn("startup", args, name) for name in ("search", "sampled", "largest")}
+    search = rows["search"]
+    start = search["build_s"] + search["first_step_s"]
+    print(f"    {'process':<16}{'build s':>9}{'trace+1st s':>13}{'build+1st s':>13}"
+          f"{'later step s':>14}{'peak RSS MB':>13}   search / this: start-up, peak RSS")
+    for name, row in rows.items():
+        total = row["build_s"] + row["first_step_s"]
+        label = "search" if name == "search" else f"fixed {name}"
+        print(f"    {label:<16}{row['build_s']:>9.1f}{row['first_step_s']:>13.1f}{total:>13.1f}"
+              f"{row['later_step_s']:>14.2f}{row['hwm_mb']:>13.0f}   "
+              f"{start / total:.2f}, {search['hwm_mb'] / row['hwm_mb']:.2f}")
+    print(f"    goals: search build + first step / fixed sampled = "
+          f"{start / (rows['sampled']['build_s'] + rows['sampled']['first_step_s']):.2f} "
+          f"(<= 2); search peak RSS / fixed largest = "
+          f"{search['hwm_mb'] / rows['largest']['hwm_mb']:.2f} (<= 1.5)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--crop", type=int, default=64)
@@ -362,16 +418,16 @@ def main():
                              "restricted to the active boxes (default) or dense")
     parser.add_argument("--update", choices=UPDATES, default="restricted",
                         help=argparse.SUPPRESS)
-    parser.add_argument("--worker", choices=("fixed", "search", "traces"))
-    parser.add_argument("--arch", choices=ARCHS, default="sampled")
+    parser.add_argument("--worker", choices=("fixed", "search", "traces", "startup"))
+    parser.add_argument("--arch", choices=ARCHS + ("search",), default="sampled")
     parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS),
                         help="architectures timed in part a")
     parser.add_argument("--space", choices=("paper", "tiny"), default="paper",
                         help="paper: step 1 of auto_tsnet(); tiny: the tests' small space")
     args = parser.parse_args()
     if args.worker:
-        result = {"fixed": worker_fixed, "search": worker_search, "traces": worker_traces}[
-            args.worker](args)
+        result = {"fixed": worker_fixed, "search": worker_search, "traces": worker_traces,
+                  "startup": worker_startup}[args.worker](args)
         print(json.dumps(result))
         return
 
@@ -380,6 +436,8 @@ def main():
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores")
     if "a" in args.parts:
         _part_a(args)
+    if "s" in args.parts:
+        _part_s(args)
     if "b" in args.parts:
         traces = _spawn("traces", args)
         print(f"\n(b) 100 search steps, tiny two-stream space ({traces['space_size']:,} "

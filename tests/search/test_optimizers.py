@@ -126,3 +126,59 @@ def test_restrict_to_active_is_in_the_config():
     config = keras.optimizers.serialize(optimizer)
     assert keras.optimizers.deserialize(config).restrict_to_active is False
     assert MaskedAdamW().get_config()["restrict_to_active"] is True
+
+
+MIRRORED = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from tsnet_keras.search.optimizers import MaskedSGD
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+results = {}
+for restrict in (True, False):
+    with strategy.scope():
+        variable = keras.Variable(np.arange(130 * 130, dtype="float32").reshape(130, 130) / 1e4)
+        optimizer = MaskedSGD(0.1, momentum=0.9, weight_decay=1e-2, restrict_to_active=restrict)
+        optimizer.build([variable])
+
+    @tf.function
+    def step(gradient):
+        def replica_fn(gradient):
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            local = gradient * tf.cast(replica + 1, gradient.dtype)  # replicas differ
+            optimizer.apply_gradients([(local, variable)])
+        strategy.run(replica_fn, args=(gradient,))
+
+    for k in range(3):
+        gradient = np.zeros((130, 130), "float32")
+        gradient[k:60 - k, 10 + k:40] = 1.0 + k
+        step(tf.constant(gradient))
+    values = [np.asarray(v) for v in strategy.experimental_local_results(variable.value)]
+    momenta = [np.asarray(v) for v in
+               strategy.experimental_local_results(optimizer.momentums[0].value)]
+    assert np.array_equal(values[0], values[1]) and np.array_equal(momenta[0], momenta[1])
+    results[restrict] = (values[0], momenta[0])
+assert np.array_equal(results[True][0], results[False][0])
+assert np.array_equal(results[True][1], results[False][1])
+start = np.arange(130 * 130, dtype="float32").reshape(130, 130) / 1e4
+print(json.dumps({"moved": int(np.sum(results[True][0] != start))}))
+"""
+
+
+def test_restricted_update_under_mirrored_strategy_equals_the_dense_one():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    output = subprocess.run([sys.executable, "-c", MIRRORED], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert output.returncode == 0, output.stderr[-3000:]
+    moved = json.loads(output.stdout.strip().splitlines()[-1])["moved"]
+    assert moved == 60 * 30  # the union of the three boxes, nothing else
