@@ -9,9 +9,9 @@ untouched: value, momentum buffer and weight decay.
 On TensorFlow the update is restricted to the active box of each variable: the
 smallest box (a range per axis) that holds every non-zero gradient entry, i.e.
 the sampled widths' rows and columns and the sampled kernel's taps. Only that
-box is read, updated (with the same mask) and written back in place, so a step
-of a small sampled network costs what its weights cost, not the widest
-supernet's. Outside the box every gradient is zero, so the result is the dense
+box is updated (with the same mask) and written back (one copy of the
+variable), so the arithmetic of a step of a small sampled network costs what its
+weights cost, not the widest supernet's. Outside the box every gradient is zero, so the result is the dense
 masked update's, bit for bit (`restrict_to_active=False` keeps the dense one).
 Variables under `RESTRICT_MIN_ENTRIES` entries always take the dense update.
 """
@@ -81,15 +81,28 @@ def _masked_apply(optimizer, rule, gradient, variable, slots):
 
     gradient = tf.convert_to_tensor(gradient)
     begin, size = _active_box(gradient)
-    targets = [_tf_variable(v) for v in (variable, *slots)]
-    boxes = [tf.slice(t.read_value() if hasattr(t, "read_value") else t, begin, size)
-             for t in targets]
-    new_value, new_slots = rule(tf.slice(gradient, begin, size), boxes[0], boxes[1:])
-    strides = tf.ones_like(begin)
-    for target, value in zip(targets, (new_value, *new_slots)):
-        tf.raw_ops.ResourceStridedSliceAssign(
-            ref=target.handle, begin=begin, end=begin + size, strides=strides,
-            value=tf.cast(value, target.dtype))
+    target, states = _tf_variable(variable), [_tf_variable(v) for v in slots]
+    value = target.read_value()
+    rows = tf.range(begin[0], begin[0] + size[0])
+    state_boxes = [  # the optimizer's own slots: sparse reads of the box's rows only
+        tf.slice(tf.raw_ops.ResourceGather(resource=state.handle, indices=rows,
+                                           dtype=state.dtype),
+                 tf.tensor_scatter_nd_update(begin, [[0]], [0]), size)
+        for state in states
+    ]
+    new_value, new_states = rule(tf.slice(gradient, begin, size),
+                                 tf.slice(value, begin, size), state_boxes)
+    end, strides = begin + size, tf.ones_like(begin)
+    for state, box in zip(states, new_states):
+        # In place. This puts the slot in TensorFlow's copy-on-read mode, harmless:
+        # only this update (sparse reads) and checkpoints read it.
+        tf.raw_ops.ResourceStridedSliceAssign(ref=state.handle, begin=begin, end=end,
+                                              strides=strides, value=box)
+    # The weight itself: a functional slice update and a dense assign (one copy).
+    # In place it would enter copy-on-read mode, and every forward pass would
+    # then copy the whole widest variable.
+    target.assign(tf.raw_ops.TensorStridedSliceUpdate(
+        input=value, begin=begin, end=end, strides=strides, value=new_value))
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
