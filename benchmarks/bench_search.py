@@ -13,13 +13,21 @@
     alone (K gradients + the masked update), the K summed gradients alone and
     the optimizer update alone, against the fixed model's gradients and SGD
     update. `--updates restricted dense` times MaskedSGD's update restricted to
-    the active boxes and the dense masked update, each in its own process.
+    the active boxes and the dense masked update, each in its own process (the
+    dense one the whole step only, unless `--dense-parts`).
     Each side runs in its own process. Memory: resident
     set size sampled every millisecond during the timed steps (glibc told to
     return large buffers at once: MALLOC_MMAP_THRESHOLD_=65536), reported as the
     step's peak above the RSS before the step ("step peak"), and the process'
     peak RSS (VmHWM, includes weights, optimizer state and graph tracing).
     `tf.config.experimental.get_memory_info` has no CPU allocator statistics.
+(u) The masked update alone, restricted vs dense, alternated in one process
+    (robust to the load of a shared machine), on gradients that are non-zero
+    exactly on the architecture's slices of the supernet weights.
+(s) Start-up: build, trace + first step of `fit`, and the process' peak RSS of
+    the search against the fixed model of the sampled and the largest
+    architecture (goals: <= 2x the sampled one's start-up, <= 1.5x the largest
+    one's peak memory).
 (b) Traces of the Keras train function (and of the per-sample functions inside
     it) over 100 search steps whose sampled architectures change every step.
 (c) GPU: measured only where a GPU is present (none in the run recorded in
@@ -228,6 +236,12 @@ def worker_search(args):
         point_mass(name)
         step_fn(((x, y), (hx, hy)))  # warm-up (no retrace)
         results[name] = _time_steps(lambda: step_fn(((x, y), (hx, hy))), args)
+        if args.update == "dense" and not args.dense_parts:
+            # Each extra function costs minutes of graph optimisation: the dense
+            # reference times the whole step only.
+            nan = {"ms_per_step": float("nan"), "step_peak_mb": float("nan")}
+            results[name].update(train_only=nan, gradients_only=nan, update_only=nan)
+            continue
         train_only()
         results[name]["train_only"] = _time_steps(train_only, args)
         gradients_only()
@@ -276,6 +290,50 @@ def worker_startup(args):
     later = (time.perf_counter() - first) / 2
     return {"build_s": built - start, "first_step_s": first - built, "later_step_s": later,
             "hwm_mb": _hwm_mb()}
+
+
+def worker_update(args):
+    """MaskedSGD restricted vs dense update alone, alternated in one process.
+
+    The gradient of each supernet weight is non-zero exactly on the slices the
+    architecture uses (`_choice_slices`), random there: the pattern a step of
+    that architecture leaves, without tracing the supernet.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from tsnet_keras.search import MaskedSGD, Supernet
+
+    space = _space(args.space)
+    supernet = Supernet(space, args.classes)
+    weights = supernet.trainable_variables
+    rng = np.random.default_rng(0)
+    gradients = {id(v): np.zeros(v.shape, "float32") for v in weights}
+    layers = {layer.name: layer for layer in supernet.plan_layers}
+    for name, choice in supernet.choices_of(_architecture(space, args.arch)).items():
+        if hasattr(layers[name], "_choice_slices"):
+            for (variable, index), _ in layers[name]._choice_slices(choice).values():
+                if id(variable) in gradients:
+                    gradient = gradients[id(variable)]
+                    gradient[index] = rng.normal(size=gradient[index].shape)
+    gradients = [tf.constant(gradients[id(v)]) for v in weights]
+    functions = {}
+    for update in UPDATES:
+        optimizer = MaskedSGD(0.4, momentum=0.9, restrict_to_active=update == "restricted")
+        optimizer.build(weights)
+        functions[update] = tf.function(
+            lambda g, optimizer=optimizer: optimizer.apply_gradients(zip(g, weights)))
+        functions[update](gradients)
+    times = {update: [] for update in UPDATES}
+    for _ in range(2 * args.steps + 1):
+        for update, function in functions.items():
+            start = time.perf_counter()
+            function(gradients)
+            times[update].append(time.perf_counter() - start)
+    result = {update: 1000 * float(np.median(t)) for update, t in times.items()}
+    result["active_entries"] = int(sum(int(np.count_nonzero(g)) for g in gradients))
+    result["entries"] = int(sum(int(np.prod(v.shape)) for v in weights))
+    return result
 
 
 def worker_traces(args):
@@ -416,9 +474,12 @@ def main():
     parser.add_argument("--updates", nargs="+", choices=UPDATES, default=["restricted"],
                         help="MaskedSGD update(s) to time, each in its own search process: "
                              "restricted to the active boxes (default) or dense")
+    parser.add_argument("--dense-parts", action="store_true",
+                        help="also time the weights part, gradients and update in the dense "
+                             "process (minutes of graph optimisation each)")
     parser.add_argument("--update", choices=UPDATES, default="restricted",
                         help=argparse.SUPPRESS)
-    parser.add_argument("--worker", choices=("fixed", "search", "traces", "startup"))
+    parser.add_argument("--worker", choices=("fixed", "search", "traces", "startup", "update"))
     parser.add_argument("--arch", choices=ARCHS + ("search",), default="sampled")
     parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS),
                         help="architectures timed in part a")
@@ -427,7 +488,7 @@ def main():
     args = parser.parse_args()
     if args.worker:
         result = {"fixed": worker_fixed, "search": worker_search, "traces": worker_traces,
-                  "startup": worker_startup}[args.worker](args)
+                  "startup": worker_startup, "update": worker_update}[args.worker](args)
         print(json.dumps(result))
         return
 
@@ -436,6 +497,14 @@ def main():
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores")
     if "a" in args.parts:
         _part_a(args)
+    if "u" in args.parts:
+        print(f"\n(u) MaskedSGD update alone, restricted vs dense, alternated in one process, "
+              f"median of {2 * args.steps + 1}; gradients non-zero on each architecture's slices")
+        for name in args.archs:
+            row = _spawn("update", args, name)
+            print(f"    {name:<9} active {row['active_entries']:,} of {row['entries']:,} entries: "
+                  f"restricted {row['restricted']:.0f} ms, dense {row['dense']:.0f} ms "
+                  f"({row['restricted'] / row['dense']:.2f})")
     if "s" in args.parts:
         _part_s(args)
     if "b" in args.parts:
