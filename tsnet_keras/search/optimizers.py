@@ -10,9 +10,10 @@ On TensorFlow the update is restricted to the active box of each variable: the
 smallest box (a range per axis) that holds every non-zero gradient entry, i.e.
 the sampled widths' rows and columns and the sampled kernel's taps. Only that
 box is updated (with the same mask) and written back (one copy of the
-variable), so the arithmetic of a step of a small sampled network costs what its
-weights cost, not the widest supernet's. Outside the box every gradient is zero, so the result is the dense
-masked update's, bit for bit (`restrict_to_active=False` keeps the dense one).
+variable), so the arithmetic of a step of a small sampled network costs what
+its weights cost, not the widest supernet's. Outside the box every gradient is
+zero, so the result is the dense masked update's, bit for bit
+(`restrict_to_active=False` keeps the dense one).
 Variables under `RESTRICT_MIN_ENTRIES` entries always take the dense update.
 """
 
