@@ -236,7 +236,7 @@ def worker_search(args):
         point_mass(name)
         step_fn(((x, y), (hx, hy)))  # warm-up (no retrace)
         results[name] = _time_steps(lambda: step_fn(((x, y), (hx, hy))), args)
-        if args.update == "dense" and not args.dense_parts:
+        if args.step_only or (args.update == "dense" and not args.dense_parts):
             # Each extra function costs minutes of graph optimisation: the dense
             # reference times the whole step only.
             nan = {"ms_per_step": float("nan"), "step_peak_mb": float("nan")}
@@ -389,6 +389,8 @@ def _spawn(kind, args, arch=None, update="restricted"):
                "--heldout-batch", str(args.heldout_batch), "--classes", str(args.classes),
                "--space", args.space, "--path-batch", args.path_batch, "--samples", str(args.samples),
                "--update", update, "--archs", *args.archs]
+    if args.step_only:
+        command.append("--step-only")
     if arch:
         command += ["--arch", arch]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -474,6 +476,8 @@ def main():
     parser.add_argument("--updates", nargs="+", choices=UPDATES, default=["restricted"],
                         help="MaskedSGD update(s) to time, each in its own search process: "
                              "restricted to the active boxes (default) or dense")
+    parser.add_argument("--step-only", action="store_true",
+                        help="time the whole search step only (no weights/gradients/update parts)")
     parser.add_argument("--dense-parts", action="store_true",
                         help="also time the weights part, gradients and update in the dense "
                              "process (minutes of graph optimisation each)")
