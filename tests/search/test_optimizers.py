@@ -98,6 +98,7 @@ def _search(restrict):
     return search
 
 
+@pytest.mark.slow  # two whole searches (40 s on 2 busy cores); the update itself is checked above
 def test_search_with_the_restricted_update_equals_the_dense_one_on_a_small_space(monkeypatch):
     monkeypatch.setattr(optimizers, "RESTRICT_MIN_ENTRIES", 0)  # the tiny space's weights too
     restricted, dense = _search(True), _search(False)
