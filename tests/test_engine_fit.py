@@ -189,3 +189,29 @@ def test_the_multi_worker_loop_resumes_as_one_run_too():
     assert log.of("batch") == list(range(7, 4 * STEPS + 1))
     for got, expected in zip(model.weights, want.weights):
         np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6, atol=1e-7)
+
+
+def test_later_epochs_datasets_with_python_functions_outlive_garbage_collection():
+    """A later epoch's dataset is made inside a py_function and read as a variant: the
+    Python dataset must stay alive while the stream reads it, or its own py_functions
+    (the video decoder's) leave the registry ("Could not find callback with key=pyfunc_N")."""
+    import gc
+    import weakref
+
+    from tsnet_keras.engine import epoch_stream
+
+    made = {}
+
+    def make_dataset(epoch, skip):
+        doubled = tf.data.Dataset.range(3).map(
+            lambda x: tf.py_function(lambda v: v * 2 + 100 * epoch, [x], tf.int64))
+        made[epoch] = weakref.ref(doubled)
+        return doubled.skip(skip)
+
+    seen = []
+    for batch in epoch_stream(make_dataset, 0, 4, 3):
+        gc.collect()  # what a long run does at some point between two batches
+        seen.append(int(batch))
+        epoch = len(seen) // 3 if len(seen) % 3 else len(seen) // 3 - 1
+        assert made[epoch]() is not None, f"epoch {epoch}'s dataset was collected while read"
+    assert seen == [100 * epoch + 2 * i for epoch in range(4) for i in range(3)]

@@ -20,6 +20,7 @@ What the two callers share:
 
 from __future__ import annotations
 
+import collections
 import csv
 import functools
 import io
@@ -197,6 +198,9 @@ def fit_epochs(model, make_dataset, *, epochs, steps_per_epoch, step_fn, callbac
     return bool(stopped)
 
 
+_EPOCHS_KEPT_ALIVE = 3
+
+
 def epoch_stream(make_dataset, first, epochs, steps_per_epoch):
     """The batches of epochs `first` to `epochs - 1`, in order, as one dataset.
 
@@ -211,10 +215,15 @@ def epoch_stream(make_dataset, first, epochs, steps_per_epoch):
 
     head = make_dataset(first, 0)
     spec = head.element_spec
+    # The Python datasets of the epochs being read: a dataset's own py_functions (the
+    # video decoder's) leave TensorFlow's registry when it is collected, and its variant
+    # does not keep it alive. The last few suffice: epochs are read one after another.
+    alive = collections.deque(maxlen=_EPOCHS_KEPT_ALIVE)
 
     def build(epoch):
         dataset = make_dataset(int(epoch), 0)
         _check_same_spec(spec, dataset.element_spec, int(epoch))
+        alive.append(dataset)
         return tf.data.experimental.to_variant(dataset)
 
     def later(epoch):
