@@ -477,3 +477,14 @@ def complexity_gflops(arch, num_classes):
     from tsnet_keras.accounting import complexity
 
     return complexity(arch, num_classes, crop=CROP).gflops
+
+
+def test_retrain_arguments_reproduce_the_recorded_peak_learning_rate():
+    from tsnet_keras.recipes.train import retrain_arguments
+
+    adamw = retrain_arguments({"optimizer": "adamw", "peak_learning_rate": 1e-3, "epochs": 3,
+                               "batch_size": 8, "crop": 64, "num_classes": 4})
+    assert adamw == {"optimizer": "adamw", "adamw_learning_rate": 1e-3, "epochs": 3,
+                     "batch_size": 8}  # crop and classes come from the caller
+    sgd = retrain_arguments({"optimizer": "sgd", "peak_learning_rate": 0.05, "batch_size": 8})
+    assert peak_learning_rate(sgd["base_learning_rate"], 8, sgd["reference_batch_size"]) == 0.05

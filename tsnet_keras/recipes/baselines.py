@@ -13,37 +13,15 @@ random mean, in the random architectures' standard deviations.
 
 from __future__ import annotations
 
+import math
 import os
 
 from tsnet_keras.accounting import complexity
 from tsnet_keras.recipes.data import logger
-from tsnet_keras.recipes.train import retrain
+from tsnet_keras.recipes.train import retrain, retrain_arguments
 from tsnet_keras.search.baselines import random_architectures, searched_vs_random
 
 RANDOM_DIR = "random"
-FIGURE_FILE = "searched_vs_random.png"
-
-# `retrain` settings recorded in its metrics.json that a random architecture reuses as they are.
-_SAME_SETTINGS = ("optimizer", "epochs", "steps_per_epoch", "batch_size", "warmup_epochs",
-                  "weight_decay", "momentum", "label_smoothing", "mixed_precision", "seed")
-
-
-def identical_training(settings: dict) -> dict:
-    """`retrain` arguments that reproduce the recorded training of the searched model.
-
-    `settings` is `metrics.json["settings"]` of `retrain`; its peak learning rate
-    becomes the optimizer's learning rate argument (AdamW's, or SGD's with the
-    batch as the reference batch, so the linear scaling rule gives it back).
-    """
-    kwargs = {key: settings[key] for key in _SAME_SETTINGS if key in settings}
-    peak = settings.get("peak_learning_rate")
-    if peak is not None:
-        if settings.get("optimizer", "adamw") == "adamw":
-            kwargs["adamw_learning_rate"] = peak
-        else:
-            kwargs.update(base_learning_rate=peak,
-                          reference_batch_size=settings.get("batch_size", 64))
-    return kwargs
 
 
 def draw_baselines(arch, space, count: int, *, num_classes: int, crop: int) -> list:
@@ -74,7 +52,7 @@ def random_baselines(drawn: list, *, searched_top1: float, settings: dict, data,
     Returns:
         `searched_vs_random(...)` plus `rows`, one per random architecture.
     """
-    kwargs = identical_training(settings)
+    kwargs = retrain_arguments(settings)
     rows = []
     for index, candidate in enumerate(drawn):
         if verbose:
@@ -97,7 +75,7 @@ def describe(summary: dict, count: int) -> str:
     """One line: searched vs the random mean, in standard deviations."""
     line = (f"searched {100 * summary['searched']:.1f}% top-1 vs {count} random architectures at "
             f"equal FLOPs: {100 * summary['random_mean']:.1f}%")
-    if summary["random_std"] == summary["random_std"]:  # not NaN
+    if not math.isnan(summary["random_std"]):  # NaN with one random architecture
         line += (f" +- {100 * summary['random_std']:.1f}% (searched - mean = "
                  f"{summary['beats_mean_by_std']:+.1f} std)")
     return line + f"; best random {100 * summary['random_max']:.1f}%"
@@ -115,5 +93,4 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FIGURE_FILE", "describe", "draw_baselines", "identical_training", "markdown",
-           "random_baselines"]
+__all__ = ["RANDOM_DIR", "describe", "draw_baselines", "markdown", "random_baselines"]

@@ -8,6 +8,7 @@ import numbers
 import os
 
 from tsnet_keras import checks
+from tsnet_keras.checks import check_int  # noqa: F401  (the recipes' import)
 from tsnet_keras.files import atomic_write_text
 from tsnet_keras.space.architecture import Architecture
 
@@ -17,14 +18,9 @@ MODEL_FILE = "model.keras"
 
 
 # ------------------------------------------------------------------ parameter checks
-def check_int(name: str, value, minimum: int = 1) -> int:
-    """Returns `value` as int, or raises a ValueError naming the parameter (`checks.check_int`)."""
-    return checks.check_int(name, value, minimum)
-
-
 def check_number(name: str, value, minimum: float = 0.0, below: float | None = None,
                  strict: bool = False) -> float:
-    """Returns `value` as float, or raises a ValueError naming the parameter (`checks.check_number`)."""
+    """`checks.check_number` with the recipes' default bound: a parameter >= 0."""
     return checks.check_number(name, value, minimum, below, strict=strict)
 
 

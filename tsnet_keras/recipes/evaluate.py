@@ -65,7 +65,7 @@ from tsnet_keras.recipes.data import (
     resolve_data,
     stream_frames,
 )
-from tsnet_keras.recipes.train import retrain
+from tsnet_keras.recipes.train import retrain, retrain_arguments
 from tsnet_keras.space.architecture import Architecture
 
 # (training crop, test short side) of -S, -M, -L at the paper's training crop 160:
@@ -288,11 +288,6 @@ def _retrain_settings(model_dir) -> dict:
     return settings
 
 
-# The retrain settings a trained variant inherits from the retrained model.
-_VARIANT_SETTINGS = ("optimizer", "epochs", "steps_per_epoch", "batch_size", "warmup_epochs",
-                     "weight_decay", "momentum", "label_smoothing", "mixed_precision", "seed")
-
-
 class _VariantWeights:
     """Which trained weights each row uses; trains a missing variant when asked.
 
@@ -332,7 +327,7 @@ class _VariantWeights:
     def _train(self, key) -> None:
         if self.verbose:
             logger.info("training the %s variant from scratch (train_variants=True)", key)
-        kwargs = {k: self.settings[k] for k in _VARIANT_SETTINGS if k in self.settings}
+        kwargs = retrain_arguments(self.settings)
         kwargs.update(self.variant_settings or {})
         folder = os.path.join(self.output_dir, "variants", key.replace("\u2020", "_dagger"))
         crop = _scaled(self.train_crop, PAPER_SIZES[key[0]][0])

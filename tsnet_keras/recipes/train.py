@@ -514,6 +514,30 @@ def _retrain_metrics(arch, num_classes, crop, model, history, config, data, seco
     }
 
 
+# `retrain` settings recorded in metrics.json that a model trained "the same way" reuses as
+# they are (the evaluate recipe's variants and random baselines).
+_SAME_SETTINGS = ("optimizer", "epochs", "steps_per_epoch", "batch_size", "warmup_epochs",
+                  "weight_decay", "momentum", "label_smoothing", "mixed_precision", "seed")
+
+
+def retrain_arguments(settings: dict) -> dict:
+    """`retrain` arguments that reproduce a recorded training (`metrics.json["settings"]`).
+
+    The recorded peak learning rate becomes the optimizer's learning rate argument
+    (AdamW's, or SGD's with the batch as the reference batch, so the linear scaling
+    rule gives it back).
+    """
+    kwargs = {key: settings[key] for key in _SAME_SETTINGS if key in settings}
+    peak = settings.get("peak_learning_rate")
+    if peak is not None:
+        if settings.get("optimizer", "adamw") == "adamw":
+            kwargs["adamw_learning_rate"] = peak
+        else:
+            kwargs.update(base_learning_rate=peak,
+                          reference_batch_size=settings.get("batch_size", 64))
+    return kwargs
+
+
 def load_history(output_dir) -> list:
     """The per-epoch history `retrain` wrote (empty list if none)."""
     path = os.path.join(output_dir, "history.json")
@@ -530,4 +554,5 @@ __all__ = [
     "load_history",
     "peak_learning_rate",
     "retrain",
+    "retrain_arguments",
 ]
