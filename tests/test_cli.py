@@ -60,7 +60,7 @@ def test_options_reach_the_recipe_function(monkeypatch, tmp_path):
     assert args == ("one_shot", str(tmp_path), step1["previous_dir"][0])
     assert (kwargs["epochs"], kwargs["graph_optimization"], kwargs["target_gflops"]) == (5, True, 1.5)
     assert kwargs["crop"] == step1["crop"][0] and kwargs["space"] == step1["space"][0]
-    assert kwargs["learning_rate"] == inspect.signature(recipes.search_step).parameters["learning_rate"].default
+    assert kwargs["base_learning_rate"] == inspect.signature(recipes.search_step).parameters["base_learning_rate"].default
 
     monkeypatch.setattr(recipes, "load_architecture", lambda path: f"arch of {path}")
     monkeypatch.setattr(recipes, "retrain", recorder(recipes.retrain, calls))

@@ -47,6 +47,7 @@ from tsnet_keras.recipes.data import (
     split_heldout,
     stream_frames,
 )
+from tsnet_keras.recipes.train import peak_rate
 from tsnet_keras.search.estimator import DEFAULTS
 
 SNAPSHOT_FILE = "distribution_history.json"
@@ -149,7 +150,9 @@ def search_step(
     seed: int = 0,
     heldout_fraction: float = 0.2,
     warmup_epochs: int = 0,
-    learning_rate: float = 0.4,
+    optimizer: str = "sgd",
+    adamw_learning_rate: float = 2e-3,
+    base_learning_rate: float = 0.4,
     reference_batch_size: int = 64,
     heldout_batch_size: int = 16,
     samples_per_replica: int = DEFAULTS.samples_per_replica,
@@ -179,9 +182,13 @@ def search_step(
         seed: seeds the data order, the held-out split and the architecture draws.
         heldout_fraction: share of each class's training videos held out for
             the architecture updates (0: use the validation list instead).
-        learning_rate, reference_batch_size: the supernet's peak SGD rate is
-            learning_rate x batch_size / reference_batch_size (the paper's 0.4
-            read as the rate of a batch of 64, as in `retrain`).
+        optimizer: the supernet weights' optimizer, "sgd" (the paper's) or "adamw",
+            with the warm-up and cosine schedule of `run_search_step`.
+        adamw_learning_rate: peak rate of AdamW (2e-3, as in `retrain`).
+        base_learning_rate, reference_batch_size: the peak SGD rate is
+            base_learning_rate x batch_size / reference_batch_size (the paper's 0.4
+            read as the rate of a batch of 64, as in `retrain`). The old name
+            `learning_rate` is still accepted.
         heldout_batch_size: held-out clips every sampled architecture is scored
             on per step (the same clips for all of them).
         warmup_epochs, samples_per_replica: see `run_search_step`.
@@ -208,8 +215,11 @@ def search_step(
     epochs = check_int("epochs", epochs)
     steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch or 0, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=2)
-    learning_rate = check_number("learning_rate", learning_rate, strict=True)
     reference_batch_size = check_int("reference_batch_size", reference_batch_size)
+    if "learning_rate" in search_kwargs:  # its name before `optimizer` came in
+        base_learning_rate = search_kwargs.pop("learning_rate")
+    peak = peak_rate(optimizer, adamw_learning_rate, base_learning_rate, batch_size,
+                     reference_batch_size)
     samples_per_replica = check_int("samples_per_replica", samples_per_replica)
     crop = check_int("crop", crop, minimum=16)
     seed = check_int("seed", seed, minimum=0)
@@ -246,7 +256,7 @@ def search_step(
             step, space, train_data, val_data, output_dir, previous_dir,
             num_classes=data.num_classes, epochs=epochs, steps_per_epoch=steps_per_epoch,
             crop=crop, target_macs=target_macs, seed=seed, warmup_epochs=warmup_epochs,
-            learning_rate=learning_rate * batch_size / reference_batch_size,
+            weights_optimizer=optimizer, learning_rate=peak,
             samples_per_replica=samples_per_replica,
             checkpoint_every=checkpoint_every, strategy=strategy,
             callbacks=[snapshots, *(callbacks or [])], verbose=verbose,

@@ -75,6 +75,7 @@ from tsnet_keras.recipes.common import (
     write_json,
     write_metrics,
 )
+from tsnet_keras.checks import check_choice
 from tsnet_keras.recipes.data import RecipeData, logger, resolve_data, stream_frames
 from tsnet_keras.space.architecture import Architecture
 
@@ -91,6 +92,17 @@ def peak_learning_rate(base_learning_rate: float, batch_size: int, reference_bat
 
 
 OPTIMIZERS = ("adamw", "sgd")
+
+
+def peak_rate(optimizer: str, adamw_learning_rate: float, base_learning_rate: float,
+              batch_size: int, reference_batch_size: int = 64) -> float:
+    """The peak learning rate of `optimizer`, read the same way by the search and the retrain:
+    AdamW's as given, SGD's by the linear scaling rule (`peak_learning_rate`)."""
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    if optimizer == "adamw":
+        return check_number("adamw_learning_rate", adamw_learning_rate, strict=True)
+    base_learning_rate = check_number("base_learning_rate", base_learning_rate, strict=True)
+    return peak_learning_rate(base_learning_rate, batch_size, reference_batch_size)
 
 
 def make_optimizer(name: str, schedule, momentum: float, weight_decay: float):
