@@ -1,7 +1,8 @@
 """The distribution over architectures that PARSEC learns: one categorical per variable.
 
-`p(A | alpha) = prod_v softmax(alpha_v)[A_v]` over the searchable variables of
-a `TwoStreamSpace` (fixed variables have one choice and no logits). The layer
+`p(A | logits) = prod_v softmax(logits_v)[A_v]` (the logits are the paper's alpha)
+over the searchable variables of a `TwoStreamSpace` (fixed variables have one
+choice and no logits). The layer
 holds the logits as weights, so a Keras model that contains it trains,
 checkpoints and distributes them like any other weight.
 
@@ -71,7 +72,9 @@ def _weight_name(key):
 # --------------------------------------------------------------------- the layer
 @keras.saving.register_keras_serializable(package="tsnet_keras")
 class ArchitectureDistribution(keras.layers.Layer):
-    """Independent categoricals over the searchable variables of a space (PARSEC's p(A|alpha)).
+    """Independent categoricals over a space's searchable variables (PARSEC's p(A | alpha)).
+
+    The paper's alpha is `logits` here (TS-Fusion's `alpha` is the frame-rate ratio).
 
     Args:
         space: `TwoStreamSpace` (or its `space_to_dict` form).
@@ -128,11 +131,11 @@ class ArchitectureDistribution(keras.layers.Layer):
         return ops.stack(rows)
 
     def probabilities(self) -> list:
-        """softmax(alpha_v) per variable, a list of tensors."""
+        """softmax(logits_v) per variable, a list of tensors."""
         return [ops.softmax(ops.convert_to_tensor(l)) for l in self.logits]
 
     def log_prob(self, indices):
-        """log p(A | alpha) for choice indices of shape (..., V)."""
+        """log p(A | logits) for choice indices of shape (..., V)."""
         if not self.logits:
             return ops.zeros(ops.shape(indices)[:-1])
         log_probs = ops.log_softmax(self.padded_logits(), axis=-1)
