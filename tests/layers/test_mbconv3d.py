@@ -51,6 +51,7 @@ CASES = {
         dict(filters=8, expansion=1.0, temporal_kernel=1, shortcut="projection"),
     ),
     "no_shortcut": (6, dict(filters=8, expansion=2.0, spatial_stride=2, shortcut="none")),
+    "forced_identity": (8, dict(filters=8, expansion=2.0, shortcut="identity")),
 }
 
 
@@ -61,10 +62,21 @@ def test_matches_numpy(rng, case):
     layer = MBConv3D(**kwargs)
     layer.build(x.shape)
     randomize_weights(layer, rng, scale=0.3)
-    assert layer.use_projection == (case not in ("identity", "identity_se", "no_shortcut"))
+    assert layer.use_projection == (
+        case not in ("identity", "identity_se", "no_shortcut", "forced_identity"))
     out = to_numpy(layer(x, training=False))
     assert out.shape == layer.compute_output_shape(x.shape)
     np.testing.assert_allclose(out, numpy_block(layer, x), atol=1e-4, rtol=1e-4)
+
+
+def test_identity_is_one_name_for_both_blocks_and_refuses_other_widths():
+    from tsnet_keras.layers.super_mbconv3d import SHORTCUTS as SUPER_SHORTCUTS
+    from tsnet_keras.space.rules import SHORTCUTS
+
+    assert "identity" in SHORTCUTS and set(SUPER_SHORTCUTS) == set(SHORTCUTS) - {"none"}
+    layer = MBConv3D(8, 2.0, shortcut="identity")
+    with pytest.raises(ValueError, match="`shortcut`='identity' needs as many input channels"):
+        layer.build((None, 4, 8, 8, 6))
 
 
 def test_new_block_is_its_shortcut(rng):

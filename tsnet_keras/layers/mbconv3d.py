@@ -9,9 +9,7 @@ from tsnet_keras.layers import _checks
 from tsnet_keras.layers.batch_norm import VideoBatchNormalization
 from tsnet_keras.layers.depthwise import depthwise_conv3d, subsample_space
 from tsnet_keras.space.architecture import RESIDUAL_ACTIVATIONS
-from tsnet_keras.space.rules import inner_width, needs_projection, squeeze_excite_width
-
-SHORTCUTS = ("auto", "projection", "none")
+from tsnet_keras.space.rules import SHORTCUTS, inner_width, squeeze_excite_width, uses_projection
 
 
 def _batch_norm(layer, name, gamma_initializer="ones"):
@@ -49,7 +47,9 @@ class MBConv3D(keras.layers.Layer):
     Shortcut: with `shortcut="auto"` the identity when `spatial_stride == 1` and
     `C_in == filters`, otherwise a projection: spatial subsampling
     `x[:, :, ::s, ::s]`, 1x1x1 conv C_in -> filters (`shortcut_kernel`) and
-    `shortcut_bn`. `"projection"` always projects; `"none"` adds no residual.
+    `shortcut_bn`. `"projection"` always projects; `"identity"` always adds the
+    input (it needs `spatial_stride == 1` and `C_in == filters`); `"none"` adds
+    no residual. The names are `rules.SHORTCUTS`, shared with `SuperMBConv3D`.
     No convolution has a bias. `residual_activation="relu"` adds the ReLU after
     the residual add of X3D as published (PySlowFast, PyTorchVideo); the default
     `"none"` adds no activation there.
@@ -69,7 +69,8 @@ class MBConv3D(keras.layers.Layer):
             0 disables SE (X3D uses 1/16 on every other block). Default 0.
         activation: activation before the projection, a name or a callable.
             Default `"swish"`.
-        shortcut: `"auto"`, `"projection"` or `"none"`. Default `"auto"`.
+        shortcut: `"auto"`, `"projection"`, `"identity"` or `"none"`. Default
+            `"auto"`.
         residual_activation: `"none"` or `"relu"`, applied after the residual
             add. Default `"none"`.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
@@ -136,6 +137,9 @@ class MBConv3D(keras.layers.Layer):
             ) from error
         self.activation = activation
         self.shortcut = _checks.check_choice(name, "shortcut", shortcut, SHORTCUTS)
+        if self.shortcut == "identity" and self.spatial_stride != 1:
+            raise ValueError(f"{name}: `shortcut`='identity' needs `spatial_stride` 1; got "
+                             f"{self.spatial_stride}.")
         self.residual_activation = _checks.check_choice(
             name, "residual_activation", residual_activation, RESIDUAL_ACTIVATIONS
         )
@@ -162,16 +166,17 @@ class MBConv3D(keras.layers.Layer):
 
     @staticmethod
     def uses_projection(shortcut, input_channels, filters, spatial_stride):
-        """Whether the block's shortcut is a 1x1x1 projection (+BN)."""
-        if shortcut == "projection":
-            return True
-        if shortcut == "none":
-            return False
-        return needs_projection(input_channels, filters, spatial_stride)
+        """Whether the block's shortcut is a 1x1x1 projection (+BN) (`rules.uses_projection`)."""
+        return uses_projection(shortcut, input_channels, filters, spatial_stride)
 
     def build(self, input_shape):
         _checks.check_video_shape(type(self).__name__, input_shape)
         input_channels = input_shape[-1]
+        if self.shortcut == "identity" and input_channels != self.filters:
+            raise ValueError(
+                f"{type(self).__name__}: `shortcut`='identity' needs as many input channels "
+                f"as `filters` ({self.filters}); got {input_channels}. Use shortcut='auto'."
+            )
         inner, hidden = self.inner, self.squeeze_excite_hidden
         self.expand_kernel = self.add_weight(
             name="expand_kernel", shape=(input_channels, inner), initializer="he_normal"

@@ -11,8 +11,10 @@ from tsnet_keras.layers.sliced_batch_norm import (
     channel_mask,
     default_dynamic_shapes,
 )
+from tsnet_keras.space import rules
 
-SHORTCUTS = ("auto", "projection", "identity")
+# The fixed block's residual kinds (`rules.SHORTCUTS`) but "none": a super block always adds one.
+SHORTCUTS = tuple(kind for kind in rules.SHORTCUTS if kind != "none")
 
 
 def depthwise_conv3d_any_width(inputs, kernel, temporal_kernel, spatial_stride):

@@ -167,27 +167,8 @@ class ParsecSearch(keras.Model):
     ):
         super().__init__(**kwargs)
         space = space_from_dict(space)
-        if isinstance(samples_per_replica, bool) or not isinstance(samples_per_replica, int) \
-                or samples_per_replica < 1:
-            raise ValueError(
-                f"`samples_per_replica` must be a positive int, got {samples_per_replica!r}."
-            )
-        if not callable(score) and score not in SCORES:
-            raise ValueError(f"`score` must be one of {SCORES} or a callable, got {score!r}.")
-        if not temperature > 0:
-            raise ValueError(f"`temperature` must be > 0, got {temperature!r}.")
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"`weighting` must be one of {WEIGHTINGS}, got {weighting!r}.")
-        if weight_update not in WEIGHT_UPDATES:
-            raise ValueError(
-                f"`weight_update` must be one of {WEIGHT_UPDATES}, got {weight_update!r}."
-            )
-        if path_batch not in PATH_BATCHES:
-            raise ValueError(f"`path_batch` must be one of {PATH_BATCHES}, got {path_batch!r}.")
-        if hinge not in HINGES:
-            raise ValueError(f"`hinge` must be one of {HINGES}, got {hinge!r}.")
-        if macs_penalty < 0:
-            raise ValueError(f"`macs_penalty` must be >= 0, got {macs_penalty!r}.")
+        _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
+                              path_batch, hinge, macs_penalty)
         self.space = space
         self.num_classes = num_classes
         self.crop = crop
@@ -203,6 +184,11 @@ class ParsecSearch(keras.Model):
         self.supernet = Supernet(space, num_classes, dynamic_shapes=dynamic_shapes, name="supernet")
         self.distribution = ArchitectureDistribution(space, num_classes, crop, name="distribution")
         self.target_macs = check_target_macs(self.distribution.macs_model, target_macs)
+        self._add_step_state()
+        self.built = True
+
+    def _add_step_state(self):
+        """The step counter, the warm-up gate, the traced per-sample functions and the metrics."""
         self.search_step = self.add_weight(
             name="search_step", shape=(), dtype="int64", initializer="zeros",
             trainable=False, aggregation="only_first_replica",
@@ -213,9 +199,9 @@ class ParsecSearch(keras.Model):
             trainable=False, aggregation="only_first_replica",
         )
         self.logits_optimizer = None
-        self._score_fn = score if callable(score) else {
+        self._score_fn = self.score if callable(self.score) else {
             "accuracy": accuracy_score, "log_likelihood": log_likelihood_score,
-        }[score]
+        }[self.score]
         self._loss_fn = cross_entropy
         self._sample_gradients = tf.function(self._sample_gradients_eager, reduce_retracing=True)
         self._sample_score = tf.function(self._sample_score_eager, reduce_retracing=True)
@@ -224,7 +210,6 @@ class ParsecSearch(keras.Model):
             for name in ("loss", "heldout_score", "logits_loss", "entropy", "expected_macs",
                          "sampled_macs")
         }
-        self.built = True
 
     @property
     def logits_frozen(self) -> bool:
@@ -469,6 +454,28 @@ class ParsecSearch(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
+                          path_batch, hinge, macs_penalty) -> None:
+    """`ParsecSearch`'s option checks (a ValueError naming the argument)."""
+    if isinstance(samples_per_replica, bool) or not isinstance(samples_per_replica, int) \
+            or samples_per_replica < 1:
+        raise ValueError(
+            f"`samples_per_replica` must be a positive int, got {samples_per_replica!r}."
+        )
+    if not callable(score) and score not in SCORES:
+        raise ValueError(f"`score` must be one of {SCORES} or a callable, got {score!r}.")
+    if not temperature > 0:
+        raise ValueError(f"`temperature` must be > 0, got {temperature!r}.")
+    for name, value, allowed in (("weighting", weighting, WEIGHTINGS),
+                                 ("weight_update", weight_update, WEIGHT_UPDATES),
+                                 ("path_batch", path_batch, PATH_BATCHES),
+                                 ("hinge", hinge, HINGES)):
+        if value not in allowed:
+            raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
+    if macs_penalty < 0:
+        raise ValueError(f"`macs_penalty` must be >= 0, got {macs_penalty!r}.")
 
 
 def check_target_macs(macs_model, target_macs):

@@ -509,21 +509,17 @@ def run_search_step(
     check_target_macs(MacsModel(sub_space, num_classes, crop), target_macs)
     found, write_dir, checkpoint_path = _prepare_output(output_dir, chief, resume)
 
-    # Same initial weights in every run with this seed (a resumed run restores them anyway).
-    keras.utils.set_random_seed(seed)
-    with strategy.scope():
-        search = ParsecSearch(
-            sub_space, num_classes, crop=crop, samples_per_replica=samples_per_replica,
-            score=score, temperature=temperature, target_macs=target_macs,
-            macs_penalty=macs_penalty, hinge=hinge, seed=seed, dynamic_shapes=dynamic_shapes,
-            **parsec_options,
-        )
-    settings = {
-        "epochs": epochs, "steps_per_epoch": steps_per_epoch, "warmup_epochs": warmup_epochs,
-        "learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay,
-        "weights_optimizer": weights_optimizer, "logits_learning_rate": logits_learning_rate,
-        "recalibrate_batches": recalibrate_batches,
-    }
+    search = _new_search(strategy, sub_space, num_classes, seed, crop=crop,
+                         samples_per_replica=samples_per_replica, score=score,
+                         temperature=temperature, target_macs=target_macs,
+                         macs_penalty=macs_penalty, hinge=hinge, dynamic_shapes=dynamic_shapes,
+                         **parsec_options)
+    optimizers = {"learning_rate": learning_rate, "momentum": momentum,
+                  "weight_decay": weight_decay, "weights_optimizer": weights_optimizer,
+                  "logits_learning_rate": logits_learning_rate}
+    settings = {"epochs": epochs, "steps_per_epoch": steps_per_epoch,
+                "warmup_epochs": warmup_epochs, **optimizers,
+                "recalibrate_batches": recalibrate_batches}
     if workers > 1:  # each worker's batch is its share: the global batch changes with them
         settings["workers"] = workers
     config = run_config(step, search, settings, extra_config)
@@ -533,36 +529,57 @@ def run_search_step(
             _remove_worker_dir(write_dir, output_dir)
             return load_step_result(output_dir)
     with strategy.scope():
-        search.compile(
-            weights_optimizer=weights_optimizer, learning_rate=learning_rate,
-            total_steps=epochs * steps_per_epoch, momentum=momentum, weight_decay=weight_decay,
-            logits_learning_rate=logits_learning_rate,
-        )
+        search.compile(total_steps=epochs * steps_per_epoch, **optimizers)
     history = _restore_or_inherit(search, strategy, found, output_dir, previous_dir, num_classes)
     guard, checkpointer, recorder, user_callbacks = _step_callbacks(
         search, config, history, write_dir, checkpoint_path, checkpoint_every, steps_per_epoch,
         tensorboard, callbacks,
     )
-
     split = (local_replicas(strategy), train_batch, heldout_batch) if workers > 1 else None
-    loop = fit_epochs if workers == 1 else functools.partial(distributed_fit_epochs, strategy=strategy)
-    loop(
-        search, lambda epoch, skip: _epoch_dataset(train_data, heldout_at, epoch, skip,
-                                                   steps_per_epoch, num_classes, split),
-        epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=_search_step_number,
+    _search_epochs(
+        search, strategy, lambda epoch, skip: _epoch_dataset(
+            train_data, heldout_at, epoch, skip, steps_per_epoch, num_classes, split),
+        epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose,
         callbacks=[_WarmUp(warmup_epochs), guard, recorder, checkpointer, *user_callbacks],
-        verbose=verbose,
     )
     _raise_if_diverged(guard, checkpointer, checkpoint_path)
-    done = _search_step_number(search)
-
-    recalibration = None
-    if recalibrate_batches:
-        recalibration = (train_data(0) if callable(train_data) else train_data, recalibrate_batches)
-    arch = _write_outputs(search, write_dir, history, num_classes, recalibration)
-    save_checkpoint(search, checkpoint_path, _checkpoint_meta(config, history, done, completed=True))
+    arch = _finish_step(search, config, history, write_dir, checkpoint_path, num_classes,
+                        _recalibration(train_data, recalibrate_batches))
     _remove_worker_dir(write_dir, output_dir)
     return SearchResult(step, os.fspath(output_dir), arch, search.distribution, history, search)
+
+
+def _new_search(strategy, sub_space, num_classes, seed, **options) -> ParsecSearch:
+    """The step's `ParsecSearch`, with the same initial weights in every run with this seed
+    (a resumed run restores them anyway)."""
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        return ParsecSearch(sub_space, num_classes, seed=seed, **options)
+
+
+def _search_epochs(search, strategy, epoch_dataset, **fit_options) -> None:
+    """The engine's loop: Keras' `fit` on one worker, the engine's own loop on several."""
+    workers = worker_info(strategy)[0]
+    loop = fit_epochs if workers == 1 else functools.partial(distributed_fit_epochs,
+                                                             strategy=strategy)
+    loop(search, epoch_dataset, step_fn=_search_step_number, **fit_options)
+
+
+def _recalibration(train_data, batches):
+    """`(dataset, batches)` the saved fixed model's BN statistics are recomputed on, or None."""
+    if not batches:
+        return None
+    return (train_data(0) if callable(train_data) else train_data), batches
+
+
+def _finish_step(search, config, history, write_dir, checkpoint_path, num_classes,
+                 recalibration) -> Architecture:
+    """Writes the step's outputs and its completed checkpoint; the most probable architecture."""
+    done = _search_step_number(search)
+    arch = _write_outputs(search, write_dir, history, num_classes, recalibration)
+    save_checkpoint(search, checkpoint_path,
+                    _checkpoint_meta(config, history, done, completed=True))
+    return arch
 
 
 def _check_step_arguments(epochs, weights_optimizer, warmup_epochs, checkpoint_every) -> None:
