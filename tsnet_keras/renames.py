@@ -11,6 +11,8 @@ checkpoint configurations, layer configs) pass what they read through
 | `alpha_optimizer` | `logits_optimizer` | (the search variables are the distribution's logits) |
 | `alpha_loss` | `logits_loss` | |
 | `alpha_frozen` | `logits_frozen` | |
+| `filters` (VideoStem, MBConv3D, StreamHead, SuperStreamHead) | `channels` | one word for a width |
+| `max_filters` (SuperMBConv3D) | `max_channels` | |
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ SEARCH_LOGITS = {
     "alpha_optimizer": "logits_optimizer",
     "alpha_loss": "logits_loss",
     "alpha_frozen": "logits_frozen",
+}
+
+# Layer widths: one word, `channels`, in layers, specs and JSON (Keras' `filters` was a second
+# one). Saved layer configs with the old keys load through each layer's `from_config`.
+LAYER_WIDTHS = {
+    "filters": "channels",
+    "max_filters": "max_channels",
 }
 
 _MISSING = object()
@@ -89,5 +98,5 @@ def renamed_attribute(old: str, new: str):
     return property(getter, setter, doc=f"Deprecated name of `{new}`.")
 
 
-__all__ = ["SEARCH_LOGITS", "renamed_argument", "renamed_attribute", "renamed_keys",
+__all__ = ["LAYER_WIDTHS", "SEARCH_LOGITS", "renamed_argument", "renamed_attribute", "renamed_keys",
            "renamed_rows"]

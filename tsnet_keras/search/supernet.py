@@ -312,7 +312,7 @@ class _MBConv(_SuperBlock):
             "projection" if projection.all() else "identity" if not projection.any() else "auto"
         )
         return SuperMBConv3D(
-            max_filters=table.maximum("out_channels"),
+            max_channels=table.maximum("out_channels"),
             max_inner_channels=table.maximum("inner_channels"),
             kernel_choices=_kernel_choices(table),
             max_in_base=table.maximum("in_base"),
@@ -327,14 +327,14 @@ class _MBConv(_SuperBlock):
     def call(self, layer, inputs, args, common):
         return layer(
             inputs, in_base=args["in_base"], in_extra=args["in_extra"],
-            filters=args["out_channels"], inner_channels=args["inner_channels"],
+            channels=args["out_channels"], inner_channels=args["inner_channels"],
             se_hidden=args["se_hidden"], kernel_index=args["kernel_index"], **common,
         )
 
     def choice(self, fields, spec):
         return {
             "in_base": fields["in_base"], "in_extra": fields["in_extra"],
-            "filters": fields["out_channels"], "inner_channels": fields["inner_channels"],
+            "channels": fields["out_channels"], "inner_channels": fields["inner_channels"],
             "se_hidden": fields["se_hidden"], "temporal_kernel": fields["temporal_kernel"],
             "spatial_kernel": fields["spatial_kernel"],
             "projection": bool(fields["projection"]),
@@ -399,7 +399,7 @@ class _StreamHead(_SuperBlock):
 
     def build(self, layer, table, pooled):
         layer.build()
-        pooled.append((None, layer.filters))
+        pooled.append((None, layer.channels))
 
     def call(self, layer, inputs, args, common):
         return layer(inputs, in_base=args["in_base"], in_extra=args["in_extra"], **common)
