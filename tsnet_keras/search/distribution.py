@@ -14,7 +14,6 @@ different architecture per replica and a reproducible sequence after a resume.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re
@@ -25,44 +24,12 @@ from keras import ops
 
 from tsnet_keras.files import atomic_write_text
 from tsnet_keras.search.expected_macs import MacsModel
-from tsnet_keras.space.architecture import Architecture, Stem
-from tsnet_keras.space.specs import BlockGroupSpace, StreamSpace, TwoStreamSpace
+from tsnet_keras.space.architecture import Architecture
+# space_to_dict / space_from_dict live in space/specs.py; imported here by their old path.
+from tsnet_keras.space.specs import TwoStreamSpace, space_from_dict, space_to_dict
 
 _PAD_LOGIT = -1e9
 FORMAT = "tsnet_keras.ArchitectureDistribution"
-
-
-# ------------------------------------------------------------------ space <-> dict
-def space_to_dict(space: TwoStreamSpace) -> dict:
-    """A JSON-ready dict of a `TwoStreamSpace` (inverse: `space_from_dict`)."""
-    if not isinstance(space, TwoStreamSpace):
-        raise TypeError(f"space_to_dict expects a TwoStreamSpace, got {type(space).__name__}.")
-    return json.loads(json.dumps(dataclasses.asdict(space)))
-
-
-def space_from_dict(data) -> TwoStreamSpace:
-    """Rebuilds a `TwoStreamSpace` from `space_to_dict`'s output."""
-    if isinstance(data, TwoStreamSpace):
-        return data
-    if not isinstance(data, dict):
-        raise TypeError(f"space_from_dict expects a dict, got {type(data).__name__}.")
-
-    def stream(item):
-        if item is None:
-            return None
-        groups = tuple(
-            BlockGroupSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
-            for g in item["groups"]
-        )
-        return StreamSpace(
-            frames=item["frames"], stem=Stem(**item["stem"]), groups=groups,
-            head_channels=item["head_channels"],
-        )
-
-    data = dict(data)
-    return TwoStreamSpace(
-        sparse=stream(data.pop("sparse")), dense=stream(data.pop("dense", None)), **data
-    )
 
 
 def _weight_name(key):

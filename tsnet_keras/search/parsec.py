@@ -54,7 +54,7 @@ from tsnet_keras.search.estimator import (
 )
 from tsnet_keras.search.optimizers import masked_optimizer
 from tsnet_keras.renames import renamed_argument, renamed_attribute
-from tsnet_keras.search.supernet import Supernet
+from tsnet_keras.models.supernet import Supernet
 
 SCORES = ("accuracy", "log_likelihood")
 HINGES = ("expected", "per_sample")

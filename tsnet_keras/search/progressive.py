@@ -79,7 +79,7 @@ from tsnet_keras.search.estimator import DEFAULTS
 from tsnet_keras.search.expected_macs import MacsModel
 from tsnet_keras.search.optimizers import WEIGHTS_OPTIMIZERS
 from tsnet_keras.search.parsec import ParsecSearch, check_target_macs
-from tsnet_keras.search.supernet import layer_choices
+from tsnet_keras.models.supernet import layer_choices
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.space.specs import TwoStreamSpace
 
