@@ -26,7 +26,7 @@ from tsnet_keras.files import atomic_write_text
 from tsnet_keras.search.expected_macs import MacsModel
 from tsnet_keras.space.architecture import Architecture
 # space_to_dict / space_from_dict live in space/specs.py; imported here by their old path.
-from tsnet_keras.space.specs import TwoStreamSpace, space_from_dict, space_to_dict
+from tsnet_keras.space.specs import space_from_dict, space_to_dict
 
 _PAD_LOGIT = -1e9
 FORMAT = "tsnet_keras.ArchitectureDistribution"

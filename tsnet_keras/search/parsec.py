@@ -39,11 +39,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tsnet_keras.search.distribution import (
-    ArchitectureDistribution,
-    space_from_dict,
-    space_to_dict,
-)
+from tsnet_keras.models.supernet import Supernet
+from tsnet_keras.renames import renamed_argument, renamed_attribute
+from tsnet_keras.search.distribution import ArchitectureDistribution
 from tsnet_keras.search.estimator import (
     DEFAULTS,
     PATH_BATCHES,
@@ -53,8 +51,7 @@ from tsnet_keras.search.estimator import (
     sample_loss_weights,
 )
 from tsnet_keras.search.optimizers import masked_optimizer
-from tsnet_keras.renames import renamed_argument, renamed_attribute
-from tsnet_keras.models.supernet import Supernet
+from tsnet_keras.space.specs import space_from_dict, space_to_dict
 
 SCORES = ("accuracy", "log_likelihood")
 HINGES = ("expected", "per_sample")
