@@ -6,9 +6,9 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
-from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
 from tsnet_keras.layers.batch_norm import VideoBatchNormalization
 from tsnet_keras.layers.depthwise import depthwise_conv3d, subsample_space
+from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
 from tsnet_keras.space.architecture import RESIDUAL_ACTIVATIONS
 from tsnet_keras.space.rules import SHORTCUTS, inner_width, squeeze_excite_width, uses_projection
 

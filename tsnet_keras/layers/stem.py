@@ -4,9 +4,9 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
-from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
 from tsnet_keras.layers.batch_norm import VideoBatchNormalization
 from tsnet_keras.layers.depthwise import frame_window
+from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")

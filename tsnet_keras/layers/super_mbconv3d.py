@@ -4,14 +4,14 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
-from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
-from tsnet_keras.layers._super import ChoiceWeightsMixin
+from tsnet_keras.layers._super import ChoiceWeightsMixin, input_row_indices, input_rows
 from tsnet_keras.layers.depthwise import depthwise_conv3d_taps, subsample_space
 from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
     default_dynamic_shapes,
 )
+from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
 from tsnet_keras.space import rules
 
 # The fixed block's residual kinds (`rules.SHORTCUTS`) but "none": a super block always adds one.
@@ -186,14 +186,9 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
     # ------------------------------------------------------------- slicing
     def _input_rows(self, kernel, in_base, in_extra):
         """Rows of an input kernel that the active input channels read."""
-        kernel = ops.convert_to_tensor(kernel)
         if not self.dynamic_shapes:
-            return kernel
-        rows = kernel[:in_base]
-        if self.max_in_extra:
-            extra = kernel[self.max_in_base : self.max_in_base + in_extra]
-            rows = ops.concatenate([rows, extra], axis=0)
-        return rows
+            return ops.convert_to_tensor(kernel)
+        return input_rows(kernel, in_base, in_extra, self.max_in_base, self.max_in_extra)
 
     def _columns(self, kernel, width):
         kernel = ops.convert_to_tensor(kernel)
@@ -367,13 +362,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         """
         import numpy as np
 
-        base, extra = int(choice["in_base"]), int(choice.get("in_extra", 0))
-        if base > self.max_in_base or extra > self.max_in_extra:
-            raise ValueError(
-                f"{self.name}: input ({base} + {extra}) exceeds the block's widest "
-                f"input ({self.max_in_base} + {self.max_in_extra})."
-            )
-        rows = np.concatenate([np.arange(base), self.max_in_base + np.arange(extra)]).astype(int)
+        rows = input_row_indices(self, choice)
         channels, inner = int(choice["channels"]), int(choice["inner_channels"])
         hidden = int(choice.get("se_hidden", 0))
         t, k = int(choice["temporal_kernel"]), int(choice["spatial_kernel"])

@@ -4,12 +4,12 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
-from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
-from tsnet_keras.layers._super import ChoiceWeightsMixin
+from tsnet_keras.layers._super import ChoiceWeightsMixin, input_row_indices, input_rows
 from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     default_dynamic_shapes,
 )
+from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -62,12 +62,7 @@ class SuperStreamHead(ChoiceWeightsMixin, keras.layers.Layer):
         in_extra = (self.max_in_extra if in_extra is None else in_extra) if self.max_in_extra else 0
         kernel = ops.convert_to_tensor(self.kernel)
         if self.dynamic_shapes:
-            rows = kernel[:in_base]
-            if self.max_in_extra:
-                rows = ops.concatenate(
-                    [rows, kernel[self.max_in_base : self.max_in_base + in_extra]], axis=0
-                )
-            kernel = rows
+            kernel = input_rows(kernel, in_base, in_extra, self.max_in_base, self.max_in_extra)
         x = self.bn(ops.matmul(inputs, kernel), width=self.channels, training=training,
                     update_statistics=update_statistics)
         return ops.mean(ops.relu(x), axis=(1, 2, 3))
@@ -76,15 +71,8 @@ class SuperStreamHead(ChoiceWeightsMixin, keras.layers.Layer):
         return (input_shape[0], self.channels)
 
     def _choice_slices(self, choice):
-        import numpy as np
 
-        base, extra = int(choice["in_base"]), int(choice.get("in_extra", 0))
-        if base > self.max_in_base or extra > self.max_in_extra:
-            raise ValueError(
-                f"{self.name}: input ({base} + {extra}) exceeds ({self.max_in_base} + "
-                f"{self.max_in_extra})."
-            )
-        rows = np.concatenate([np.arange(base), self.max_in_base + np.arange(extra)]).astype(int)
+        rows = input_row_indices(self, choice)
         result = {"kernel": ((self.kernel, rows), ops.convert_to_numpy(self.kernel)[rows])}
         for weight in ("gamma", "beta", "moving_mean", "moving_variance"):
             variable = getattr(self.bn, weight)
