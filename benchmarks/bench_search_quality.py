@@ -78,7 +78,7 @@ class SearchSettings:
     batch_size: int = 8
     heldout_batch: int = 16
     learning_rate: float = 0.4 * 8 / 64
-    alpha_learning_rate: float = 0.025
+    logits_learning_rate: float = 0.025
     warmup_steps: int = 0  # weights only (alpha frozen) before the search steps
     weights_optimizer: str = "sgd"
     record_every: int = 10
@@ -200,14 +200,14 @@ def run_search(space, clips, settings: SearchSettings, seed: int, score="accurac
     search.compile(weights_optimizer=settings.weights_optimizer,
                    learning_rate=settings.learning_rate,
                    total_steps=settings.warmup_steps + settings.steps,
-                   alpha_learning_rate=settings.alpha_learning_rate)
+                   logits_learning_rate=settings.logits_learning_rate)
     recorder = _Recorder(settings.record_every, *watch)
     started = time.time()
     data = search_data(clips, settings, seed)
     if settings.warmup_steps:
-        search.alpha_frozen = True
+        search.logits_frozen = True
         search.fit(data, epochs=1, steps_per_epoch=settings.warmup_steps, verbose=0)
-        search.alpha_frozen = False
+        search.logits_frozen = False
     search.fit(data, epochs=1, steps_per_epoch=settings.steps, verbose=0, callbacks=[recorder])
     marginals = search.distribution.marginals()
     choice_accuracy = heldout_accuracy_by_choice(search, clips, watch[0])

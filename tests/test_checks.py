@@ -55,7 +55,7 @@ def test_values_come_back_converted():
 def test_layers_space_and_recipes_share_the_style():
     messages = []
     for call in (
-        lambda: MBConv3D(filters=0, expansion=2.0),
+        lambda: MBConv3D(channels=0, expansion=2.0),
         lambda: GloRe3D(normalize="yes"),
         lambda: Stem(channels=0),
         lambda: BlockGroup(stage=1, repeats=1, stride=1, channels=8, expansion=2.0, fusion="add"),
@@ -66,7 +66,7 @@ def test_layers_space_and_recipes_share_the_style():
         messages.append(str(info.value))
     for message in messages:
         assert " must be " in message and "; got " in message, message
-    assert messages[0].startswith("MBConv3D: `filters`")
+    assert messages[0].startswith("MBConv3D: `channels`")
     assert messages[3].startswith("BlockGroup: `fusion` must be one of 'none'")
     assert checks.__all__  # the module is the single home of these checks
 

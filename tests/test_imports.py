@@ -117,3 +117,19 @@ def test_recipes_export_the_steps_not_the_helpers():
     helpers = {"check_int", "check_number", "read_json", "write_metrics", "choose_strategy"}
     assert not helpers & set(dir(recipes)), "helpers belong to their modules"
     from tsnet_keras.recipes.common import check_int, read_json  # noqa: F401  (still importable)
+
+
+@pytest.mark.parametrize("old, new", [
+    ("tsnet_keras.search.supernet", "tsnet_keras.models.supernet"),
+    ("tsnet_keras.search.layer_tables", "tsnet_keras.space.layer_tables"),
+    ("tsnet_keras.presets", "tsnet_keras.space.presets"),
+    ("tsnet_keras.spaces", "tsnet_keras.space.named_spaces"),
+])
+def test_old_module_paths_are_the_moved_modules(old, new):
+    """Modules that moved keep their old import path, as the same module object (so
+    monkeypatching either path patches both)."""
+    import importlib
+
+    assert importlib.import_module(old) is importlib.import_module(new)
+    package, _, name = old.rpartition(".")
+    assert getattr(importlib.import_module(package), name) is importlib.import_module(new)

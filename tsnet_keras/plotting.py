@@ -476,53 +476,9 @@ def _snapshot_table(snapshots, steps):
     """(keys, {key: (T, K) array with NaN rows where missing}, x values, {key: labels})."""
     scalar_steps, labels = [], {}
     if isinstance(snapshots, Mapping):
-        series = {}
-        for key, value in snapshots.items():
-            array = np.asarray(value, dtype=float)
-            if array.ndim != 2:
-                raise ValueError(
-                    f"snapshots[{key!r}] must be a (snapshots, choices) array, got shape "
-                    f"{array.shape}."
-                )
-            series[key] = array
-        lengths = {len(a) for a in series.values()}
-        if len(lengths) > 1:
-            raise ValueError(f"snapshot arrays have different lengths {sorted(lengths)}.")
-        count = lengths.pop() if lengths else 0
+        series, count = _columns_of_arrays(snapshots)
     elif isinstance(snapshots, Sequence) and not isinstance(snapshots, str):
-        count = len(snapshots)
-        rows = []
-        for index, snapshot in enumerate(snapshots):
-            if not isinstance(snapshot, Mapping):
-                raise TypeError(
-                    f"snapshots[{index}] must be a dict of probabilities, got "
-                    f"{type(snapshot).__name__}."
-                )
-            marker = next((snapshot[k] for k in _STEP_KEYS if np.ndim(snapshot.get(k)) == 0
-                           and snapshot.get(k) is not None), None)
-            if marker is not None:
-                scalar_steps.append(float(marker))
-            # A saved distribution (`ArchitectureDistribution.to_dict()`) keeps them here.
-            marginals = snapshot.get("marginals", snapshot)
-            # Scalars (step, epoch, entropy, ...) are not variables.
-            rows.append({
-                key: _choice_probabilities(value) for key, value in marginals.items()
-                if isinstance(value, Mapping) or np.ndim(value) > 0
-            })
-        widths = {}
-        for index, row in enumerate(rows):
-            for key, (names, probabilities) in row.items():
-                if widths.setdefault(key, len(probabilities)) != len(probabilities):
-                    raise ValueError(
-                        f"variable {key!r} has {widths[key]} choices in one snapshot and "
-                        f"{len(probabilities)} in snapshot {index}."
-                    )
-                if names is not None:
-                    labels.setdefault(key, names)
-        series = {key: np.full((count, width), np.nan) for key, width in widths.items()}
-        for index, row in enumerate(rows):
-            for key, (_, probabilities) in row.items():
-                series[key][index] = probabilities
+        series, count, scalar_steps, labels = _columns_of_snapshots(snapshots)
     else:
         raise TypeError(
             "snapshots must be a list of {variable: probabilities} dicts or a dict of "
@@ -530,6 +486,73 @@ def _snapshot_table(snapshots, steps):
         )
     if not series or count == 0:
         raise ValueError("snapshots are empty.")
+    _check_probabilities(series)
+    return list(series), series, _snapshot_steps(steps, scalar_steps, count), labels
+
+
+def _columns_of_arrays(snapshots) -> tuple:
+    """`({key: (T, K) array}, T)` of a dict of `(snapshots, choices)` arrays."""
+    series = {}
+    for key, value in snapshots.items():
+        array = np.asarray(value, dtype=float)
+        if array.ndim != 2:
+            raise ValueError(
+                f"snapshots[{key!r}] must be a (snapshots, choices) array, got shape "
+                f"{array.shape}."
+            )
+        series[key] = array
+    lengths = {len(a) for a in series.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"snapshot arrays have different lengths {sorted(lengths)}.")
+    return series, lengths.pop() if lengths else 0
+
+
+def _snapshot_row(index, snapshot) -> tuple:
+    """`(x marker or None, {key: (choice names or None, probabilities)})` of one snapshot."""
+    if not isinstance(snapshot, Mapping):
+        raise TypeError(
+            f"snapshots[{index}] must be a dict of probabilities, got "
+            f"{type(snapshot).__name__}."
+        )
+    marker = next((snapshot[k] for k in _STEP_KEYS if np.ndim(snapshot.get(k)) == 0
+                   and snapshot.get(k) is not None), None)
+    # A saved distribution (`ArchitectureDistribution.to_dict()`) keeps them here.
+    marginals = snapshot.get("marginals", snapshot)
+    # Scalars (step, epoch, entropy, ...) are not variables.
+    return marker, {
+        key: _choice_probabilities(value) for key, value in marginals.items()
+        if isinstance(value, Mapping) or np.ndim(value) > 0
+    }
+
+
+def _columns_of_snapshots(snapshots) -> tuple:
+    """`({key: (T, K) array, NaN where missing}, T, x markers, {key: choice names})` of a
+    list of `{variable: probabilities}` snapshots."""
+    scalar_steps, labels, rows = [], {}, []
+    for index, snapshot in enumerate(snapshots):
+        marker, row = _snapshot_row(index, snapshot)
+        if marker is not None:
+            scalar_steps.append(float(marker))
+        rows.append(row)
+    widths = {}
+    for index, row in enumerate(rows):
+        for key, (names, probabilities) in row.items():
+            if widths.setdefault(key, len(probabilities)) != len(probabilities):
+                raise ValueError(
+                    f"variable {key!r} has {widths[key]} choices in one snapshot and "
+                    f"{len(probabilities)} in snapshot {index}."
+                )
+            if names is not None:
+                labels.setdefault(key, names)
+    count = len(snapshots)
+    series = {key: np.full((count, width), np.nan) for key, width in widths.items()}
+    for index, row in enumerate(rows):
+        for key, (_, probabilities) in row.items():
+            series[key][index] = probabilities
+    return series, count, scalar_steps, labels
+
+
+def _check_probabilities(series) -> None:
     for key, array in series.items():
         rows = array[np.isfinite(array).all(axis=1)]
         if (rows < 0).any() or (len(rows) and np.abs(rows.sum(axis=1) - 1).max() > 1e-2):
@@ -537,15 +560,18 @@ def _snapshot_table(snapshots, steps):
                 f"snapshots of {key!r} are not probabilities (non-negative, summing to 1); "
                 "apply a softmax to logits first."
             )
+
+
+def _snapshot_steps(steps, scalar_steps, count):
+    """The x value of each snapshot: `steps`, else their step markers, else 0, 1, ..."""
     if steps is not None:
         x = np.asarray(steps, dtype=float)
         if x.shape != (count,):
             raise ValueError(f"`steps` must have one value per snapshot ({count}), got {x.shape}.")
-    elif len(scalar_steps) == count:
-        x = np.asarray(scalar_steps)
-    else:
-        x = np.arange(count, dtype=float)
-    return list(series), series, x, labels
+        return x
+    if len(scalar_steps) == count:
+        return np.asarray(scalar_steps)
+    return np.arange(count, dtype=float)
 
 
 def _choice_values(choices, key, labels):

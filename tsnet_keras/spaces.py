@@ -1,20 +1,10 @@
-"""Named search spaces.
+"""Old import path of `tsnet_keras.space.named_spaces` (named spaces belong to space/): the same module object.
 
-- `auto_tsnet()`: the paper's space (Tables 1 and 2).
-- `auto_tsnet_mini()`: the same variables on a small network, for CPUs and the
-  built-in synthetic dataset (the recipes' default).
+Kept so that code, notebooks and pickles written against the old path keep working.
 """
 
-from tsnet_keras.space.auto_tsnet import auto_tsnet, auto_tsnet_mini
+import sys
 
-SPACES = {"auto_tsnet": auto_tsnet, "auto_tsnet_mini": auto_tsnet_mini}
+from tsnet_keras.space import named_spaces as _module
 
-
-def get_space(name: str, **kwargs):
-    """Returns the named space (`"auto_tsnet"` or `"auto_tsnet_mini"`)."""
-    if name not in SPACES:
-        raise ValueError(f"Unknown search space {name!r}; choose one of {sorted(SPACES)}.")
-    return SPACES[name](**kwargs)
-
-
-__all__ = ["auto_tsnet", "auto_tsnet_mini", "get_space", "SPACES"]
+sys.modules[__name__] = _module

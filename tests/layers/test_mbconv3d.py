@@ -39,18 +39,19 @@ def numpy_block(layer, x):
 
 
 CASES = {
-    "identity": (8, dict(filters=8, expansion=2.25)),
-    "identity_se": (8, dict(filters=8, expansion=2.25, squeeze_excite_ratio=1 / 16)),
+    "identity": (8, dict(channels=8, expansion=2.25)),
+    "identity_se": (8, dict(channels=8, expansion=2.25, squeeze_excite_ratio=1 / 16)),
     "projection_stride2_se": (
         6,
-        dict(filters=8, expansion=2.0, spatial_stride=2, squeeze_excite_ratio=0.25),
+        dict(channels=8, expansion=2.0, spatial_stride=2, squeeze_excite_ratio=0.25),
     ),
-    "projection_width": (6, dict(filters=8, expansion=1.5, temporal_kernel=5, spatial_kernel=5)),
+    "projection_width": (6, dict(channels=8, expansion=1.5, temporal_kernel=5, spatial_kernel=5)),
     "forced_projection": (
         8,
-        dict(filters=8, expansion=1.0, temporal_kernel=1, shortcut="projection"),
+        dict(channels=8, expansion=1.0, temporal_kernel=1, shortcut="projection"),
     ),
-    "no_shortcut": (6, dict(filters=8, expansion=2.0, spatial_stride=2, shortcut="none")),
+    "no_shortcut": (6, dict(channels=8, expansion=2.0, spatial_stride=2, shortcut="none")),
+    "forced_identity": (8, dict(channels=8, expansion=2.0, shortcut="identity")),
 }
 
 
@@ -61,10 +62,21 @@ def test_matches_numpy(rng, case):
     layer = MBConv3D(**kwargs)
     layer.build(x.shape)
     randomize_weights(layer, rng, scale=0.3)
-    assert layer.use_projection == (case not in ("identity", "identity_se", "no_shortcut"))
+    assert layer.use_projection == (
+        case not in ("identity", "identity_se", "no_shortcut", "forced_identity"))
     out = to_numpy(layer(x, training=False))
     assert out.shape == layer.compute_output_shape(x.shape)
     np.testing.assert_allclose(out, numpy_block(layer, x), atol=1e-4, rtol=1e-4)
+
+
+def test_identity_is_one_name_for_both_blocks_and_refuses_other_widths():
+    from tsnet_keras.layers.super_mbconv3d import SHORTCUTS as SUPER_SHORTCUTS
+    from tsnet_keras.space.rules import SHORTCUTS
+
+    assert "identity" in SHORTCUTS and set(SUPER_SHORTCUTS) == set(SHORTCUTS) - {"none"}
+    layer = MBConv3D(8, 2.0, shortcut="identity")
+    with pytest.raises(ValueError, match="`shortcut`='identity' needs as many input channels"):
+        layer.build((None, 4, 8, 8, 6))
 
 
 def test_new_block_is_its_shortcut(rng):
@@ -83,28 +95,28 @@ def test_x3d_squeeze_excite_widths(inner, hidden):
 @pytest.mark.parametrize(
     "input_channels, kwargs",
     [
-        (24, dict(filters=24, expansion=2.25, spatial_stride=2, squeeze_excite_ratio=1 / 16)),
-        (48, dict(filters=96, expansion=2.25, spatial_stride=2, squeeze_excite_ratio=1 / 16)),
-        (192, dict(filters=192, expansion=2.25)),
-        (16, dict(filters=16, expansion=3.0, temporal_kernel=5, spatial_kernel=5)),
-        (16, dict(filters=32, expansion=1.0, shortcut="none")),
+        (24, dict(channels=24, expansion=2.25, spatial_stride=2, squeeze_excite_ratio=1 / 16)),
+        (48, dict(channels=96, expansion=2.25, spatial_stride=2, squeeze_excite_ratio=1 / 16)),
+        (192, dict(channels=192, expansion=2.25)),
+        (16, dict(channels=16, expansion=3.0, temporal_kernel=5, spatial_kernel=5)),
+        (16, dict(channels=32, expansion=1.0, shortcut="none")),
     ],
 )
 def test_parameter_count(input_channels, kwargs):
     layer = MBConv3D(**kwargs)
     layer.build((None, 4, 8, 8, input_channels))
-    filters = kwargs["filters"]
-    inner = int(round(filters * kwargs["expansion"]))
+    channels = kwargs["channels"]
+    inner = int(round(channels * kwargs["expansion"]))
     taps = kwargs.get("temporal_kernel", 3) * kwargs.get("spatial_kernel", 3) ** 2
     hidden = MBConv3D.squeeze_excite_channels(inner, kwargs.get("squeeze_excite_ratio", 0))
-    expected = input_channels * inner + taps * inner + inner * filters
-    expected += 2 * (inner + inner + filters)  # BN gamma/beta
+    expected = input_channels * inner + taps * inner + inner * channels
+    expected += 2 * (inner + inner + channels)  # BN gamma/beta
     if hidden:
         expected += 2 * inner * hidden + hidden + inner
-    bn_channels = 2 * inner + filters
+    bn_channels = 2 * inner + channels
     if layer.use_projection:
-        expected += input_channels * filters + 2 * filters
-        bn_channels += filters
+        expected += input_channels * channels + 2 * channels
+        bn_channels += channels
     trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
     assert trainable == expected
     # count_params() adds the BN moving mean and variance (non-trainable).

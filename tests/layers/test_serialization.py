@@ -1,6 +1,9 @@
 """Every layer: get_config() equals its arguments, from_config round trip, and a
 saved .keras model reloads with safe_mode=True and gives identical outputs."""
 
+import pathlib
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -14,6 +17,8 @@ from tsnet_keras.layers import (
     TSFusion,
     VideoStem,
 )
+from tsnet_keras.layers.super_mbconv3d import SuperMBConv3D
+from tsnet_keras.layers.super_stream_head import SuperStreamHead
 
 VIDEO = (2, 4, 6, 6, 8)
 DENSE = (2, 8, 6, 6, 4)
@@ -22,13 +27,13 @@ DENSE = (2, 8, 6, 6, 4)
 CASES = {
     "stem": (
         VideoStem,
-        dict(filters=5, temporal_kernel=3, spatial_kernel=5, spatial_stride=1),
+        dict(channels=5, temporal_kernel=3, spatial_kernel=5, spatial_stride=1),
         [VIDEO],
     ),
     "mbconv3d": (
         MBConv3D,
         dict(
-            filters=12,
+            channels=12,
             expansion=1.5,
             temporal_kernel=5,
             spatial_kernel=3,
@@ -50,7 +55,7 @@ CASES = {
         ),
         [VIDEO, DENSE],
     ),
-    "stream_head": (StreamHead, dict(filters=7), [VIDEO]),
+    "stream_head": (StreamHead, dict(channels=7), [VIDEO]),
     "classification_head": (
         ClassificationHead,
         dict(num_classes=5, hidden_units=9, dropout_rate=0.25),
@@ -97,17 +102,18 @@ def test_mbconv3d_callable_activation_config():
 
 
 INVALID = [
-    (VideoStem, dict(filters=0), "filters"),
-    (VideoStem, dict(filters=8, temporal_kernel=4), "temporal_kernel"),
-    (VideoStem, dict(filters=8, spatial_stride=3), "spatial_stride"),
-    (MBConv3D, dict(filters=8, expansion=0), "expansion"),
-    (MBConv3D, dict(filters=8, expansion=2.0, temporal_kernel=2), "temporal_kernel"),
-    (MBConv3D, dict(filters=8, expansion=2.0, spatial_kernel=4), "spatial_kernel"),
-    (MBConv3D, dict(filters=8, expansion=2.0, spatial_stride=3), "spatial_stride"),
-    (MBConv3D, dict(filters=8, expansion=2.0, squeeze_excite_ratio=-0.1), "squeeze_excite_ratio"),
-    (MBConv3D, dict(filters=8, expansion=2.0, shortcut="identity"), "shortcut"),
-    (MBConv3D, dict(filters=8, expansion=2.0, activation="no_such_fn"), "activation"),
-    (MBConv3D, dict(filters=-1, expansion=2.0), "filters"),
+    (VideoStem, dict(channels=0), "channels"),
+    (VideoStem, dict(channels=8, temporal_kernel=4), "temporal_kernel"),
+    (VideoStem, dict(channels=8, spatial_stride=3), "spatial_stride"),
+    (MBConv3D, dict(channels=8, expansion=0), "expansion"),
+    (MBConv3D, dict(channels=8, expansion=2.0, temporal_kernel=2), "temporal_kernel"),
+    (MBConv3D, dict(channels=8, expansion=2.0, spatial_kernel=4), "spatial_kernel"),
+    (MBConv3D, dict(channels=8, expansion=2.0, spatial_stride=3), "spatial_stride"),
+    (MBConv3D, dict(channels=8, expansion=2.0, squeeze_excite_ratio=-0.1), "squeeze_excite_ratio"),
+    (MBConv3D, dict(channels=8, expansion=2.0, shortcut="residual"), "shortcut"),
+    (MBConv3D, dict(channels=8, expansion=2.0, spatial_stride=2, shortcut="identity"), "shortcut"),
+    (MBConv3D, dict(channels=8, expansion=2.0, activation="no_such_fn"), "activation"),
+    (MBConv3D, dict(channels=-1, expansion=2.0), "channels"),
     (GloRe3D, dict(state_channels=0), "state_channels"),
     (GloRe3D, dict(num_nodes=2.5), "num_nodes"),
     (GloRe3D, dict(normalize="yes"), "normalize"),
@@ -119,7 +125,7 @@ INVALID = [
         dict(operation="time_strided_conv", conv_channel_multiplier=0),
         "conv_channel_multiplier",
     ),
-    (StreamHead, dict(filters=None), "filters"),
+    (StreamHead, dict(channels=None), "channels"),
     (ClassificationHead, dict(num_classes=0), "num_classes"),
     (ClassificationHead, dict(num_classes=4, hidden_units=0), "hidden_units"),
     (ClassificationHead, dict(num_classes=4, dropout_rate=1.0), "dropout_rate"),
@@ -132,3 +138,44 @@ INVALID = [
 def test_invalid_arguments_name_the_field(cls, kwargs, field):
     with pytest.raises(ValueError, match=f"`{field}`"):
         cls(**kwargs)
+
+
+# ----------------------------------------------- configs from before `filters` -> `channels`
+DATA = pathlib.Path(__file__).parent / "data"
+OLD_NAMES = {"channels": "filters", "max_channels": "max_filters"}
+
+
+def test_a_model_saved_before_the_rename_loads_and_computes_the_same():
+    """`old_layer_names.keras` was saved by the code before the rename (commit 0891f2f):
+    VideoStem(filters=4), MBConv3D(filters=4 / 6), StreamHead(filters=5), BN statistics
+    randomised; `old_layer_names_output.npy` is its output on the input below."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # an old file is not the caller's doing
+        model = keras.saving.load_model(DATA / "old_layer_names.keras", safe_mode=True)
+    assert [layer.channels for layer in model.layers[1:]] == [4, 4, 6, 5]
+    x = np.random.default_rng(2).normal(size=(2, 4, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x, training=False)),
+                               np.load(DATA / "old_layer_names_output.npy"), atol=1e-6)
+
+
+@pytest.mark.parametrize("cls, kwargs", [
+    (VideoStem, dict(channels=5)),
+    (MBConv3D, dict(channels=8, expansion=2.0)),
+    (StreamHead, dict(channels=7)),
+    (SuperStreamHead, dict(channels=6, max_in_base=8, max_in_extra=4)),
+    (SuperMBConv3D, dict(max_channels=16, max_inner_channels=32, kernel_choices=((3, 3),),
+                         max_in_base=8)),
+])
+def test_old_width_names_read_from_configs_and_warn_as_arguments(cls, kwargs):
+    config = cls(**kwargs, name="layer").get_config()
+    assert not set(OLD_NAMES.values()) & set(config)
+    old_config = {OLD_NAMES.get(key, key): value for key, value in config.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert cls.from_config(old_config).get_config() == config
+    old_kwargs = {OLD_NAMES.get(key, key): value for key, value in kwargs.items()}
+    with pytest.warns(DeprecationWarning, match="`filters`|`max_filters`"):
+        layer = cls(**old_kwargs, name="layer")
+    assert layer.get_config() == config
+    new, old = next((n, o) for n, o in OLD_NAMES.items() if n in kwargs)
+    assert getattr(layer, old) == getattr(layer, new) == kwargs[new]

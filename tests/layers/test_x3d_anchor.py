@@ -17,11 +17,11 @@ def test_x3d_s_parameter_count():
     # (Keras count_params() would add the BN moving mean/variance on top.)
     shape = (None, 13, 160, 160, 3)
     layers = [VideoStem(24)]
-    for filters, depth in zip((24, 48, 96, 192), (3, 5, 11, 7), strict=True):
+    for channels, depth in zip((24, 48, 96, 192), (3, 5, 11, 7), strict=True):
         for index in range(depth):
             layers.append(
                 MBConv3D(
-                    filters,
+                    channels,
                     2.25,
                     spatial_stride=2 if index == 0 else 1,
                     squeeze_excite_ratio=1 / 16 if index % 2 == 0 else 0.0,

@@ -75,7 +75,7 @@ def run(output, kill_at):
     result = run_search_step(
         1, search_space(), _data(32, 0), _data(16, 1), output, num_classes=5, crop=8,
         epochs=2, steps_per_epoch=STEPS_PER_EPOCH, checkpoint_every=2, seed=7,
-        alpha_learning_rate=0.05, learning_rate=0.05, verbose=0, tensorboard=False,
+        logits_learning_rate=0.05, learning_rate=0.05, verbose=0, tensorboard=False,
         callbacks=callbacks, score="log_likelihood",
     )
     logits = {k: list(map(float, v)) for k, v in
@@ -102,7 +102,7 @@ def mirrored(output):
     with strategy.scope():
         search = ParsecSearch(search_space(), 5, crop=8, samples_per_replica=1,
                               score=recording_score, target_macs=40_000)
-        search.compile(learning_rate=0.05, alpha_learning_rate=0.05)
+        search.compile(learning_rate=0.05, logits_learning_rate=0.05)
     data = search_dataset(_data(32, 0).repeat(), _data(16, 1))
     history = search.fit(data, steps_per_epoch=STEPS_PER_EPOCH, epochs=1, verbose=0).history
     replicas = {}
@@ -132,7 +132,7 @@ def multiworker(output, steps):
     with strategy.scope():
         search = ParsecSearch(search_space(), 5, crop=8, samples_per_replica=1,
                               target_macs=40_000)
-        search.compile(learning_rate=0.05, alpha_learning_rate=0.05)
+        search.compile(learning_rate=0.05, logits_learning_rate=0.05)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     data = search_dataset(_data(64, 0, batch=8).repeat(), _data(32, 1, batch=8)).with_options(options)
@@ -182,7 +182,7 @@ def mwsearch(output, kill_at, fresh_worker=-1):
         result = run_search_step(
             1, search_space(), train, heldout, os.path.join(output, "search"), num_classes=5,
             crop=8, epochs=2, steps_per_epoch=2, checkpoint_every=1, seed=7, strategy=strategy,
-            samples_per_replica=1, alpha_learning_rate=0.05, learning_rate=0.05, verbose=0,
+            samples_per_replica=1, logits_learning_rate=0.05, learning_rate=0.05, verbose=0,
             tensorboard=False, score="log_likelihood", callbacks=callbacks,
             resume=task != fresh_worker,
         )
@@ -246,7 +246,7 @@ def mwrecipe(output):
     outcome = recipes.search_step(1, os.path.join(output, "step1"), data=data, epochs=2,
                                   steps_per_epoch=0, batch_size=4, crop=32, heldout_fraction=0.34,
                                   # 0.003 GFLOPs: reachable (smallest 0.0019), far below the
-                                  # uniform mean (0.0073): the hinge moves alpha at every step
+                                  # uniform mean (0.0073): the hinge moves the logits at every step
                                   # (the held-out clips all score 0, so ranks alone do not)
                                   samples_per_replica=2, target_gflops=0.003, strategy=strategy,
                                   snapshot_every=1, verbose=0)

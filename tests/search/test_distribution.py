@@ -77,7 +77,7 @@ def test_expected_macs_gradient_equals_brute_force(enumerated):
         value = dist.expected_macs()
     grads = tape.gradient(value, dist.trainable_variables)
     probs = dist.probabilities_numpy()
-    # d E / d alpha_v = sum_A MACs(A) p(A) (onehot(A_v) - p_v)
+    # d E / d logits_v = sum_A MACs(A) p(A) (onehot(A_v) - p_v)
     expected = [np.zeros(n) for n in dist.sizes]
     for combo, macs in rows:
         weight = macs * math.prod(p[i] for p, i in zip(probs, combo))

@@ -1,8 +1,11 @@
 """The training engine in the search: no lost history row, settings checked on resume,
 checkpoint fall-back, stale temp files, callbacks that see one run (EarlyStopping)."""
 
+import json
 import os
 import re
+import shutil
+import warnings
 
 import keras
 import numpy as np
@@ -96,7 +99,7 @@ def test_a_run_killed_right_after_an_epochs_last_checkpoint_keeps_its_row(tmp_pa
     ({"learning_rate": 0.1}, "learning_rate"),
     ({"temperature": 2.0}, "temperature"),
     ({"macs_penalty": 3.0}, "macs_penalty"),
-    ({"alpha_learning_rate": 0.5}, "alpha_learning_rate"),
+    ({"logits_learning_rate": 0.5}, "logits_learning_rate"),
     ({"momentum": 0.5}, "momentum"),
     ({"weight_decay": 1e-4}, "weight_decay"),
     ({"warmup_epochs": 1}, "warmup_epochs"),
@@ -181,7 +184,7 @@ def test_early_stopping_ends_a_search_and_callbacks_see_one_run(tmp_path):
 
 def test_a_search_is_one_fit_and_its_warm_up_switches_a_variable_not_the_step(tmp_path,
                                                                               monkeypatch):
-    fits, traces, alphas = [], [], []
+    fits, traces, logit_values = [], [], []
     real_fit, real_step = ParsecSearch.fit, ParsecSearch.train_step
 
     def fit(self, *args, **kwargs):
@@ -192,16 +195,16 @@ def test_a_search_is_one_fit_and_its_warm_up_switches_a_variable_not_the_step(tm
         traces.append(data)
         return real_step(self, data)
 
-    class Alpha(keras.callbacks.Callback):
+    class Logits(keras.callbacks.Callback):
         def _record(self):
-            alphas.append(np.concatenate([np.ravel(v.numpy()) for v in
-                                          self.model.distribution.trainable_weights]))
+            logit_values.append(np.concatenate([np.ravel(v.numpy()) for v in
+                                                self.model.distribution.trainable_weights]))
 
         def on_train_begin(self, logs=None):
             self._record()
 
         def on_train_batch_end(self, batch, logs=None):
-            frozen.append(self.model.alpha_frozen)
+            frozen.append(self.model.logits_frozen)
 
         def on_epoch_end(self, epoch, logs=None):
             self._record()
@@ -209,11 +212,11 @@ def test_a_search_is_one_fit_and_its_warm_up_switches_a_variable_not_the_step(tm
     frozen = []
     monkeypatch.setattr(ParsecSearch, "fit", fit)
     monkeypatch.setattr(ParsecSearch, "train_step", train_step)
-    _run(tmp_path / "run", epochs=3, warmup_epochs=1, callbacks=[Alpha()])
+    _run(tmp_path / "run", epochs=3, warmup_epochs=1, callbacks=[Logits()])
     assert fits == [(0, 3)]
     assert len(traces) == 1  # traced once, though the warm-up ended after epoch 1
     assert frozen == [True] * 3 + [False] * 6
-    start, warm_up, _, end = alphas
+    start, warm_up, _, end = logit_values
     np.testing.assert_array_equal(warm_up, start)  # frozen in epoch 1
     assert np.abs(end - warm_up).max() > 1e-3  # searched in epochs 2 and 3
 
@@ -300,3 +303,95 @@ def test_one_machine_is_one_worker_and_the_chief():
     share.workers = 2
     with pytest.raises(ValueError, match=r"`batch_size` \(5\) must be a multiple of the 2 workers"):
         share.batch(5)
+
+
+# ------------------------------------------- files from before the logits rename
+# The names the code wrote before the search logits (the paper's alpha) were renamed.
+_OLD_NAMES = {"logits_optimizer": "alpha_optimizer", "logits_learning_rate": "alpha_learning_rate",
+              "logits_loss": "alpha_loss", "logits_adam": "alpha_adam",
+              "logits_frozen": "alpha_frozen"}
+
+
+def _old(text):
+    for new, old in _OLD_NAMES.items():
+        text = text.replace(new, old)
+    return text
+
+
+def _write_in_the_old_format(folder):
+    """Rewrites a run's checkpoint and history.json the way the code before the rename wrote
+    them: array group `alpha_optimizer`, config key `alpha_learning_rate`, history `alpha_loss`."""
+    path = os.path.join(folder, CHECKPOINT_FILE)
+    with np.load(path) as data:
+        arrays = {_old(key): data[key] for key in data.files}
+    payload = json.loads(_old(bytes(arrays.pop("__meta__")).decode("utf-8")))
+    arrays["__meta__"] = np.frombuffer(json.dumps(payload).encode("utf-8"), dtype=np.uint8)
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    history = os.path.join(folder, "history.json")
+    if os.path.exists(history):
+        with open(history) as handle:
+            text = handle.read()
+        with open(history, "w") as handle:
+            handle.write(_old(text))
+    assert "alpha_optimizer" in read_checkpoint_meta_names(path)
+
+
+def read_checkpoint_meta_names(path):
+    with np.load(path) as data:
+        return json.loads(bytes(data["__meta__"]).decode("utf-8"))["names"]
+
+
+def test_a_finished_run_from_before_the_rename_loads_with_the_new_names(finished, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(finished, old)
+    _write_in_the_old_format(old)
+    loaded = progressive.load_step_result(old)
+    assert loaded.history and all("logits_loss" in row and "alpha_loss" not in row
+                                  for row in loaded.history)
+    result = _run(old)  # the stored settings match (alpha_learning_rate read as the new name)
+    assert result.search is None  # the finished result, not a new search
+    assert [row["logits_loss"] for row in result.history] == \
+        [row["logits_loss"] for row in progressive.load_step_result(finished).history]
+
+
+def test_a_checkpoint_from_before_the_rename_resumes_like_an_uninterrupted_run(finished,
+                                                                                 tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "run", callbacks=[InterruptAt(5)])
+    _write_in_the_old_format(tmp_path / "run")
+    events = Events()
+    result = _run(tmp_path / "run", callbacks=[events])
+    assert events.counts["batches"] == 3  # resumed at step 3
+    assert [sorted(row) for row in result.history] == \
+        [sorted(row) for row in progressive.load_step_result(finished).history]
+    reference = progressive.load_step_result(finished).distribution
+    for got, want in zip(result.distribution.logits, reference.logits):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
+
+
+def test_the_old_learning_rate_argument_warns_and_counts_as_the_new_one(finished):
+    with pytest.warns(DeprecationWarning, match="logits_learning_rate"):
+        result = _run(finished, alpha_learning_rate=OPTIONS.get("logits_learning_rate", 0.025))
+    assert result.search is None
+    with pytest.warns(DeprecationWarning), \
+            pytest.raises(ValueError, match=r"logits_learning_rate: 0.025 in the checkpoint"):
+        _run(finished, alpha_learning_rate=0.5)
+    with pytest.raises(TypeError, match="logits_learning_rate.*not both"):
+        _run(finished, alpha_learning_rate=0.5, logits_learning_rate=0.5)
+
+
+def test_the_old_compile_arguments_and_attributes_still_work():
+    search = ParsecSearch(search_space(), 5, crop=8)
+    with pytest.warns(DeprecationWarning, match="alpha_learning_rate"):
+        search.compile(alpha_learning_rate=0.125)
+    assert float(search.logits_optimizer.learning_rate) == 0.125
+    with pytest.warns(DeprecationWarning, match="logits_frozen"):
+        search.alpha_frozen = True
+    assert search.logits_frozen
+    with pytest.warns(DeprecationWarning, match="logits_optimizer"):
+        assert search.alpha_optimizer is search.logits_optimizer
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        search.compile(logits_learning_rate=0.25)  # the new names do not warn
+    assert float(search.logits_optimizer.learning_rate) == 0.25

@@ -100,9 +100,9 @@ def test_defaults_find_a_planted_advantage_of_ten_points():
 
 @pytest.mark.parametrize("weighting, moves", [("rank", False), ("baseline", False),
                                                ("softmax", True)])
-def test_tied_scores_leave_alpha_alone_unless_softmax(weighting, moves):
+def test_tied_scores_leave_logits_alone_unless_softmax(weighting, moves):
     """Equal scores carry no information: only PARSEC's plain softmax weights still move
-    alpha (towards whatever was sampled)."""
+    the logits (towards whatever was sampled)."""
     space = search_space()
     train = clip_dataset(32, 8, crop=CROP, classes=CLASSES, seed=0).repeat()
     heldout = clip_dataset(16, 16, crop=CROP, classes=CLASSES, seed=1)
@@ -115,11 +115,11 @@ def test_tied_scores_leave_alpha_alone_unless_softmax(weighting, moves):
 
 
 def _one_path_search(path_batch):
-    """A search whose S = 2 samples are always the same path (alpha frozen at one choice)."""
+    """A search whose S = 2 samples are always the same path (logits frozen at one choice)."""
     space = search_space()
     search = ParsecSearch(space, CLASSES, crop=CROP, samples_per_replica=2, path_batch=path_batch)
     search.compile(learning_rate=0.1, momentum=0.0)
-    search.alpha_frozen = True
+    search.logits_frozen = True
     search.distribution.set_logits([np.where(np.arange(len(v.choices)) == 0, 30.0, -30.0)
                                     for v in search.distribution.search_variables])
     return search

@@ -90,7 +90,7 @@ def _search(restrict):
                           score="log_likelihood")
     search.compile(weights_optimizer=MaskedSGD(0.05, momentum=0.9, weight_decay=1e-3,
                                                restrict_to_active=restrict),
-                   alpha_learning_rate=0.05)
+                   logits_learning_rate=0.05)
     train = clip_dataset(8 * 3, 8, crop=8, seed=0)
     heldout = clip_dataset(16, 8, crop=8, seed=1)
     search.fit(search_dataset(train.repeat(), heldout), steps_per_epoch=3, epochs=1, verbose=0,

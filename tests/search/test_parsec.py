@@ -37,7 +37,7 @@ def test_planted_problem_concentrates_on_the_right_choice_and_entropy_falls():
     search = ParsecSearch(space, CLASSES, crop=CROP, samples_per_replica=4,
                           score=planted_score, temperature=0.05, target_macs=target,
                           macs_penalty=10.0, hinge="per_sample")
-    search.compile(learning_rate=0.05, alpha_learning_rate=0.05)
+    search.compile(learning_rate=0.05, logits_learning_rate=0.05)
     entropy_before = search.distribution.entropy_numpy()
     search.fit(_data(), steps_per_epoch=120, epochs=1, verbose=0)
 
@@ -57,7 +57,7 @@ def test_flops_hinge_pulls_expected_macs_into_the_target_range():
     search = ParsecSearch(space, CLASSES, crop=CROP, samples_per_replica=2,
                           score=lambda y, logits, indices: ops.zeros(()),  # no signal
                           target_macs=(low, high), macs_penalty=5.0)
-    search.compile(learning_rate=0.05, alpha_learning_rate=0.1)
+    search.compile(learning_rate=0.05, logits_learning_rate=0.1)
     dist = search.distribution
     for start in ("smallest", "largest"):
         # Start concentrated on the cheapest (most expensive) architectures.
@@ -171,7 +171,7 @@ def test_unknown_weights_optimizer_is_refused():
 
 
 def test_custom_search_loop_takes_a_dataset_or_a_per_worker_dataset_function():
-    """The same steps from a dataset and from `input_context -> dataset` give the same alpha."""
+    """The same steps from a dataset and from `input_context -> dataset` give the same logits."""
     import keras
 
     from tsnet_keras.search import custom_search_loop
@@ -181,8 +181,8 @@ def test_custom_search_loop_takes_a_dataset_or_a_per_worker_dataset_function():
     for as_function in (False, True):
         keras.utils.set_random_seed(0)
         search = ParsecSearch(search_space(), CLASSES, crop=CROP, samples_per_replica=2,
-                              score="log_likelihood")  # no ties: alpha moves from step 1
-        search.compile(learning_rate=0.05, alpha_learning_rate=0.05)
+                              score="log_likelihood")  # no ties: logits move from step 1
+        search.compile(learning_rate=0.05, logits_learning_rate=0.05)
 
         def per_worker(context):
             contexts.append((context.num_input_pipelines, context.input_pipeline_id))

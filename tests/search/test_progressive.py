@@ -23,7 +23,7 @@ from tsnet_keras.search.checkpoint import CHECKPOINT_FILE, read_checkpoint_meta
 
 CLASSES = 3
 CROP = 8
-# Softmax weights move alpha on every step (ranks leave it alone when the samples tie,
+# Softmax weights move the logits on every step (ranks leave it alone when the samples tie,
 # which on these random clips is most steps), so the warm-up test can see the gate.
 COMMON = {"num_classes": CLASSES, "crop": CROP, "epochs": 1, "steps_per_epoch": 3, "verbose": 0,
           "checkpoint_every": 2, "samples_per_replica": 2, "weighting": "softmax"}
@@ -41,7 +41,7 @@ def steps(tmp_path_factory):
     results, previous = [], None
     for step in (1, 2, 3):
         directory = os.fspath(root / f"step{step}")
-        # Step 3 runs 2 epochs, the first one a warm-up with alpha frozen.
+        # Step 3 runs 2 epochs, the first one a warm-up with the logits frozen.
         options = dict(COMMON, epochs=2, warmup_epochs=1) if step == 3 else COMMON
         results.append(run_search_step(step, space, _data(), _data(8, 1), directory, previous,
                                        **options))
@@ -70,14 +70,14 @@ def test_each_step_writes_its_outputs(steps):
         assert read_checkpoint_meta(os.path.join(result.output_dir, CHECKPOINT_FILE))["completed"]
 
 
-def test_warm_up_epochs_leave_alpha_untouched(steps):
+def test_warm_up_epochs_leave_logits_untouched(steps):
     _, (_, _, step3) = steps
     first, second = step3.history
     uniform = 2 * np.log(2.0)  # step 3 searches two on/off variables
     assert first["entropy"] == pytest.approx(uniform, abs=1e-6)
     assert second["entropy"] != pytest.approx(uniform, abs=1e-6)
     # Adam's step counter counts the 3 steps after the warm-up only (one traced step).
-    assert int(step3.search.alpha_optimizer.iterations.numpy()) == 3
+    assert int(step3.search.logits_optimizer.iterations.numpy()) == 3
 
 
 def test_steps_fix_what_earlier_steps_found(steps):

@@ -43,7 +43,7 @@ def _result(directory, name="result.json"):
         return json.load(handle)
 
 
-def test_checkpoint_round_trip_restores_weights_alpha_and_optimizers(tmp_path):
+def test_checkpoint_round_trip_restores_weights_logits_and_optimizers(tmp_path):
     search = ParsecSearch(search_space(), 5, crop=8)
     search.compile()
     state = checkpoint_module._groups(search)
@@ -111,7 +111,7 @@ def test_search_killed_mid_run_resumes_to_the_same_distribution(tmp_path):
     assert want["batches_run"] == 8 and got["batches_run"] == 4
 
 
-def test_mirrored_strategy_keeps_alpha_identical_and_samples_per_replica(tmp_path):
+def test_mirrored_strategy_keeps_logits_identical_and_samples_per_replica(tmp_path):
     code, output = _finish(_worker("mirrored", tmp_path))
     assert code == 0, output
     result = _result(tmp_path)

@@ -118,7 +118,7 @@ def test_bn_statistics_update_only_the_active_slice():
     before = {w.path: np.asarray(w) for w in block.non_trainable_weights}
     x = np.random.default_rng(0).normal(size=(2, 4, 8, 8, 8)).astype("float32")
     # 8 -> 12 channels: projection shortcut.
-    block(x, filters=12, inner_channels=20, se_hidden=8, kernel_index=0, training=True)
+    block(x, channels=12, inner_channels=20, se_hidden=8, kernel_index=0, training=True)
     after = {w.path: np.asarray(w) for w in block.non_trainable_weights}
     width = {"expand_bn": 20, "depthwise_bn": 20, "project_bn": 12, "shortcut_bn": 12}
     for path, value in after.items():
@@ -126,13 +126,13 @@ def test_bn_statistics_update_only_the_active_slice():
         assert not np.array_equal(value[:active], before[path][:active]), path
         np.testing.assert_array_equal(value[active:], before[path][active:])
     # 8 -> 8 channels: identity shortcut, its BN statistics stay.
-    block(x, filters=8, inner_channels=16, se_hidden=8, kernel_index=1, training=True)
+    block(x, channels=8, inner_channels=16, se_hidden=8, kernel_index=1, training=True)
     for w in block.non_trainable_weights:
         if "shortcut_bn" in w.path:
             np.testing.assert_array_equal(np.asarray(w), after[w.path])
     again = {w.path: np.asarray(w) for w in block.non_trainable_weights}
     # Scoring mode: batch statistics, no update at all.
-    block(x, filters=16, inner_channels=32, kernel_index=1, training=True, update_statistics=False)
+    block(x, channels=16, inner_channels=32, kernel_index=1, training=True, update_statistics=False)
     for w in block.non_trainable_weights:
         np.testing.assert_array_equal(np.asarray(w), again[w.path])
 
@@ -144,7 +144,7 @@ def test_super_block_choice_weights_fill_mbconv3d():
     fixed = MBConv3D(8, 2.0, temporal_kernel=1, spatial_kernel=3, spatial_stride=2,
                      squeeze_excite_ratio=1 / 16)
     fixed.build((None, 4, 8, 8, 8))
-    choice = {"in_base": 8, "filters": 8, "inner_channels": 16, "se_hidden": 8,
+    choice = {"in_base": 8, "channels": 8, "inner_channels": 16, "se_hidden": 8,
               "temporal_kernel": 1, "spatial_kernel": 3, "projection": True}
     weights = block.choice_weights(choice)
     paths = {w.path.split(fixed.name + "/", 1)[1] for w in fixed.weights}
@@ -167,7 +167,7 @@ def test_layer_configs_hold_every_argument_and_round_trip():
     from tsnet_keras.search import ArchitectureDistribution, MaskedSGD
 
     cases = [
-        (SuperMBConv3D, {"max_filters": 16, "max_inner_channels": 32,
+        (SuperMBConv3D, {"max_channels": 16, "max_inner_channels": 32,
                              "kernel_choices": [[1, 3], [3, 5]], "max_in_base": 8, "max_in_extra": 4,
                              "spatial_stride": 2, "max_se_hidden": 8, "shortcut": "projection",
                              "activation": "swish", "dynamic_shapes": True}),
@@ -175,7 +175,7 @@ def test_layer_configs_hold_every_argument_and_round_trip():
         (SuperTSFusion, {"operations": ["none", "time_strided_conv"], "max_dense_channels": 8,
                              "alpha": 2, "conv_kernel": 5, "conv_channel_multiplier": 2,
                              "dynamic_shapes": True}),
-        (SuperStreamHead, {"filters": 16, "max_in_base": 8, "max_in_extra": 4, "dynamic_shapes": True}),
+        (SuperStreamHead, {"channels": 16, "max_in_base": 8, "max_in_extra": 4, "dynamic_shapes": True}),
         (SlicedBatchNormalization, {"channels": 8, "momentum": 0.8, "epsilon": 1e-3,
                                         "dynamic_shapes": False}),
     ]

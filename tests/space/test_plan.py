@@ -72,7 +72,7 @@ def test_layers_made_by_specs_have_the_spec_widths():
         layer = spec.make_layer()
         assert type(layer) is LAYER_OF[type(spec)] and layer.name == spec.name
         if isinstance(spec, MBConvSpec):
-            assert (layer.filters, layer.inner, layer.squeeze_excite_hidden) == (
+            assert (layer.channels, layer.inner, layer.squeeze_excite_hidden) == (
                 spec.out_channels, spec.inner_channels, spec.se_hidden)
             assert layer.spatial_stride == spec.spatial_stride
         elif isinstance(spec, GloReSpec):
@@ -83,7 +83,7 @@ def test_layers_made_by_specs_have_the_spec_widths():
         elif isinstance(spec, ClassifierSpec):
             assert (layer.num_classes, layer.hidden_units) == (7, spec.hidden_units)
         else:
-            assert layer.filters == spec.out_channels
+            assert layer.channels == spec.out_channels
 
 
 def test_complexity_is_the_sum_of_the_spec_costs_by_part():

@@ -1,6 +1,30 @@
 """Shared helpers of the weight-sharing super-blocks (private)."""
 
+import numpy as np
 from keras import ops
+
+
+# Input kernels of a block after a fusion have `max_in_base + max_in_extra` rows: row
+# `r < max_in_base` reads stream channel `r`, row `max_in_base + j` reads fused channel `j`.
+def input_rows(kernel, in_base, in_extra, max_in_base, max_in_extra):
+    """The rows of an input kernel that `in_base` stream + `in_extra` fused channels read."""
+    kernel = ops.convert_to_tensor(kernel)
+    rows = kernel[:in_base]
+    if max_in_extra:
+        rows = ops.concatenate([rows, kernel[max_in_base : max_in_base + in_extra]], axis=0)
+    return rows
+
+
+def input_row_indices(layer, choice):
+    """`input_rows` as NumPy indices for one choice (`in_base`, optional `in_extra`), checked
+    against the layer's `max_in_base` / `max_in_extra`."""
+    base, extra = int(choice["in_base"]), int(choice.get("in_extra", 0))
+    if base > layer.max_in_base or extra > layer.max_in_extra:
+        raise ValueError(
+            f"{layer.name}: input ({base} + {extra}) exceeds the block's widest "
+            f"input ({layer.max_in_base} + {layer.max_in_extra})."
+        )
+    return np.concatenate([np.arange(base), layer.max_in_base + np.arange(extra)]).astype(int)
 
 
 class ChoiceWeightsMixin:

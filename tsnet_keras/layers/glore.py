@@ -7,6 +7,46 @@ from tsnet_keras.layers import _checks
 from tsnet_keras.space.rules import glore_widths
 
 
+# The weights of a GloRe unit, in the order `global_reasoning` takes them.
+GLORE_KERNELS = ("state_kernel", "state_bias", "proj_kernel", "proj_bias", "node_kernel",
+                 "node_bias", "state_update_kernel", "extend_kernel")
+
+
+def global_reasoning(positions, kernels, normalize, masks=None):
+    """GloRe's reasoning over flattened positions, before the residual BN (`GloRe3D` math).
+
+    Shared by `GloRe3D` and `SuperAttention`, which adds only slicing and masking.
+
+    Args:
+        positions: `(B, L, C)` tensor.
+        kernels: the eight weights named in `GLORE_KERNELS`, in that order.
+        normalize: bool. Divide the graph projection by L.
+        masks: None or a dict of functions applied to the intermediate tensor
+            of that name: "x_state", "x_proj", "graph", "graph_t", "extended"
+            (the super unit zeroes its inactive channels with them).
+
+    Returns:
+        `(B, L, C)` tensor.
+    """
+    state_kernel, state_bias, proj_kernel, proj_bias, node_kernel, node_bias, \
+        state_update_kernel, extend_kernel = kernels
+
+    def keep(name, x):
+        return masks[name](x) if masks and name in masks else x
+
+    x_state = keep("x_state", ops.matmul(positions, state_kernel) + state_bias)  # (B, L, S)
+    x_proj = keep("x_proj", ops.matmul(positions, proj_kernel) + proj_bias)  # (B, L, N)
+    graph = ops.matmul(ops.transpose(x_state, (0, 2, 1)), x_proj)  # (B, S, N)
+    if normalize:
+        graph = graph / ops.cast(ops.shape(positions)[1], graph.dtype)
+    graph = ops.relu(ops.matmul(graph, node_kernel) + node_bias + graph)
+    graph = keep("graph", graph)
+    # State-wise conv, kept transposed: (B, N, S) feeds the reverse projection.
+    graph_t = keep("graph_t", ops.matmul(ops.transpose(graph, (0, 2, 1)), state_update_kernel))
+    reverse = ops.matmul(x_proj, graph_t)  # (B, L, S)
+    return keep("extended", ops.matmul(reverse, extend_kernel))  # (B, L, C)
+
+
 @keras.saving.register_keras_serializable(package="tsnet_keras")
 class GloRe3D(keras.layers.Layer):
     """Global reasoning over a graph of latent nodes, added residually.
@@ -110,18 +150,8 @@ class GloRe3D(keras.layers.Layer):
     def call(self, inputs, training=None):
         shape = ops.shape(inputs)
         positions = ops.reshape(inputs, (shape[0], -1, shape[4]))  # (B, L, C)
-        x_state = ops.matmul(positions, self.state_kernel) + self.state_bias
-        x_proj = ops.matmul(positions, self.proj_kernel) + self.proj_bias
-        graph = ops.matmul(ops.transpose(x_state, (0, 2, 1)), x_proj)  # (B, S, N)
-        if self.normalize:
-            num_positions = ops.cast(ops.shape(positions)[1], graph.dtype)
-            graph = graph / num_positions
-        graph = ops.relu(ops.matmul(graph, self.node_kernel) + self.node_bias + graph)
-        # State-wise conv, kept transposed: (B, N, S) feeds the reverse projection.
-        graph_t = ops.matmul(ops.transpose(graph, (0, 2, 1)), self.state_update_kernel)
-        reverse = ops.matmul(x_proj, graph_t)  # (B, L, S)
-        extended = ops.matmul(reverse, self.extend_kernel)  # (B, L, C)
-        extended = ops.reshape(extended, shape)
+        kernels = tuple(getattr(self, name) for name in GLORE_KERNELS)
+        extended = ops.reshape(global_reasoning(positions, kernels, self.normalize), shape)
         return inputs + self.bn(extended, training=training)
 
     def compute_output_shape(self, input_shape):

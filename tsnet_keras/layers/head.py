@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
+from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -12,21 +13,21 @@ class StreamHead(keras.layers.Layer):
 
     Data flow::
 
-        (B, T, H, W, C) -> 1x1x1 conv C -> filters, no bias (kernel)
-          -> BN (bn) -> ReLU -> mean over T, H, W -> (B, filters)
+        (B, T, H, W, C) -> 1x1x1 conv C -> channels, no bias (kernel)
+          -> BN (bn) -> ReLU -> mean over T, H, W -> (B, channels)
 
     Reference: Feichtenhofer, "X3D: Expanding Architectures for Efficient Video
     Recognition", CVPR 2020 (conv_5 and pooling of the head; 192 -> 432 in X3D-S).
 
     Args:
-        filters: int, output features.
+        channels: int, output features.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Weights:
-        `kernel` `(C, filters)` and BN sublayer `bn`.
+        `kernel` `(C, channels)` and BN sublayer `bn`.
 
     Returns:
-        Tensor of shape `(batch, filters)`.
+        Tensor of shape `(batch, channels)`.
 
     Example:
 
@@ -35,9 +36,11 @@ class StreamHead(keras.layers.Layer):
     (2, 432)
     """
 
-    def __init__(self, filters, **kwargs):
+    def __init__(self, channels=None, **kwargs):
+        channels = renamed_argument(kwargs, "filters", "channels", channels, None,
+                                    where=type(self).__name__)
         super().__init__(**kwargs)
-        self.filters = _checks.check_positive_int(type(self).__name__, "filters", filters)
+        self.channels = _checks.check_positive_int(type(self).__name__, "channels", channels)
         self.bn = keras.layers.BatchNormalization(
             momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy, name="bn"
         )
@@ -45,20 +48,27 @@ class StreamHead(keras.layers.Layer):
     def build(self, input_shape):
         _checks.check_video_shape(type(self).__name__, input_shape)
         self.kernel = self.add_weight(
-            name="kernel", shape=(input_shape[-1], self.filters), initializer="he_normal"
+            name="kernel", shape=(input_shape[-1], self.channels), initializer="he_normal"
         )
-        self.bn.build(tuple(input_shape[:-1]) + (self.filters,))
+        self.bn.build(tuple(input_shape[:-1]) + (self.channels,))
 
     def call(self, inputs, training=None):
         x = self.bn(ops.matmul(inputs, self.kernel), training=training)
         return ops.mean(ops.relu(x), axis=(1, 2, 3))
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.filters)
+        return (input_shape[0], self.channels)
+
+    # Saved models from before `filters` was renamed `channels` still load.
+    filters = property(lambda self: self.channels, doc="Old name of `channels`.")
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(renamed_keys(config, LAYER_WIDTHS))
 
     def get_config(self):
         config = super().get_config()
-        config.update({"filters": self.filters})
+        config.update({"channels": self.channels})
         return config
 
 

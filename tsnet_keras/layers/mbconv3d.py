@@ -8,10 +8,9 @@ from keras import ops
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers.batch_norm import VideoBatchNormalization
 from tsnet_keras.layers.depthwise import depthwise_conv3d, subsample_space
+from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
 from tsnet_keras.space.architecture import RESIDUAL_ACTIVATIONS
-from tsnet_keras.space.rules import inner_width, needs_projection, squeeze_excite_width
-
-SHORTCUTS = ("auto", "projection", "none")
+from tsnet_keras.space.rules import SHORTCUTS, inner_width, squeeze_excite_width, uses_projection
 
 
 def _batch_norm(layer, name, gamma_initializer="ones"):
@@ -36,20 +35,22 @@ class MBConv3D(keras.layers.Layer):
           -> [squeeze-excite: mean over T, H, W -> FC inner -> hidden (+bias)
               -> ReLU -> FC hidden -> inner (+bias) -> sigmoid -> scale]
           -> activation (swish)
-          -> 1x1x1 project inner -> filters (project_kernel) -> project_bn
+          -> 1x1x1 project inner -> channels (project_kernel) -> project_bn
              (gamma initialised to zero, so a new block starts as its shortcut)
           -> + shortcut(x) -> [residual_activation]
-        (B, T, ceil(H / s), ceil(W / s), filters)
+        (B, T, ceil(H / s), ceil(W / s), channels)
 
-    `inner = MBConv3D.inner_channels(filters, expansion)`: the expansion is
+    `inner = MBConv3D.inner_channels(channels, expansion)`: the expansion is
     relative to the OUTPUT width, as in X3D (24 * 2.25 = 54). The SE hidden width
     is `MBConv3D.squeeze_excite_channels(inner, squeeze_excite_ratio)` (X3D's
     round-to-8: 8 / 8 / 16 / 32 for inner 54 / 108 / 216 / 432 at ratio 1/16).
 
     Shortcut: with `shortcut="auto"` the identity when `spatial_stride == 1` and
-    `C_in == filters`, otherwise a projection: spatial subsampling
-    `x[:, :, ::s, ::s]`, 1x1x1 conv C_in -> filters (`shortcut_kernel`) and
-    `shortcut_bn`. `"projection"` always projects; `"none"` adds no residual.
+    `C_in == channels`, otherwise a projection: spatial subsampling
+    `x[:, :, ::s, ::s]`, 1x1x1 conv C_in -> channels (`shortcut_kernel`) and
+    `shortcut_bn`. `"projection"` always projects; `"identity"` always adds the
+    input (it needs `spatial_stride == 1` and `C_in == channels`); `"none"` adds
+    no residual. The names are `rules.SHORTCUTS`, shared with `SuperMBConv3D`.
     No convolution has a bias. `residual_activation="relu"` adds the ReLU after
     the residual add of X3D as published (PySlowFast, PyTorchVideo); the default
     `"none"` adds no activation there.
@@ -59,8 +60,8 @@ class MBConv3D(keras.layers.Layer):
     "Squeeze-and-Excitation Networks", CVPR 2018.
 
     Args:
-        filters: int, output channels.
-        expansion: float > 0, inner width as a multiple of `filters`.
+        channels: int, output channels.
+        expansion: float > 0, inner width as a multiple of `channels`.
         temporal_kernel: odd int, temporal size of the depthwise conv. Default 3.
         spatial_kernel: odd int, spatial size of the depthwise conv. Default 3.
         spatial_stride: int, 1 or 2, spatial stride of the depthwise conv and the
@@ -69,7 +70,8 @@ class MBConv3D(keras.layers.Layer):
             0 disables SE (X3D uses 1/16 on every other block). Default 0.
         activation: activation before the projection, a name or a callable.
             Default `"swish"`.
-        shortcut: `"auto"`, `"projection"` or `"none"`. Default `"auto"`.
+        shortcut: `"auto"`, `"projection"`, `"identity"` or `"none"`. Default
+            `"auto"`.
         residual_activation: `"none"` or `"relu"`, applied after the residual
             add. Default `"none"`.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
@@ -77,15 +79,15 @@ class MBConv3D(keras.layers.Layer):
     Weights:
         `expand_kernel` `(C_in, inner)`, `depthwise_kernel`
         `(temporal_kernel, spatial_kernel, spatial_kernel, inner)`,
-        `project_kernel` `(inner, filters)`; with SE `se_reduce_kernel`
+        `project_kernel` `(inner, channels)`; with SE `se_reduce_kernel`
         `(inner, hidden)`, `se_reduce_bias` `(hidden,)`, `se_expand_kernel`
         `(hidden, inner)`, `se_expand_bias` `(inner,)`; with a projection
-        shortcut `shortcut_kernel` `(C_in, filters)`. BN sublayers `expand_bn`,
+        shortcut `shortcut_kernel` `(C_in, channels)`. BN sublayers `expand_bn`,
         `depthwise_bn`, `project_bn` and, with a projection, `shortcut_bn`.
 
     Returns:
         Tensor of shape `(batch, frames, ceil(height / spatial_stride),
-        ceil(width / spatial_stride), filters)`.
+        ceil(width / spatial_stride), channels)`.
 
     Example:
 
@@ -97,8 +99,8 @@ class MBConv3D(keras.layers.Layer):
 
     def __init__(
         self,
-        filters,
-        expansion,
+        channels=None,
+        expansion=None,
         temporal_kernel=3,
         spatial_kernel=3,
         spatial_stride=1,
@@ -108,9 +110,11 @@ class MBConv3D(keras.layers.Layer):
         residual_activation="none",
         **kwargs,
     ):
+        channels = renamed_argument(kwargs, "filters", "channels", channels, None,
+                                    where=type(self).__name__)
         super().__init__(**kwargs)
         name = type(self).__name__
-        self.filters = _checks.check_positive_int(name, "filters", filters)
+        self.channels = _checks.check_positive_int(name, "channels", channels)
         self.expansion = _checks.check_number(name, "expansion", expansion, 0, strict=True)
         self.temporal_kernel = _checks.check_odd_positive_int(
             name, "temporal_kernel", temporal_kernel
@@ -136,11 +140,14 @@ class MBConv3D(keras.layers.Layer):
             ) from error
         self.activation = activation
         self.shortcut = _checks.check_choice(name, "shortcut", shortcut, SHORTCUTS)
+        if self.shortcut == "identity" and self.spatial_stride != 1:
+            raise ValueError(f"{name}: `shortcut`='identity' needs `spatial_stride` 1; got "
+                             f"{self.spatial_stride}.")
         self.residual_activation = _checks.check_choice(
             name, "residual_activation", residual_activation, RESIDUAL_ACTIVATIONS
         )
 
-        self.inner = self.inner_channels(self.filters, self.expansion)
+        self.inner = self.inner_channels(self.channels, self.expansion)
         self.squeeze_excite_hidden = self.squeeze_excite_channels(
             self.inner, self.squeeze_excite_ratio
         )
@@ -151,9 +158,9 @@ class MBConv3D(keras.layers.Layer):
         self.use_projection = None
 
     @staticmethod
-    def inner_channels(filters, expansion):
-        """Expanded width: `int(round(filters * expansion))` (`rules.inner_width`)."""
-        return inner_width(filters, expansion)
+    def inner_channels(channels, expansion):
+        """Expanded width: `int(round(channels * expansion))` (`rules.inner_width`)."""
+        return inner_width(channels, expansion)
 
     @staticmethod
     def squeeze_excite_channels(inner, ratio):
@@ -161,17 +168,18 @@ class MBConv3D(keras.layers.Layer):
         return squeeze_excite_width(inner, ratio)
 
     @staticmethod
-    def uses_projection(shortcut, input_channels, filters, spatial_stride):
-        """Whether the block's shortcut is a 1x1x1 projection (+BN)."""
-        if shortcut == "projection":
-            return True
-        if shortcut == "none":
-            return False
-        return needs_projection(input_channels, filters, spatial_stride)
+    def uses_projection(shortcut, input_channels, channels, spatial_stride):
+        """Whether the block's shortcut is a 1x1x1 projection (+BN) (`rules.uses_projection`)."""
+        return uses_projection(shortcut, input_channels, channels, spatial_stride)
 
     def build(self, input_shape):
         _checks.check_video_shape(type(self).__name__, input_shape)
         input_channels = input_shape[-1]
+        if self.shortcut == "identity" and input_channels != self.channels:
+            raise ValueError(
+                f"{type(self).__name__}: `shortcut`='identity' needs as many input channels "
+                f"as `channels` ({self.channels}); got {input_channels}. Use shortcut='auto'."
+            )
         inner, hidden = self.inner, self.squeeze_excite_hidden
         self.expand_kernel = self.add_weight(
             name="expand_kernel", shape=(input_channels, inner), initializer="he_normal"
@@ -184,7 +192,7 @@ class MBConv3D(keras.layers.Layer):
         if hidden:
             _checks.add_squeeze_excite_weights(self, inner, hidden)
         self.project_kernel = self.add_weight(
-            name="project_kernel", shape=(inner, self.filters), initializer="he_normal"
+            name="project_kernel", shape=(inner, self.channels), initializer="he_normal"
         )
         inner_shape = tuple(input_shape[:-1]) + (inner,)
         output_shape = self.compute_output_shape(input_shape)
@@ -192,12 +200,12 @@ class MBConv3D(keras.layers.Layer):
         self.depthwise_bn.build(output_shape[:-1] + (inner,))
         self.project_bn.build(output_shape)
         self.use_projection = self.uses_projection(
-            self.shortcut, input_channels, self.filters, self.spatial_stride
+            self.shortcut, input_channels, self.channels, self.spatial_stride
         )
         if self.use_projection:
             self.shortcut_kernel = self.add_weight(
                 name="shortcut_kernel",
-                shape=(input_channels, self.filters),
+                shape=(input_channels, self.channels),
                 initializer="he_normal",
             )
             self.shortcut_bn = _batch_norm(self, "shortcut_bn")
@@ -229,13 +237,20 @@ class MBConv3D(keras.layers.Layer):
         return x + self.shortcut_bn(shortcut, training=training)
 
     def compute_output_shape(self, input_shape):
-        return _checks.strided_video_shape(input_shape, self.spatial_stride, self.filters)
+        return _checks.strided_video_shape(input_shape, self.spatial_stride, self.channels)
+
+    # Saved models from before `filters` was renamed `channels` still load.
+    filters = property(lambda self: self.channels, doc="Old name of `channels`.")
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(renamed_keys(config, LAYER_WIDTHS))
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "filters": self.filters,
+                "channels": self.channels,
                 "expansion": self.expansion,
                 "temporal_kernel": self.temporal_kernel,
                 "spatial_kernel": self.spatial_kernel,

@@ -6,6 +6,7 @@ from keras import ops
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers.batch_norm import VideoBatchNormalization
 from tsnet_keras.layers.depthwise import frame_window
+from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -15,10 +16,10 @@ class VideoStem(keras.layers.Layer):
     Data flow::
 
         (B, T, H, W, C_in)
-          -> per-frame conv k x k, stride s, C_in -> filters, no bias
+          -> per-frame conv k x k, stride s, C_in -> channels, no bias
           -> channel-wise temporal conv t x 1 x 1, "same" zero padding, no bias
           -> BatchNormalization -> ReLU
-        (B, T, ceil(H / s), ceil(W / s), filters)
+        (B, T, ceil(H / s), ceil(W / s), channels)
 
     Spatial padding follows Keras' `padding="same"`; for stride 2 and an even
     size the extra row/column goes at the end (PyTorch pads 1 on both sides:
@@ -28,7 +29,7 @@ class VideoStem(keras.layers.Layer):
     Recognition", CVPR 2020 (the stem of the X3D reference implementation).
 
     Args:
-        filters: int, output channels (24 in X3D-S).
+        channels: int, output channels (24 in X3D-S).
         temporal_kernel: odd int, temporal size of the channel-wise conv.
             Defaults to 5.
         spatial_kernel: odd int, size of the per-frame conv. Defaults to 3.
@@ -36,13 +37,13 @@ class VideoStem(keras.layers.Layer):
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Weights:
-        `spatial_conv_kernel` `(spatial_kernel, spatial_kernel, C_in, filters)`,
-        `temporal_conv_kernel` `(temporal_kernel, filters)` and the BN sublayer
-        `bn` (gamma, beta, moving mean and variance of width `filters`).
+        `spatial_conv_kernel` `(spatial_kernel, spatial_kernel, C_in, channels)`,
+        `temporal_conv_kernel` `(temporal_kernel, channels)` and the BN sublayer
+        `bn` (gamma, beta, moving mean and variance of width `channels`).
 
     Returns:
         Tensor of shape `(batch, frames, ceil(height / spatial_stride),
-        ceil(width / spatial_stride), filters)`.
+        ceil(width / spatial_stride), channels)`.
 
     Example:
 
@@ -53,15 +54,17 @@ class VideoStem(keras.layers.Layer):
 
     def __init__(
         self,
-        filters,
+        channels=None,
         temporal_kernel=5,
         spatial_kernel=3,
         spatial_stride=2,
         **kwargs,
     ):
+        channels = renamed_argument(kwargs, "filters", "channels", channels, None,
+                                    where=type(self).__name__)
         super().__init__(**kwargs)
         name = type(self).__name__
-        self.filters = _checks.check_positive_int(name, "filters", filters)
+        self.channels = _checks.check_positive_int(name, "channels", channels)
         self.temporal_kernel = _checks.check_odd_positive_int(
             name, "temporal_kernel", temporal_kernel
         )
@@ -76,12 +79,12 @@ class VideoStem(keras.layers.Layer):
         input_channels = input_shape[-1]
         self.spatial_conv_kernel = self.add_weight(
             name="spatial_conv_kernel",
-            shape=(self.spatial_kernel, self.spatial_kernel, input_channels, self.filters),
+            shape=(self.spatial_kernel, self.spatial_kernel, input_channels, self.channels),
             initializer="he_normal",
         )
         self.temporal_conv_kernel = self.add_weight(
             name="temporal_conv_kernel",
-            shape=(self.temporal_kernel, self.filters),
+            shape=(self.temporal_kernel, self.channels),
             initializer="he_normal",
         )
         self.bn.build(self.compute_output_shape(input_shape))
@@ -98,12 +101,12 @@ class VideoStem(keras.layers.Layer):
             data_format="channels_last",
         )
         x_shape = ops.shape(x)
-        x = ops.reshape(x, (batch, frames, x_shape[1], x_shape[2], self.filters))
+        x = ops.reshape(x, (batch, frames, x_shape[1], x_shape[2], self.channels))
         pad = self.temporal_kernel // 2
         padded = ops.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
         # A channel-wise temporal conv is a weighted sum of shifted clips.
         output = None
-        window = (batch, frames, x_shape[1], x_shape[2], self.filters)
+        window = (batch, frames, x_shape[1], x_shape[2], self.channels)
         kernel = ops.convert_to_tensor(self.temporal_conv_kernel)
         taps = ops.unstack(kernel, self.temporal_kernel, axis=0)
         for tap, tap_kernel in enumerate(taps):
@@ -114,13 +117,20 @@ class VideoStem(keras.layers.Layer):
         return ops.relu(x)
 
     def compute_output_shape(self, input_shape):
-        return _checks.strided_video_shape(input_shape, self.spatial_stride, self.filters)
+        return _checks.strided_video_shape(input_shape, self.spatial_stride, self.channels)
+
+    # Saved models from before `filters` was renamed `channels` still load.
+    filters = property(lambda self: self.channels, doc="Old name of `channels`.")
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(renamed_keys(config, LAYER_WIDTHS))
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "filters": self.filters,
+                "channels": self.channels,
                 "temporal_kernel": self.temporal_kernel,
                 "spatial_kernel": self.spatial_kernel,
                 "spatial_stride": self.spatial_stride,

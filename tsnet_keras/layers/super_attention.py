@@ -5,6 +5,7 @@ from keras import ops
 
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers._super import ChoiceWeightsMixin
+from tsnet_keras.layers.glore import GLORE_KERNELS, global_reasoning
 from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
@@ -86,42 +87,47 @@ class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
             return weight
         return weight[tuple(slice(0, size) for size in sizes)]
 
+    def _kernels(self, channels):
+        """The eight GloRe weights (`GLORE_KERNELS`) at width `channels` (sliced with dynamic
+        shapes, else the widest ones, masked by `_masks`)."""
+        states, nodes = glore_widths(channels)
+        sizes = {"state_kernel": (channels, states), "state_bias": (states,),
+                 "proj_kernel": (channels, nodes), "proj_bias": (nodes,),
+                 "node_kernel": (nodes, nodes), "node_bias": (nodes,),
+                 "state_update_kernel": (states, states), "extend_kernel": (states, channels)}
+        return tuple(self._slice(getattr(self, name), *sizes[name]) for name in GLORE_KERNELS)
+
+    def _masks(self, channels):
+        """Without dynamic shapes: zero the channels, states and nodes past the active ones."""
+        if self.dynamic_shapes:
+            return None
+        states, nodes = glore_widths(channels)
+
+        def mask(width, max_width, axis=-1):
+            def apply(x):
+                m = channel_mask(width, max_width, x.dtype)
+                return x * (ops.expand_dims(m, -1) if axis == -2 else m)
+            return apply
+
+        states_mask, nodes_mask = mask(states, self.max_states), mask(nodes, self.max_nodes)
+        rows_mask = mask(states, self.max_states, axis=-2)
+        return {
+            "x_state": states_mask,
+            "x_proj": nodes_mask,
+            "graph": lambda graph: rows_mask(nodes_mask(graph)),
+            "graph_t": states_mask,
+            "extended": mask(channels, self.max_channels),
+        }
+
     def call(self, inputs, channels=None, enabled=None, training=None, update_statistics=True):
         channels = self.max_channels if channels is None else channels
-        states, nodes = glore_widths(channels)
-        masked = not self.dynamic_shapes
-
-        def mask(x, width, max_width, axis=-1):
-            if not masked:
-                return x
-            m = channel_mask(width, max_width, x.dtype)
-            if axis == -2:
-                m = ops.expand_dims(m, -1)
-            return x * m
 
         def glore():
             shape = ops.shape(inputs)
             positions = ops.reshape(inputs, (shape[0], -1, shape[4]))
-            x_state = ops.matmul(positions, self._slice(self.state_kernel, channels, states))
-            x_state = mask(x_state + self._slice(self.state_bias, states), states, self.max_states)
-            x_proj = ops.matmul(positions, self._slice(self.proj_kernel, channels, nodes))
-            x_proj = mask(x_proj + self._slice(self.proj_bias, nodes), nodes, self.max_nodes)
-            graph = ops.matmul(ops.transpose(x_state, (0, 2, 1)), x_proj)  # (B, S, N)
-            if self.normalize:
-                graph = graph / ops.cast(ops.shape(positions)[1], graph.dtype)
-            graph = ops.relu(
-                ops.matmul(graph, self._slice(self.node_kernel, nodes, nodes))
-                + self._slice(self.node_bias, nodes)
-                + graph
-            )
-            graph = mask(mask(graph, nodes, self.max_nodes), states, self.max_states, axis=-2)
-            graph_t = ops.matmul(
-                ops.transpose(graph, (0, 2, 1)), self._slice(self.state_update_kernel, states, states)
-            )
-            graph_t = mask(graph_t, states, self.max_states)
-            reverse = ops.matmul(x_proj, graph_t)  # (B, L, S)
-            extended = ops.matmul(reverse, self._slice(self.extend_kernel, states, channels))
-            extended = ops.reshape(mask(extended, channels, self.max_channels), shape)
+            extended = global_reasoning(positions, self._kernels(channels), self.normalize,
+                                        self._masks(channels))
+            extended = ops.reshape(extended, shape)
             mean, variance = self.bn.statistics(extended, channels, training)
             return inputs + self.bn.apply(extended, channels, mean, variance), mean, variance
 

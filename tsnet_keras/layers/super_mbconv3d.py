@@ -4,15 +4,18 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
-from tsnet_keras.layers._super import ChoiceWeightsMixin
+from tsnet_keras.layers._super import ChoiceWeightsMixin, input_row_indices, input_rows
 from tsnet_keras.layers.depthwise import depthwise_conv3d_taps, subsample_space
 from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
     default_dynamic_shapes,
 )
+from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
+from tsnet_keras.space import rules
 
-SHORTCUTS = ("auto", "projection", "identity")
+# The fixed block's residual kinds (`rules.SHORTCUTS`) but "none": a super block always adds one.
+SHORTCUTS = tuple(kind for kind in rules.SHORTCUTS if kind != "none")
 
 
 def depthwise_conv3d_any_width(inputs, kernel, temporal_kernel, spatial_stride):
@@ -30,7 +33,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
     """MBConv3D super-block: one set of widest weights shared by every choice.
 
     Each call runs ONE choice, given as tensors (so a TensorFlow step traces once
-    for the whole search): output channels `filters`, expanded width
+    for the whole search): output channels `channels`, expanded width
     `inner_channels`, squeeze-excite width `se_hidden` and the depthwise kernel
     `kernel_choices[kernel_index]` = (t, k). Smaller choices use slices of the
     widest weights: the first channels of every kernel and the centre
@@ -42,8 +45,8 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
           -> expand (rows of expand_kernel, first inner columns) -> BN -> ReLU
           -> switch over t: depthwise centre crop t x k x k, stride s -> BN
           -> [SE: FC inner -> se_hidden -> ReLU -> FC -> sigmoid -> scale]
-          -> swish -> project (first inner rows, first filters columns) -> BN
-          -> + shortcut (identity iff stride 1 and C_in == filters, else 1x1x1 + BN)
+          -> swish -> project (first inner rows, first channels columns) -> BN
+          -> + shortcut (identity iff stride 1 and C_in == channels, else 1x1x1 + BN)
 
     Input rows: the input may be a sparse stream followed by fused dense
     channels (TS-Fusion with concat). Row `r < in_base` of `expand_kernel` and
@@ -60,14 +63,14 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
     branches, on the active slice only.
 
     Args:
-        max_filters: int. Widest output width.
+        max_channels: int. Widest output width.
         max_inner_channels: int. Widest expanded width.
         kernel_choices: tuple of (temporal_kernel, spatial_kernel) pairs, odd ints.
         max_in_base: int. Widest width of the input stream.
         max_in_extra: int. Widest fused width appended to the input. Defaults to 0.
         spatial_stride: int, 1 or 2. Defaults to 1.
         max_se_hidden: int. Widest squeeze-excite width; 0: no SE. Defaults to 0.
-        shortcut: "auto" (identity iff stride 1 and C_in == filters, decided per
+        shortcut: "auto" (identity iff stride 1 and C_in == channels, decided per
             call), "projection" or "identity" (known for every choice). Defaults
             to "auto".
         activation: activation before the projection. Defaults to "swish".
@@ -84,27 +87,27 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
     Call arguments:
         inputs: `(B, T, H, W, C_in)` (C_in active channels, or the widest width
             without dynamic shapes).
-        in_base, in_extra, filters, inner_channels, se_hidden, kernel_index:
+        in_base, in_extra, channels, inner_channels, se_hidden, kernel_index:
             int scalars (tensors or Python ints); None takes the widest choice.
         training: bool. update_statistics: bool, update BN moving statistics
             when training (False: batch statistics only, e.g. for scoring).
 
     Returns:
-        `(B, T, ceil(H / s), ceil(W / s), filters)` (widest width, masked, without
+        `(B, T, ceil(H / s), ceil(W / s), channels)` (widest width, masked, without
         dynamic shapes).
 
     Example:
 
     >>> block = SuperMBConv3D(16, 32, ((1, 3), (3, 3), (3, 5)), max_in_base=8)
-    >>> y = block(x, filters=8, inner_channels=16, kernel_index=1)
+    >>> y = block(x, channels=8, inner_channels=16, kernel_index=1)
     """
 
     def __init__(
         self,
-        max_filters,
-        max_inner_channels,
-        kernel_choices,
-        max_in_base,
+        max_channels=None,
+        max_inner_channels=None,
+        kernel_choices=None,
+        max_in_base=None,
         max_in_extra=0,
         spatial_stride=1,
         max_se_hidden=0,
@@ -113,13 +116,15 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         dynamic_shapes=None,
         **kwargs,
     ):
+        max_channels = renamed_argument(kwargs, "max_filters", "max_channels", max_channels, None,
+                                        where=type(self).__name__)
         super().__init__(**kwargs)
         name = type(self).__name__
-        self.max_filters = _checks.check_positive_int(name, "max_filters", max_filters)
+        self.max_channels = _checks.check_positive_int(name, "max_channels", max_channels)
         self.max_inner_channels = _checks.check_positive_int(
             name, "max_inner_channels", max_inner_channels
         )
-        choices = tuple(tuple(int(v) for v in pair) for pair in kernel_choices)
+        choices = tuple(tuple(int(v) for v in pair) for pair in kernel_choices or ())
         if not choices:
             raise ValueError(f"{name}: `kernel_choices` needs at least one (t, k) pair.")
         for t, k in choices:
@@ -148,9 +153,9 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
 
         self.expand_bn = bn("expand_bn", self.max_inner_channels)
         self.depthwise_bn = bn("depthwise_bn", self.max_inner_channels)
-        self.project_bn = bn("project_bn", self.max_filters, gamma="zeros")
+        self.project_bn = bn("project_bn", self.max_channels, gamma="zeros")
         self.shortcut_bn = (
-            bn("shortcut_bn", self.max_filters) if self.shortcut != "identity" else None
+            bn("shortcut_bn", self.max_channels) if self.shortcut != "identity" else None
         )
 
     def build(self, input_shape=None):
@@ -165,12 +170,12 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         if hidden:
             _checks.add_squeeze_excite_weights(self, inner, hidden)
         self.project_kernel = self.add_weight(
-            name="project_kernel", shape=(inner, self.max_filters), initializer="he_normal"
+            name="project_kernel", shape=(inner, self.max_channels), initializer="he_normal"
         )
         if self.shortcut != "identity":
             self.shortcut_kernel = self.add_weight(
                 name="shortcut_kernel",
-                shape=(self.max_in_channels, self.max_filters),
+                shape=(self.max_in_channels, self.max_channels),
                 initializer="he_normal",
             )
         for layer in (self.expand_bn, self.depthwise_bn, self.project_bn, self.shortcut_bn):
@@ -181,14 +186,9 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
     # ------------------------------------------------------------- slicing
     def _input_rows(self, kernel, in_base, in_extra):
         """Rows of an input kernel that the active input channels read."""
-        kernel = ops.convert_to_tensor(kernel)
         if not self.dynamic_shapes:
-            return kernel
-        rows = kernel[:in_base]
-        if self.max_in_extra:
-            extra = kernel[self.max_in_base : self.max_in_base + in_extra]
-            rows = ops.concatenate([rows, extra], axis=0)
-        return rows
+            return ops.convert_to_tensor(kernel)
+        return input_rows(kernel, in_base, in_extra, self.max_in_base, self.max_in_extra)
 
     def _columns(self, kernel, width):
         kernel = ops.convert_to_tensor(kernel)
@@ -200,16 +200,16 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         return x * channel_mask(width, max_width, x.dtype)
 
     def _compact_input(self, inputs, in_base, in_extra):
-        """The input laid out as [stream channels, fused channels] in max_filters columns."""
+        """The input laid out as [stream channels, fused channels] in max_channels columns."""
         if self.dynamic_shapes:
             return inputs
-        positions = ops.arange(self.max_filters)
+        positions = ops.arange(self.max_channels)
         source = ops.where(
             positions < in_base, positions, self.max_in_base + positions - in_base
         )
         source = ops.clip(source, 0, self.max_in_channels - 1)
         gathered = ops.take(inputs, source, axis=-1)
-        return gathered * channel_mask(in_base + in_extra, self.max_filters, inputs.dtype)
+        return gathered * channel_mask(in_base + in_extra, self.max_channels, inputs.dtype)
 
     # ---------------------------------------------------------------- call
     def call(
@@ -217,7 +217,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         inputs,
         in_base=None,
         in_extra=None,
-        filters=None,
+        channels=None,
         inner_channels=None,
         se_hidden=None,
         kernel_index=None,
@@ -226,7 +226,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
     ):
         in_base = self.max_in_base if in_base is None else in_base
         in_extra = (self.max_in_extra if in_extra is None else in_extra) if self.max_in_extra else 0
-        filters = self.max_filters if filters is None else filters
+        channels = self.max_channels if channels is None else channels
         inner = self.max_inner_channels if inner_channels is None else inner_channels
         hidden = self.max_se_hidden if se_hidden is None else se_hidden
         kernel_index = len(self.kernel_choices) - 1 if kernel_index is None else kernel_index
@@ -268,9 +268,9 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         x = self._mask(self._activation_fn(x), inner, self.max_inner_channels)
         project = ops.convert_to_tensor(self.project_kernel)
         if self.dynamic_shapes:
-            project = project[:inner, :filters]
-        x = batch_norm(self.project_bn, ops.matmul(x, project), filters)
-        return x + self._shortcut(inputs, in_base, in_extra, filters, training, update)
+            project = project[:inner, :channels]
+        x = batch_norm(self.project_bn, ops.matmul(x, project), channels)
+        return x + self._shortcut(inputs, in_base, in_extra, channels, training, update)
 
     def _depthwise(self, x, t, k, inner):
         t_offset = (self.max_temporal_kernel - t) // 2
@@ -320,61 +320,55 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
             return branches[0]()
         return ops.switch(kernel_index, branches)
 
-    def _shortcut(self, inputs, in_base, in_extra, filters, training, update):
+    def _shortcut(self, inputs, in_base, in_extra, channels, training, update):
         if self.shortcut == "identity":
             return self._compact_input(inputs, in_base, in_extra)
         bn = self.shortcut_bn
 
         def projection():
             x = subsample_space(inputs, self.spatial_stride)  # cheap gradient on TF
-            kernel = self._columns(self._input_rows(self.shortcut_kernel, in_base, in_extra), filters)
+            kernel = self._columns(self._input_rows(self.shortcut_kernel, in_base, in_extra), channels)
             x = ops.matmul(x, kernel)
-            mean, variance = bn.statistics(x, filters, training)
-            return bn.apply(x, filters, mean, variance), mean, variance
+            mean, variance = bn.statistics(x, channels, training)
+            return bn.apply(x, channels, mean, variance), mean, variance
 
         if self.shortcut == "projection":
             y, mean, variance = projection()
             if update:
-                bn.update(filters, mean, variance)
+                bn.update(channels, mean, variance)
             return y
 
         def identity():
-            zeros = ops.zeros((self.max_filters,))
+            zeros = ops.zeros((self.max_channels,))
             return self._compact_input(inputs, in_base, in_extra), zeros, zeros
 
-        use_projection = ops.not_equal(in_base + in_extra, filters)
+        use_projection = ops.not_equal(in_base + in_extra, channels)
         y, mean, variance = ops.cond(use_projection, projection, identity)
         if update:
-            bn.update(filters, mean, variance, active=use_projection)
+            bn.update(channels, mean, variance, active=use_projection)
         return y
 
     def compute_output_shape(self, input_shape):
-        return _checks.strided_video_shape(input_shape, self.spatial_stride, None if self.dynamic_shapes else self.max_filters)
+        return _checks.strided_video_shape(input_shape, self.spatial_stride, None if self.dynamic_shapes else self.max_channels)
 
     # --------------------------------------------------- fixed-block weights
     # choice_weights / assign_choice_weights come from ChoiceWeightsMixin.
     def _choice_slices(self, choice):
         """`{path: ((variable, index), value)}` of one choice, in `MBConv3D`'s layout.
 
-        `choice` holds ints `in_base`, `in_extra`, `filters`, `inner_channels`,
+        `choice` holds ints `in_base`, `in_extra`, `channels`, `inner_channels`,
         `se_hidden`, `temporal_kernel`, `spatial_kernel` and bool `projection`
         (`Supernet.choices_of(arch)` gives them per layer).
         """
         import numpy as np
 
-        base, extra = int(choice["in_base"]), int(choice.get("in_extra", 0))
-        if base > self.max_in_base or extra > self.max_in_extra:
-            raise ValueError(
-                f"{self.name}: input ({base} + {extra}) exceeds the block's widest "
-                f"input ({self.max_in_base} + {self.max_in_extra})."
-            )
-        rows = np.concatenate([np.arange(base), self.max_in_base + np.arange(extra)]).astype(int)
-        filters, inner = int(choice["filters"]), int(choice["inner_channels"])
+        rows = input_row_indices(self, choice)
+        channels, inner = int(choice["channels"]), int(choice["inner_channels"])
         hidden = int(choice.get("se_hidden", 0))
         t, k = int(choice["temporal_kernel"]), int(choice["spatial_kernel"])
         if (t, k) not in self.kernel_choices:
             raise ValueError(f"{self.name}: kernel {(t, k)} is not one of {self.kernel_choices}.")
-        if filters > self.max_filters or inner > self.max_inner_channels or hidden > self.max_se_hidden:
+        if channels > self.max_channels or inner > self.max_inner_channels or hidden > self.max_se_hidden:
             raise ValueError(f"{self.name}: choice {choice} exceeds the block's widest weights.")
         t0 = (self.max_temporal_kernel - t) // 2
         k0 = (self.max_spatial_kernel - k) // 2
@@ -392,24 +386,31 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
             add("se_reduce_bias", self.se_reduce_bias, slice(0, hidden))
             add("se_expand_kernel", self.se_expand_kernel, (slice(0, hidden), slice(0, inner)))
             add("se_expand_bias", self.se_expand_bias, slice(0, inner))
-        add("project_kernel", self.project_kernel, (slice(0, inner), slice(0, filters)))
+        add("project_kernel", self.project_kernel, (slice(0, inner), slice(0, channels)))
         bns = [("expand_bn", self.expand_bn, inner), ("depthwise_bn", self.depthwise_bn, inner),
-               ("project_bn", self.project_bn, filters)]
+               ("project_bn", self.project_bn, channels)]
         if choice["projection"]:
             if self.shortcut == "identity":
                 raise ValueError(f"{self.name}: this block has no projection shortcut.")
-            add("shortcut_kernel", self.shortcut_kernel, np.ix_(rows, np.arange(filters)))
-            bns.append(("shortcut_bn", self.shortcut_bn, filters))
+            add("shortcut_kernel", self.shortcut_kernel, np.ix_(rows, np.arange(channels)))
+            bns.append(("shortcut_bn", self.shortcut_bn, channels))
         for prefix, layer, width in bns:
             for weight in ("gamma", "beta", "moving_mean", "moving_variance"):
                 add(f"{prefix}/{weight}", getattr(layer, weight), slice(0, width))
         return result
 
+    # Saved models from before `max_filters` was renamed `max_channels` still load.
+    max_filters = property(lambda self: self.max_channels, doc="Old name of `max_channels`.")
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(renamed_keys(config, LAYER_WIDTHS))
+
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "max_filters": self.max_filters,
+                "max_channels": self.max_channels,
                 "max_inner_channels": self.max_inner_channels,
                 "kernel_choices": [list(pair) for pair in self.kernel_choices],
                 "max_in_base": self.max_in_base,

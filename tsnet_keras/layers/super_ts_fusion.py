@@ -10,7 +10,12 @@ from tsnet_keras.layers.sliced_batch_norm import (
     channel_mask,
     default_dynamic_shapes,
 )
-from tsnet_keras.layers.ts_fusion import TSFusion
+from tsnet_keras.layers.ts_fusion import (
+    TSFusion,
+    time_strided_sample,
+    time_strided_taps,
+    time_to_channel,
+)
 from tsnet_keras.space.rules import FUSION_CONV_KERNEL, FUSION_CONV_MULTIPLIER, FUSION_OPS
 
 
@@ -112,67 +117,8 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
         sparse, dense = inputs
         dense_channels = self.max_dense_channels if dense_channels is None else dense_channels
         operation_index = len(self.operations) - 1 if operation_index is None else operation_index
-        alpha, masked = self.alpha, not self.dynamic_shapes
-        zeros = ops.zeros((self.max_conv_channels,))
-        shape = ops.shape(sparse)
-        frames = shape[1]
-
-        def to_max_fused(fused, width):
-            """Masked mode: pad/compact to max_fused channels, zero past `width`."""
-            if not masked:
-                return fused
-            have = fused.shape[-1]
-            if have < self.max_fused:
-                fused = ops.pad(fused, ((0, 0),) * 4 + ((0, self.max_fused - have),))
-            return fused * channel_mask(width, self.max_fused, fused.dtype)
-
-        def none():
-            if masked:
-                return ops.zeros_like(sparse[..., :1]) * ops.zeros((self.max_fused,)), zeros, zeros
-            return sparse[..., :0], zeros, zeros
-
-        def time_strided_sample():
-            return to_max_fused(dense[:, ::alpha], dense_channels), zeros, zeros
-
-        def time_to_channel():
-            dense_shape = ops.shape(dense)
-            height, width, channels = dense_shape[2], dense_shape[3], dense_shape[4]
-            grouped = ops.reshape(dense, (-1, frames, alpha, height, width, channels))
-            grouped = ops.transpose(grouped, (0, 1, 3, 4, 2, 5))
-            fused = ops.reshape(grouped, (-1, frames, height, width, alpha * channels))
-            if masked:
-                # Channel a * C_max + c -> a * C_f + c (TSFusion's frame-major layout).
-                j = ops.arange(self.max_fused)
-                source = (j // dense_channels) * self.max_dense_channels + j % dense_channels
-                source = ops.clip(source, 0, alpha * self.max_dense_channels - 1)
-                fused = ops.take(fused, source, axis=-1)
-            return to_max_fused(fused, alpha * dense_channels), zeros, zeros
-
-        def time_strided_conv():
-            pad = self.conv_kernel // 2
-            padded = ops.pad(dense, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
-            taps = [
-                padded[:, tap : tap + alpha * frames : alpha] for tap in range(self.conv_kernel)
-            ]
-            stacked = ops.concatenate(taps, axis=-1)
-            kernel = ops.convert_to_tensor(self.fusion_kernel)
-            width = self.conv_channel_multiplier * dense_channels
-            if masked:
-                kernel = ops.reshape(kernel, (-1, self.max_conv_channels))
-            else:
-                kernel = ops.reshape(kernel[:, :dense_channels, :width], (-1, width))
-            fused = ops.matmul(stacked, kernel)
-            mean, variance = self.bn.statistics(fused, width, training)
-            fused = ops.relu(self.bn.apply(fused, width, mean, variance))
-            return to_max_fused(fused, width), mean, variance
-
-        table = {
-            "none": none,
-            "time_to_channel": time_to_channel,
-            "time_strided_sample": time_strided_sample,
-            "time_strided_conv": time_strided_conv,
-        }
-        branches = [table[op] for op in self.operations]
+        branches = [self._branch(op, sparse, dense, dense_channels, training)
+                    for op in self.operations]
         if len(branches) == 1:
             fused, mean, variance = branches[0]()
         else:
@@ -186,6 +132,63 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
         if self.operations == ("none",):
             return sparse
         return ops.concatenate([sparse, fused], axis=-1)
+
+    def _branch(self, operation, sparse, dense, dense_channels, training):
+        """What `ops.switch` runs for `operation`: `() -> (fused, BN mean, BN variance)`."""
+        fuse = {
+            "none": self._no_fusion,
+            "time_to_channel": self._time_to_channel,
+            "time_strided_sample": self._time_strided_sample,
+            "time_strided_conv": self._time_strided_conv,
+        }[operation]
+        return lambda: fuse(sparse, dense, dense_channels, training)
+
+    def _no_statistics(self):
+        return ops.zeros((self.max_conv_channels,))
+
+    def _to_max_fused(self, fused, width):
+        """Masked mode: pad/compact to max_fused channels, zero past `width`."""
+        if self.dynamic_shapes:
+            return fused
+        have = fused.shape[-1]
+        if have < self.max_fused:
+            fused = ops.pad(fused, ((0, 0),) * 4 + ((0, self.max_fused - have),))
+        return fused * channel_mask(width, self.max_fused, fused.dtype)
+
+    def _no_fusion(self, sparse, dense, dense_channels, training):
+        zeros = self._no_statistics()
+        if not self.dynamic_shapes:
+            return ops.zeros_like(sparse[..., :1]) * ops.zeros((self.max_fused,)), zeros, zeros
+        return sparse[..., :0], zeros, zeros
+
+    def _time_strided_sample(self, sparse, dense, dense_channels, training):
+        zeros = self._no_statistics()
+        fused = time_strided_sample(dense, self.alpha)
+        return self._to_max_fused(fused, dense_channels), zeros, zeros
+
+    def _time_to_channel(self, sparse, dense, dense_channels, training):
+        alpha, zeros = self.alpha, self._no_statistics()
+        fused = time_to_channel(dense, ops.shape(sparse)[1], alpha)
+        if not self.dynamic_shapes:
+            # Channel a * C_max + c -> a * C_f + c (TSFusion's frame-major layout).
+            j = ops.arange(self.max_fused)
+            source = (j // dense_channels) * self.max_dense_channels + j % dense_channels
+            source = ops.clip(source, 0, alpha * self.max_dense_channels - 1)
+            fused = ops.take(fused, source, axis=-1)
+        return self._to_max_fused(fused, alpha * dense_channels), zeros, zeros
+
+    def _time_strided_conv(self, sparse, dense, dense_channels, training):
+        stacked = time_strided_taps(dense, ops.shape(sparse)[1], self.alpha, self.conv_kernel)
+        kernel = ops.convert_to_tensor(self.fusion_kernel)
+        width = self.conv_channel_multiplier * dense_channels
+        if not self.dynamic_shapes:
+            kernel = ops.reshape(kernel, (-1, self.max_conv_channels))
+        else:
+            kernel = ops.reshape(kernel[:, :dense_channels, :width], (-1, width))
+        fused = ops.matmul(stacked, kernel)
+        mean, variance = self.bn.statistics(fused, width, training)
+        fused = ops.relu(self.bn.apply(fused, width, mean, variance))
+        return self._to_max_fused(fused, width), mean, variance
 
     def compute_output_shape(self, input_shape):
         sparse_shape = tuple(input_shape[0])

@@ -13,6 +13,40 @@ from tsnet_keras.space.rules import (
 )
 
 
+# The fusion math, shared with `SuperTSFusion` (which adds only slicing and masking).
+def time_strided_sample(dense, alpha):
+    """Dense frames `0, alpha, 2 * alpha, ...`: `(B, alpha * T, ...)` -> `(B, T, ...)`."""
+    return dense[:, ::alpha]
+
+
+def time_to_channel(dense, frames, alpha):
+    """Each group of `alpha` dense frames moved to channels, frame-major.
+
+    `(B, alpha * T, H, W, C)` -> `(B, T, H, W, alpha * C)`: channel `a * C + c` of
+    output frame `t` is channel `c` of dense frame `alpha * t + a`.
+    """
+    shape = ops.shape(dense)
+    height, width = shape[2], shape[3]
+    channels = dense.shape[-1] if dense.shape[-1] is not None else shape[4]
+    grouped = ops.reshape(dense, (-1, frames, alpha, height, width, channels))
+    grouped = ops.transpose(grouped, (0, 1, 3, 4, 2, 5))
+    return ops.reshape(grouped, (-1, frames, height, width, alpha * channels))
+
+
+def time_strided_taps(dense, frames, alpha, kernel_size):
+    """The inputs of the time-strided conv: `kernel_size` strided slices on channels.
+
+    The dense stream is zero-padded by `kernel_size // 2` frames; tap `k` of output
+    frame `t` is padded frame `alpha * t + k`, so one matmul with the kernel reshaped
+    to `(kernel_size * C, C_out)` is the temporal conv of stride `alpha`.
+    `(B, alpha * T, H, W, C)` -> `(B, T, H, W, kernel_size * C)`.
+    """
+    pad = kernel_size // 2
+    padded = ops.pad(dense, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
+    taps = [padded[:, tap : tap + alpha * frames : alpha] for tap in range(kernel_size)]
+    return ops.concatenate(taps, axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="tsnet_keras")
 class TSFusion(keras.layers.Layer):
     """Fuses a dense (fast) stream into a sparse (slow) stream, SlowFast style.
@@ -155,20 +189,11 @@ class TSFusion(keras.layers.Layer):
 
     def _fuse(self, sparse, dense, training):
         frames = ops.shape(sparse)[1]
-        alpha = self.alpha
         if self.operation == "time_strided_sample":
-            return dense[:, ::alpha]
+            return time_strided_sample(dense, self.alpha)
         if self.operation == "time_to_channel":
-            shape = ops.shape(dense)
-            height, width, channels = shape[2], shape[3], dense.shape[-1]
-            grouped = ops.reshape(dense, (-1, frames, alpha, height, width, channels))
-            grouped = ops.transpose(grouped, (0, 1, 3, 4, 2, 5))
-            return ops.reshape(grouped, (-1, frames, height, width, alpha * channels))
-        # time_strided_conv: conv_kernel strided slices stacked on channels, one matmul.
-        pad = self.conv_kernel // 2
-        padded = ops.pad(dense, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
-        taps = [padded[:, tap : tap + alpha * frames : alpha] for tap in range(self.conv_kernel)]
-        stacked = ops.concatenate(taps, axis=-1)
+            return time_to_channel(dense, frames, self.alpha)
+        stacked = time_strided_taps(dense, frames, self.alpha, self.conv_kernel)
         kernel_shape = self.fusion_kernel.shape
         kernel = ops.reshape(
             self.fusion_kernel, (kernel_shape[0] * kernel_shape[1], kernel_shape[2])

@@ -41,7 +41,7 @@ import re
 import numpy as np
 
 from tsnet_keras.models.tsnet import TSNet
-from tsnet_keras.presets import X3D_SIZES, x3d
+from tsnet_keras.space.presets import X3D_SIZES, x3d
 from tsnet_keras.space.plan import MBConvSpec, layer_plan
 
 TORCH_EXTRA = "pip install 'tsnet_keras[torch]'  (or: pip install torch)"

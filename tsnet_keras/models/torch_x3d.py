@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from tsnet_keras.presets import X3D_SIZES
+from tsnet_keras.space.presets import X3D_SIZES
 
 
 def round_width(width, multiplier=1.0, divisor=8):

@@ -62,7 +62,7 @@ def load_architecture(previous_dir, name: str = "previous_dir",
 
 def named_space(space):
     """`space` itself, or the named space (`tsnet_keras.spaces.get_space`)."""
-    from tsnet_keras.spaces import get_space
+    from tsnet_keras.space.named_spaces import get_space
 
     if isinstance(space, str):
         try:

@@ -102,7 +102,7 @@ def variant_crops(train_crop: int, num_crops: int = 1) -> dict:
 
 def variant_architectures(arch: Architecture) -> dict:
     """Row name -> architecture: S, M = `arch`; L = depth x 2; dagger = without attention."""
-    from tsnet_keras.presets import auto_tsnet_variant
+    from tsnet_keras.space.presets import auto_tsnet_variant
 
     large, _ = auto_tsnet_variant(arch, "L")
     return {

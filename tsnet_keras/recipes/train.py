@@ -40,11 +40,13 @@ and `metrics.json`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import glob
 import os
 import time
+import types
 import warnings
 
 import keras
@@ -332,82 +334,127 @@ def retrain(
     Raises:
         ValueError: a bad parameter (named), or a checkpoint from another run.
     """
-    if not isinstance(arch, Architecture):
-        raise ValueError(f"`arch` must be an Architecture, got {type(arch).__name__}.")
-    output_dir = check_output_dir(output_dir)
-    epochs = check_int("epochs", epochs)
-    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch or 0, minimum=0)
-    batch_size = check_int("batch_size", batch_size)
-    crop = check_int("crop", crop, minimum=16)
-    seed = check_int("seed", seed, minimum=0)
-    warmup_epochs = check_int("warmup_epochs", warmup_epochs, minimum=0)
-    if warmup_epochs >= epochs:
-        raise ValueError(f"`warmup_epochs` ({warmup_epochs}) must be < `epochs` ({epochs}).")
-    base_learning_rate = check_number("base_learning_rate", base_learning_rate, strict=True)
-    adamw_learning_rate = check_number("adamw_learning_rate", adamw_learning_rate, strict=True)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}, got {optimizer!r}.")
-    reference_batch_size = check_int("reference_batch_size", reference_batch_size)
-    weight_decay = check_number("weight_decay", weight_decay)
-    momentum = check_number("momentum", momentum, below=1.0)
-    label_smoothing = check_number("label_smoothing", label_smoothing, below=1.0)
-    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=0)
-    val_steps = check_int("val_steps", val_steps, minimum=0)
-    if not isinstance(mixed_precision, bool):
-        raise ValueError(f"`mixed_precision` must be True or False, got {mixed_precision!r}.")
+    run = _retrain_options(
+        arch, output_dir, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+        crop=crop, optimizer=optimizer, adamw_learning_rate=adamw_learning_rate,
+        base_learning_rate=base_learning_rate, reference_batch_size=reference_batch_size,
+        warmup_epochs=warmup_epochs, weight_decay=weight_decay, momentum=momentum,
+        label_smoothing=label_smoothing, mixed_precision=mixed_precision, seed=seed,
+        checkpoint_every=checkpoint_every, val_steps=val_steps)
     if data is None:
         data = resolve_data(data_root, train_list, val_list, num_classes)
-    num_classes = data.num_classes
-    frames = stream_frames(arch)
     strategy = strategy or choose_strategy()
-    share = WorkerShare(strategy, output_dir)
-    train_data, val_data, steps_per_epoch = _retrain_data(
-        data, share, crop=crop, batch_size=batch_size, frames=frames, seed=seed,
-        steps_per_epoch=steps_per_epoch, validate=validate, val_steps=val_steps)
-
-    peak = (adamw_learning_rate if optimizer == "adamw"
-            else peak_learning_rate(base_learning_rate, batch_size, reference_batch_size))
-    config = {
-        "optimizer": optimizer,
-        "architecture": arch.to_dict(), "num_classes": num_classes, "crop": crop, "epochs": epochs,
-        "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "peak_learning_rate": peak,
-        "warmup_epochs": warmup_epochs, "weight_decay": weight_decay, "momentum": momentum,
-        "label_smoothing": label_smoothing, "mixed_precision": mixed_precision, "seed": seed,
-    }
-    if share.workers > 1:
-        config["workers"] = share.workers
-    config = as_json(config)
-    checkpoint, writer = _retrain_checkpoints(output_dir, share)
+    share = WorkerShare(strategy, run.output_dir)
+    train_data, val_data, run.steps_per_epoch = _retrain_data(
+        data, share, crop=run.crop, batch_size=run.batch_size, frames=stream_frames(arch),
+        seed=run.seed, steps_per_epoch=run.steps_per_epoch, validate=validate,
+        val_steps=run.val_steps)
+    config = _retrain_config(arch, run, data.num_classes, share.workers)
+    checkpoint, writer = _retrain_checkpoints(run.output_dir, share)
     state = None
     if resume and checkpoint.exists():
         state = checkpoint.read()
         check_same_config(checkpoint.state_path, state.get("config", {}), config)
-        if state.get("completed") and os.path.exists(os.path.join(output_dir, MODEL_FILE)):
-            return _completed_outcome(output_dir, state, share)
+        if state.get("completed") and os.path.exists(os.path.join(run.output_dir, MODEL_FILE)):
+            return _completed_outcome(run.output_dir, state, share)
+    try:
+        with _dtype_policy(run.mixed_precision):
+            return _train_and_write(arch, run, data, strategy, share, (checkpoint, writer),
+                                    state, config, (train_data, val_data),
+                                    callbacks=callbacks, verbose=verbose)
+    finally:
+        share.finish()
 
+
+def _retrain_options(arch, output_dir, *, epochs, steps_per_epoch, batch_size, crop, optimizer,
+                     adamw_learning_rate, base_learning_rate, reference_batch_size,
+                     warmup_epochs, weight_decay, momentum, label_smoothing, mixed_precision,
+                     seed, checkpoint_every, val_steps) -> types.SimpleNamespace:
+    """`retrain`'s arguments checked (a ValueError naming the bad one), with the peak rate."""
+    if not isinstance(arch, Architecture):
+        raise ValueError(f"`arch` must be an Architecture, got {type(arch).__name__}.")
+    run = types.SimpleNamespace(
+        output_dir=check_output_dir(output_dir),
+        epochs=check_int("epochs", epochs),
+        steps_per_epoch=check_int("steps_per_epoch", steps_per_epoch or 0, minimum=0),
+        batch_size=check_int("batch_size", batch_size),
+        crop=check_int("crop", crop, minimum=16),
+        seed=check_int("seed", seed, minimum=0),
+        warmup_epochs=check_int("warmup_epochs", warmup_epochs, minimum=0),
+    )
+    if run.warmup_epochs >= run.epochs:
+        raise ValueError(
+            f"`warmup_epochs` ({run.warmup_epochs}) must be < `epochs` ({run.epochs}).")
+    base_learning_rate = check_number("base_learning_rate", base_learning_rate, strict=True)
+    adamw_learning_rate = check_number("adamw_learning_rate", adamw_learning_rate, strict=True)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}, got {optimizer!r}.")
+    run.optimizer = optimizer
+    reference_batch_size = check_int("reference_batch_size", reference_batch_size)
+    run.weight_decay = check_number("weight_decay", weight_decay)
+    run.momentum = check_number("momentum", momentum, below=1.0)
+    run.label_smoothing = check_number("label_smoothing", label_smoothing, below=1.0)
+    run.checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=0)
+    run.val_steps = check_int("val_steps", val_steps, minimum=0)
+    if not isinstance(mixed_precision, bool):
+        raise ValueError(f"`mixed_precision` must be True or False, got {mixed_precision!r}.")
+    run.mixed_precision = mixed_precision
+    run.peak = (adamw_learning_rate if optimizer == "adamw"
+                else peak_learning_rate(base_learning_rate, run.batch_size, reference_batch_size))
+    return run
+
+
+def _retrain_config(arch, run, num_classes, workers) -> dict:
+    """What the checkpoint stores to recognise its run (compared on resume), as JSON reads it."""
+    config = {
+        "optimizer": run.optimizer,
+        "architecture": arch.to_dict(), "num_classes": num_classes, "crop": run.crop,
+        "epochs": run.epochs, "steps_per_epoch": run.steps_per_epoch,
+        "batch_size": run.batch_size, "peak_learning_rate": run.peak,
+        "warmup_epochs": run.warmup_epochs, "weight_decay": run.weight_decay,
+        "momentum": run.momentum, "label_smoothing": run.label_smoothing,
+        "mixed_precision": run.mixed_precision, "seed": run.seed,
+    }
+    if workers > 1:
+        config["workers"] = workers
+    return as_json(config)
+
+
+@contextlib.contextmanager
+def _dtype_policy(mixed_precision):
+    """Mixed precision inside the block when asked; the previous policy restored after it."""
     previous_policy = keras.config.dtype_policy()
     if mixed_precision:
         keras.config.set_dtype_policy(_mixed_precision_policy())
     try:
-        keras.utils.set_random_seed(seed)
-        model = _compiled_model(
-            arch, strategy, num_classes=num_classes, crop=crop, optimizer=optimizer, peak=peak,
-            total_steps=epochs * steps_per_epoch, warmup_steps=warmup_epochs * steps_per_epoch,
-            momentum=momentum, weight_decay=weight_decay, label_smoothing=label_smoothing)
-        history = _restore(model, strategy, checkpoint, state, epochs * steps_per_epoch,
-                           steps_per_epoch)
-        done, seconds = _train(
-            model, strategy, share, writer, config, history, train_data, val_data,
-            epochs=epochs, steps_per_epoch=steps_per_epoch, checkpoint_every=checkpoint_every,
-            callbacks=callbacks, verbose=verbose)
-        model.save(os.path.join(share.write_dir, MODEL_FILE))
-        write_architecture(share.write_dir, arch)
-        metrics = _retrain_metrics(arch, num_classes, crop, model, history, config, data, seconds)
-        write_metrics(share.write_dir, metrics)
-        writer.save(model, _retrain_state(config, history, done, completed=True))
+        yield
     finally:
         keras.config.set_dtype_policy(previous_policy)
-        share.finish()
+
+
+def _train_and_write(arch, run, data, strategy, share, checkpoints, state, config, datasets, *,
+                     callbacks, verbose) -> RetrainOutcome:
+    """Builds (or restores) the model, trains the epochs left and writes the run's files."""
+    checkpoint, writer = checkpoints
+    train_data, val_data = datasets
+    num_classes, steps_per_epoch = data.num_classes, run.steps_per_epoch
+    keras.utils.set_random_seed(run.seed)
+    model = _compiled_model(
+        arch, strategy, num_classes=num_classes, crop=run.crop, optimizer=run.optimizer,
+        peak=run.peak, total_steps=run.epochs * steps_per_epoch,
+        warmup_steps=run.warmup_epochs * steps_per_epoch, momentum=run.momentum,
+        weight_decay=run.weight_decay, label_smoothing=run.label_smoothing)
+    history = _restore(model, strategy, checkpoint, state, run.epochs * steps_per_epoch,
+                       steps_per_epoch)
+    done, seconds = _train(
+        model, strategy, share, writer, config, history, train_data, val_data,
+        epochs=run.epochs, steps_per_epoch=steps_per_epoch,
+        checkpoint_every=run.checkpoint_every, callbacks=callbacks, verbose=verbose)
+    model.save(os.path.join(share.write_dir, MODEL_FILE))
+    write_architecture(share.write_dir, arch)
+    metrics = _retrain_metrics(arch, num_classes, run.crop, model, history, config, data, seconds)
+    write_metrics(share.write_dir, metrics)
+    writer.save(model, _retrain_state(config, history, done, completed=True))
     return RetrainOutcome(model, history, metrics)
 
 

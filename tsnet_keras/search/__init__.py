@@ -19,7 +19,7 @@ from tsnet_keras.search.distribution import (
     space_to_dict,
 )
 from tsnet_keras.search.expected_macs import MacsModel
-from tsnet_keras.search.layer_tables import LayerTable, layer_tables
+from tsnet_keras.space.layer_tables import LayerTable, layer_tables
 from tsnet_keras.search.optimizers import MaskedSGD
 from tsnet_keras.search.parsec import (
     ParsecSearch,
@@ -38,7 +38,7 @@ from tsnet_keras.search.progressive import (
     run_search_step,
     step_space,
 )
-from tsnet_keras.search.supernet import Supernet, layer_choices
+from tsnet_keras.models.supernet import Supernet, layer_choices
 
 __all__ = [
     "ArchitectureDistribution",

@@ -1,7 +1,7 @@
 """Atomic checkpoints of a running search: kill -9 at any moment loses at most N steps.
 
 A checkpoint is ONE `.npz` file holding every variable of the search (supernet
-weights and BN statistics, alpha, the step counter, dropout seed states), the
+weights and BN statistics, the architecture logits, the step counter, dropout seed states), the
 state of both optimizers (momentum, Adam moments, iteration counters) and a
 JSON blob (history, configuration). It is written to a temporary file in the
 same directory, flushed to disk and moved over the previous checkpoint with
@@ -29,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from tsnet_keras.files import atomic_path, remove_stale_temp_files
+from tsnet_keras.renames import SEARCH_LOGITS
 
 CHECKPOINT_FILE = "checkpoint.npz"
 _META = "__meta__"
@@ -58,9 +59,17 @@ def _groups(search):
     groups = {"model": search_variables(search)}
     if search.optimizer is not None:
         groups["weights_optimizer"] = list(search.optimizer.variables)
-    if search.alpha_optimizer is not None:
-        groups["alpha_optimizer"] = list(search.alpha_optimizer.variables)
+    if search.logits_optimizer is not None:
+        groups["logits_optimizer"] = list(search.logits_optimizer.variables)
     return groups
+
+
+def _stored_group(checkpoint, group):
+    """The name `group` has in `checkpoint` (a checkpoint from before a rename uses the old one)."""
+    if group in checkpoint["names"]:
+        return group
+    old = {new: old for old, new in SEARCH_LOGITS.items()}.get(group)
+    return old if old in checkpoint["names"] else group
 
 
 def write_npz_atomically(path, arrays: dict, keep_previous: str | None = None) -> None:
@@ -177,7 +186,8 @@ def load_checkpoint(search, path) -> dict:
     path, arrays = checkpoint["path"], checkpoint["arrays"]
     assignments = []
     for group, variables in _groups(search).items():
-        stored = checkpoint["names"].get(group)
+        stored_group = _stored_group(checkpoint, group)
+        stored = checkpoint["names"].get(stored_group)
         current = [variable.path for variable in variables]
         if stored is None or len(stored) != len(current):
             raise ValueError(
@@ -185,7 +195,7 @@ def load_checkpoint(search, path) -> dict:
                 f"variables, the search has {len(current)}; it is from another search."
             )
         for index, variable in enumerate(variables):
-            value = arrays[f"{group}/{index:05d}"]
+            value = arrays[f"{stored_group}/{index:05d}"]
             if tuple(value.shape) != tuple(variable.shape):
                 raise ValueError(
                     f"checkpoint {path}: {stored[index]} has shape {value.shape}, the "

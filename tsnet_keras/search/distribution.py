@@ -1,7 +1,8 @@
 """The distribution over architectures that PARSEC learns: one categorical per variable.
 
-`p(A | alpha) = prod_v softmax(alpha_v)[A_v]` over the searchable variables of
-a `TwoStreamSpace` (fixed variables have one choice and no logits). The layer
+`p(A | logits) = prod_v softmax(logits_v)[A_v]` (the logits are the paper's alpha)
+over the searchable variables of a `TwoStreamSpace` (fixed variables have one
+choice and no logits). The layer
 holds the logits as weights, so a Keras model that contains it trains,
 checkpoints and distributes them like any other weight.
 
@@ -13,7 +14,6 @@ different architecture per replica and a reproducible sequence after a resume.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re
@@ -24,44 +24,12 @@ from keras import ops
 
 from tsnet_keras.files import atomic_write_text
 from tsnet_keras.search.expected_macs import MacsModel
-from tsnet_keras.space.architecture import Architecture, Stem
-from tsnet_keras.space.specs import BlockGroupSpace, StreamSpace, TwoStreamSpace
+from tsnet_keras.space.architecture import Architecture
+# space_to_dict / space_from_dict live in space/specs.py; imported here by their old path.
+from tsnet_keras.space.specs import space_from_dict, space_to_dict
 
 _PAD_LOGIT = -1e9
 FORMAT = "tsnet_keras.ArchitectureDistribution"
-
-
-# ------------------------------------------------------------------ space <-> dict
-def space_to_dict(space: TwoStreamSpace) -> dict:
-    """A JSON-ready dict of a `TwoStreamSpace` (inverse: `space_from_dict`)."""
-    if not isinstance(space, TwoStreamSpace):
-        raise TypeError(f"space_to_dict expects a TwoStreamSpace, got {type(space).__name__}.")
-    return json.loads(json.dumps(dataclasses.asdict(space)))
-
-
-def space_from_dict(data) -> TwoStreamSpace:
-    """Rebuilds a `TwoStreamSpace` from `space_to_dict`'s output."""
-    if isinstance(data, TwoStreamSpace):
-        return data
-    if not isinstance(data, dict):
-        raise TypeError(f"space_from_dict expects a dict, got {type(data).__name__}.")
-
-    def stream(item):
-        if item is None:
-            return None
-        groups = tuple(
-            BlockGroupSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
-            for g in item["groups"]
-        )
-        return StreamSpace(
-            frames=item["frames"], stem=Stem(**item["stem"]), groups=groups,
-            head_channels=item["head_channels"],
-        )
-
-    data = dict(data)
-    return TwoStreamSpace(
-        sparse=stream(data.pop("sparse")), dense=stream(data.pop("dense", None)), **data
-    )
 
 
 def _weight_name(key):
@@ -71,7 +39,9 @@ def _weight_name(key):
 # --------------------------------------------------------------------- the layer
 @keras.saving.register_keras_serializable(package="tsnet_keras")
 class ArchitectureDistribution(keras.layers.Layer):
-    """Independent categoricals over the searchable variables of a space (PARSEC's p(A|alpha)).
+    """Independent categoricals over a space's searchable variables (PARSEC's p(A | alpha)).
+
+    The paper's alpha is `logits` here (TS-Fusion's `alpha` is the frame-rate ratio).
 
     Args:
         space: `TwoStreamSpace` (or its `space_to_dict` form).
@@ -128,11 +98,11 @@ class ArchitectureDistribution(keras.layers.Layer):
         return ops.stack(rows)
 
     def probabilities(self) -> list:
-        """softmax(alpha_v) per variable, a list of tensors."""
+        """softmax(logits_v) per variable, a list of tensors."""
         return [ops.softmax(ops.convert_to_tensor(l)) for l in self.logits]
 
     def log_prob(self, indices):
-        """log p(A | alpha) for choice indices of shape (..., V)."""
+        """log p(A | logits) for choice indices of shape (..., V)."""
         if not self.logits:
             return ops.zeros(ops.shape(indices)[:-1])
         log_probs = ops.log_softmax(self.padded_logits(), axis=-1)

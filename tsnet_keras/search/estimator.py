@@ -1,23 +1,23 @@
 """How PARSEC turns the K sampled architectures' held-out scores into updates.
 
-Each search step draws K architectures A_1..A_K ~ p(A | alpha) and scores them on
-the same held-out clips. The alpha update is the score-function (REINFORCE)
-gradient
+Each search step draws K architectures A_1..A_K ~ p(A | logits) and scores them on
+the same held-out clips. The update of the architecture logits (the paper's alpha)
+is the score-function (REINFORCE) gradient
 
-    grad_alpha = -sum_k a_k * grad_alpha log p(A_k | alpha),
+    grad = -sum_k a_k * grad_logits log p(A_k | logits),
 
-and for a categorical with one-hot sample a, grad log p = a - softmax(alpha).
+and for a categorical with one-hot sample a, grad log p = a - softmax(logits).
 The weighting decides the coefficients a_k:
 
 | weighting | a_k | what it does with K samples that tie |
 |---|---|---|
-| "softmax" | softmax(s / tau)_k (PARSEC's importance weights) | pulls alpha towards the samples: a random walk |
+| "softmax" | softmax(s / tau)_k (PARSEC's importance weights) | pulls the logits towards the samples: a random walk |
 | "baseline" | softmax(s / tau)_k - 1 / K | no update |
 | "rank" | centred rank of s_k, divided by K - 1 | no update |
 
 "softmax" is the importance-weighted Monte-Carlo estimator as PARSEC states it:
-its weights sum to 1, so even when all scores are equal the gradient pulls alpha
-towards whatever was sampled, and the variables that do not matter lock in on
+its weights sum to 1, so even when all scores are equal the gradient pulls the
+logits towards whatever was sampled, and the variables that do not matter lock in on
 random choices. Subtracting the mean weight (a baseline) keeps the expected
 gradient and removes that term; ranks also make the step independent of the
 score's scale (accuracy in [0, 1] or in percent, a batch of 8 or 128 clips).
@@ -84,7 +84,7 @@ def centred_ranks(scores):
 
 
 def advantages(scores, weighting: str, temperature: float):
-    """The coefficients a_k of the alpha gradient (see the module docstring)."""
+    """The coefficients a_k of the logits' gradient (see the module docstring)."""
     check_choice("weighting", weighting, WEIGHTINGS)
     if weighting == "softmax":
         return importance_weights(scores, temperature)

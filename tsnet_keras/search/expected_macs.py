@@ -19,7 +19,7 @@ import math
 import numpy as np
 from keras import ops
 
-from tsnet_keras.search.layer_tables import layer_tables
+from tsnet_keras.space.layer_tables import layer_tables
 from tsnet_keras.space.rules import DEFAULT_CROP
 from tsnet_keras.space.specs import TwoStreamSpace
 

@@ -2,7 +2,7 @@
 
 One step, on every replica (TensorFlow backend):
 
-1. draw S architectures A ~ p(A | alpha) with stateless Gumbel noise seeded by
+1. draw S architectures A ~ p(A | logits) with stateless Gumbel noise seeded by
    (seed, step, replica id): every replica draws different ones, and a resumed
    run draws the same ones again;
 2. score each sample on the same held-out batch (accuracy by default) with
@@ -12,9 +12,9 @@ One step, on every replica (TensorFlow backend):
    (each on the whole batch, or on its S-th part: `path_batch`) with
    `MaskedSGD` (untaken weights do not move), each sample's loss weighted as
    `weight_update` says;
-4. update alpha with Adam on
-   -sum_k a_k log p(A_k | alpha) + lambda * max(0, E[MACs] / target - 1),
-   whose first gradient is -sum_k a_k (onehot(A_k) - softmax(alpha)); the
+4. update the architecture logits (the paper's alpha) with Adam on
+   -sum_k a_k log p(A_k | logits) + lambda * max(0, E[MACs] / target - 1),
+   whose first gradient is -sum_k a_k (onehot(A_k) - softmax(logits)); the
    coefficients a_k come from the scores as `weighting` says
    (`tsnet_keras.search.estimator`: centred ranks by default, PARSEC's
    importance weights softmax(score / tau) with `weighting="softmax"`).
@@ -39,11 +39,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tsnet_keras.search.distribution import (
-    ArchitectureDistribution,
-    space_from_dict,
-    space_to_dict,
-)
+from tsnet_keras.models.supernet import Supernet
+from tsnet_keras.renames import renamed_argument, renamed_attribute
+from tsnet_keras.search.distribution import ArchitectureDistribution
 from tsnet_keras.search.estimator import (
     DEFAULTS,
     PATH_BATCHES,
@@ -53,7 +51,7 @@ from tsnet_keras.search.estimator import (
     sample_loss_weights,
 )
 from tsnet_keras.search.optimizers import masked_optimizer
-from tsnet_keras.search.supernet import Supernet
+from tsnet_keras.space.specs import space_from_dict, space_to_dict
 
 SCORES = ("accuracy", "log_likelihood")
 HINGES = ("expected", "per_sample")
@@ -107,7 +105,7 @@ class ParsecSearch(keras.Model):
         score: "accuracy" (default), "log_likelihood" or a callable
             `score(y_true, logits, indices) -> scalar` (a hook to plant scores).
         weighting: "rank" (default), "baseline" or "softmax": how the K
-            scores weigh the alpha gradient (`tsnet_keras.search.estimator`).
+            scores weigh the logits' gradient (`tsnet_keras.search.estimator`).
         temperature: float tau > 0 of softmax(score / tau), used by the
             "softmax" and "baseline" weightings and by importance-weighted
             weight updates. Defaults to 1.0.
@@ -120,21 +118,22 @@ class ParsecSearch(keras.Model):
         target_macs: None, an int (upper target) or (low, high): the FLOPs
             hinge's range of one-view MACs. Must be reachable by the space.
         macs_penalty: float lambda of the hinge. Defaults to 1.0.
-        hinge: "expected" (analytic, on alpha; default) or "per_sample".
+        hinge: "expected" (analytic, on the logits; default) or "per_sample".
         seed: int. Seeds the architecture draws. Defaults to 0.
         dynamic_shapes: bool or None, passed to the `Supernet`.
         **kwargs: `keras.Model` arguments.
 
     Attributes:
         supernet: the `Supernet`.
-        distribution: the `ArchitectureDistribution` (alpha).
+        distribution: the `ArchitectureDistribution` (its `logits` are the paper's alpha).
         search_step: int64 variable, steps done (drives sampling and resumes).
-        alpha_frozen: bool. Warm-up: train weights only. Alpha gets zero
-            gradients and the alpha optimizer's step counter does not advance, so
-            a warm-up from the start leaves alpha and Adam's state untouched
+        logits_frozen: bool. Warm-up: train weights only. The logits get zero
+            gradients and the logits optimizer's step counter does not advance, so
+            a warm-up from the start leaves the logits and Adam's state untouched
             (frozen later, Adam's moments would still decay). Backed by the
-            variable `alpha_frozen_flag`, read in the traced step: switching it
-            needs no retrace.
+            variable `logits_frozen_flag`, read in the traced step: switching it
+            needs no retrace. (`alpha_frozen`, `alpha_frozen_flag` and
+            `alpha_optimizer` are deprecated names.)
 
     Example:
 
@@ -165,27 +164,8 @@ class ParsecSearch(keras.Model):
     ):
         super().__init__(**kwargs)
         space = space_from_dict(space)
-        if isinstance(samples_per_replica, bool) or not isinstance(samples_per_replica, int) \
-                or samples_per_replica < 1:
-            raise ValueError(
-                f"`samples_per_replica` must be a positive int, got {samples_per_replica!r}."
-            )
-        if not callable(score) and score not in SCORES:
-            raise ValueError(f"`score` must be one of {SCORES} or a callable, got {score!r}.")
-        if not temperature > 0:
-            raise ValueError(f"`temperature` must be > 0, got {temperature!r}.")
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"`weighting` must be one of {WEIGHTINGS}, got {weighting!r}.")
-        if weight_update not in WEIGHT_UPDATES:
-            raise ValueError(
-                f"`weight_update` must be one of {WEIGHT_UPDATES}, got {weight_update!r}."
-            )
-        if path_batch not in PATH_BATCHES:
-            raise ValueError(f"`path_batch` must be one of {PATH_BATCHES}, got {path_batch!r}.")
-        if hinge not in HINGES:
-            raise ValueError(f"`hinge` must be one of {HINGES}, got {hinge!r}.")
-        if macs_penalty < 0:
-            raise ValueError(f"`macs_penalty` must be >= 0, got {macs_penalty!r}.")
+        _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
+                              path_batch, hinge, macs_penalty)
         self.space = space
         self.num_classes = num_classes
         self.crop = crop
@@ -201,48 +181,56 @@ class ParsecSearch(keras.Model):
         self.supernet = Supernet(space, num_classes, dynamic_shapes=dynamic_shapes, name="supernet")
         self.distribution = ArchitectureDistribution(space, num_classes, crop, name="distribution")
         self.target_macs = check_target_macs(self.distribution.macs_model, target_macs)
+        self._add_step_state()
+        self.built = True
+
+    def _add_step_state(self):
+        """The step counter, the warm-up gate, the traced per-sample functions and the metrics."""
         self.search_step = self.add_weight(
             name="search_step", shape=(), dtype="int64", initializer="zeros",
             trainable=False, aggregation="only_first_replica",
         )
         # Warm-up gate read inside the traced step: changing it needs no retrace.
-        self.alpha_frozen_flag = self.add_weight(
-            name="alpha_frozen", shape=(), dtype="bool", initializer="zeros",
+        self.logits_frozen_flag = self.add_weight(
+            name="logits_frozen", shape=(), dtype="bool", initializer="zeros",
             trainable=False, aggregation="only_first_replica",
         )
-        self.alpha_optimizer = None
-        self._score_fn = score if callable(score) else {
+        self.logits_optimizer = None
+        self._score_fn = self.score if callable(self.score) else {
             "accuracy": accuracy_score, "log_likelihood": log_likelihood_score,
-        }[score]
+        }[self.score]
         self._loss_fn = cross_entropy
         self._sample_gradients = tf.function(self._sample_gradients_eager, reduce_retracing=True)
         self._sample_score = tf.function(self._sample_score_eager, reduce_retracing=True)
         self._trackers = {
             name: keras.metrics.Mean(name=name)
-            for name in ("loss", "heldout_score", "alpha_loss", "entropy", "expected_macs",
+            for name in ("loss", "heldout_score", "logits_loss", "entropy", "expected_macs",
                          "sampled_macs")
         }
-        self.built = True
 
     @property
-    def alpha_frozen(self) -> bool:
-        return bool(ops.convert_to_numpy(self.alpha_frozen_flag))
+    def logits_frozen(self) -> bool:
+        return bool(ops.convert_to_numpy(self.logits_frozen_flag))
 
-    @alpha_frozen.setter
-    def alpha_frozen(self, frozen):
-        self.alpha_frozen_flag.assign(bool(frozen))
+    @logits_frozen.setter
+    def logits_frozen(self, frozen):
+        self.logits_frozen_flag.assign(bool(frozen))
+
+    alpha_frozen = renamed_attribute("alpha_frozen", "logits_frozen")
+    alpha_frozen_flag = renamed_attribute("alpha_frozen_flag", "logits_frozen_flag")
+    alpha_optimizer = renamed_attribute("alpha_optimizer", "logits_optimizer")
 
     # ------------------------------------------------------------ compile
     def compile(
         self,
         weights_optimizer=None,
-        alpha_optimizer=None,
+        logits_optimizer=None,
         loss=None,
         learning_rate=0.4,
         total_steps=None,
         momentum=0.9,
         weight_decay=None,
-        alpha_learning_rate=0.025,
+        logits_learning_rate=0.025,
         **kwargs,
     ):
         """Sets both optimizers (paper section 5.2 defaults) and builds them.
@@ -252,20 +240,27 @@ class ParsecSearch(keras.Model):
                 (default: `MaskedSGD(CosineDecay(learning_rate, total_steps),
                 momentum)`, a constant rate when `total_steps` is None) or
                 "adamw" (`MaskedAdamW` with the same schedule).
-            alpha_optimizer: optimizer of alpha. Default `Adam(alpha_learning_rate)`,
-                no weight decay.
+            logits_optimizer: optimizer of the architecture logits. Default
+                `Adam(logits_learning_rate)`, no weight decay.
             loss: callable `loss(y_true, logits)`; default cross-entropy.
             learning_rate, total_steps, momentum, weight_decay: of the default SGD.
-            alpha_learning_rate: float. Defaults to 0.025.
+            logits_learning_rate: float. Defaults to 0.025.
             **kwargs: `keras.Model.compile` arguments (`jit_compile` is forced off:
-                XLA recompiles for every sampled width).
+                XLA recompiles for every sampled width). The old names
+                `alpha_optimizer` and `alpha_learning_rate` still work, with a
+                DeprecationWarning.
         """
+        logits_optimizer = renamed_argument(kwargs, "alpha_optimizer", "logits_optimizer",
+                                            logits_optimizer, None, where="ParsecSearch.compile")
+        logits_learning_rate = renamed_argument(
+            kwargs, "alpha_learning_rate", "logits_learning_rate", logits_learning_rate, 0.025,
+            where="ParsecSearch.compile")
         strategy = tf.distribute.get_strategy()
         replicas = strategy.num_replicas_in_sync
         if replicas * self.samples_per_replica < 2:
             raise ValueError(
                 f"PARSEC needs K >= 2 architectures per step (with K = 1 the importance "
-                f"weight is always 1 and alpha learns nothing); got {replicas} replica(s) x "
+                f"weight is always 1 and the logits learn nothing); got {replicas} replica(s) x "
                 f"samples_per_replica={self.samples_per_replica}."
             )
         if weights_optimizer is None or isinstance(weights_optimizer, str):
@@ -274,15 +269,15 @@ class ParsecSearch(keras.Model):
                 rate = keras.optimizers.schedules.CosineDecay(learning_rate, int(total_steps))
             weights_optimizer = masked_optimizer(weights_optimizer or "sgd", rate, momentum,
                                                  weight_decay)
-        self.alpha_optimizer = alpha_optimizer or keras.optimizers.Adam(
-            alpha_learning_rate, name="alpha_adam"
+        self.logits_optimizer = logits_optimizer or keras.optimizers.Adam(
+            logits_learning_rate, name="logits_adam"
         )
         if loss is not None:
             self._loss_fn = loss
         kwargs["jit_compile"] = False
         super().compile(optimizer=weights_optimizer, **kwargs)
         self.optimizer.build(self.supernet.trainable_variables)
-        self.alpha_optimizer.build(self.distribution.trainable_variables)
+        self.logits_optimizer.build(self.distribution.trainable_variables)
 
     @property
     def metrics(self):
@@ -329,13 +324,13 @@ class ParsecSearch(keras.Model):
         all_scores, all_indices = self._gather(context, self._adjusted(scores, sampled_macs),
                                                indices)
         loss = self._train_weights(x, y, indices, all_scores, context)
-        alpha_loss, expected_macs = self._update_alpha(all_scores, all_indices,
-                                                       context.num_replicas_in_sync)
+        logits_loss, expected_macs = self._update_logits(all_scores, all_indices,
+                                                         context.num_replicas_in_sync)
         self.search_step.assign_add(1)
         values = {
             "loss": loss,
             "heldout_score": ops.mean(scores),
-            "alpha_loss": alpha_loss,
+            "logits_loss": logits_loss,
             "entropy": self.distribution.entropy(),
             "expected_macs": expected_macs,
             "sampled_macs": ops.mean(sampled_macs),
@@ -386,30 +381,30 @@ class ParsecSearch(keras.Model):
         self.optimizer.apply_gradients(zip(gradients, self.supernet.trainable_variables))
         return ops.mean(ops.stack(losses))
 
-    def _update_alpha(self, all_scores, all_indices, replicas):
+    def _update_logits(self, all_scores, all_indices, replicas):
         """Adam on -sum_k a_k log p(A_k) (+ the expected-MACs hinge); returns both terms."""
         coefficients = ops.stop_gradient(
             advantages(all_scores, self.weighting, self.temperature))
-        alpha = self.distribution.trainable_variables
+        logits = self.distribution.trainable_variables
         with tf.GradientTape() as tape:
             log_p = self.distribution.log_prob(all_indices)
-            alpha_loss = -ops.sum(coefficients * log_p)
+            logits_loss = -ops.sum(coefficients * log_p)
             expected_macs = self.distribution.expected_macs()
-            total = alpha_loss
+            total = logits_loss
             if self.hinge == "expected":
                 total = total + self._hinge(expected_macs)
             total = total / replicas
-        if alpha:
-            alpha_gradients = tape.gradient(total, alpha)
+        if logits:
+            gradients = tape.gradient(total, logits)
             # Warm-up gate without control flow (tf.distribute refuses an optimizer
-            # update inside tf.cond): zero gradients leave alpha and Adam's (zero)
+            # update inside tf.cond): zero gradients leave the logits and Adam's (zero)
             # moments as they are, and the step counter is given back.
-            frozen = ops.convert_to_tensor(self.alpha_frozen_flag)
-            alpha_gradients = [tf.where(frozen, tf.zeros_like(g), g) for g in alpha_gradients]
-            self.alpha_optimizer.apply_gradients(zip(alpha_gradients, alpha))
-            iterations = self.alpha_optimizer.iterations
+            frozen = ops.convert_to_tensor(self.logits_frozen_flag)
+            gradients = [tf.where(frozen, tf.zeros_like(g), g) for g in gradients]
+            self.logits_optimizer.apply_gradients(zip(gradients, logits))
+            iterations = self.logits_optimizer.iterations
             iterations.assign_sub(tf.cast(frozen, iterations.dtype))
-        return alpha_loss, expected_macs
+        return logits_loss, expected_macs
 
     def _sample_gradients_eager(self, x, y, indices, scale):
         """(loss, gradients of scale * loss) of one sampled architecture."""
@@ -456,6 +451,28 @@ class ParsecSearch(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
+                          path_batch, hinge, macs_penalty) -> None:
+    """`ParsecSearch`'s option checks (a ValueError naming the argument)."""
+    if isinstance(samples_per_replica, bool) or not isinstance(samples_per_replica, int) \
+            or samples_per_replica < 1:
+        raise ValueError(
+            f"`samples_per_replica` must be a positive int, got {samples_per_replica!r}."
+        )
+    if not callable(score) and score not in SCORES:
+        raise ValueError(f"`score` must be one of {SCORES} or a callable, got {score!r}.")
+    if not temperature > 0:
+        raise ValueError(f"`temperature` must be > 0, got {temperature!r}.")
+    for name, value, allowed in (("weighting", weighting, WEIGHTINGS),
+                                 ("weight_update", weight_update, WEIGHT_UPDATES),
+                                 ("path_batch", path_batch, PATH_BATCHES),
+                                 ("hinge", hinge, HINGES)):
+        if value not in allowed:
+            raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
+    if macs_penalty < 0:
+        raise ValueError(f"`macs_penalty` must be >= 0, got {macs_penalty!r}.")
 
 
 def check_target_macs(macs_model, target_macs):

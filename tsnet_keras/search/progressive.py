@@ -73,18 +73,19 @@ from tsnet_keras.search.checkpoint import (
     write_npz_atomically,
 )
 from tsnet_keras.files import atomic_path, atomic_write_text
+from tsnet_keras.renames import renamed_argument, renamed_keys, renamed_rows
 from tsnet_keras.search.distribution import ArchitectureDistribution
 from tsnet_keras.search.estimator import DEFAULTS
 from tsnet_keras.search.expected_macs import MacsModel
 from tsnet_keras.search.optimizers import WEIGHTS_OPTIMIZERS
 from tsnet_keras.search.parsec import ParsecSearch, check_target_macs
-from tsnet_keras.search.supernet import layer_choices
+from tsnet_keras.models.supernet import layer_choices
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.space.specs import TwoStreamSpace
 
 SEARCH_STEPS = (1, 2, 3, "one_shot")
 HISTORY_FIELDS = (
-    "epoch", "step", "loss", "heldout_score", "alpha_loss", "entropy", "expected_macs",
+    "epoch", "step", "loss", "heldout_score", "logits_loss", "entropy", "expected_macs",
     "sampled_macs", "most_probable_macs", "seconds",
 )
 
@@ -262,7 +263,7 @@ class _NaNGuard(keras.callbacks.Callback):
         self.failed = None
 
     def on_train_batch_end(self, batch, logs=None):
-        for name in ("loss", "alpha_loss", "expected_macs"):
+        for name in ("loss", "logits_loss", "expected_macs"):
             value = (logs or {}).get(name)
             if value is not None and not math.isfinite(float(value)):
                 self.failed = (name, float(value), int(self.model.search_step.numpy()))
@@ -271,7 +272,7 @@ class _NaNGuard(keras.callbacks.Callback):
 
 
 class _WarmUp(keras.callbacks.Callback):
-    """Alpha frozen in the first `epochs` epochs, through `alpha_frozen_flag`: a variable
+    """Logits frozen in the first `epochs` epochs, through `logits_frozen_flag`: a variable
     read by the traced step, so switching it at an epoch's start retraces nothing."""
 
     def __init__(self, epochs):
@@ -279,7 +280,7 @@ class _WarmUp(keras.callbacks.Callback):
         self.epochs = epochs
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.alpha_frozen = epoch < self.epochs
+        self.model.logits_frozen = epoch < self.epochs
 
 
 def _tensorboard_available():
@@ -333,7 +334,7 @@ def load_step_result(output_dir) -> SearchResult:
     path = os.path.join(output_dir, "history.json")
     if os.path.exists(path):
         with open(path, encoding="utf-8") as handle:
-            history = json.load(handle)
+            history = renamed_rows(json.load(handle))
     found = find_checkpoint(os.path.join(output_dir, CHECKPOINT_FILE))
     step = found["meta"]["config"]["step"] if found is not None else None
     return SearchResult(step, os.fspath(output_dir), arch, distribution, history)
@@ -429,7 +430,7 @@ def run_search_step(
     momentum: float = 0.9,
     weight_decay: float | None = None,
     weights_optimizer: str = "sgd",
-    alpha_learning_rate: float = 0.025,
+    logits_learning_rate: float = 0.025,
     seed: int = 0,
     checkpoint_every: int = 100,
     recalibrate_batches: int = 0,
@@ -460,12 +461,13 @@ def run_search_step(
         target_macs: None, int or (low, high): the FLOPs hinge's target for the
             network this step searches (sparse stream alone in step 1).
         macs_penalty, hinge, samples_per_replica, score, temperature: see `ParsecSearch`.
-        warmup_epochs: int. First epochs train the weights only (alpha frozen).
+        warmup_epochs: int. First epochs train the weights only (logits frozen).
         learning_rate, momentum, weight_decay: SGD of the weights (cosine decay
             over the whole step). Defaults 0.4, 0.9, None.
         weights_optimizer: "sgd" (`MaskedSGD`, the paper's) or "adamw"
             (`MaskedAdamW` at `learning_rate`).
-        alpha_learning_rate: Adam on alpha. Defaults to 0.025.
+        logits_learning_rate: Adam on the architecture logits (the paper's alpha).
+            Defaults to 0.025 (`alpha_learning_rate` is its deprecated name).
         seed: int. Seeds the architecture draws.
         checkpoint_every: int. Steps between checkpoints (0: epoch ends only).
         recalibrate_batches: int. If > 0, BN statistics of the saved fixed model
@@ -494,6 +496,9 @@ def run_search_step(
         SearchDivergedError: the loss became NaN / infinite (last good
             checkpoint kept).
     """
+    logits_learning_rate = renamed_argument(
+        parsec_options, "alpha_learning_rate", "logits_learning_rate", logits_learning_rate,
+        0.025, where="run_search_step")
     _check_step_arguments(epochs, weights_optimizer, warmup_epochs, checkpoint_every)
     sub_space = step_space(step, space, _previous_architecture(step, previous_dir))
     strategy, train_batch, heldout_batch, heldout_at, steps_per_epoch = _check_data(
@@ -504,59 +509,77 @@ def run_search_step(
     check_target_macs(MacsModel(sub_space, num_classes, crop), target_macs)
     found, write_dir, checkpoint_path = _prepare_output(output_dir, chief, resume)
 
-    # Same initial weights in every run with this seed (a resumed run restores them anyway).
-    keras.utils.set_random_seed(seed)
-    with strategy.scope():
-        search = ParsecSearch(
-            sub_space, num_classes, crop=crop, samples_per_replica=samples_per_replica,
-            score=score, temperature=temperature, target_macs=target_macs,
-            macs_penalty=macs_penalty, hinge=hinge, seed=seed, dynamic_shapes=dynamic_shapes,
-            **parsec_options,
-        )
-    settings = {
-        "epochs": epochs, "steps_per_epoch": steps_per_epoch, "warmup_epochs": warmup_epochs,
-        "learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay,
-        "weights_optimizer": weights_optimizer, "alpha_learning_rate": alpha_learning_rate, "recalibrate_batches": recalibrate_batches,
-    }
+    search = _new_search(strategy, sub_space, num_classes, seed, crop=crop,
+                         samples_per_replica=samples_per_replica, score=score,
+                         temperature=temperature, target_macs=target_macs,
+                         macs_penalty=macs_penalty, hinge=hinge, dynamic_shapes=dynamic_shapes,
+                         **parsec_options)
+    optimizers = {"learning_rate": learning_rate, "momentum": momentum,
+                  "weight_decay": weight_decay, "weights_optimizer": weights_optimizer,
+                  "logits_learning_rate": logits_learning_rate}
+    settings = {"epochs": epochs, "steps_per_epoch": steps_per_epoch,
+                "warmup_epochs": warmup_epochs, **optimizers,
+                "recalibrate_batches": recalibrate_batches}
     if workers > 1:  # each worker's batch is its share: the global batch changes with them
         settings["workers"] = workers
     config = run_config(step, search, settings, extra_config)
     if found is not None:
-        check_same_config(found["path"], found["meta"].get("config", {}), config)
+        check_same_config(found["path"], renamed_keys(found["meta"].get("config", {})), config)
         if found["meta"].get("completed"):
             _remove_worker_dir(write_dir, output_dir)
             return load_step_result(output_dir)
     with strategy.scope():
-        search.compile(
-            weights_optimizer=weights_optimizer, learning_rate=learning_rate,
-            total_steps=epochs * steps_per_epoch, momentum=momentum, weight_decay=weight_decay,
-            alpha_learning_rate=alpha_learning_rate,
-        )
+        search.compile(total_steps=epochs * steps_per_epoch, **optimizers)
     history = _restore_or_inherit(search, strategy, found, output_dir, previous_dir, num_classes)
     guard, checkpointer, recorder, user_callbacks = _step_callbacks(
         search, config, history, write_dir, checkpoint_path, checkpoint_every, steps_per_epoch,
         tensorboard, callbacks,
     )
-
     split = (local_replicas(strategy), train_batch, heldout_batch) if workers > 1 else None
-    loop = fit_epochs if workers == 1 else functools.partial(distributed_fit_epochs, strategy=strategy)
-    loop(
-        search, lambda epoch, skip: _epoch_dataset(train_data, heldout_at, epoch, skip,
-                                                   steps_per_epoch, num_classes, split),
-        epochs=epochs, steps_per_epoch=steps_per_epoch, step_fn=_search_step_number,
+    _search_epochs(
+        search, strategy, lambda epoch, skip: _epoch_dataset(
+            train_data, heldout_at, epoch, skip, steps_per_epoch, num_classes, split),
+        epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose,
         callbacks=[_WarmUp(warmup_epochs), guard, recorder, checkpointer, *user_callbacks],
-        verbose=verbose,
     )
     _raise_if_diverged(guard, checkpointer, checkpoint_path)
-    done = _search_step_number(search)
-
-    recalibration = None
-    if recalibrate_batches:
-        recalibration = (train_data(0) if callable(train_data) else train_data, recalibrate_batches)
-    arch = _write_outputs(search, write_dir, history, num_classes, recalibration)
-    save_checkpoint(search, checkpoint_path, _checkpoint_meta(config, history, done, completed=True))
+    arch = _finish_step(search, config, history, write_dir, checkpoint_path, num_classes,
+                        _recalibration(train_data, recalibrate_batches))
     _remove_worker_dir(write_dir, output_dir)
     return SearchResult(step, os.fspath(output_dir), arch, search.distribution, history, search)
+
+
+def _new_search(strategy, sub_space, num_classes, seed, **options) -> ParsecSearch:
+    """The step's `ParsecSearch`, with the same initial weights in every run with this seed
+    (a resumed run restores them anyway)."""
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        return ParsecSearch(sub_space, num_classes, seed=seed, **options)
+
+
+def _search_epochs(search, strategy, epoch_dataset, **fit_options) -> None:
+    """The engine's loop: Keras' `fit` on one worker, the engine's own loop on several."""
+    workers = worker_info(strategy)[0]
+    loop = fit_epochs if workers == 1 else functools.partial(distributed_fit_epochs,
+                                                             strategy=strategy)
+    loop(search, epoch_dataset, step_fn=_search_step_number, **fit_options)
+
+
+def _recalibration(train_data, batches):
+    """`(dataset, batches)` the saved fixed model's BN statistics are recomputed on, or None."""
+    if not batches:
+        return None
+    return (train_data(0) if callable(train_data) else train_data), batches
+
+
+def _finish_step(search, config, history, write_dir, checkpoint_path, num_classes,
+                 recalibration) -> Architecture:
+    """Writes the step's outputs and its completed checkpoint; the most probable architecture."""
+    done = _search_step_number(search)
+    arch = _write_outputs(search, write_dir, history, num_classes, recalibration)
+    save_checkpoint(search, checkpoint_path,
+                    _checkpoint_meta(config, history, done, completed=True))
+    return arch
 
 
 def _check_step_arguments(epochs, weights_optimizer, warmup_epochs, checkpoint_every) -> None:
@@ -625,7 +648,7 @@ def _restore_or_inherit(search, strategy, found, output_dir, previous_dir, num_c
                      output_dir)
     history = []
     if found is not None:
-        history = load_checkpoint(search, found).get("history", [])
+        history = renamed_rows(load_checkpoint(search, found).get("history", []))
     elif previous_dir is not None:
         inherit_weights(search.supernet, previous_dir, num_classes)
     return history

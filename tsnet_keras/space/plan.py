@@ -143,7 +143,7 @@ class StemSpec(LayerSpec):
         from tsnet_keras.layers import VideoStem
 
         return VideoStem(
-            filters=self.out_channels,
+            channels=self.out_channels,
             temporal_kernel=self.temporal_kernel,
             spatial_kernel=self.spatial_kernel,
             spatial_stride=self.spatial_stride,
@@ -216,7 +216,7 @@ class MBConvSpec(LayerSpec):
         from tsnet_keras.layers import MBConv3D
 
         return MBConv3D(
-            filters=self.out_channels,
+            channels=self.out_channels,
             expansion=self.expansion,
             temporal_kernel=self.temporal_kernel,
             spatial_kernel=self.spatial_kernel,
@@ -353,7 +353,7 @@ class StreamHeadSpec(LayerSpec):
     def make_layer(self):
         from tsnet_keras.layers import StreamHead
 
-        return StreamHead(filters=self.out_channels, name=self.name)
+        return StreamHead(channels=self.out_channels, name=self.name)
 
     def store(self, features: dict, output) -> None:
         features.setdefault(POOLED, []).append(output)

@@ -67,6 +67,21 @@ def needs_projection(in_channels: int, out_channels: int, stride: int) -> bool:
     return stride != 1 or in_channels != out_channels
 
 
+# The residual kinds of an inverted-bottleneck block, one name each (fixed and super block):
+# "auto" follows `needs_projection`; "projection" always projects (1x1x1 + BN); "identity"
+# always adds x (stride 1, equal widths); "none" adds no residual (fixed block only).
+SHORTCUTS = ("auto", "projection", "identity", "none")
+
+
+def uses_projection(shortcut: str, in_channels: int, out_channels: int, stride: int) -> bool:
+    """Whether a block with residual kind `shortcut` (`SHORTCUTS`) projects its input."""
+    if shortcut == "projection":
+        return True
+    if shortcut in ("identity", "none"):
+        return False
+    return needs_projection(in_channels, out_channels, stride)
+
+
 def fused_width(
     operation: str,
     dense_channels: int,

@@ -18,6 +18,7 @@ The progressive search (paper section 4.2) splits the variables in steps:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from typing import Mapping
@@ -460,6 +461,39 @@ class TwoStreamSpace:
         return dataclasses.replace(self, sparse=sparse, dense=None)
 
 
+
+# ------------------------------------------------------------------ space <-> dict
+def space_to_dict(space: TwoStreamSpace) -> dict:
+    """A JSON-ready dict of a `TwoStreamSpace` (inverse: `space_from_dict`)."""
+    if not isinstance(space, TwoStreamSpace):
+        raise TypeError(f"space_to_dict expects a TwoStreamSpace, got {type(space).__name__}.")
+    return json.loads(json.dumps(dataclasses.asdict(space)))
+
+
+def space_from_dict(data) -> TwoStreamSpace:
+    """Rebuilds a `TwoStreamSpace` from `space_to_dict`'s output."""
+    if isinstance(data, TwoStreamSpace):
+        return data
+    if not isinstance(data, dict):
+        raise TypeError(f"space_from_dict expects a dict, got {type(data).__name__}.")
+
+    def stream(item):
+        if item is None:
+            return None
+        groups = tuple(
+            BlockGroupSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
+            for g in item["groups"]
+        )
+        return StreamSpace(
+            frames=item["frames"], stem=Stem(**item["stem"]), groups=groups,
+            head_channels=item["head_channels"],
+        )
+
+    data = dict(data)
+    return TwoStreamSpace(
+        sparse=stream(data.pop("sparse")), dense=stream(data.pop("dense", None)), **data
+    )
+
 __all__ = [
     "BACKBONE_VARIABLES",
     "BlockGroupSpace",
@@ -469,4 +503,6 @@ __all__ = [
     "VARIABLES",
     "Variable",
     "choice_range",
+    "space_from_dict",
+    "space_to_dict",
 ]

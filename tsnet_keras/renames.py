@@ -1,0 +1,102 @@
+"""Old names that still read: one table of renamed arguments, attributes and JSON keys.
+
+A name changes once, here; readers of saved files (checkpoints, `history.json`,
+checkpoint configurations, layer configs) pass what they read through
+`renamed_keys`, and functions that took the old keyword argument pop it with
+`renamed_argument`, which warns with a `DeprecationWarning` naming the new one.
+
+| old | new | why |
+|---|---|---|
+| `alpha_learning_rate` | `logits_learning_rate` | the paper's alpha is also TS-Fusion's frame-rate ratio |
+| `alpha_optimizer` | `logits_optimizer` | (the search variables are the distribution's logits) |
+| `alpha_loss` | `logits_loss` | |
+| `alpha_frozen` | `logits_frozen` | |
+| `filters` (VideoStem, MBConv3D, StreamHead, SuperStreamHead) | `channels` | one word for a width |
+| `max_filters` (SuperMBConv3D) | `max_channels` | |
+"""
+
+from __future__ import annotations
+
+import warnings
+
+# Search logits: PARSEC's alpha, renamed because TS-Fusion's `alpha` is SlowFast's
+# frame-rate ratio.
+SEARCH_LOGITS = {
+    "alpha_learning_rate": "logits_learning_rate",
+    "alpha_optimizer": "logits_optimizer",
+    "alpha_loss": "logits_loss",
+    "alpha_frozen": "logits_frozen",
+}
+
+# Layer widths: one word, `channels`, in layers, specs and JSON (Keras' `filters` was a second
+# one). Saved layer configs with the old keys load through each layer's `from_config`.
+LAYER_WIDTHS = {
+    "filters": "channels",
+    "max_filters": "max_channels",
+}
+
+_MISSING = object()
+
+
+def renamed_keys(mapping: dict, renames: dict = SEARCH_LOGITS) -> dict:
+    """A copy of `mapping` (read from an old file) with each old key under its new name.
+
+    A key present under both names keeps the new one's value.
+    """
+    result = {}
+    for key, value in mapping.items():
+        new = renames.get(key, key)
+        if new != key and new in mapping:
+            continue
+        result[new] = value
+    return result
+
+
+def renamed_rows(rows, renames: dict = SEARCH_LOGITS) -> list:
+    """`renamed_keys` of every row of a history (a list of dicts)."""
+    return [renamed_keys(row, renames) for row in rows]
+
+
+def renamed_argument(kwargs: dict, old: str, new: str, value, default, *, where: str):
+    """The value of argument `new`, taking a deprecated `old` out of `kwargs`.
+
+    Args:
+        kwargs: the caller's `**kwargs` (the old name is removed from it).
+        old, new: the argument's old and new names.
+        value: what was passed as `new`.
+        default: `new`'s default (passing both names is an error only when
+            `value` differs from it).
+        where: the function, for the messages.
+
+    Raises:
+        TypeError: both names were given.
+    """
+    passed = kwargs.pop(old, _MISSING)
+    if passed is _MISSING:
+        return value
+    if value is not default and value != default:
+        raise TypeError(f"{where}: pass `{new}` only (`{old}` is its old name), not both.")
+    warnings.warn(f"{where}: `{old}` is deprecated, pass `{new}`.", DeprecationWarning,
+                  stacklevel=3)
+    return passed
+
+
+def renamed_attribute(old: str, new: str):
+    """A property `old` that reads and writes attribute `new`, with a DeprecationWarning."""
+
+    def warn():
+        warnings.warn(f"`{old}` is deprecated, use `{new}`.", DeprecationWarning, stacklevel=3)
+
+    def getter(self):
+        warn()
+        return getattr(self, new)
+
+    def setter(self, value):
+        warn()
+        setattr(self, new, value)
+
+    return property(getter, setter, doc=f"Deprecated name of `{new}`.")
+
+
+__all__ = ["LAYER_WIDTHS", "SEARCH_LOGITS", "renamed_argument", "renamed_attribute", "renamed_keys",
+           "renamed_rows"]
