@@ -99,11 +99,13 @@ OPTIMIZERS = ("adamw", "sgd")
 def peak_rate(optimizer: str, adamw_learning_rate: float, base_learning_rate: float,
               batch_size: int, reference_batch_size: int = 64) -> float:
     """The peak learning rate of `optimizer`, read the same way by the search and the retrain:
-    AdamW's as given, SGD's by the linear scaling rule (`peak_learning_rate`)."""
+    AdamW's as given, SGD's by the linear scaling rule (`peak_learning_rate`). Both rates
+    are checked, whichever is used."""
     check_choice("optimizer", optimizer, OPTIMIZERS)
-    if optimizer == "adamw":
-        return check_number("adamw_learning_rate", adamw_learning_rate, strict=True)
+    adamw_learning_rate = check_number("adamw_learning_rate", adamw_learning_rate, strict=True)
     base_learning_rate = check_number("base_learning_rate", base_learning_rate, strict=True)
+    if optimizer == "adamw":
+        return adamw_learning_rate
     return peak_learning_rate(base_learning_rate, batch_size, reference_batch_size)
 
 
@@ -385,12 +387,10 @@ def _retrain_options(arch, output_dir, *, epochs, steps_per_epoch, batch_size, c
     if run.warmup_epochs >= run.epochs:
         raise ValueError(
             f"`warmup_epochs` ({run.warmup_epochs}) must be < `epochs` ({run.epochs}).")
-    base_learning_rate = check_number("base_learning_rate", base_learning_rate, strict=True)
-    adamw_learning_rate = check_number("adamw_learning_rate", adamw_learning_rate, strict=True)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}, got {optimizer!r}.")
-    run.optimizer = optimizer
     reference_batch_size = check_int("reference_batch_size", reference_batch_size)
+    run.peak = peak_rate(optimizer, adamw_learning_rate, base_learning_rate, run.batch_size,
+                         reference_batch_size)
+    run.optimizer = optimizer
     run.weight_decay = check_number("weight_decay", weight_decay)
     run.momentum = check_number("momentum", momentum, below=1.0)
     run.label_smoothing = check_number("label_smoothing", label_smoothing, below=1.0)
@@ -399,8 +399,6 @@ def _retrain_options(arch, output_dir, *, epochs, steps_per_epoch, batch_size, c
     if not isinstance(mixed_precision, bool):
         raise ValueError(f"`mixed_precision` must be True or False, got {mixed_precision!r}.")
     run.mixed_precision = mixed_precision
-    run.peak = (adamw_learning_rate if optimizer == "adamw"
-                else peak_learning_rate(base_learning_rate, run.batch_size, reference_batch_size))
     return run
 
 
