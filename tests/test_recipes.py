@@ -104,6 +104,9 @@ def test_recipe_parameter_errors_come_before_the_data(tmp_path):
         (lambda: recipes.search_step(1, out, previous_dir=out, **missing), "`previous_dir`"),
         (lambda: recipes.search_step(2, out, str(tmp_path / "step1"), **missing), "`previous_dir`.*step 1"),
         (lambda: recipes.search_step(1, out, heldout_fraction=1.0, **missing), "`heldout_fraction`"),
+        (lambda: recipes.search_step(1, out, optimizer="adam", **missing), "`optimizer`"),
+        (lambda: recipes.search_step(1, out, adamw_learning_rate=0.0, **missing),
+         "`adamw_learning_rate`"),
         (lambda: recipes.retrain(sparse_arch(), out, batch_size=0, **missing), "`batch_size`"),
         (lambda: recipes.retrain(sparse_arch(), out, epochs=2, warmup_epochs=2, **missing),
          "`warmup_epochs`"),
@@ -116,6 +119,47 @@ def test_recipe_parameter_errors_come_before_the_data(tmp_path):
         with pytest.raises(ValueError, match=message):
             call()
     assert not os.path.exists(out)
+
+
+class _Handed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({}, ("adamw", 2e-3)),  # the retrain recipe's default
+    ({"optimizer": "sgd"}, ("sgd", 0.4 * 2 / 64)),  # the paper's 0.4 at batch 64, linear scaling
+    ({"optimizer": "sgd", "base_learning_rate": 0.8, "batch_size": 4}, ("sgd", 0.05)),
+])
+def test_search_step_hands_the_retrain_rule_for_the_weights_optimizer(own_data, tmp_path,
+                                                                     monkeypatch, settings,
+                                                                     expected):
+    import tsnet_keras.search
+
+    handed = {}
+
+    def record(*args, **kwargs):
+        handed.update(kwargs)
+        raise _Handed
+
+    monkeypatch.setattr(tsnet_keras.search, "run_search_step", record)
+    with pytest.raises(_Handed):
+        recipes.search_step(1, str(tmp_path / "s1"), data=own_data, heldout_fraction=0.34,
+                            **{**TINY, **settings})
+    assert handed["weights_optimizer"] == expected[0]
+    assert handed["learning_rate"] == pytest.approx(expected[1])
+
+
+def test_search_step_reads_the_old_learning_rate_name(own_data, tmp_path, monkeypatch):
+    import tsnet_keras.search
+
+    handed = {}
+    monkeypatch.setattr(tsnet_keras.search, "run_search_step",
+                        lambda *a, **k: (handed.update(k), (_ for _ in ()).throw(_Handed))[1])
+    with pytest.warns(DeprecationWarning, match="base_learning_rate"), pytest.raises(_Handed):
+        recipes.search_step(1, str(tmp_path / "s1"), data=own_data, heldout_fraction=0.34,
+                            optimizer="sgd", learning_rate=0.8, **TINY)
+    assert handed["learning_rate"] == pytest.approx(0.8 * 2 / 64)
+    assert "base_learning_rate" not in handed
 
 
 def test_unreachable_target_is_refused_before_training(own_data, tmp_path):

@@ -77,3 +77,17 @@ def test_entropy_left_is_one_when_nothing_is_learned_and_warns(caplog):
         assert not caplog.records
         _warn_if_unsettled(UNSETTLED_ENTROPY + 0.05, verbose=True)
     assert "kept 95% of its uniform entropy" in caplog.text and "random_baselines" in caplog.text
+
+
+def test_an_architecture_over_the_flops_target_is_reported(caplog):
+    import logging
+
+    from tsnet_keras.recipes.search import OVER_TARGET, _warn_if_over_target
+
+    with caplog.at_level(logging.WARNING, logger="tsnet_keras"):
+        _warn_if_over_target(0.07 * (1 + OVER_TARGET / 2), 0.07, verbose=True)
+        _warn_if_over_target(0.5, 0.0, verbose=True)  # no target: nothing to exceed
+        _warn_if_over_target(None, 0.07, verbose=True)  # no step recorded
+        assert not caplog.records
+        _warn_if_over_target(0.087, 0.07, verbose=True)
+    assert "0.087 GFLOPs per view, 24% above target_gflops (0.07)" in caplog.text
