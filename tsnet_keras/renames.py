@@ -13,6 +13,8 @@ checkpoint configurations, layer configs) pass what they read through
 | `alpha_frozen` | `logits_frozen` | |
 | `filters` (VideoStem, MBConv3D, StreamHead, SuperStreamHead) | `channels` | one word for a width |
 | `max_filters` (SuperMBConv3D) | `max_channels` | |
+| `operation` (TSFusion), `operations` (SuperTSFusion) | `fusion`, `fusions` | the architecture's name of the fusion op |
+| `enabled` (SuperAttention call) | `attention` | the architecture's name of the GloRe choice |
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ SEARCH_LOGITS = {
 LAYER_WIDTHS = {
     "filters": "channels",
     "max_filters": "max_channels",
+}
+
+# The fusion op: `fusion` as in the architecture's groups (TS-Fusion's layer argument was
+# `operation`, the super layer's `operations`).
+FUSION_NAMES = {
+    "operation": "fusion",
+    "operations": "fusions",
 }
 
 _MISSING = object()
@@ -98,5 +107,5 @@ def renamed_attribute(old: str, new: str):
     return property(getter, setter, doc=f"Deprecated name of `{new}`.")
 
 
-__all__ = ["LAYER_WIDTHS", "SEARCH_LOGITS", "renamed_argument", "renamed_attribute", "renamed_keys",
+__all__ = ["FUSION_NAMES", "LAYER_WIDTHS", "SEARCH_LOGITS", "renamed_argument", "renamed_attribute", "renamed_keys",
            "renamed_rows"]

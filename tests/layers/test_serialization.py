@@ -48,7 +48,7 @@ CASES = {
     "ts_fusion": (
         TSFusion,
         dict(
-            operation="time_strided_conv",
+            fusion="time_strided_conv",
             merge="concat",
             conv_kernel=3,
             conv_channel_multiplier=3,
@@ -117,12 +117,12 @@ INVALID = [
     (GloRe3D, dict(state_channels=0), "state_channels"),
     (GloRe3D, dict(num_nodes=2.5), "num_nodes"),
     (GloRe3D, dict(normalize="yes"), "normalize"),
-    (TSFusion, dict(operation="add"), "operation"),
-    (TSFusion, dict(operation="none", merge="max"), "merge"),
-    (TSFusion, dict(operation="time_strided_conv", conv_kernel=4), "conv_kernel"),
+    (TSFusion, dict(fusion="add"), "fusion"),
+    (TSFusion, dict(fusion="none", merge="max"), "merge"),
+    (TSFusion, dict(fusion="time_strided_conv", conv_kernel=4), "conv_kernel"),
     (
         TSFusion,
-        dict(operation="time_strided_conv", conv_channel_multiplier=0),
+        dict(fusion="time_strided_conv", conv_channel_multiplier=0),
         "conv_channel_multiplier",
     ),
     (StreamHead, dict(channels=None), "channels"),
@@ -179,3 +179,25 @@ def test_old_width_names_read_from_configs_and_warn_as_arguments(cls, kwargs):
     assert layer.get_config() == config
     new, old = next((n, o) for n, o in OLD_NAMES.items() if n in kwargs)
     assert getattr(layer, old) == getattr(layer, new) == kwargs[new]
+
+
+def test_fusion_layers_read_their_old_op_names():
+    """`operation` / `operations` (before the rename to the architecture's `fusion`)."""
+    from tsnet_keras.layers.super_ts_fusion import SuperTSFusion
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # an old config is not the caller's doing
+        layer = TSFusion.from_config({"name": "f", "operation": "time_to_channel", "merge": "concat"})
+        assert layer.fusion == "time_to_channel" and layer.get_config()["fusion"] == "time_to_channel"
+        assert "operation" not in layer.get_config()
+        super_layer = SuperTSFusion.from_config(
+            {"name": "s", "operations": ["none", "time_strided_conv"], "max_dense_channels": 8,
+             "alpha": 8})
+    assert super_layer.fusions == ("none", "time_strided_conv")
+    with pytest.warns(DeprecationWarning, match="`operation` is deprecated, pass `fusion`"):
+        old = TSFusion(operation="time_strided_sample")
+    assert old.fusion == "time_strided_sample"
+    with pytest.warns(DeprecationWarning, match="use `fusion`"):
+        assert old.operation == "time_strided_sample"
+    with pytest.raises(TypeError, match="not both"):
+        TSFusion("none", operation="time_to_channel")

@@ -172,7 +172,7 @@ def test_layer_configs_hold_every_argument_and_round_trip():
                              "spatial_stride": 2, "max_se_hidden": 8, "shortcut": "projection",
                              "activation": "swish", "dynamic_shapes": True}),
         (SuperAttention, {"max_channels": 16, "normalize": False, "dynamic_shapes": False}),
-        (SuperTSFusion, {"operations": ["none", "time_strided_conv"], "max_dense_channels": 8,
+        (SuperTSFusion, {"fusions": ["none", "time_strided_conv"], "max_dense_channels": 8,
                              "alpha": 2, "conv_kernel": 5, "conv_channel_multiplier": 2,
                              "dynamic_shapes": True}),
         (SuperStreamHead, {"channels": 16, "max_in_base": 8, "max_in_extra": 4, "dynamic_shapes": True}),

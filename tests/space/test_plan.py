@@ -78,7 +78,7 @@ def test_layers_made_by_specs_have_the_spec_widths():
         elif isinstance(spec, GloReSpec):
             assert layer.resolved_widths(spec.channels) == (spec.state_channels, spec.num_nodes)
         elif isinstance(spec, FusionSpec):
-            fused = TSFusion.fused_channels(spec.operation, spec.dense_channels, spec.alpha)
+            fused = TSFusion.fused_channels(spec.fusion, spec.dense_channels, spec.alpha)
             assert fused == spec.fused_channels and layer.merge == spec.merge
         elif isinstance(spec, ClassifierSpec):
             assert (layer.num_classes, layer.hidden_units) == (7, spec.hidden_units)

@@ -65,7 +65,7 @@ def test_fused_width_and_fusion_names_are_shared():
     widths = [fused_width(op, 8, 4) for op in FUSION_OPS]
     assert widths == [0, 32, 8, FUSION_CONV_MULTIPLIER * 8]
     assert [TSFusion.fused_channels(op, 8, 4) for op in FUSION_OPS] == widths
-    with pytest.raises(ValueError, match="operation"):
+    with pytest.raises(ValueError, match="fusion"):
         fused_width("time_to_frame", 8, 4)
 
 

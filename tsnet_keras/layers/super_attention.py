@@ -18,7 +18,7 @@ from tsnet_keras.space.rules import glore_widths
 class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
     """GloRe3D on/off at a searched width, sharing one set of widest weights.
 
-    `enabled` (a boolean tensor) chooses between the identity and a GloRe unit
+    `attention` (a boolean tensor) chooses between the identity and a GloRe unit
     (`GloRe3D` math) over the first `channels` input channels with
     `channels // 2` states and `channels // 4` nodes, read from the first
     rows/columns of the widest kernels. With `keras.ops.cond` only the taken
@@ -42,7 +42,7 @@ class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
     Call arguments:
         inputs: `(B, T, H, W, channels)` (widest width without dynamic shapes).
         channels: int scalar; None: `max_channels`.
-        enabled: bool scalar; None: True.
+        attention: bool scalar; None: True.
         training, update_statistics: as `SuperMBConv3D`.
 
     Returns:
@@ -119,7 +119,7 @@ class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
             "extended": mask(channels, self.max_channels),
         }
 
-    def call(self, inputs, channels=None, enabled=None, training=None, update_statistics=True):
+    def call(self, inputs, channels=None, attention=None, training=None, update_statistics=True):
         channels = self.max_channels if channels is None else channels
 
         def glore():
@@ -131,13 +131,13 @@ class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
             mean, variance = self.bn.statistics(extended, channels, training)
             return inputs + self.bn.apply(extended, channels, mean, variance), mean, variance
 
-        if enabled is None or enabled is True:
+        if attention is None or attention is True:
             outputs, mean, variance = glore()
             active = True
-        elif enabled is False:
+        elif attention is False:
             return inputs
         else:
-            active = ops.cast(enabled, "bool")
+            active = ops.cast(attention, "bool")
 
             def identity():
                 zeros = ops.zeros((self.max_channels,))

@@ -5,6 +5,7 @@ from keras import ops
 
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers._super import ChoiceWeightsMixin
+from tsnet_keras.renames import FUSION_NAMES, renamed_keys
 from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
@@ -21,11 +22,11 @@ from tsnet_keras.space.rules import FUSION_CONV_KERNEL, FUSION_CONV_MULTIPLIER, 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
 class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
-    """TS-Fusion whose operation is a tensor input (`TSFusion` math, concat merge).
+    """TS-Fusion whose fusion is a tensor input (`TSFusion` math, concat merge).
 
     Inputs `[sparse, dense]` as `TSFusion`: sparse `(B, T, H, W, C_s)`, dense
     `(B, alpha * T, H, W, C_f)` with `C_f = dense_channels` active channels.
-    `operations[operation_index]` maps the dense stream to `C_fused` channels
+    `fusions[fusion_index]` maps the dense stream to `C_fused` channels
     (0 for "none", `alpha * C_f`, `C_f` or `2 * C_f`), concatenated after the
     sparse channels. `keras.ops.switch` runs only the chosen op; the
     time-strided conv reads the first `C_f` input and `2 * C_f` output channels
@@ -40,7 +41,7 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
     (ICCV 2021) searches the op per place (paper section 3.2).
 
     Args:
-        operations: tuple of op names (subset of `TSFusion` ops).
+        fusions: tuple of op names (subset of `TSFusion` ops).
         max_dense_channels: int. Widest dense width.
         alpha: int. Frame-rate ratio dense / sparse.
         conv_kernel: odd int. Temporal kernel of the strided conv. Defaults to 5.
@@ -59,7 +60,7 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
 
     def __init__(
         self,
-        operations,
+        fusions,
         max_dense_channels,
         alpha,
         conv_kernel=FUSION_CONV_KERNEL,
@@ -69,12 +70,12 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         name = type(self).__name__
-        operations = tuple(operations)
-        if not operations:
-            raise ValueError(f"{name}: `operations` needs at least one op.")
-        for op in operations:
-            _checks.check_choice(name, "operations", op, FUSION_OPS)
-        self.operations = operations
+        fusions = tuple(fusions)
+        if not fusions:
+            raise ValueError(f"{name}: `fusions` needs at least one op.")
+        for op in fusions:
+            _checks.check_choice(name, "fusions", op, FUSION_OPS)
+        self.fusions = fusions
         self.max_dense_channels = _checks.check_positive_int(
             name, "max_dense_channels", max_dense_channels
         )
@@ -86,11 +87,11 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
         self.dynamic_shapes = default_dynamic_shapes() if dynamic_shapes is None else dynamic_shapes
         self.max_fused = max(
             TSFusion.fused_channels(op, max_dense_channels, alpha, conv_channel_multiplier)
-            for op in operations
+            for op in fusions
         )
         self.max_conv_channels = conv_channel_multiplier * max_dense_channels
         self.bn = None
-        if "time_strided_conv" in operations:
+        if "time_strided_conv" in fusions:
             self.bn = SlicedBatchNormalization(
                 self.max_conv_channels, dynamic_shapes=self.dynamic_shapes,
                 dtype=self.dtype_policy, name="bn",
@@ -109,38 +110,38 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
     def call(
         self,
         inputs,
-        operation_index=None,
+        fusion_index=None,
         dense_channels=None,
         training=None,
         update_statistics=True,
     ):
         sparse, dense = inputs
         dense_channels = self.max_dense_channels if dense_channels is None else dense_channels
-        operation_index = len(self.operations) - 1 if operation_index is None else operation_index
+        fusion_index = len(self.fusions) - 1 if fusion_index is None else fusion_index
         branches = [self._branch(op, sparse, dense, dense_channels, training)
-                    for op in self.operations]
+                    for op in self.fusions]
         if len(branches) == 1:
             fused, mean, variance = branches[0]()
         else:
-            fused, mean, variance = ops.switch(operation_index, branches)
+            fused, mean, variance = ops.switch(fusion_index, branches)
         if self.bn is not None and training and update_statistics:
-            conv = self.operations.index("time_strided_conv")
+            conv = self.fusions.index("time_strided_conv")
             self.bn.update(
                 self.conv_channel_multiplier * dense_channels, mean, variance,
-                active=ops.equal(operation_index, conv),
+                active=ops.equal(fusion_index, conv),
             )
-        if self.operations == ("none",):
+        if self.fusions == ("none",):
             return sparse
         return ops.concatenate([sparse, fused], axis=-1)
 
-    def _branch(self, operation, sparse, dense, dense_channels, training):
-        """What `ops.switch` runs for `operation`: `() -> (fused, BN mean, BN variance)`."""
+    def _branch(self, fusion, sparse, dense, dense_channels, training):
+        """What `ops.switch` runs for `fusion`: `() -> (fused, BN mean, BN variance)`."""
         fuse = {
             "none": self._no_fusion,
             "time_to_channel": self._time_to_channel,
             "time_strided_sample": self._time_strided_sample,
             "time_strided_conv": self._time_strided_conv,
-        }[operation]
+        }[fusion]
         return lambda: fuse(sparse, dense, dense_channels, training)
 
     def _no_statistics(self):
@@ -192,7 +193,7 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         sparse_shape = tuple(input_shape[0])
-        if self.operations == ("none",):
+        if self.fusions == ("none",):
             return sparse_shape
         if self.dynamic_shapes or sparse_shape[-1] is None:
             return sparse_shape[:-1] + (None,)
@@ -200,10 +201,10 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
 
     # --------------------------------------------------- fixed-layer weights
     def _choice_slices(self, choice):
-        operation = choice["operation"]
-        if operation not in self.operations:
-            raise ValueError(f"{self.name}: op {operation!r} is not one of {self.operations}.")
-        if operation != "time_strided_conv":
+        fusion = choice["fusion"]
+        if fusion not in self.fusions:
+            raise ValueError(f"{self.name}: op {fusion!r} is not one of {self.fusions}.")
+        if fusion != "time_strided_conv":
             return {}
         c = int(choice["dense_channels"])
         if c > self.max_dense_channels:
@@ -221,11 +222,15 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
             )
         return result
 
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(renamed_keys(config, FUSION_NAMES))
+
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "operations": list(self.operations),
+                "fusions": list(self.fusions),
                 "max_dense_channels": self.max_dense_channels,
                 "alpha": self.alpha,
                 "conv_kernel": self.conv_kernel,

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
+from tsnet_keras.renames import FUSION_NAMES, renamed_argument, renamed_attribute, renamed_keys
 from tsnet_keras.space.rules import (
     FUSION_CONV_KERNEL,
     FUSION_CONV_MULTIPLIER,
@@ -53,7 +54,7 @@ class TSFusion(keras.layers.Layer):
 
     Inputs `[sparse, dense]`: sparse `(B, T, H, W, C_s)`, dense
     `(B, alpha * T, H, W, C_f)`; `alpha` is inferred in `build` and must be an
-    integer. The operation maps the dense stream to `(B, T, H, W, C_fused)`:
+    integer. The fusion maps the dense stream to `(B, T, H, W, C_fused)`:
 
     - `"none"`: no fusion; the sparse tensor is returned unchanged.
     - `"time_to_channel"`: the alpha frames of each group move to channels,
@@ -75,7 +76,7 @@ class TSFusion(keras.layers.Layer):
     ICCV 2019 (lateral connections); Auto-TSNet (ICCV 2021) searches over them.
 
     Args:
-        operation: one of `"none"`, `"time_to_channel"`,
+        fusion: one of `"none"`, `"time_to_channel"`,
             `"time_strided_sample"`, `"time_strided_conv"`.
         merge: `"concat"` or `"sum"`. Defaults to `"concat"`.
         conv_kernel: odd int, temporal kernel of `"time_strided_conv"`.
@@ -104,15 +105,17 @@ class TSFusion(keras.layers.Layer):
 
     def __init__(
         self,
-        operation,
+        fusion=None,
         merge="concat",
         conv_kernel=FUSION_CONV_KERNEL,
         conv_channel_multiplier=FUSION_CONV_MULTIPLIER,
         **kwargs,
     ):
+        fusion = renamed_argument(kwargs, "operation", "fusion", fusion, None,
+                                  where=type(self).__name__)
         super().__init__(**kwargs)
         name = type(self).__name__
-        self.operation = _checks.check_choice(name, "operation", operation, FUSION_OPS)
+        self.fusion = _checks.check_choice(name, "fusion", fusion, FUSION_OPS)
         self.merge = _checks.check_choice(name, "merge", merge, FUSION_MERGES)
         # Odd so that padding conv_kernel // 2 keeps exactly T output frames.
         self.conv_kernel = _checks.check_odd_positive_int(name, "conv_kernel", conv_kernel)
@@ -121,18 +124,18 @@ class TSFusion(keras.layers.Layer):
         )
         self.alpha = None  # frame-rate ratio dense / sparse, set in build
         self.bn = None
-        if self.operation == "time_strided_conv":
+        if self.fusion == "time_strided_conv":
             self.bn = keras.layers.BatchNormalization(
                 momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy, name="bn"
             )
 
     @staticmethod
     def fused_channels(
-        operation, dense_channels, alpha, conv_channel_multiplier=FUSION_CONV_MULTIPLIER
+        fusion, dense_channels, alpha, conv_channel_multiplier=FUSION_CONV_MULTIPLIER
     ):
-        """Width `operation` brings from the dense stream (`rules.fused_width`; 0 for "none")."""
-        _checks.check_choice("TSFusion", "operation", operation, FUSION_OPS)
-        return fused_width(operation, dense_channels, alpha, conv_channel_multiplier)
+        """Width `fusion` brings from the dense stream (`rules.fused_width`; 0 for "none")."""
+        _checks.check_choice("TSFusion", "fusion", fusion, FUSION_OPS)
+        return fused_width(fusion, dense_channels, alpha, conv_channel_multiplier)
 
     def _split_shapes(self, input_shape):
         name = type(self).__name__
@@ -172,14 +175,14 @@ class TSFusion(keras.layers.Layer):
         self.alpha = dense_frames // sparse_frames
         dense_channels = dense_shape[-1]
         fused = self.fused_channels(
-            self.operation, dense_channels, self.alpha, self.conv_channel_multiplier
+            self.fusion, dense_channels, self.alpha, self.conv_channel_multiplier
         )
-        if self.merge == "sum" and self.operation != "none" and fused != sparse_shape[-1]:
+        if self.merge == "sum" and self.fusion != "none" and fused != sparse_shape[-1]:
             raise ValueError(
-                f"{name}: merge='sum' needs the fused width ({fused} for operation "
-                f"{self.operation!r}) to equal the sparse channels ({sparse_shape[-1]})."
+                f"{name}: merge='sum' needs the fused width ({fused} for fusion "
+                f"{self.fusion!r}) to equal the sparse channels ({sparse_shape[-1]})."
             )
-        if self.operation == "time_strided_conv":
+        if self.fusion == "time_strided_conv":
             self.fusion_kernel = self.add_weight(
                 name="fusion_kernel",
                 shape=(self.conv_kernel, dense_channels, fused),
@@ -189,9 +192,9 @@ class TSFusion(keras.layers.Layer):
 
     def _fuse(self, sparse, dense, training):
         frames = ops.shape(sparse)[1]
-        if self.operation == "time_strided_sample":
+        if self.fusion == "time_strided_sample":
             return time_strided_sample(dense, self.alpha)
-        if self.operation == "time_to_channel":
+        if self.fusion == "time_to_channel":
             return time_to_channel(dense, frames, self.alpha)
         stacked = time_strided_taps(dense, frames, self.alpha, self.conv_kernel)
         kernel_shape = self.fusion_kernel.shape
@@ -203,7 +206,7 @@ class TSFusion(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         sparse, dense = inputs
-        if self.operation == "none":
+        if self.fusion == "none":
             return sparse
         fused = self._fuse(sparse, dense, training)
         if self.merge == "sum":
@@ -212,21 +215,28 @@ class TSFusion(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         sparse_shape, dense_shape = self._split_shapes(input_shape)
-        if self.operation == "none" or self.merge == "sum":
+        if self.fusion == "none" or self.merge == "sum":
             return sparse_shape
         alpha = self.alpha
         if alpha is None and None not in (sparse_shape[1], dense_shape[1]):
             alpha = dense_shape[1] // sparse_shape[1]
         fused = self.fused_channels(
-            self.operation, dense_shape[-1], alpha, self.conv_channel_multiplier
+            self.fusion, dense_shape[-1], alpha, self.conv_channel_multiplier
         )
         return sparse_shape[:-1] + (sparse_shape[-1] + fused,)
+
+    # Saved models from before `operation` was renamed `fusion` still load.
+    operation = renamed_attribute("operation", "fusion")
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(renamed_keys(config, FUSION_NAMES))
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "operation": self.operation,
+                "fusion": self.fusion,
                 "merge": self.merge,
                 "conv_kernel": self.conv_kernel,
                 "conv_channel_multiplier": self.conv_channel_multiplier,

@@ -342,35 +342,35 @@ class _MBConv(_SuperBlock):
 
 
 class _GloRe(_SuperBlock):
-    call_fields = ("channels", "present")
+    call_fields = ("channels", "attention")
 
     def make(self, table, dynamic_shapes):
         return SuperAttention(table.maximum("channels"), dynamic_shapes=dynamic_shapes,
                               name=table.name)
 
     def call(self, layer, inputs, args, common):
-        enabled = args["present"]
-        enabled = bool(enabled) if isinstance(enabled, int) else ops.cast(enabled, "bool")
-        return layer(inputs, channels=args["channels"], enabled=enabled, **common)
+        attention = args["attention"]
+        attention = bool(attention) if isinstance(attention, int) else ops.cast(attention, "bool")
+        return layer(inputs, channels=args["channels"], attention=attention, **common)
 
     def choice(self, fields, spec):
         return {"channels": fields["channels"]}
 
 
 class _Fusion(_SuperBlock):
-    call_fields = ("operation_index", "dense_channels")
+    call_fields = ("fusion_index", "dense_channels")
 
     def lookup_fields(self, table):
         fields = dict(table.fields)
-        operations = table.choices[0]
-        fields["operation_index"] = np.vectorize(
-            lambda op: operations.index(FUSION_OPS[int(op)])
-        )(fields["operation"]).astype(np.int64)
+        fusions = table.choices[0]
+        fields["fusion_index"] = np.vectorize(
+            lambda op: fusions.index(FUSION_OPS[int(op)])
+        )(fields["fusion"]).astype(np.int64)
         return fields
 
     def make(self, table, dynamic_shapes):
         return SuperTSFusion(
-            operations=table.choices[0],
+            fusions=table.choices[0],
             max_dense_channels=table.maximum("dense_channels"),
             alpha=table.present_spec().alpha,
             dynamic_shapes=dynamic_shapes,
@@ -378,11 +378,11 @@ class _Fusion(_SuperBlock):
         )
 
     def call(self, layer, inputs, args, common):
-        return layer(inputs, operation_index=args["operation_index"],
+        return layer(inputs, fusion_index=args["fusion_index"],
                      dense_channels=args["dense_channels"], **common)
 
     def choice(self, fields, spec):
-        return {"operation": spec.operation, "dense_channels": fields["dense_channels"]}
+        return {"fusion": spec.fusion, "dense_channels": fields["dense_channels"]}
 
 
 class _StreamHead(_SuperBlock):

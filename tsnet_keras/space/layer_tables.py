@@ -55,8 +55,8 @@ FIELDS = {
         "in_base", "in_extra", "in_channels", "out_channels", "inner_channels",
         "se_hidden", "temporal_kernel", "spatial_kernel", "projection",
     ),
-    GloReSpec: ("present", "channels"),
-    FusionSpec: ("operation", "dense_channels", "fused_channels"),
+    GloReSpec: ("attention", "channels"),
+    FusionSpec: ("fusion", "dense_channels", "fused_channels"),
     StreamHeadSpec: ("in_base", "in_extra", "in_channels"),
     StemSpec: (),
     ClassifierSpec: (),
@@ -159,10 +159,10 @@ class _Rules:
         base = values[_group_key(stream, index, "channels")]
         extra = 0
         if stream == "sparse" and self.two_stream:
-            operation = values[_group_key("sparse", index, "fusion")]
-            if operation != "none" and self.space.fusion_merge == "concat":
+            fusion = values[_group_key("sparse", index, "fusion")]
+            if fusion != "none" and self.space.fusion_merge == "concat":
                 extra = fused_width(
-                    operation, values[_group_key("dense", index, "channels")], self.alpha
+                    fusion, values[_group_key("dense", index, "channels")], self.alpha
                 )
         return base, extra
 
@@ -245,7 +245,7 @@ def _glore_table(template, rules, choices_of, in_size):
 
     def entry(values):
         present = bool(values[attention])
-        record = {"present": int(present), "channels": values[channels]}
+        record = {"attention": int(present), "channels": values[channels]}
         return (GloReSpec.of(stream, group, values[channels]) if present else None), record
 
     return _enumerated_table(template, (attention, channels), choices_of, in_size, entry)
@@ -260,13 +260,13 @@ def _fusion_table(template, rules, choices_of, in_size):
     )
 
     def entry(values):
-        operation, dense, sparse = (values[k] for k in keys)
-        spec = FusionSpec.of(group, sparse, dense, operation, rules.alpha, rules.space.fusion_merge)
+        fusion, dense, sparse = (values[k] for k in keys)
+        spec = FusionSpec.of(group, sparse, dense, fusion, rules.alpha, rules.space.fusion_merge)
         record = {
-            "operation": FUSION_OPS.index(operation), "dense_channels": dense,
+            "fusion": FUSION_OPS.index(fusion), "dense_channels": dense,
             "fused_channels": spec.fused_channels,
         }
-        return (None if operation == "none" else spec), record
+        return (None if fusion == "none" else spec), record
 
     return _enumerated_table(template, keys, choices_of, in_size, entry)
 

@@ -289,19 +289,19 @@ class FusionSpec(LayerSpec):
     group: int
     in_channels: int
     out_channels: int
-    operation: str
+    fusion: str
     dense_channels: int
     alpha: int
     fused_channels: int
     merge: str
 
     @classmethod
-    def of(cls, group: int, sparse_channels: int, dense_channels: int, operation: str,
+    def of(cls, group: int, sparse_channels: int, dense_channels: int, fusion: str,
            alpha: int, merge: str) -> FusionSpec:
         """The fusion with its fused width (`rules.fused_width`); a sum keeps the sparse width."""
-        added = fused_width(operation, dense_channels, alpha)
+        added = fused_width(fusion, dense_channels, alpha)
         out = sparse_channels + added if merge == "concat" else sparse_channels
-        return cls(f"fusion_g{group:02d}", group, sparse_channels, out, operation,
+        return cls(f"fusion_g{group:02d}", group, sparse_channels, out, fusion,
                    dense_channels, alpha, added, merge)
 
     @property
@@ -314,7 +314,7 @@ class FusionSpec(LayerSpec):
 
     def cost(self, frames, height, width) -> Cost:
         out = (frames, height, width, self.out_channels)
-        if self.operation != "time_strided_conv":
+        if self.fusion != "time_strided_conv":
             return Cost(0, 0, 0, out)
         fused = self.fused_channels
         params = FUSION_CONV_KERNEL * self.dense_channels * fused
@@ -323,7 +323,7 @@ class FusionSpec(LayerSpec):
     def make_layer(self):
         from tsnet_keras.layers import TSFusion
 
-        return TSFusion(operation=self.operation, merge=self.merge, name=self.name)
+        return TSFusion(fusion=self.fusion, merge=self.merge, name=self.name)
 
     def inputs(self, features: dict):
         return [features["sparse"], features["dense"]]
@@ -461,14 +461,14 @@ def _mbconv_spec(
 
 def _fusion_spec(arch: Architecture, index: int, width: dict):
     """The TS-Fusion after group `index`, or None when there is none."""
-    operation = arch.sparse.groups[index].fusion
-    if arch.dense is None or operation == "none":
+    fusion = arch.sparse.groups[index].fusion
+    if arch.dense is None or fusion == "none":
         return None
-    spec = FusionSpec.of(index, width["sparse"], width["dense"], operation, arch.alpha,
+    spec = FusionSpec.of(index, width["sparse"], width["dense"], fusion, arch.alpha,
                          arch.fusion_merge)
     if arch.fusion_merge == "sum" and spec.fused_channels != width["sparse"]:
         raise ValueError(
-            f"sparse group {index}: fusion {operation!r} with merge='sum' gives "
+            f"sparse group {index}: fusion {fusion!r} with merge='sum' gives "
             f"{spec.fused_channels} channels but the sparse stream has {width['sparse']}; "
             "use merge='concat' or another op."
         )

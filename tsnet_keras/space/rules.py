@@ -83,7 +83,7 @@ def uses_projection(shortcut: str, in_channels: int, out_channels: int, stride: 
 
 
 def fused_width(
-    operation: str,
+    fusion: str,
     dense_channels: int,
     alpha: int,
     conv_multiplier: int = FUSION_CONV_MULTIPLIER,
@@ -91,16 +91,16 @@ def fused_width(
     """Channels a TS-Fusion op brings from the dense stream (SlowFast's three ops; 0 for "none").
 
     Raises:
-        ValueError: when `operation` is not one of `FUSION_OPS`.
+        ValueError: when `fusion` is not one of `FUSION_OPS`.
     """
-    if operation not in FUSION_OPS:
-        raise ValueError(f"`operation` must be one of {FUSION_OPS}, got {operation!r}.")
+    if fusion not in FUSION_OPS:
+        raise ValueError(f"`fusion` must be one of {FUSION_OPS}, got {fusion!r}.")
     return {
         "none": 0,
         "time_to_channel": alpha * dense_channels,
         "time_strided_sample": dense_channels,
         "time_strided_conv": conv_multiplier * dense_channels,
-    }[operation]
+    }[fusion]
 
 
 def glore_widths(channels: int) -> tuple:
