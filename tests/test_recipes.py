@@ -125,23 +125,28 @@ class _Handed(Exception):
     pass
 
 
+@pytest.fixture
+def handed(monkeypatch):
+    """The keyword arguments `search_step` hands to `run_search_step` (which then stops)."""
+    import tsnet_keras.search
+
+    kwargs = {}
+
+    def record(*args, **given):
+        kwargs.update(given)
+        raise _Handed
+
+    monkeypatch.setattr(tsnet_keras.search, "run_search_step", record)
+    return kwargs
+
+
 @pytest.mark.parametrize("settings, expected", [
     ({}, ("adamw", 2e-3)),  # the retrain recipe's default
     ({"optimizer": "sgd"}, ("sgd", 0.4 * 2 / 64)),  # the paper's 0.4 at batch 64, linear scaling
     ({"optimizer": "sgd", "base_learning_rate": 0.8, "batch_size": 4}, ("sgd", 0.05)),
 ])
-def test_search_step_hands_the_retrain_rule_for_the_weights_optimizer(own_data, tmp_path,
-                                                                     monkeypatch, settings,
-                                                                     expected):
-    import tsnet_keras.search
-
-    handed = {}
-
-    def record(*args, **kwargs):
-        handed.update(kwargs)
-        raise _Handed
-
-    monkeypatch.setattr(tsnet_keras.search, "run_search_step", record)
+def test_search_step_hands_the_retrain_rule_for_the_weights_optimizer(own_data, tmp_path, handed,
+                                                                     settings, expected):
     with pytest.raises(_Handed):
         recipes.search_step(1, str(tmp_path / "s1"), data=own_data, heldout_fraction=0.34,
                             **{**TINY, **settings})
@@ -149,12 +154,7 @@ def test_search_step_hands_the_retrain_rule_for_the_weights_optimizer(own_data, 
     assert handed["learning_rate"] == pytest.approx(expected[1])
 
 
-def test_search_step_reads_the_old_learning_rate_name(own_data, tmp_path, monkeypatch):
-    import tsnet_keras.search
-
-    handed = {}
-    monkeypatch.setattr(tsnet_keras.search, "run_search_step",
-                        lambda *a, **k: (handed.update(k), (_ for _ in ()).throw(_Handed))[1])
+def test_search_step_reads_the_old_learning_rate_name(own_data, tmp_path, handed):
     with pytest.warns(DeprecationWarning, match="base_learning_rate"), pytest.raises(_Handed):
         recipes.search_step(1, str(tmp_path / "s1"), data=own_data, heldout_fraction=0.34,
                             optimizer="sgd", learning_rate=0.8, **TINY)

@@ -219,8 +219,6 @@ def search_step(
         samples_per_replica=samples_per_replica, crop=crop, seed=seed,
         target_gflops=target_gflops, heldout_fraction=heldout_fraction,
         heldout_batch_size=heldout_batch_size, warmup_epochs=warmup_epochs)
-    output_dir, steps_per_epoch, crop, seed = run.output_dir, run.steps_per_epoch, run.crop, run.seed
-    batch_size, target_gflops, heldout_fraction = run.batch_size, run.target_gflops, run.heldout_fraction
     space = named_space(space)
     previous_dir = _previous_step_dir(step, previous_dir)
     if data is None:
@@ -228,71 +226,73 @@ def search_step(
     _check_previous_fits(step, space, previous_dir)
 
     frames = _searched_frames(step, space)
-    search_train, heldout = _search_split(data, heldout_fraction, seed, batch_size)
+    search_train, heldout = _search_split(data, run.heldout_fraction, run.seed, run.batch_size)
     strategy = strategy or choose_strategy()
-    share = WorkerShare(strategy, output_dir)
+    share = WorkerShare(strategy, run.output_dir)
     heldout_batch = _heldout_batch(heldout, run.heldout_batch_size, share.workers)
     try:
         train_data, val_data, steps_per_epoch = _search_data(
-            data, share, search_train, heldout, crop=crop, frames=frames, seed=seed,
-            batch_size=batch_size, heldout_batch=heldout_batch, steps_per_epoch=steps_per_epoch)
+            data, share, search_train, heldout, crop=run.crop, frames=frames, seed=run.seed,
+            batch_size=run.batch_size, heldout_batch=heldout_batch,
+            steps_per_epoch=run.steps_per_epoch)
     except BaseException:
         share.finish()
         raise
-    target_macs = target_gflops * 1e9 if target_gflops else None
+    target_macs = run.target_gflops * 1e9 if run.target_gflops else None
     snapshots = DistributionSnapshots(os.path.join(share.write_dir, SNAPSHOT_FILE),
                                       snapshot_every)
     started = time.time()
     with _graph_optimization(graph_optimization):
         result = run_search_step(
-            step, space, train_data, val_data, output_dir, previous_dir,
+            step, space, train_data, val_data, run.output_dir, previous_dir,
             num_classes=data.num_classes, epochs=run.epochs, steps_per_epoch=steps_per_epoch,
-            crop=crop, target_macs=target_macs, seed=seed, warmup_epochs=warmup_epochs,
+            crop=run.crop, target_macs=target_macs, seed=run.seed, warmup_epochs=warmup_epochs,
             weights_optimizer=optimizer, learning_rate=run.peak,
             samples_per_replica=run.samples_per_replica,
             checkpoint_every=checkpoint_every, strategy=strategy,
             callbacks=[snapshots, *(callbacks or [])], verbose=verbose,
-            extra_config={"batch_size": batch_size, "heldout_fraction": heldout_fraction,
+            extra_config={"batch_size": run.batch_size, "heldout_fraction": run.heldout_fraction,
                           "heldout_batch_size": heldout_batch},
             **search_kwargs,
         )
     seconds = time.time() - started
     metrics = _step_metrics(
-        step, result, data, crop=crop, target_gflops=target_gflops, epochs=run.epochs,
-        steps_per_epoch=steps_per_epoch, batch_size=batch_size, seed=seed,
+        step, result, data, crop=run.crop, target_gflops=run.target_gflops, epochs=run.epochs,
+        steps_per_epoch=steps_per_epoch, batch_size=run.batch_size, seed=run.seed,
         previous_dir=previous_dir, seconds=seconds,
     )
     write_metrics(share.write_dir, metrics)
     share.finish()
     _warn_if_unsettled(metrics["entropy_left"], verbose)
-    _warn_if_over_target(metrics["most_probable_gflops"], target_gflops, verbose)
+    _warn_if_over_target(metrics["most_probable_gflops"], run.target_gflops, verbose)
     return SearchStepOutcome(result, metrics, target_macs)
 
 
-def _checked_options(step, output_dir, search_kwargs, **options) -> types.SimpleNamespace:
+def _checked_options(step, output_dir, search_kwargs, *, epochs, steps_per_epoch, batch_size,
+                     reference_batch_size, optimizer, adamw_learning_rate, base_learning_rate,
+                     samples_per_replica, crop, seed, target_gflops, heldout_fraction,
+                     heldout_batch_size, warmup_epochs) -> types.SimpleNamespace:
     """`search_step`'s numbers checked before any data is read (a ValueError naming the
     bad one), with the weights' peak learning rate (`recipes.train.peak_rate`)."""
     if step not in RECIPE_STEPS:
         raise ValueError(f"`step` must be one of {RECIPE_STEPS}, got {step!r}.")
     run = types.SimpleNamespace(
         output_dir=check_output_dir(output_dir),
-        epochs=check_int("epochs", options["epochs"]),
-        steps_per_epoch=check_int("steps_per_epoch", options["steps_per_epoch"] or 0, minimum=0),
-        batch_size=check_int("batch_size", options["batch_size"], minimum=2),
-        samples_per_replica=check_int("samples_per_replica", options["samples_per_replica"]),
-        crop=check_int("crop", options["crop"], minimum=16),
-        seed=check_int("seed", options["seed"], minimum=0),
-        target_gflops=check_number("target_gflops", options["target_gflops"]),
-        heldout_fraction=check_number("heldout_fraction", options["heldout_fraction"], below=1.0),
-        heldout_batch_size=check_int("heldout_batch_size", options["heldout_batch_size"],
-                                     minimum=2),
+        epochs=check_int("epochs", epochs),
+        steps_per_epoch=check_int("steps_per_epoch", steps_per_epoch or 0, minimum=0),
+        batch_size=check_int("batch_size", batch_size, minimum=2),
+        samples_per_replica=check_int("samples_per_replica", samples_per_replica),
+        crop=check_int("crop", crop, minimum=16),
+        seed=check_int("seed", seed, minimum=0),
+        target_gflops=check_number("target_gflops", target_gflops),
+        heldout_fraction=check_number("heldout_fraction", heldout_fraction, below=1.0),
+        heldout_batch_size=check_int("heldout_batch_size", heldout_batch_size, minimum=2),
     )
     base_learning_rate = renamed_argument(search_kwargs, "learning_rate", "base_learning_rate",
-                                          options["base_learning_rate"], 0.4, where="search_step")
-    run.peak = peak_rate(options["optimizer"], options["adamw_learning_rate"], base_learning_rate,
-                         run.batch_size, check_int("reference_batch_size",
-                                                   options["reference_batch_size"]))
-    warmup_epochs = check_int("warmup_epochs", options["warmup_epochs"], minimum=0)
+                                          base_learning_rate, 0.4, where="search_step")
+    run.peak = peak_rate(optimizer, adamw_learning_rate, base_learning_rate, run.batch_size,
+                         check_int("reference_batch_size", reference_batch_size))
+    check_int("warmup_epochs", warmup_epochs, minimum=0)
     if warmup_epochs >= run.epochs:
         raise ValueError(f"`warmup_epochs` ({warmup_epochs}) must be < `epochs` ({run.epochs}).")
     return run

@@ -51,6 +51,7 @@ import warnings
 
 import keras
 
+from tsnet_keras.checks import check_choice
 from tsnet_keras.engine import (
     Checkpointer,
     EpochHistory,
@@ -77,7 +78,6 @@ from tsnet_keras.recipes.common import (
     write_json,
     write_metrics,
 )
-from tsnet_keras.checks import check_choice
 from tsnet_keras.recipes.data import RecipeData, logger, resolve_data, stream_frames
 from tsnet_keras.space.architecture import Architecture
 
