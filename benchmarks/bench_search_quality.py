@@ -317,6 +317,7 @@ def known(args):
     clips = synthetic_clips()
     key = f"sparse[{KNOWN_GROUP}].temporal_kernel"
     estimator = (("path_batch", args.path_batch),) if args.path_batch else ()
+    estimator += (("outer_taps", args.outer_taps),)
     settings = SearchSettings(steps=args.steps, heldout_batch=args.heldout_batch,
                               warmup_steps=args.warmup_steps,
                               learning_rate=args.learning_rate or SearchSettings.learning_rate,
@@ -402,6 +403,9 @@ def main(argv=None):
     know.add_argument("--learning-rate", type=float, default=0.0,
                       help="supernet peak rate (0: the recipes' SGD 0.4 x 8 / 64)")
     know.add_argument("--weights-optimizer", default="sgd", choices=("sgd", "adamw"))
+    know.add_argument("--outer-taps", default="zeros", choices=("zeros", "random"),
+                      help="the supernet's depthwise taps outside the smallest kernel: zeros "
+                           "(the library default since 2026-12-03) or random (before)")
     know.add_argument("--path-batch", default=None, choices=("full", "split"),
                       help="clips each sampled path trains on (default: the library's)")
     for command in (plant, know):

@@ -157,6 +157,43 @@ def test_super_block_choice_weights_fill_mbconv3d():
         block.choice_weights(dict(choice, temporal_kernel=5))
 
 
+@pytest.mark.parametrize("dynamic_shapes", [True, False])
+def test_every_kernel_choice_starts_as_the_smallest_and_its_outer_taps_learn(dynamic_shapes):
+    choices = ((1, 3), (3, 3), (5, 3), (3, 5), (5, 5))
+    block = SuperMBConv3D(8, 16, choices, max_in_base=8, dynamic_shapes=dynamic_shapes)
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 6, 8, 8, 8)).astype("float32"))
+
+    def output(index):
+        return block(x, channels=8, inner_channels=16, kernel_index=index, training=True,
+                     update_statistics=False)
+
+    first = np.asarray(output(0))
+    assert np.abs(first).max() > 0
+    for index in range(1, len(choices)):
+        np.testing.assert_allclose(np.asarray(output(index)), first, atol=1e-6)
+    kernel = np.asarray(block.depthwise_kernel)
+    outer = np.ones(kernel.shape, bool)
+    outer[2, 1:4, 1:4] = False  # the centre 1 x 3 x 3 of the 5 x 5 x 5 kernel
+    assert not kernel[outer].any() and np.count_nonzero(kernel[~outer]) == kernel[~outer].size
+    # The widest choice's outer taps get a gradient, so they learn when it is sampled
+    # (the project BN starts at gamma 0, so the loss reads the depthwise output directly).
+    with tf.GradientTape() as tape:
+        inner = block._depthwise(tf.concat([x, x], -1), 5, 5, None)  # at the 16 inner channels
+        loss = tf.reduce_sum(inner * tf.random.stateless_normal(inner.shape, (1, 2)))
+    gradient = np.asarray(tape.gradient(loss, block.depthwise_kernel))
+    assert np.count_nonzero(gradient[outer]) == gradient[outer].size
+
+
+def test_random_outer_taps_keep_the_former_init_and_bad_values_are_refused():
+    block = SuperMBConv3D(8, 16, ((1, 3), (5, 5)), max_in_base=8, outer_taps="random")
+    block.build()
+    assert np.count_nonzero(np.asarray(block.depthwise_kernel)) == 5 * 5 * 5 * 16
+    with pytest.raises(ValueError, match="outer_taps"):
+        SuperMBConv3D(8, 16, ((1, 3),), max_in_base=8, outer_taps="ones")
+    supernet = Supernet(tiny_single_stream(), num_classes=CLASSES, outer_taps="random")
+    assert supernet.get_config()["outer_taps"] == "random"
+
+
 def test_layer_configs_hold_every_argument_and_round_trip():
     import keras
 
@@ -170,7 +207,8 @@ def test_layer_configs_hold_every_argument_and_round_trip():
         (SuperMBConv3D, {"max_channels": 16, "max_inner_channels": 32,
                              "kernel_choices": [[1, 3], [3, 5]], "max_in_base": 8, "max_in_extra": 4,
                              "spatial_stride": 2, "max_se_hidden": 8, "shortcut": "projection",
-                             "activation": "swish", "dynamic_shapes": True}),
+                             "activation": "swish", "dynamic_shapes": True,
+                             "outer_taps": "random"}),
         (SuperAttention, {"max_channels": 16, "normalize": False, "dynamic_shapes": False}),
         (SuperTSFusion, {"fusions": ["none", "time_strided_conv"], "max_dense_channels": 8,
                              "alpha": 2, "conv_kernel": 5, "conv_channel_multiplier": 2,
@@ -192,6 +230,7 @@ def test_layer_configs_hold_every_argument_and_round_trip():
     supernet = Supernet(tiny_single_stream(), num_classes=CLASSES, dynamic_shapes=False)
     config = supernet.get_config()
     assert config["num_classes"] == CLASSES and config["dynamic_shapes"] is False
+    assert config["outer_taps"] == "zeros"
     assert Supernet.from_config(config).space == tiny_single_stream()
     optimizer = MaskedSGD(0.1, momentum=0.8, weight_decay=1e-4)
     config = optimizer.get_config()

@@ -14,8 +14,38 @@ from tsnet_keras.layers.sliced_batch_norm import (
 from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
 from tsnet_keras.space import rules
 
+# How the depthwise taps outside the smallest kernel choice start: "zeros" (every kernel choice
+# computes what the smallest one does until its extra taps have learned) or "random" (he_normal
+# like the rest of the kernel).
+OUTER_TAPS = ("zeros", "random")
+
 # The fixed block's residual kinds (`rules.SHORTCUTS`) but "none": a super block always adds one.
 SHORTCUTS = tuple(kind for kind in rules.SHORTCUTS if kind != "none")
+
+
+def nested_kernel_initializer(kernel_choices, outer_taps="zeros", base="he_normal"):
+    """Initializer of a `(max_t, max_k, max_k, C)` depthwise kernel shared by `kernel_choices`.
+
+    With `outer_taps="zeros"` only the centre `min_t x min_k x min_k` taps are drawn from
+    `base`: a larger temporal (or spatial) kernel then starts as the smallest one, so a
+    search does not rank kernels by how much untrained noise their extra taps add (random
+    outer taps made t = 1 paths score higher while the supernet learned appearance only;
+    BENCHMARKS.md section 8). The outer taps still get gradients and learn when sampled.
+    """
+    base = keras.initializers.get(base)
+    if outer_taps == "random":
+        return base
+    min_t = min(t for t, _ in kernel_choices)
+    min_k = min(k for _, k in kernel_choices)
+
+    def initializer(shape, dtype=None):
+        t, k = shape[0], shape[1]
+        t0, k0 = (t - min_t) // 2, (k - min_k) // 2
+        inner = base((min_t, min_k, min_k, shape[3]), dtype=dtype)
+        pads = ((t0, t - min_t - t0), (k0, k - min_k - k0), (k0, k - min_k - k0), (0, 0))
+        return ops.pad(inner, pads)
+
+    return initializer
 
 
 def depthwise_conv3d_any_width(inputs, kernel, temporal_kernel, spatial_stride):
@@ -75,6 +105,9 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
             to "auto".
         activation: activation before the projection. Defaults to "swish".
         dynamic_shapes: bool or None. None: True on TensorFlow.
+        outer_taps: "zeros" (default: the depthwise taps outside the smallest
+            kernel choice start at zero, so every kernel choice starts as the
+            smallest) or "random" (drawn like the centre taps).
         **kwargs: base `keras.layers.Layer` arguments.
 
     Weights:
@@ -114,6 +147,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         shortcut="auto",
         activation="swish",
         dynamic_shapes=None,
+        outer_taps="zeros",
         **kwargs,
     ):
         max_channels = renamed_argument(kwargs, "max_filters", "max_channels", max_channels, None,
@@ -138,6 +172,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         self.shortcut = _checks.check_choice(name, "shortcut", shortcut, SHORTCUTS)
         if self.shortcut == "identity" and self.spatial_stride != 1:
             raise ValueError(f"{name}: an identity shortcut needs spatial_stride 1.")
+        self.outer_taps = _checks.check_choice(name, "outer_taps", outer_taps, OUTER_TAPS)
         self.activation = activation
         self._activation_fn = keras.activations.get(activation)
         self.dynamic_shapes = default_dynamic_shapes() if dynamic_shapes is None else dynamic_shapes
@@ -165,7 +200,8 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
             name="expand_kernel", shape=(self.max_in_channels, inner), initializer="he_normal"
         )
         self.depthwise_kernel = self.add_weight(
-            name="depthwise_kernel", shape=(t, k, k, inner), initializer="he_normal"
+            name="depthwise_kernel", shape=(t, k, k, inner),
+            initializer=nested_kernel_initializer(self.kernel_choices, self.outer_taps),
         )
         if hidden:
             _checks.add_squeeze_excite_weights(self, inner, hidden)
@@ -421,6 +457,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
                 "activation": self.activation if isinstance(self.activation, str)
                 else keras.activations.serialize(self._activation_fn),
                 "dynamic_shapes": self.dynamic_shapes,
+                "outer_taps": self.outer_taps,
             }
         )
         return config

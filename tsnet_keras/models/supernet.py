@@ -53,6 +53,8 @@ class Supernet(keras.Model):
         num_classes: int. Defaults to 400.
         dynamic_shapes: bool or None. None: True on TensorFlow (compute only the
             sampled widths); False masks at the widest widths (JAX, torch).
+        outer_taps: "zeros" (default) or "random": how the depthwise taps outside
+            the smallest kernel choice start (`SuperMBConv3D`).
         **kwargs: `keras.Model` arguments.
 
     Call arguments:
@@ -77,11 +79,13 @@ class Supernet(keras.Model):
     >>> supernet.copy_to_model(model, arch)   # the sampled network, standalone
     """
 
-    def __init__(self, space, num_classes: int = 400, dynamic_shapes=None, **kwargs):
+    def __init__(self, space, num_classes: int = 400, dynamic_shapes=None, outer_taps="zeros",
+                 **kwargs):
         super().__init__(**kwargs)
         self.space = space_from_dict(space)
         self.num_classes = num_classes
         self.dynamic_shapes = default_dynamic_shapes() if dynamic_shapes is None else dynamic_shapes
+        self.outer_taps = outer_taps
         if self.space.dense is not None and self.space.fusion_merge != "concat":
             raise ValueError(
                 "Supernet supports fusion_merge='concat' only (a sum merge constrains the "
@@ -92,7 +96,7 @@ class Supernet(keras.Model):
         self._blocks = [_block_of(table) for table in self.tables]
         self._lookups = [_make_lookup(table, block, self.keys)
                          for table, block in zip(self.tables, self._blocks)]
-        self.plan_layers = [block.make(table, self.dynamic_shapes)
+        self.plan_layers = [block.make(table, self.dynamic_shapes, outer_taps=outer_taps)
                             for table, block in zip(self.tables, self._blocks)]
         self._build_all()
 
@@ -231,6 +235,7 @@ class Supernet(keras.Model):
             "space": space_to_dict(self.space),
             "num_classes": self.num_classes,
             "dynamic_shapes": self.dynamic_shapes,
+            "outer_taps": self.outer_taps,
         }
 
     @classmethod
@@ -270,7 +275,7 @@ class _SuperBlock:
         """The table's integer fields plus any derived ones `call_fields` names."""
         return dict(table.fields)
 
-    def make(self, table, dynamic_shapes):
+    def make(self, table, dynamic_shapes, **options):
         """The layer: the plain layer of the spec (constant layers)."""
         return table.present_spec().make_layer()
 
@@ -306,7 +311,7 @@ class _MBConv(_SuperBlock):
         fields["kernel_index"] = kernel.astype(np.int64)
         return fields
 
-    def make(self, table, dynamic_shapes):
+    def make(self, table, dynamic_shapes, **options):
         projection = table.fields["projection"]
         shortcut = (
             "projection" if projection.all() else "identity" if not projection.any() else "auto"
@@ -321,6 +326,7 @@ class _MBConv(_SuperBlock):
             max_se_hidden=table.maximum("se_hidden"),
             shortcut=shortcut,
             dynamic_shapes=dynamic_shapes,
+            outer_taps=options["outer_taps"],
             name=table.name,
         )
 
@@ -344,7 +350,7 @@ class _MBConv(_SuperBlock):
 class _GloRe(_SuperBlock):
     call_fields = ("channels", "attention")
 
-    def make(self, table, dynamic_shapes):
+    def make(self, table, dynamic_shapes, **options):
         return SuperAttention(table.maximum("channels"), dynamic_shapes=dynamic_shapes,
                               name=table.name)
 
@@ -368,7 +374,7 @@ class _Fusion(_SuperBlock):
         )(fields["fusion"]).astype(np.int64)
         return fields
 
-    def make(self, table, dynamic_shapes):
+    def make(self, table, dynamic_shapes, **options):
         return SuperTSFusion(
             fusions=table.choices[0],
             max_dense_channels=table.maximum("dense_channels"),
@@ -388,7 +394,7 @@ class _Fusion(_SuperBlock):
 class _StreamHead(_SuperBlock):
     call_fields = ("in_base", "in_extra")
 
-    def make(self, table, dynamic_shapes):
+    def make(self, table, dynamic_shapes, **options):
         return SuperStreamHead(
             table.present_spec().out_channels,
             max_in_base=table.maximum("in_base"),

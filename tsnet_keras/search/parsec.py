@@ -121,6 +121,9 @@ class ParsecSearch(keras.Model):
         hinge: "expected" (analytic, on the logits; default) or "per_sample".
         seed: int. Seeds the architecture draws. Defaults to 0.
         dynamic_shapes: bool or None, passed to the `Supernet`.
+        outer_taps: "zeros" (default) or "random", passed to the `Supernet`: the
+            depthwise taps outside the smallest kernel choice start at zero, so
+            larger kernels are not ranked below smaller ones for untrained taps.
         **kwargs: `keras.Model` arguments.
 
     Attributes:
@@ -160,6 +163,7 @@ class ParsecSearch(keras.Model):
         hinge: str = "expected",
         seed: int = 0,
         dynamic_shapes=None,
+        outer_taps="zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -178,7 +182,8 @@ class ParsecSearch(keras.Model):
         self.macs_penalty = float(macs_penalty)
         self.hinge = hinge
         self.seed = int(seed)
-        self.supernet = Supernet(space, num_classes, dynamic_shapes=dynamic_shapes, name="supernet")
+        self.supernet = Supernet(space, num_classes, dynamic_shapes=dynamic_shapes,
+                                 outer_taps=outer_taps, name="supernet")
         self.distribution = ArchitectureDistribution(space, num_classes, crop, name="distribution")
         self.target_macs = check_target_macs(self.distribution.macs_model, target_macs)
         self._add_step_state()
@@ -446,6 +451,7 @@ class ParsecSearch(keras.Model):
             "hinge": self.hinge,
             "seed": self.seed,
             "dynamic_shapes": self.supernet.dynamic_shapes,
+            "outer_taps": self.supernet.outer_taps,
         }
 
     @classmethod
