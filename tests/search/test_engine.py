@@ -212,7 +212,10 @@ def test_a_search_is_one_fit_and_its_warm_up_switches_a_variable_not_the_step(tm
     frozen = []
     monkeypatch.setattr(ParsecSearch, "fit", fit)
     monkeypatch.setattr(ParsecSearch, "train_step", train_step)
-    _run(tmp_path / "run", epochs=3, warmup_epochs=1, callbacks=[Logits()])
+    # A continuous score: the sampled paths' scores never tie, so unfrozen logits must move
+    # (tied accuracies would leave them, rightly, where they are).
+    _run(tmp_path / "run", epochs=3, warmup_epochs=1, callbacks=[Logits()],
+         score="log_likelihood")
     assert fits == [(0, 3)]
     assert len(traces) == 1  # traced once, though the warm-up ended after epoch 1
     assert frozen == [True] * 3 + [False] * 6
