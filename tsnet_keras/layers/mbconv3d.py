@@ -29,6 +29,20 @@ def _batch_norm(layer, name, gamma_initializer="ones"):
     )
 
 
+def _check_ratio(name, squeeze_excite):
+    """The squeeze-excite ratio, a number in [0, 1] (bools refused)."""
+    if (
+        isinstance(squeeze_excite, bool)
+        or not isinstance(squeeze_excite, numbers.Real)
+        or not 0.0 <= squeeze_excite <= 1.0
+    ):
+        raise ValueError(
+            f"{name}: `squeeze_excite` must be a number in [0, 1] "
+            f"(0 disables squeeze-excite); got {squeeze_excite!r}."
+        )
+    return squeeze_excite
+
+
 @keras.saving.register_keras_serializable(package="tsnet_keras")
 class MBConv3D(keras.layers.Layer):
     """Inverted-bottleneck 3D block of X3D: expand, depthwise, SE, project, add.
@@ -133,16 +147,7 @@ class MBConv3D(keras.layers.Layer):
         )
         self.spatial_kernel = _checks.check_odd_positive_int(name, "spatial_kernel", spatial_kernel)
         self.spatial_stride = _checks.check_stride(name, "spatial_stride", spatial_stride)
-        if (
-            isinstance(squeeze_excite, bool)
-            or not isinstance(squeeze_excite, numbers.Real)
-            or not 0.0 <= squeeze_excite <= 1.0
-        ):
-            raise ValueError(
-                f"{name}: `squeeze_excite` must be a number in [0, 1] "
-                f"(0 disables squeeze-excite); got {squeeze_excite!r}."
-            )
-        self.squeeze_excite = squeeze_excite
+        self.squeeze_excite = _check_ratio(name, squeeze_excite)
         try:
             self._activation_fn = keras.activations.get(activation)
         except (ValueError, TypeError) as error:

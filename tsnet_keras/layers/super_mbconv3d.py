@@ -271,26 +271,28 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
             x = self._depthwise_masked(x, kernel_index)
         x = batch_norm(self.depthwise_bn, x, inner)
         if self.max_squeeze_excite_channels:
-            squeezed = ops.mean(x, axis=(1, 2, 3), keepdims=True)
-            reduce_kernel = ops.convert_to_tensor(self.se_reduce_kernel)
-            expand_kernel = ops.convert_to_tensor(self.se_expand_kernel)
-            if self.dynamic_shapes:
-                reduce_kernel = reduce_kernel[:inner, :hidden]
-                expand_kernel = expand_kernel[:hidden, :inner]
-            squeezed = ops.relu(
-                ops.matmul(squeezed, reduce_kernel) + self._columns(self.se_reduce_bias, hidden)
-            )
-            squeezed = self._mask(squeezed, hidden, self.max_squeeze_excite_channels)
-            squeezed = ops.matmul(squeezed, expand_kernel) + self._columns(
-                self.se_expand_bias, inner
-            )
-            x = x * ops.sigmoid(squeezed)
+            x = self._squeeze_excite(x, inner, hidden)
         x = self._mask(self._activation_fn(x), inner, self.max_inner_channels)
         project = ops.convert_to_tensor(self.project_kernel)
         if self.dynamic_shapes:
             project = project[:inner, :channels]
         x = batch_norm(self.project_bn, ops.matmul(x, project), channels)
         return x + self._shortcut(inputs, in_base, in_extra, channels, training, update)
+
+    def _squeeze_excite(self, x, inner, hidden):
+        """`x` scaled by the squeeze-excite gate of the first `inner` / `hidden` channels."""
+        squeezed = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        reduce_kernel = ops.convert_to_tensor(self.se_reduce_kernel)
+        expand_kernel = ops.convert_to_tensor(self.se_expand_kernel)
+        if self.dynamic_shapes:
+            reduce_kernel = reduce_kernel[:inner, :hidden]
+            expand_kernel = expand_kernel[:hidden, :inner]
+        squeezed = ops.relu(
+            ops.matmul(squeezed, reduce_kernel) + self._columns(self.se_reduce_bias, hidden)
+        )
+        squeezed = self._mask(squeezed, hidden, self.max_squeeze_excite_channels)
+        squeezed = ops.matmul(squeezed, expand_kernel) + self._columns(self.se_expand_bias, inner)
+        return x * ops.sigmoid(squeezed)
 
     def _depthwise(self, x, t, k, inner):
         t_offset = (self.max_temporal_kernel - t) // 2
