@@ -29,6 +29,21 @@ def _batch_norm(layer, name, gamma_initializer="ones"):
     )
 
 
+def squeeze_excite(x, reduce_kernel, reduce_bias, expand_kernel, expand_bias, mask=None):
+    """`x` scaled by its squeeze-excite gate (the math of `MBConv3D` and `SuperMBConv3D`).
+
+    Mean over frames, height and width -> FC `reduce_kernel` + bias -> ReLU ->
+    [`mask`, the super block's zeroing of inactive hidden channels] -> FC
+    `expand_kernel` + bias -> sigmoid -> scale `x`.
+    """
+    squeezed = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+    squeezed = ops.relu(ops.matmul(squeezed, reduce_kernel) + reduce_bias)
+    if mask is not None:
+        squeezed = mask(squeezed)
+    squeezed = ops.matmul(squeezed, expand_kernel) + expand_bias
+    return x * ops.sigmoid(squeezed)
+
+
 def _check_ratio(name, squeeze_excite):
     """The squeeze-excite ratio, a number in [0, 1] (bools refused)."""
     if (
@@ -241,10 +256,8 @@ class MBConv3D(keras.layers.Layer):
         x = depthwise_conv3d(x, self.depthwise_kernel, self.spatial_stride)
         x = self.depthwise_bn(x, training=training)
         if self.squeeze_excite_channels:
-            squeezed = ops.mean(x, axis=(1, 2, 3), keepdims=True)
-            squeezed = ops.relu(ops.matmul(squeezed, self.se_reduce_kernel) + self.se_reduce_bias)
-            squeezed = ops.matmul(squeezed, self.se_expand_kernel) + self.se_expand_bias
-            x = x * ops.sigmoid(squeezed)
+            x = squeeze_excite(x, self.se_reduce_kernel, self.se_reduce_bias,
+                               self.se_expand_kernel, self.se_expand_bias)
         x = self._activation_fn(x)
         x = ops.matmul(x, self.project_kernel)
         x = self.project_bn(x, training=training)

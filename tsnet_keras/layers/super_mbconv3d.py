@@ -6,6 +6,7 @@ from keras import ops
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers._super import ChoiceWeightsMixin, input_row_indices, input_rows
 from tsnet_keras.layers.depthwise import depthwise_conv3d_taps, subsample_space
+from tsnet_keras.layers.mbconv3d import squeeze_excite
 from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
@@ -281,18 +282,16 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
 
     def _squeeze_excite(self, x, inner, hidden):
         """`x` scaled by the squeeze-excite gate of the first `inner` / `hidden` channels."""
-        squeezed = ops.mean(x, axis=(1, 2, 3), keepdims=True)
         reduce_kernel = ops.convert_to_tensor(self.se_reduce_kernel)
         expand_kernel = ops.convert_to_tensor(self.se_expand_kernel)
         if self.dynamic_shapes:
             reduce_kernel = reduce_kernel[:inner, :hidden]
             expand_kernel = expand_kernel[:hidden, :inner]
-        squeezed = ops.relu(
-            ops.matmul(squeezed, reduce_kernel) + self._columns(self.se_reduce_bias, hidden)
+        return squeeze_excite(
+            x, reduce_kernel, self._columns(self.se_reduce_bias, hidden),
+            expand_kernel, self._columns(self.se_expand_bias, inner),
+            mask=lambda squeezed: self._mask(squeezed, hidden, self.max_squeeze_excite_channels),
         )
-        squeezed = self._mask(squeezed, hidden, self.max_squeeze_excite_channels)
-        squeezed = ops.matmul(squeezed, expand_kernel) + self._columns(self.se_expand_bias, inner)
-        return x * ops.sigmoid(squeezed)
 
     def _depthwise(self, x, t, k, inner):
         t_offset = (self.max_temporal_kernel - t) // 2
