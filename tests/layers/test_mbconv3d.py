@@ -93,7 +93,7 @@ def test_x3d_squeeze_excite_widths(inner, hidden):
 
 
 @pytest.mark.parametrize(
-    "input_channels, kwargs",
+    "in_channels, kwargs",
     [
         (24, dict(channels=24, expansion=2.25, spatial_stride=2, squeeze_excite=1 / 16)),
         (48, dict(channels=96, expansion=2.25, spatial_stride=2, squeeze_excite=1 / 16)),
@@ -102,20 +102,20 @@ def test_x3d_squeeze_excite_widths(inner, hidden):
         (16, dict(channels=32, expansion=1.0, shortcut="none")),
     ],
 )
-def test_parameter_count(input_channels, kwargs):
+def test_parameter_count(in_channels, kwargs):
     layer = MBConv3D(**kwargs)
-    layer.build((None, 4, 8, 8, input_channels))
+    layer.build((None, 4, 8, 8, in_channels))
     channels = kwargs["channels"]
     inner = int(round(channels * kwargs["expansion"]))
     taps = kwargs.get("temporal_kernel", 3) * kwargs.get("spatial_kernel", 3) ** 2
     hidden = MBConv3D.squeeze_excite_channels(inner, kwargs.get("squeeze_excite", 0))
-    expected = input_channels * inner + taps * inner + inner * channels
+    expected = in_channels * inner + taps * inner + inner * channels
     expected += 2 * (inner + inner + channels)  # BN gamma/beta
     if hidden:
         expected += 2 * inner * hidden + hidden + inner
     bn_channels = 2 * inner + channels
     if layer.use_projection:
-        expected += input_channels * channels + 2 * channels
+        expected += in_channels * channels + 2 * channels
         bn_channels += channels
     trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
     assert trainable == expected

@@ -203,21 +203,21 @@ class MBConv3D(keras.layers.Layer):
         return squeeze_excite_width(inner, ratio)
 
     @staticmethod
-    def uses_projection(shortcut, input_channels, channels, spatial_stride):
+    def uses_projection(shortcut, in_channels, channels, spatial_stride):
         """Whether the block's shortcut is a 1x1x1 projection (+BN) (`rules.uses_projection`)."""
-        return uses_projection(shortcut, input_channels, channels, spatial_stride)
+        return uses_projection(shortcut, in_channels, channels, spatial_stride)
 
     def build(self, input_shape):
         _checks.check_video_shape(type(self).__name__, input_shape)
-        input_channels = input_shape[-1]
-        if self.shortcut == "identity" and input_channels != self.channels:
+        in_channels = input_shape[-1]
+        if self.shortcut == "identity" and in_channels != self.channels:
             raise ValueError(
                 f"{type(self).__name__}: `shortcut`='identity' needs as many input channels "
-                f"as `channels` ({self.channels}); got {input_channels}. Use shortcut='auto'."
+                f"as `channels` ({self.channels}); got {in_channels}. Use shortcut='auto'."
             )
         inner, hidden = self.inner, self.squeeze_excite_channels
         self.expand_kernel = self.add_weight(
-            name="expand_kernel", shape=(input_channels, inner), initializer="he_normal"
+            name="expand_kernel", shape=(in_channels, inner), initializer="he_normal"
         )
         self.depthwise_kernel = self.add_weight(
             name="depthwise_kernel",
@@ -235,12 +235,12 @@ class MBConv3D(keras.layers.Layer):
         self.depthwise_bn.build(output_shape[:-1] + (inner,))
         self.project_bn.build(output_shape)
         self.use_projection = self.uses_projection(
-            self.shortcut, input_channels, self.channels, self.spatial_stride
+            self.shortcut, in_channels, self.channels, self.spatial_stride
         )
         if self.use_projection:
             self.shortcut_kernel = self.add_weight(
                 name="shortcut_kernel",
-                shape=(input_channels, self.channels),
+                shape=(in_channels, self.channels),
                 initializer="he_normal",
             )
             self.shortcut_bn = _batch_norm(self, "shortcut_bn")
