@@ -391,7 +391,8 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         t, k = int(choice["temporal_kernel"]), int(choice["spatial_kernel"])
         if (t, k) not in self.kernel_choices:
             raise ValueError(f"{self.name}: kernel {(t, k)} is not one of {self.kernel_choices}.")
-        if channels > self.max_channels or inner > self.max_inner_channels or hidden > self.max_squeeze_excite_channels:
+        if (channels > self.max_channels or inner > self.max_inner_channels
+                or hidden > self.max_squeeze_excite_channels):
             raise ValueError(f"{self.name}: choice {choice} exceeds the block's widest weights.")
         t0 = (self.max_temporal_kernel - t) // 2
         k0 = (self.max_spatial_kernel - k) // 2

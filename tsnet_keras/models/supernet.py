@@ -328,15 +328,16 @@ class _MBConv(_SuperBlock):
         return layer(
             inputs, in_base=args["in_base"], in_extra=args["in_extra"],
             channels=args["channels"], inner_channels=args["inner_channels"],
-            squeeze_excite_channels=args["squeeze_excite_channels"], kernel_index=args["kernel_index"], **common,
+            squeeze_excite_channels=args["squeeze_excite_channels"],
+            kernel_index=args["kernel_index"], **common,
         )
 
     def choice(self, fields, spec):
         return {
             "in_base": fields["in_base"], "in_extra": fields["in_extra"],
             "channels": fields["channels"], "inner_channels": fields["inner_channels"],
-            "squeeze_excite_channels": fields["squeeze_excite_channels"], "temporal_kernel": fields["temporal_kernel"],
-            "spatial_kernel": fields["spatial_kernel"],
+            "squeeze_excite_channels": fields["squeeze_excite_channels"],
+            "temporal_kernel": fields["temporal_kernel"], "spatial_kernel": fields["spatial_kernel"],
             "projection": bool(fields["projection"]),
         }
 

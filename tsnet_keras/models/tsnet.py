@@ -48,7 +48,8 @@ class TSNet(keras.Model):
     TensorShape([1, 10])
     """
 
-    def __init__(self, architecture, num_classes: int = 400, crop: int | None = DEFAULT_CROP, **kwargs):
+    def __init__(self, architecture, num_classes: int = 400, crop: int | None = DEFAULT_CROP,
+                 **kwargs):
         arch = Architecture.from_dict(architecture)
         if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 1):
             fail("crop", "a positive int or None", crop)
