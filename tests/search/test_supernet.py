@@ -157,30 +157,6 @@ def test_super_block_choice_weights_fill_mbconv3d():
         block.choice_weights(dict(choice, temporal_kernel=5))
 
 
-@pytest.mark.parametrize("dynamic_shapes", [False, True])
-def test_super_block_with_squeeze_excite_computes_the_fixed_block(dynamic_shapes):
-    """The search spaces of the supernet tests have no SE: this checks the shared SE math
-    (`layers.mbconv3d.squeeze_excite`) of a narrower choice against `MBConv3D`."""
-    fixed = MBConv3D(8, 2.0, temporal_kernel=3, spatial_kernel=3, squeeze_excite=0.25)
-    fixed.build((None, 4, 8, 8, 8))
-    _randomize(fixed, seed=3)
-    block = SuperMBConv3D(16, 32, ((3, 3),), max_in_base=8, max_squeeze_excite_channels=16,
-                          shortcut="identity", dynamic_shapes=dynamic_shapes)
-    block.build()
-    _randomize(block, seed=4)
-    choice = {"in_base": 8, "channels": 8, "inner_channels": 16,
-              "squeeze_excite_channels": fixed.squeeze_excite_channels, "temporal_kernel": 3,
-              "spatial_kernel": 3, "projection": False}
-    assert choice["squeeze_excite_channels"] == 8  # of 16: the SE width is sliced too
-    paths = {w.path.split(fixed.name + "/", 1)[1]: np.asarray(w) for w in fixed.weights}
-    block.assign_choice_weights(choice, paths)
-    x = np.random.default_rng(5).normal(size=(2, 4, 8, 8, 8)).astype("float32")
-    want = np.asarray(fixed(x, training=False))
-    got = np.asarray(block(x, channels=8, inner_channels=16, squeeze_excite_channels=8,
-                           kernel_index=0, training=False))
-    np.testing.assert_allclose(got[..., :8], want, atol=1e-5, rtol=1e-5)
-
-
 def test_layer_configs_hold_every_argument_and_round_trip():
     import keras
 
@@ -251,3 +227,27 @@ def test_recalibrate_batch_norm_averages_batch_statistics():
     mean = np.asarray(block.expand_bn.moving_mean)
     assert not np.array_equal(mean[:inner], before[block.expand_bn.moving_mean.path][:inner])
     np.testing.assert_array_equal(mean[inner:], before[block.expand_bn.moving_mean.path][inner:])
+
+
+@pytest.mark.parametrize("dynamic_shapes", [False, True])
+def test_super_block_with_squeeze_excite_computes_the_fixed_block(dynamic_shapes):
+    """The search spaces of the supernet tests have no SE: this checks the shared SE math
+    (`layers.mbconv3d.squeeze_excite`) of a narrower choice against `MBConv3D`."""
+    fixed = MBConv3D(8, 2.0, temporal_kernel=3, spatial_kernel=3, squeeze_excite=0.25)
+    fixed.build((None, 4, 8, 8, 8))
+    _randomize(fixed, seed=3)
+    block = SuperMBConv3D(16, 32, ((3, 3),), max_in_base=8, max_squeeze_excite_channels=16,
+                          shortcut="identity", dynamic_shapes=dynamic_shapes)
+    block.build()
+    _randomize(block, seed=4)
+    choice = {"in_base": 8, "channels": 8, "inner_channels": 16,
+              "squeeze_excite_channels": fixed.squeeze_excite_channels, "temporal_kernel": 3,
+              "spatial_kernel": 3, "projection": False}
+    assert choice["squeeze_excite_channels"] == 8  # of 16: the SE width is sliced too
+    paths = {w.path.split(fixed.name + "/", 1)[1]: np.asarray(w) for w in fixed.weights}
+    block.assign_choice_weights(choice, paths)
+    x = np.random.default_rng(5).normal(size=(2, 4, 8, 8, 8)).astype("float32")
+    want = np.asarray(fixed(x, training=False))
+    got = np.asarray(block(x, channels=8, inner_channels=16, squeeze_excite_channels=8,
+                           kernel_index=0, training=False))
+    np.testing.assert_allclose(got[..., :8], want, atol=1e-5, rtol=1e-5)
