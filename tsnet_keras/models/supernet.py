@@ -40,7 +40,7 @@ from tsnet_keras.space.plan import (
     StreamHeadSpec,
 )
 from tsnet_keras.space.rules import FUSION_OPS
-from tsnet_keras.space.specs import space_from_dict, space_to_dict
+from tsnet_keras.space.search_space import space_from_dict, space_to_dict
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")

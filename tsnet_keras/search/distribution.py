@@ -26,8 +26,8 @@ from tsnet_keras.files import atomic_write_text
 from tsnet_keras.search.expected_macs import MacsModel
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.space.rules import DEFAULT_CROP
-# space_to_dict / space_from_dict live in space/specs.py; imported here by their old path.
-from tsnet_keras.space.specs import space_from_dict, space_to_dict
+# space_to_dict / space_from_dict live in space/search_space.py; imported here by their old path.
+from tsnet_keras.space.search_space import space_from_dict, space_to_dict
 
 _PAD_LOGIT = -1e9
 FORMAT = "tsnet_keras.ArchitectureDistribution"

@@ -52,7 +52,7 @@ from tsnet_keras.search.estimator import (
 )
 from tsnet_keras.search.optimizers import masked_optimizer
 from tsnet_keras.space.rules import DEFAULT_CROP
-from tsnet_keras.space.specs import space_from_dict, space_to_dict
+from tsnet_keras.space.search_space import space_from_dict, space_to_dict
 
 SCORES = ("accuracy", "log_likelihood")
 HINGES = ("expected", "per_sample")

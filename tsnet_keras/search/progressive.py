@@ -82,7 +82,7 @@ from tsnet_keras.search.parsec import ParsecSearch, check_target_macs
 from tsnet_keras.models.supernet import layer_choices
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.space.rules import DEFAULT_CROP
-from tsnet_keras.space.specs import TwoStreamSpace
+from tsnet_keras.space.search_space import TwoStreamSpace
 
 SEARCH_STEPS = (1, 2, 3, "one_shot")
 HISTORY_FIELDS = (

@@ -47,7 +47,7 @@ from tsnet_keras.space.rules import (
     fused_width,
     stage_position,
 )
-from tsnet_keras.space.specs import TwoStreamSpace
+from tsnet_keras.space.search_space import TwoStreamSpace
 
 # Integer fields recorded per spec type (all tables of one type have the same fields).
 FIELDS = {
