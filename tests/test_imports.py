@@ -124,6 +124,7 @@ def test_recipes_export_the_steps_not_the_helpers():
     ("tsnet_keras.search.layer_tables", "tsnet_keras.space.layer_tables"),
     ("tsnet_keras.presets", "tsnet_keras.space.presets"),
     ("tsnet_keras.spaces", "tsnet_keras.space.named_spaces"),
+    ("tsnet_keras.space.specs", "tsnet_keras.space.search_space"),
 ])
 def test_old_module_paths_are_the_moved_modules(old, new):
     """Modules that moved keep their old import path, as the same module object (so

@@ -13,6 +13,7 @@ import os  # noqa: E402
 from tsnet_keras import presets, spaces  # noqa: E402
 from tsnet_keras.accounting import Complexity, complexity  # noqa: E402
 from tsnet_keras.space import Architecture, auto_tsnet  # noqa: E402
+from tsnet_keras.space.rules import DEFAULT_CROP  # noqa: E402
 
 
 # Suffixes of PyTorch checkpoint files (PyTorchVideo hub `.pyth`, PySlowFast `.pyth`).
@@ -22,7 +23,7 @@ TORCH_CHECKPOINT_SUFFIXES = (".pyth", ".pth", ".pt", ".ckpt")
 def build_model(
     arch: "Architecture | str",
     num_classes: int | None = None,
-    crop: int | None = 160,
+    crop: int | None = DEFAULT_CROP,
     weights: "str | os.PathLike | None" = None,
     name: str | None = None,
 ):

@@ -15,6 +15,10 @@ checkpoint configurations, layer configs) pass what they read through
 | `max_filters` (SuperMBConv3D) | `max_channels` | |
 | `operation` (TSFusion), `operations` (SuperTSFusion) | `fusion`, `fusions` | the architecture's name of the fusion op |
 | `enabled` (SuperAttention call) | `attention` | the architecture's name of the GloRe choice |
+| `squeeze_excite_ratio` (MBConv3D, MBConvSpec) | `squeeze_excite` | the architecture's name of the SE ratio |
+| `se_hidden` (layer tables, SuperMBConv3D call, MBConvSpec), `squeeze_excite_hidden` (MBConv3D attribute) | `squeeze_excite_channels` | the SE width, a width like `inner_channels` |
+| `max_se_hidden` (SuperMBConv3D) | `max_squeeze_excite_channels` | |
+| `out_channels` (layer specs, layer-table field) | `channels` | the layers' and the architecture's name of the output width |
 """
 
 from __future__ import annotations
@@ -42,6 +46,15 @@ LAYER_WIDTHS = {
 FUSION_NAMES = {
     "operation": "fusion",
     "operations": "fusions",
+}
+
+# Squeeze-excite: two ideas, two names. The ratio (SE width over the block's inner width) is
+# `squeeze_excite`, as in the architecture's groups and their JSON; the width it gives is
+# `squeeze_excite_channels`, as `inner_channels` is the inner width.
+SQUEEZE_EXCITE_NAMES = {
+    "squeeze_excite_ratio": "squeeze_excite",
+    "se_hidden": "squeeze_excite_channels",
+    "max_se_hidden": "max_squeeze_excite_channels",
 }
 
 _MISSING = object()
@@ -107,5 +120,5 @@ def renamed_attribute(old: str, new: str):
     return property(getter, setter, doc=f"Deprecated name of `{new}`.")
 
 
-__all__ = ["FUSION_NAMES", "LAYER_WIDTHS", "SEARCH_LOGITS", "renamed_argument", "renamed_attribute", "renamed_keys",
-           "renamed_rows"]
+__all__ = ["FUSION_NAMES", "LAYER_WIDTHS", "SEARCH_LOGITS", "SQUEEZE_EXCITE_NAMES", "renamed_argument",
+           "renamed_attribute", "renamed_keys", "renamed_rows"]

@@ -20,7 +20,7 @@ def numpy_block(layer, x):
     y = relu(batch_norm(x @ weight(layer, "expand_kernel"), layer.expand_bn))
     y = depthwise_conv3d(y, weight(layer, "depthwise_kernel"), layer.spatial_stride)
     y = batch_norm(y, layer.depthwise_bn)
-    if layer.squeeze_excite_ratio:
+    if layer.squeeze_excite:
         squeezed = y.mean(axis=(1, 2, 3), keepdims=True)
         reduce = weight(layer, "se_reduce_kernel"), weight(layer, "se_reduce_bias")
         expand = weight(layer, "se_expand_kernel"), weight(layer, "se_expand_bias")
@@ -40,10 +40,10 @@ def numpy_block(layer, x):
 
 CASES = {
     "identity": (8, dict(channels=8, expansion=2.25)),
-    "identity_se": (8, dict(channels=8, expansion=2.25, squeeze_excite_ratio=1 / 16)),
+    "identity_se": (8, dict(channels=8, expansion=2.25, squeeze_excite=1 / 16)),
     "projection_stride2_se": (
         6,
-        dict(channels=8, expansion=2.0, spatial_stride=2, squeeze_excite_ratio=0.25),
+        dict(channels=8, expansion=2.0, spatial_stride=2, squeeze_excite=0.25),
     ),
     "projection_width": (6, dict(channels=8, expansion=1.5, temporal_kernel=5, spatial_kernel=5)),
     "forced_projection": (
@@ -82,7 +82,7 @@ def test_identity_is_one_name_for_both_blocks_and_refuses_other_widths():
 def test_new_block_is_its_shortcut(rng):
     # project_bn gamma starts at zero, so a fresh identity block passes x through.
     x = rng.normal(size=(2, 3, 5, 5, 8)).astype("float32")
-    layer = MBConv3D(8, 2.0, squeeze_excite_ratio=0.25)
+    layer = MBConv3D(8, 2.0, squeeze_excite=0.25)
     np.testing.assert_array_equal(to_numpy(layer(x, training=False)), x)
 
 
@@ -93,29 +93,29 @@ def test_x3d_squeeze_excite_widths(inner, hidden):
 
 
 @pytest.mark.parametrize(
-    "input_channels, kwargs",
+    "in_channels, kwargs",
     [
-        (24, dict(channels=24, expansion=2.25, spatial_stride=2, squeeze_excite_ratio=1 / 16)),
-        (48, dict(channels=96, expansion=2.25, spatial_stride=2, squeeze_excite_ratio=1 / 16)),
+        (24, dict(channels=24, expansion=2.25, spatial_stride=2, squeeze_excite=1 / 16)),
+        (48, dict(channels=96, expansion=2.25, spatial_stride=2, squeeze_excite=1 / 16)),
         (192, dict(channels=192, expansion=2.25)),
         (16, dict(channels=16, expansion=3.0, temporal_kernel=5, spatial_kernel=5)),
         (16, dict(channels=32, expansion=1.0, shortcut="none")),
     ],
 )
-def test_parameter_count(input_channels, kwargs):
+def test_parameter_count(in_channels, kwargs):
     layer = MBConv3D(**kwargs)
-    layer.build((None, 4, 8, 8, input_channels))
+    layer.build((None, 4, 8, 8, in_channels))
     channels = kwargs["channels"]
     inner = int(round(channels * kwargs["expansion"]))
     taps = kwargs.get("temporal_kernel", 3) * kwargs.get("spatial_kernel", 3) ** 2
-    hidden = MBConv3D.squeeze_excite_channels(inner, kwargs.get("squeeze_excite_ratio", 0))
-    expected = input_channels * inner + taps * inner + inner * channels
+    hidden = MBConv3D.squeeze_excite_channels(inner, kwargs.get("squeeze_excite", 0))
+    expected = in_channels * inner + taps * inner + inner * channels
     expected += 2 * (inner + inner + channels)  # BN gamma/beta
     if hidden:
         expected += 2 * inner * hidden + hidden + inner
     bn_channels = 2 * inner + channels
     if layer.use_projection:
-        expected += input_channels * channels + 2 * channels
+        expected += in_channels * channels + 2 * channels
         bn_channels += channels
     trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
     assert trainable == expected
@@ -125,8 +125,8 @@ def test_parameter_count(input_channels, kwargs):
 
 def test_residual_relu_is_relu_of_the_plain_block(rng):
     x = rng.normal(size=(1, 3, 6, 6, 8)).astype("float32")
-    plain = MBConv3D(8, 2.0, squeeze_excite_ratio=0.25)
-    relu = MBConv3D(8, 2.0, squeeze_excite_ratio=0.25, residual_activation="relu")
+    plain = MBConv3D(8, 2.0, squeeze_excite=0.25)
+    relu = MBConv3D(8, 2.0, squeeze_excite=0.25, residual_activation="relu")
     plain.build(x.shape)
     relu.build(x.shape)
     relu.set_weights(plain.get_weights())

@@ -38,7 +38,7 @@ CASES = {
             temporal_kernel=5,
             spatial_kernel=3,
             spatial_stride=2,
-            squeeze_excite_ratio=0.25,
+            squeeze_excite=0.25,
             activation="relu",
             shortcut="projection",
         ),
@@ -109,7 +109,7 @@ INVALID = [
     (MBConv3D, dict(channels=8, expansion=2.0, temporal_kernel=2), "temporal_kernel"),
     (MBConv3D, dict(channels=8, expansion=2.0, spatial_kernel=4), "spatial_kernel"),
     (MBConv3D, dict(channels=8, expansion=2.0, spatial_stride=3), "spatial_stride"),
-    (MBConv3D, dict(channels=8, expansion=2.0, squeeze_excite_ratio=-0.1), "squeeze_excite_ratio"),
+    (MBConv3D, dict(channels=8, expansion=2.0, squeeze_excite=-0.1), "squeeze_excite"),
     (MBConv3D, dict(channels=8, expansion=2.0, shortcut="residual"), "shortcut"),
     (MBConv3D, dict(channels=8, expansion=2.0, spatial_stride=2, shortcut="identity"), "shortcut"),
     (MBConv3D, dict(channels=8, expansion=2.0, activation="no_such_fn"), "activation"),
@@ -153,6 +153,7 @@ def test_a_model_saved_before_the_rename_loads_and_computes_the_same():
         warnings.simplefilter("error", DeprecationWarning)  # an old file is not the caller's doing
         model = keras.saving.load_model(DATA / "old_layer_names.keras", safe_mode=True)
     assert [layer.channels for layer in model.layers[1:]] == [4, 4, 6, 5]
+    assert [layer.squeeze_excite for layer in model.layers[2:4]] == [0.25, 0.0]  # was *_ratio
     x = np.random.default_rng(2).normal(size=(2, 4, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x, training=False)),
                                np.load(DATA / "old_layer_names_output.npy"), rtol=1e-5, atol=1e-5)
@@ -201,3 +202,57 @@ def test_fusion_layers_read_their_old_op_names():
         assert old.operation == "time_strided_sample"
     with pytest.raises(TypeError, match="not both"):
         TSFusion("none", operation="time_to_channel")
+
+
+# ------------------------- squeeze-excite: `squeeze_excite` (ratio), `squeeze_excite_channels` (width)
+def test_mbconv3d_reads_its_old_squeeze_excite_names():
+    """`squeeze_excite_ratio` (argument, config key, attribute) and `squeeze_excite_hidden`."""
+    layer = MBConv3D(channels=8, expansion=2.0, squeeze_excite=0.25, name="block")
+    config = layer.get_config()
+    assert config["squeeze_excite"] == 0.25 and "squeeze_excite_ratio" not in config
+    old_config = {("squeeze_excite_ratio" if k == "squeeze_excite" else k): v for k, v in config.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # an old config is not the caller's doing
+        assert MBConv3D.from_config(old_config).get_config() == config
+    with pytest.warns(DeprecationWarning, match="`squeeze_excite_ratio` is deprecated, pass `squeeze_excite`"):
+        old = MBConv3D(channels=8, expansion=2.0, squeeze_excite_ratio=0.25, name="block")
+    assert old.get_config() == config
+    assert old.squeeze_excite_channels == MBConv3D.squeeze_excite_channels(16, 0.25) == 8
+    with pytest.warns(DeprecationWarning, match="use `squeeze_excite`"):
+        assert old.squeeze_excite_ratio == 0.25
+    with pytest.warns(DeprecationWarning, match="use `squeeze_excite_channels`"):
+        assert old.squeeze_excite_hidden == 8
+    with pytest.raises(TypeError, match="not both"):
+        MBConv3D(channels=8, expansion=2.0, squeeze_excite=0.5, squeeze_excite_ratio=0.25)
+
+
+def test_super_mbconv3d_reads_its_old_squeeze_excite_names():
+    """`max_se_hidden` (argument, config key, attribute), call `se_hidden` and choice key."""
+    kwargs = dict(max_channels=8, max_inner_channels=16, kernel_choices=((3, 3),), max_in_base=8)
+    layer = SuperMBConv3D(**kwargs, max_squeeze_excite_channels=8, name="block")
+    config = layer.get_config()
+    old_config = {("max_se_hidden" if k == "max_squeeze_excite_channels" else k): v
+                  for k, v in config.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert SuperMBConv3D.from_config(old_config).get_config() == config
+    with pytest.warns(DeprecationWarning, match="`max_se_hidden` is deprecated"):
+        old = SuperMBConv3D(**kwargs, max_se_hidden=8, name="block")
+    assert old.get_config() == config
+    with pytest.warns(DeprecationWarning, match="use `max_squeeze_excite_channels`"):
+        assert old.max_se_hidden == 8
+    layer.build()
+    randomize_weights(layer, np.random.default_rng(0))
+    x = np.random.default_rng(1).normal(size=(2, 4, 6, 6, 8)).astype("float32")
+    new = to_numpy(layer(x, squeeze_excite_channels=4, training=False))
+    with pytest.warns(DeprecationWarning, match="`se_hidden` is deprecated"):
+        np.testing.assert_array_equal(to_numpy(layer(x, se_hidden=4, training=False)), new)
+    assert not np.allclose(to_numpy(layer(x, squeeze_excite_channels=8, training=False)), new)
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        layer(x, hidden=4)
+    choice = {"in_base": 8, "channels": 8, "inner_channels": 16, "temporal_kernel": 3,
+              "spatial_kernel": 3, "projection": False}
+    weights = layer.choice_weights({**choice, "squeeze_excite_channels": 4})
+    old_weights = layer.choice_weights({**choice, "se_hidden": 4})
+    assert weights["se_reduce_kernel"].shape == (16, 4)
+    assert weights.keys() == old_weights.keys()

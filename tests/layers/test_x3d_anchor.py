@@ -24,7 +24,7 @@ def test_x3d_s_parameter_count():
                     channels,
                     2.25,
                     spatial_stride=2 if index == 0 else 1,
-                    squeeze_excite_ratio=1 / 16 if index % 2 == 0 else 0.0,
+                    squeeze_excite=1 / 16 if index % 2 == 0 else 0.0,
                 )
             )
     layers.append(StreamHead(432))

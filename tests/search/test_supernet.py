@@ -113,12 +113,12 @@ def test_one_trace_serves_every_architecture():
 
 
 def test_bn_statistics_update_only_the_active_slice():
-    block = SuperMBConv3D(16, 32, ((1, 3), (3, 3)), max_in_base=8, max_se_hidden=8)
+    block = SuperMBConv3D(16, 32, ((1, 3), (3, 3)), max_in_base=8, max_squeeze_excite_channels=8)
     block.build()
     before = {w.path: np.asarray(w) for w in block.non_trainable_weights}
     x = np.random.default_rng(0).normal(size=(2, 4, 8, 8, 8)).astype("float32")
     # 8 -> 12 channels: projection shortcut.
-    block(x, channels=12, inner_channels=20, se_hidden=8, kernel_index=0, training=True)
+    block(x, channels=12, inner_channels=20, squeeze_excite_channels=8, kernel_index=0, training=True)
     after = {w.path: np.asarray(w) for w in block.non_trainable_weights}
     width = {"expand_bn": 20, "depthwise_bn": 20, "project_bn": 12, "shortcut_bn": 12}
     for path, value in after.items():
@@ -126,7 +126,7 @@ def test_bn_statistics_update_only_the_active_slice():
         assert not np.array_equal(value[:active], before[path][:active]), path
         np.testing.assert_array_equal(value[active:], before[path][active:])
     # 8 -> 8 channels: identity shortcut, its BN statistics stay.
-    block(x, channels=8, inner_channels=16, se_hidden=8, kernel_index=1, training=True)
+    block(x, channels=8, inner_channels=16, squeeze_excite_channels=8, kernel_index=1, training=True)
     for w in block.non_trainable_weights:
         if "shortcut_bn" in w.path:
             np.testing.assert_array_equal(np.asarray(w), after[w.path])
@@ -139,12 +139,12 @@ def test_bn_statistics_update_only_the_active_slice():
 
 def test_super_block_choice_weights_fill_mbconv3d():
     block = SuperMBConv3D(16, 32, ((1, 3), (3, 5)), max_in_base=8, spatial_stride=2,
-                          max_se_hidden=8, shortcut="projection")
+                          max_squeeze_excite_channels=8, shortcut="projection")
     block.build()
     fixed = MBConv3D(8, 2.0, temporal_kernel=1, spatial_kernel=3, spatial_stride=2,
-                     squeeze_excite_ratio=1 / 16)
+                     squeeze_excite=1 / 16)
     fixed.build((None, 4, 8, 8, 8))
-    choice = {"in_base": 8, "channels": 8, "inner_channels": 16, "se_hidden": 8,
+    choice = {"in_base": 8, "channels": 8, "inner_channels": 16, "squeeze_excite_channels": 8,
               "temporal_kernel": 1, "spatial_kernel": 3, "projection": True}
     weights = block.choice_weights(choice)
     paths = {w.path.split(fixed.name + "/", 1)[1] for w in fixed.weights}
@@ -206,9 +206,9 @@ def test_layer_configs_hold_every_argument_and_round_trip():
     cases = [
         (SuperMBConv3D, {"max_channels": 16, "max_inner_channels": 32,
                              "kernel_choices": [[1, 3], [3, 5]], "max_in_base": 8, "max_in_extra": 4,
-                             "spatial_stride": 2, "max_se_hidden": 8, "shortcut": "projection",
-                             "activation": "swish", "dynamic_shapes": True,
-                             "outer_taps": "random"}),
+                             "spatial_stride": 2, "max_squeeze_excite_channels": 8,
+                             "shortcut": "projection", "activation": "swish",
+                             "dynamic_shapes": True, "outer_taps": "random"}),
         (SuperAttention, {"max_channels": 16, "normalize": False, "dynamic_shapes": False}),
         (SuperTSFusion, {"fusions": ["none", "time_strided_conv"], "max_dense_channels": 8,
                              "alpha": 2, "conv_kernel": 5, "conv_channel_multiplier": 2,
@@ -266,3 +266,27 @@ def test_recalibrate_batch_norm_averages_batch_statistics():
     mean = np.asarray(block.expand_bn.moving_mean)
     assert not np.array_equal(mean[:inner], before[block.expand_bn.moving_mean.path][:inner])
     np.testing.assert_array_equal(mean[inner:], before[block.expand_bn.moving_mean.path][inner:])
+
+
+@pytest.mark.parametrize("dynamic_shapes", [False, True])
+def test_super_block_with_squeeze_excite_computes_the_fixed_block(dynamic_shapes):
+    """The search spaces of the supernet tests have no SE: this checks the shared SE math
+    (`layers.mbconv3d.squeeze_excite`) of a narrower choice against `MBConv3D`."""
+    fixed = MBConv3D(8, 2.0, temporal_kernel=3, spatial_kernel=3, squeeze_excite=0.25)
+    fixed.build((None, 4, 8, 8, 8))
+    _randomize(fixed, seed=3)
+    block = SuperMBConv3D(16, 32, ((3, 3),), max_in_base=8, max_squeeze_excite_channels=16,
+                          shortcut="identity", dynamic_shapes=dynamic_shapes)
+    block.build()
+    _randomize(block, seed=4)
+    choice = {"in_base": 8, "channels": 8, "inner_channels": 16,
+              "squeeze_excite_channels": fixed.squeeze_excite_channels, "temporal_kernel": 3,
+              "spatial_kernel": 3, "projection": False}
+    assert choice["squeeze_excite_channels"] == 8  # of 16: the SE width is sliced too
+    paths = {w.path.split(fixed.name + "/", 1)[1]: np.asarray(w) for w in fixed.weights}
+    block.assign_choice_weights(choice, paths)
+    x = np.random.default_rng(5).normal(size=(2, 4, 8, 8, 8)).astype("float32")
+    want = np.asarray(fixed(x, training=False))
+    got = np.asarray(block(x, channels=8, inner_channels=16, squeeze_excite_channels=8,
+                           kernel_index=0, training=False))
+    np.testing.assert_allclose(got[..., :8], want, atol=1e-5, rtol=1e-5)

@@ -50,7 +50,7 @@ def test_specs_are_typed_frozen_and_named_from_their_fields(arch):
         names.add(spec.name)
         if isinstance(spec, MBConvSpec):
             assert spec.name == f"{spec.stream}_g{spec.group:02d}_b{spec.block:02d}"
-            assert spec.projection == (spec.spatial_stride != 1 or spec.in_channels != spec.out_channels)
+            assert spec.projection == (spec.spatial_stride != 1 or spec.in_channels != spec.channels)
         elif isinstance(spec, GloReSpec):
             assert spec.name == f"{spec.stream}_g{spec.group:02d}_glore"
         elif isinstance(spec, FusionSpec):
@@ -72,8 +72,8 @@ def test_layers_made_by_specs_have_the_spec_widths():
         layer = spec.make_layer()
         assert type(layer) is LAYER_OF[type(spec)] and layer.name == spec.name
         if isinstance(spec, MBConvSpec):
-            assert (layer.channels, layer.inner, layer.squeeze_excite_hidden) == (
-                spec.out_channels, spec.inner_channels, spec.se_hidden)
+            assert (layer.channels, layer.inner, layer.squeeze_excite_channels) == (
+                spec.channels, spec.inner_channels, spec.squeeze_excite_channels)
             assert layer.spatial_stride == spec.spatial_stride
         elif isinstance(spec, GloReSpec):
             assert layer.resolved_widths(spec.channels) == (spec.state_channels, spec.num_nodes)
@@ -83,7 +83,7 @@ def test_layers_made_by_specs_have_the_spec_widths():
         elif isinstance(spec, ClassifierSpec):
             assert (layer.num_classes, layer.hidden_units) == (7, spec.hidden_units)
         else:
-            assert layer.channels == spec.out_channels
+            assert layer.channels == spec.channels
 
 
 def test_complexity_is_the_sum_of_the_spec_costs_by_part():
@@ -103,3 +103,11 @@ def test_sum_merge_with_a_mismatched_fused_width_is_refused_naming_the_group():
     data["fusion_merge"] = "sum"
     with pytest.raises(ValueError, match=r"sparse group \d+: fusion .* merge='sum'"):
         layer_plan(type(arch).from_dict(data))
+
+
+def test_a_spec_reads_its_old_width_name_out_channels():
+    """`out_channels` was the specs' name of what layers and JSON call `channels`."""
+    for spec in layer_plan(presets.get("auto_tsnet_s"), num_classes=7):
+        with pytest.warns(DeprecationWarning, match="`out_channels` is deprecated, use `channels`"):
+            assert spec.out_channels == spec.channels
+        assert "out_channels" not in {f.name for f in dataclasses.fields(spec)}

@@ -45,7 +45,7 @@ def test_squeeze_excite_on_every_other_block_of_a_stage_across_groups():
 
 def test_plan_squeeze_excite_follows_the_rule():
     arch = presets.x3d("S")
-    hidden = [s.se_hidden for s in layer_plan(arch) if isinstance(s, MBConvSpec)]
+    hidden = [s.squeeze_excite_channels for s in layer_plan(arch) if isinstance(s, MBConvSpec)]
     # Stage depths 3 / 5 / 11 / 7: SE on blocks 0, 2, 4, ... of each stage.
     expected = []
     for depth, width in zip((3, 5, 11, 7), (8, 8, 16, 32)):
@@ -74,7 +74,7 @@ def test_fusion_conv_defaults_match_accounting():
     assert (fusion.conv_kernel, fusion.conv_channel_multiplier) == (
         FUSION_CONV_KERNEL, FUSION_CONV_MULTIPLIER)
     spec = FusionSpec.of(0, 16, 8, "time_strided_conv", alpha=4, merge="concat")
-    assert (spec.fused_channels, spec.out_channels) == (16, 32)
+    assert (spec.fused_channels, spec.channels) == (16, 32)
     params, bn, _, _ = layer_cost(spec, 4, 7, 7)
     assert params - 2 * bn == FUSION_CONV_KERNEL * 8 * 16
 

@@ -8,7 +8,13 @@ from keras import ops
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers.batch_norm import VideoBatchNormalization
 from tsnet_keras.layers.depthwise import depthwise_conv3d, subsample_space
-from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
+from tsnet_keras.renames import (
+    LAYER_WIDTHS,
+    SQUEEZE_EXCITE_NAMES,
+    renamed_argument,
+    renamed_attribute,
+    renamed_keys,
+)
 from tsnet_keras.space.architecture import RESIDUAL_ACTIVATIONS
 from tsnet_keras.space.rules import SHORTCUTS, inner_width, squeeze_excite_width, uses_projection
 
@@ -21,6 +27,35 @@ def _batch_norm(layer, name, gamma_initializer="ones"):
         dtype=layer.dtype_policy,
         name=name,
     )
+
+
+def squeeze_excite(x, reduce_kernel, reduce_bias, expand_kernel, expand_bias, mask=None):
+    """`x` scaled by its squeeze-excite gate (the math of `MBConv3D` and `SuperMBConv3D`).
+
+    Mean over frames, height and width -> FC `reduce_kernel` + bias -> ReLU ->
+    [`mask`, the super block's zeroing of inactive hidden channels] -> FC
+    `expand_kernel` + bias -> sigmoid -> scale `x`.
+    """
+    squeezed = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+    squeezed = ops.relu(ops.matmul(squeezed, reduce_kernel) + reduce_bias)
+    if mask is not None:
+        squeezed = mask(squeezed)
+    squeezed = ops.matmul(squeezed, expand_kernel) + expand_bias
+    return x * ops.sigmoid(squeezed)
+
+
+def _check_ratio(name, squeeze_excite):
+    """The squeeze-excite ratio, a number in [0, 1] (bools refused)."""
+    if (
+        isinstance(squeeze_excite, bool)
+        or not isinstance(squeeze_excite, numbers.Real)
+        or not 0.0 <= squeeze_excite <= 1.0
+    ):
+        raise ValueError(
+            f"{name}: `squeeze_excite` must be a number in [0, 1] "
+            f"(0 disables squeeze-excite); got {squeeze_excite!r}."
+        )
+    return squeeze_excite
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -42,8 +77,10 @@ class MBConv3D(keras.layers.Layer):
 
     `inner = MBConv3D.inner_channels(channels, expansion)`: the expansion is
     relative to the OUTPUT width, as in X3D (24 * 2.25 = 54). The SE hidden width
-    is `MBConv3D.squeeze_excite_channels(inner, squeeze_excite_ratio)` (X3D's
-    round-to-8: 8 / 8 / 16 / 32 for inner 54 / 108 / 216 / 432 at ratio 1/16).
+    is `MBConv3D.squeeze_excite_channels(inner, squeeze_excite)` (X3D's
+    round-to-8: 8 / 8 / 16 / 32 for inner 54 / 108 / 216 / 432 at ratio 1/16); a
+    block's own is its attribute `squeeze_excite_channels` (the instance attribute
+    hides the static method of the same name and value).
 
     Shortcut: with `shortcut="auto"` the identity when `spatial_stride == 1` and
     `C_in == channels`, otherwise a projection: spatial subsampling
@@ -66,8 +103,10 @@ class MBConv3D(keras.layers.Layer):
         spatial_kernel: odd int, spatial size of the depthwise conv. Default 3.
         spatial_stride: int, 1 or 2, spatial stride of the depthwise conv and the
             shortcut. Default 1.
-        squeeze_excite_ratio: float in [0, 1], SE width relative to `inner`;
-            0 disables SE (X3D uses 1/16 on every other block). Default 0.
+        squeeze_excite: float in [0, 1], the SE ratio: SE width relative to
+            `inner`; 0 disables SE (X3D uses 1/16 on every other block). Default 0.
+            (Its old name `squeeze_excite_ratio` still works, with a
+            DeprecationWarning.)
         activation: activation before the projection, a name or a callable.
             Default `"swish"`.
         shortcut: `"auto"`, `"projection"`, `"identity"` or `"none"`. Default
@@ -92,7 +131,7 @@ class MBConv3D(keras.layers.Layer):
     Example:
 
     >>> block = MBConv3D(48, expansion=2.25, spatial_stride=2,
-    ...                  squeeze_excite_ratio=1 / 16)
+    ...                  squeeze_excite=1 / 16)
     >>> print(block(keras.random.normal((2, 13, 40, 40, 24))).shape)
     (2, 13, 20, 20, 48)
     """
@@ -104,7 +143,7 @@ class MBConv3D(keras.layers.Layer):
         temporal_kernel=3,
         spatial_kernel=3,
         spatial_stride=1,
-        squeeze_excite_ratio=0.0,
+        squeeze_excite=0.0,
         activation="swish",
         shortcut="auto",
         residual_activation="none",
@@ -112,6 +151,8 @@ class MBConv3D(keras.layers.Layer):
     ):
         channels = renamed_argument(kwargs, "filters", "channels", channels, None,
                                     where=type(self).__name__)
+        squeeze_excite = renamed_argument(kwargs, "squeeze_excite_ratio", "squeeze_excite",
+                                          squeeze_excite, 0.0, where=type(self).__name__)
         super().__init__(**kwargs)
         name = type(self).__name__
         self.channels = _checks.check_positive_int(name, "channels", channels)
@@ -121,16 +162,7 @@ class MBConv3D(keras.layers.Layer):
         )
         self.spatial_kernel = _checks.check_odd_positive_int(name, "spatial_kernel", spatial_kernel)
         self.spatial_stride = _checks.check_stride(name, "spatial_stride", spatial_stride)
-        if (
-            isinstance(squeeze_excite_ratio, bool)
-            or not isinstance(squeeze_excite_ratio, numbers.Real)
-            or not 0.0 <= squeeze_excite_ratio <= 1.0
-        ):
-            raise ValueError(
-                f"{name}: `squeeze_excite_ratio` must be a number in [0, 1] "
-                f"(0 disables squeeze-excite); got {squeeze_excite_ratio!r}."
-            )
-        self.squeeze_excite_ratio = squeeze_excite_ratio
+        self.squeeze_excite = _check_ratio(name, squeeze_excite)
         try:
             self._activation_fn = keras.activations.get(activation)
         except (ValueError, TypeError) as error:
@@ -148,8 +180,8 @@ class MBConv3D(keras.layers.Layer):
         )
 
         self.inner = self.inner_channels(self.channels, self.expansion)
-        self.squeeze_excite_hidden = self.squeeze_excite_channels(
-            self.inner, self.squeeze_excite_ratio
+        self.squeeze_excite_channels = self.squeeze_excite_channels(
+            self.inner, self.squeeze_excite
         )
         self.expand_bn = _batch_norm(self, "expand_bn")
         self.depthwise_bn = _batch_norm(self, "depthwise_bn")
@@ -164,25 +196,28 @@ class MBConv3D(keras.layers.Layer):
 
     @staticmethod
     def squeeze_excite_channels(inner, ratio):
-        """SE hidden width (X3D's `round_width(inner, ratio)`); 0 when ratio is 0."""
+        """SE hidden width (X3D's `round_width(inner, ratio)`); 0 when ratio is 0.
+
+        On an instance, `squeeze_excite_channels` is the block's own width (an int).
+        """
         return squeeze_excite_width(inner, ratio)
 
     @staticmethod
-    def uses_projection(shortcut, input_channels, channels, spatial_stride):
+    def uses_projection(shortcut, in_channels, channels, spatial_stride):
         """Whether the block's shortcut is a 1x1x1 projection (+BN) (`rules.uses_projection`)."""
-        return uses_projection(shortcut, input_channels, channels, spatial_stride)
+        return uses_projection(shortcut, in_channels, channels, spatial_stride)
 
     def build(self, input_shape):
         _checks.check_video_shape(type(self).__name__, input_shape)
-        input_channels = input_shape[-1]
-        if self.shortcut == "identity" and input_channels != self.channels:
+        in_channels = input_shape[-1]
+        if self.shortcut == "identity" and in_channels != self.channels:
             raise ValueError(
                 f"{type(self).__name__}: `shortcut`='identity' needs as many input channels "
-                f"as `channels` ({self.channels}); got {input_channels}. Use shortcut='auto'."
+                f"as `channels` ({self.channels}); got {in_channels}. Use shortcut='auto'."
             )
-        inner, hidden = self.inner, self.squeeze_excite_hidden
+        inner, hidden = self.inner, self.squeeze_excite_channels
         self.expand_kernel = self.add_weight(
-            name="expand_kernel", shape=(input_channels, inner), initializer="he_normal"
+            name="expand_kernel", shape=(in_channels, inner), initializer="he_normal"
         )
         self.depthwise_kernel = self.add_weight(
             name="depthwise_kernel",
@@ -200,12 +235,12 @@ class MBConv3D(keras.layers.Layer):
         self.depthwise_bn.build(output_shape[:-1] + (inner,))
         self.project_bn.build(output_shape)
         self.use_projection = self.uses_projection(
-            self.shortcut, input_channels, self.channels, self.spatial_stride
+            self.shortcut, in_channels, self.channels, self.spatial_stride
         )
         if self.use_projection:
             self.shortcut_kernel = self.add_weight(
                 name="shortcut_kernel",
-                shape=(input_channels, self.channels),
+                shape=(in_channels, self.channels),
                 initializer="he_normal",
             )
             self.shortcut_bn = _batch_norm(self, "shortcut_bn")
@@ -220,11 +255,9 @@ class MBConv3D(keras.layers.Layer):
         x = ops.relu(self.expand_bn(x, training=training))
         x = depthwise_conv3d(x, self.depthwise_kernel, self.spatial_stride)
         x = self.depthwise_bn(x, training=training)
-        if self.squeeze_excite_hidden:
-            squeezed = ops.mean(x, axis=(1, 2, 3), keepdims=True)
-            squeezed = ops.relu(ops.matmul(squeezed, self.se_reduce_kernel) + self.se_reduce_bias)
-            squeezed = ops.matmul(squeezed, self.se_expand_kernel) + self.se_expand_bias
-            x = x * ops.sigmoid(squeezed)
+        if self.squeeze_excite_channels:
+            x = squeeze_excite(x, self.se_reduce_kernel, self.se_reduce_bias,
+                               self.se_expand_kernel, self.se_expand_bias)
         x = self._activation_fn(x)
         x = ops.matmul(x, self.project_kernel)
         x = self.project_bn(x, training=training)
@@ -241,10 +274,13 @@ class MBConv3D(keras.layers.Layer):
 
     # Saved models from before `filters` was renamed `channels` still load.
     filters = property(lambda self: self.channels, doc="Old name of `channels`.")
+    squeeze_excite_ratio = renamed_attribute("squeeze_excite_ratio", "squeeze_excite")
+    squeeze_excite_hidden = renamed_attribute("squeeze_excite_hidden", "squeeze_excite_channels")
 
     @classmethod
     def from_config(cls, config):
-        return super().from_config(renamed_keys(config, LAYER_WIDTHS))
+        config = renamed_keys(renamed_keys(config, LAYER_WIDTHS), SQUEEZE_EXCITE_NAMES)
+        return super().from_config(config)
 
     def get_config(self):
         config = super().get_config()
@@ -255,7 +291,7 @@ class MBConv3D(keras.layers.Layer):
                 "temporal_kernel": self.temporal_kernel,
                 "spatial_kernel": self.spatial_kernel,
                 "spatial_stride": self.spatial_stride,
-                "squeeze_excite_ratio": self.squeeze_excite_ratio,
+                "squeeze_excite": self.squeeze_excite,
                 "activation": (
                     self.activation
                     if self.activation is None or isinstance(self.activation, str)

@@ -76,10 +76,10 @@ class VideoStem(keras.layers.Layer):
 
     def build(self, input_shape):
         _checks.check_video_shape(type(self).__name__, input_shape)
-        input_channels = input_shape[-1]
+        in_channels = input_shape[-1]
         self.spatial_conv_kernel = self.add_weight(
             name="spatial_conv_kernel",
-            shape=(self.spatial_kernel, self.spatial_kernel, input_channels, self.channels),
+            shape=(self.spatial_kernel, self.spatial_kernel, in_channels, self.channels),
             initializer="he_normal",
         )
         self.temporal_conv_kernel = self.add_weight(

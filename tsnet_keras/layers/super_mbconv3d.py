@@ -6,12 +6,19 @@ from keras import ops
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers._super import ChoiceWeightsMixin, input_row_indices, input_rows
 from tsnet_keras.layers.depthwise import depthwise_conv3d_taps, subsample_space
+from tsnet_keras.layers.mbconv3d import squeeze_excite
 from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
     default_dynamic_shapes,
 )
-from tsnet_keras.renames import LAYER_WIDTHS, renamed_argument, renamed_keys
+from tsnet_keras.renames import (
+    LAYER_WIDTHS,
+    SQUEEZE_EXCITE_NAMES,
+    renamed_argument,
+    renamed_attribute,
+    renamed_keys,
+)
 from tsnet_keras.space import rules
 
 # How the depthwise taps outside the smallest kernel choice start: "zeros" (every kernel choice
@@ -64,7 +71,8 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
 
     Each call runs ONE choice, given as tensors (so a TensorFlow step traces once
     for the whole search): output channels `channels`, expanded width
-    `inner_channels`, squeeze-excite width `se_hidden` and the depthwise kernel
+    `inner_channels`, squeeze-excite width `squeeze_excite_channels` and the depthwise
+    kernel
     `kernel_choices[kernel_index]` = (t, k). Smaller choices use slices of the
     widest weights: the first channels of every kernel and the centre
     t x k x k crop of the `max_t x max_k x max_k` depthwise kernel.
@@ -74,7 +82,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         x (B, T, H, W, in_base + in_extra)
           -> expand (rows of expand_kernel, first inner columns) -> BN -> ReLU
           -> switch over t: depthwise centre crop t x k x k, stride s -> BN
-          -> [SE: FC inner -> se_hidden -> ReLU -> FC -> sigmoid -> scale]
+          -> [SE: FC inner -> squeeze_excite_channels -> ReLU -> FC -> sigmoid -> scale]
           -> swish -> project (first inner rows, first channels columns) -> BN
           -> + shortcut (identity iff stride 1 and C_in == channels, else 1x1x1 + BN)
 
@@ -99,7 +107,8 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         max_in_base: int. Widest width of the input stream.
         max_in_extra: int. Widest fused width appended to the input. Defaults to 0.
         spatial_stride: int, 1 or 2. Defaults to 1.
-        max_se_hidden: int. Widest squeeze-excite width; 0: no SE. Defaults to 0.
+        max_squeeze_excite_channels: int. Widest squeeze-excite width; 0: no SE.
+            Defaults to 0. (Old name `max_se_hidden`, with a DeprecationWarning.)
         shortcut: "auto" (identity iff stride 1 and C_in == channels, decided per
             call), "projection" or "identity" (known for every choice). Defaults
             to "auto".
@@ -120,8 +129,10 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
     Call arguments:
         inputs: `(B, T, H, W, C_in)` (C_in active channels, or the widest width
             without dynamic shapes).
-        in_base, in_extra, channels, inner_channels, se_hidden, kernel_index:
-            int scalars (tensors or Python ints); None takes the widest choice.
+        in_base, in_extra, channels, inner_channels, squeeze_excite_channels,
+            kernel_index: int scalars (tensors or Python ints); None takes the
+            widest choice. (`se_hidden`, the old name of `squeeze_excite_channels`,
+            still works with a DeprecationWarning.)
         training: bool. update_statistics: bool, update BN moving statistics
             when training (False: batch statistics only, e.g. for scoring).
 
@@ -143,7 +154,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         max_in_base=None,
         max_in_extra=0,
         spatial_stride=1,
-        max_se_hidden=0,
+        max_squeeze_excite_channels=0,
         shortcut="auto",
         activation="swish",
         dynamic_shapes=None,
@@ -152,6 +163,9 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
     ):
         max_channels = renamed_argument(kwargs, "max_filters", "max_channels", max_channels, None,
                                         where=type(self).__name__)
+        max_squeeze_excite_channels = renamed_argument(
+            kwargs, "max_se_hidden", "max_squeeze_excite_channels", max_squeeze_excite_channels, 0,
+            where=type(self).__name__)
         super().__init__(**kwargs)
         name = type(self).__name__
         self.max_channels = _checks.check_positive_int(name, "max_channels", max_channels)
@@ -168,7 +182,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         self.max_in_base = _checks.check_positive_int(name, "max_in_base", max_in_base)
         self.max_in_extra = _checks.check_int(name, "max_in_extra", max_in_extra, 0, plain=True)
         self.spatial_stride = _checks.check_stride(name, "spatial_stride", spatial_stride)
-        self.max_se_hidden = int(max_se_hidden)
+        self.max_squeeze_excite_channels = int(max_squeeze_excite_channels)
         self.shortcut = _checks.check_choice(name, "shortcut", shortcut, SHORTCUTS)
         if self.shortcut == "identity" and self.spatial_stride != 1:
             raise ValueError(f"{name}: an identity shortcut needs spatial_stride 1.")
@@ -194,7 +208,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         )
 
     def build(self, input_shape=None):
-        inner, hidden = self.max_inner_channels, self.max_se_hidden
+        inner, hidden = self.max_inner_channels, self.max_squeeze_excite_channels
         t, k = self.max_temporal_kernel, self.max_spatial_kernel
         self.expand_kernel = self.add_weight(
             name="expand_kernel", shape=(self.max_in_channels, inner), initializer="he_normal"
@@ -255,16 +269,23 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         in_extra=None,
         channels=None,
         inner_channels=None,
-        se_hidden=None,
+        squeeze_excite_channels=None,
         kernel_index=None,
         training=None,
         update_statistics=True,
+        **kwargs,
     ):
+        squeeze_excite_channels = renamed_argument(
+            kwargs, "se_hidden", "squeeze_excite_channels", squeeze_excite_channels, None,
+            where=f"{type(self).__name__}.call")
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.call: unexpected arguments {sorted(kwargs)}.")
         in_base = self.max_in_base if in_base is None else in_base
         in_extra = (self.max_in_extra if in_extra is None else in_extra) if self.max_in_extra else 0
         channels = self.max_channels if channels is None else channels
         inner = self.max_inner_channels if inner_channels is None else inner_channels
-        hidden = self.max_se_hidden if se_hidden is None else se_hidden
+        hidden = (self.max_squeeze_excite_channels if squeeze_excite_channels is None
+                  else squeeze_excite_channels)
         kernel_index = len(self.kernel_choices) - 1 if kernel_index is None else kernel_index
         update = bool(training) and update_statistics
 
@@ -286,27 +307,27 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         else:
             x = self._depthwise_masked(x, kernel_index)
         x = batch_norm(self.depthwise_bn, x, inner)
-        if self.max_se_hidden:
-            squeezed = ops.mean(x, axis=(1, 2, 3), keepdims=True)
-            reduce_kernel = ops.convert_to_tensor(self.se_reduce_kernel)
-            expand_kernel = ops.convert_to_tensor(self.se_expand_kernel)
-            if self.dynamic_shapes:
-                reduce_kernel = reduce_kernel[:inner, :hidden]
-                expand_kernel = expand_kernel[:hidden, :inner]
-            squeezed = ops.relu(
-                ops.matmul(squeezed, reduce_kernel) + self._columns(self.se_reduce_bias, hidden)
-            )
-            squeezed = self._mask(squeezed, hidden, self.max_se_hidden)
-            squeezed = ops.matmul(squeezed, expand_kernel) + self._columns(
-                self.se_expand_bias, inner
-            )
-            x = x * ops.sigmoid(squeezed)
+        if self.max_squeeze_excite_channels:
+            x = self._squeeze_excite(x, inner, hidden)
         x = self._mask(self._activation_fn(x), inner, self.max_inner_channels)
         project = ops.convert_to_tensor(self.project_kernel)
         if self.dynamic_shapes:
             project = project[:inner, :channels]
         x = batch_norm(self.project_bn, ops.matmul(x, project), channels)
         return x + self._shortcut(inputs, in_base, in_extra, channels, training, update)
+
+    def _squeeze_excite(self, x, inner, hidden):
+        """`x` scaled by the squeeze-excite gate of the first `inner` / `hidden` channels."""
+        reduce_kernel = ops.convert_to_tensor(self.se_reduce_kernel)
+        expand_kernel = ops.convert_to_tensor(self.se_expand_kernel)
+        if self.dynamic_shapes:
+            reduce_kernel = reduce_kernel[:inner, :hidden]
+            expand_kernel = expand_kernel[:hidden, :inner]
+        return squeeze_excite(
+            x, reduce_kernel, self._columns(self.se_reduce_bias, hidden),
+            expand_kernel, self._columns(self.se_expand_bias, inner),
+            mask=lambda squeezed: self._mask(squeezed, hidden, self.max_squeeze_excite_channels),
+        )
 
     def _depthwise(self, x, t, k, inner):
         t_offset = (self.max_temporal_kernel - t) // 2
@@ -393,18 +414,21 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         """`{path: ((variable, index), value)}` of one choice, in `MBConv3D`'s layout.
 
         `choice` holds ints `in_base`, `in_extra`, `channels`, `inner_channels`,
-        `se_hidden`, `temporal_kernel`, `spatial_kernel` and bool `projection`
+        `squeeze_excite_channels` (old key `se_hidden` read too), `temporal_kernel`,
+        `spatial_kernel` and bool `projection`
         (`Supernet.choices_of(arch)` gives them per layer).
         """
         import numpy as np
 
+        choice = renamed_keys(choice, SQUEEZE_EXCITE_NAMES)
         rows = input_row_indices(self, choice)
         channels, inner = int(choice["channels"]), int(choice["inner_channels"])
-        hidden = int(choice.get("se_hidden", 0))
+        hidden = int(choice.get("squeeze_excite_channels", 0))
         t, k = int(choice["temporal_kernel"]), int(choice["spatial_kernel"])
         if (t, k) not in self.kernel_choices:
             raise ValueError(f"{self.name}: kernel {(t, k)} is not one of {self.kernel_choices}.")
-        if channels > self.max_channels or inner > self.max_inner_channels or hidden > self.max_se_hidden:
+        if (channels > self.max_channels or inner > self.max_inner_channels
+                or hidden > self.max_squeeze_excite_channels):
             raise ValueError(f"{self.name}: choice {choice} exceeds the block's widest weights.")
         t0 = (self.max_temporal_kernel - t) // 2
         k0 = (self.max_spatial_kernel - k) // 2
@@ -437,10 +461,12 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
 
     # Saved models from before `max_filters` was renamed `max_channels` still load.
     max_filters = property(lambda self: self.max_channels, doc="Old name of `max_channels`.")
+    max_se_hidden = renamed_attribute("max_se_hidden", "max_squeeze_excite_channels")
 
     @classmethod
     def from_config(cls, config):
-        return super().from_config(renamed_keys(config, LAYER_WIDTHS))
+        config = renamed_keys(renamed_keys(config, LAYER_WIDTHS), SQUEEZE_EXCITE_NAMES)
+        return super().from_config(config)
 
     def get_config(self):
         config = super().get_config()
@@ -452,7 +478,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
                 "max_in_base": self.max_in_base,
                 "max_in_extra": self.max_in_extra,
                 "spatial_stride": self.spatial_stride,
-                "max_se_hidden": self.max_se_hidden,
+                "max_squeeze_excite_channels": self.max_squeeze_excite_channels,
                 "shortcut": self.shortcut,
                 "activation": self.activation if isinstance(self.activation, str)
                 else keras.activations.serialize(self._activation_fn),

@@ -226,7 +226,7 @@ def _load_block(layer, prefix: str, take, weights: dict) -> None:
         (layer.depthwise_kernel, f"{branch}.conv_b.weight", lambda w: w[:, 0].transpose(1, 2, 3, 0)),
         (layer.project_kernel, f"{branch}.conv_c.weight", _pointwise),
     ]
-    if layer.squeeze_excite_hidden:
+    if layer.squeeze_excite_channels:
         se = f"{branch}.norm_b.1.block"
         pairs += [
             (layer.se_reduce_kernel, f"{se}.0.weight", _pointwise),

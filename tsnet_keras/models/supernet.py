@@ -40,7 +40,7 @@ from tsnet_keras.space.plan import (
     StreamHeadSpec,
 )
 from tsnet_keras.space.rules import FUSION_OPS
-from tsnet_keras.space.specs import space_from_dict, space_to_dict
+from tsnet_keras.space.search_space import space_from_dict, space_to_dict
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -299,7 +299,7 @@ class _Stem(_SuperBlock):
 
 
 class _MBConv(_SuperBlock):
-    call_fields = ("in_base", "in_extra", "out_channels", "inner_channels", "se_hidden",
+    call_fields = ("in_base", "in_extra", "channels", "inner_channels", "squeeze_excite_channels",
                    "kernel_index")
 
     def lookup_fields(self, table):
@@ -317,13 +317,13 @@ class _MBConv(_SuperBlock):
             "projection" if projection.all() else "identity" if not projection.any() else "auto"
         )
         return SuperMBConv3D(
-            max_channels=table.maximum("out_channels"),
+            max_channels=table.maximum("channels"),
             max_inner_channels=table.maximum("inner_channels"),
             kernel_choices=_kernel_choices(table),
             max_in_base=table.maximum("in_base"),
             max_in_extra=table.maximum("in_extra"),
             spatial_stride=table.present_spec().spatial_stride,
-            max_se_hidden=table.maximum("se_hidden"),
+            max_squeeze_excite_channels=table.maximum("squeeze_excite_channels"),
             shortcut=shortcut,
             dynamic_shapes=dynamic_shapes,
             outer_taps=options["outer_taps"],
@@ -333,16 +333,17 @@ class _MBConv(_SuperBlock):
     def call(self, layer, inputs, args, common):
         return layer(
             inputs, in_base=args["in_base"], in_extra=args["in_extra"],
-            channels=args["out_channels"], inner_channels=args["inner_channels"],
-            se_hidden=args["se_hidden"], kernel_index=args["kernel_index"], **common,
+            channels=args["channels"], inner_channels=args["inner_channels"],
+            squeeze_excite_channels=args["squeeze_excite_channels"],
+            kernel_index=args["kernel_index"], **common,
         )
 
     def choice(self, fields, spec):
         return {
             "in_base": fields["in_base"], "in_extra": fields["in_extra"],
-            "channels": fields["out_channels"], "inner_channels": fields["inner_channels"],
-            "se_hidden": fields["se_hidden"], "temporal_kernel": fields["temporal_kernel"],
-            "spatial_kernel": fields["spatial_kernel"],
+            "channels": fields["channels"], "inner_channels": fields["inner_channels"],
+            "squeeze_excite_channels": fields["squeeze_excite_channels"],
+            "temporal_kernel": fields["temporal_kernel"], "spatial_kernel": fields["spatial_kernel"],
             "projection": bool(fields["projection"]),
         }
 
@@ -396,7 +397,7 @@ class _StreamHead(_SuperBlock):
 
     def make(self, table, dynamic_shapes, **options):
         return SuperStreamHead(
-            table.present_spec().out_channels,
+            table.present_spec().channels,
             max_in_base=table.maximum("in_base"),
             max_in_extra=table.maximum("in_extra"),
             dynamic_shapes=dynamic_shapes,

@@ -7,6 +7,7 @@ import keras
 from tsnet_keras.checks import fail
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.space.plan import LOGITS, LayerSpec, layer_plan
+from tsnet_keras.space.rules import DEFAULT_CROP
 
 
 def make_layer(spec: LayerSpec) -> keras.layers.Layer:
@@ -47,7 +48,8 @@ class TSNet(keras.Model):
     TensorShape([1, 10])
     """
 
-    def __init__(self, architecture, num_classes: int = 400, crop: int | None = 160, **kwargs):
+    def __init__(self, architecture, num_classes: int = 400, crop: int | None = DEFAULT_CROP,
+                 **kwargs):
         arch = Architecture.from_dict(architecture)
         if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 1):
             fail("crop", "a positive int or None", crop)
@@ -89,7 +91,7 @@ class TSNet(keras.Model):
 def build_model(
     arch: Architecture,
     num_classes: int = 400,
-    crop: int | None = 160,
+    crop: int | None = DEFAULT_CROP,
     name: str | None = None,
 ) -> TSNet:
     """Builds the Keras model of `arch`.

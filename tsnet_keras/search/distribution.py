@@ -25,8 +25,9 @@ from keras import ops
 from tsnet_keras.files import atomic_write_text
 from tsnet_keras.search.expected_macs import MacsModel
 from tsnet_keras.space.architecture import Architecture
-# space_to_dict / space_from_dict live in space/specs.py; imported here by their old path.
-from tsnet_keras.space.specs import space_from_dict, space_to_dict
+from tsnet_keras.space.rules import DEFAULT_CROP
+# space_to_dict / space_from_dict live in space/search_space.py; imported here by their old path.
+from tsnet_keras.space.search_space import space_from_dict, space_to_dict
 
 _PAD_LOGIT = -1e9
 FORMAT = "tsnet_keras.ArchitectureDistribution"
@@ -62,7 +63,7 @@ class ArchitectureDistribution(keras.layers.Layer):
     >>> dist.save("distribution.json")
     """
 
-    def __init__(self, space, num_classes: int = 400, crop=160, **kwargs):
+    def __init__(self, space, num_classes: int = 400, crop=DEFAULT_CROP, **kwargs):
         super().__init__(**kwargs)
         self.space = space_from_dict(space)
         self.num_classes = num_classes

@@ -21,7 +21,7 @@ from keras import ops
 
 from tsnet_keras.space.layer_tables import layer_tables
 from tsnet_keras.space.rules import DEFAULT_CROP
-from tsnet_keras.space.specs import TwoStreamSpace
+from tsnet_keras.space.search_space import TwoStreamSpace
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 

@@ -51,7 +51,8 @@ from tsnet_keras.search.estimator import (
     sample_loss_weights,
 )
 from tsnet_keras.search.optimizers import masked_optimizer
-from tsnet_keras.space.specs import space_from_dict, space_to_dict
+from tsnet_keras.space.rules import DEFAULT_CROP
+from tsnet_keras.space.search_space import space_from_dict, space_to_dict
 
 SCORES = ("accuracy", "log_likelihood")
 HINGES = ("expected", "per_sample")
@@ -151,7 +152,7 @@ class ParsecSearch(keras.Model):
         self,
         space,
         num_classes: int,
-        crop=160,
+        crop=DEFAULT_CROP,
         samples_per_replica: int = DEFAULTS.samples_per_replica,
         score="accuracy",
         weighting: str = DEFAULTS.weighting,

@@ -81,7 +81,8 @@ from tsnet_keras.search.optimizers import WEIGHTS_OPTIMIZERS
 from tsnet_keras.search.parsec import ParsecSearch, check_target_macs
 from tsnet_keras.models.supernet import layer_choices
 from tsnet_keras.space.architecture import Architecture
-from tsnet_keras.space.specs import TwoStreamSpace
+from tsnet_keras.space.rules import DEFAULT_CROP
+from tsnet_keras.space.search_space import TwoStreamSpace
 
 SEARCH_STEPS = (1, 2, 3, "one_shot")
 HISTORY_FIELDS = (
@@ -418,7 +419,7 @@ def run_search_step(
     num_classes: int,
     epochs: int = 1,
     steps_per_epoch: int | None = None,
-    crop=160,
+    crop=DEFAULT_CROP,
     target_macs=None,
     macs_penalty: float = 1.0,
     hinge: str = "expected",

@@ -20,7 +20,7 @@ from tsnet_keras.space.plan import (
     StreamHeadSpec,
     layer_plan,
 )
-from tsnet_keras.space.specs import (
+from tsnet_keras.space.search_space import (
     BACKBONE_VARIABLES,
     STEPS,
     VARIABLES,

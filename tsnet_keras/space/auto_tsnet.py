@@ -53,7 +53,7 @@ the test suite records these figures.
 from __future__ import annotations
 
 from tsnet_keras.space.architecture import FUSION_OPS, Stem
-from tsnet_keras.space.specs import (
+from tsnet_keras.space.search_space import (
     BlockGroupSpace,
     StreamSpace,
     TwoStreamSpace,

@@ -47,13 +47,13 @@ from tsnet_keras.space.rules import (
     fused_width,
     stage_position,
 )
-from tsnet_keras.space.specs import TwoStreamSpace
+from tsnet_keras.space.search_space import TwoStreamSpace
 
 # Integer fields recorded per spec type (all tables of one type have the same fields).
 FIELDS = {
     MBConvSpec: (
-        "in_base", "in_extra", "in_channels", "out_channels", "inner_channels",
-        "se_hidden", "temporal_kernel", "spatial_kernel", "projection",
+        "in_base", "in_extra", "in_channels", "channels", "inner_channels",
+        "squeeze_excite_channels", "temporal_kernel", "spatial_kernel", "projection",
     ),
     GloReSpec: ("attention", "channels"),
     FusionSpec: ("fusion", "dense_channels", "fused_channels"),
@@ -277,7 +277,7 @@ def _stream_head_table(template, rules, choices_of, in_size):
 
     def entry(values):
         base, extra = rules.width(values, stream, last)
-        spec = StreamHeadSpec(template.name, stream, base + extra, template.out_channels)
+        spec = StreamHeadSpec(template.name, stream, base + extra, template.channels)
         return spec, {"in_base": base, "in_extra": extra, "in_channels": base + extra}
 
     keys = rules.width_keys(stream, last)
@@ -317,7 +317,7 @@ def _mbconv_table(template, rules, choices_of, in_size):
     if block == 0:
         fields.update(_input_fields(widths, width_shape, own_shape))
     else:
-        fields["in_base"] = fields["out_channels"].copy()
+        fields["in_base"] = fields["channels"].copy()
         fields["in_extra"] = np.zeros(full, np.int64)
     return width_keys + own, expand(built), expand(cost), fields
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 from tsnet_keras.checks import check_int
+from tsnet_keras.renames import renamed_attribute
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.space.rules import (
     FUSION_CONV_KERNEL,
@@ -78,12 +79,15 @@ class Cost(NamedTuple):
 class LayerSpec:
     """What every layer spec provides (the subclasses are frozen dataclasses).
 
-    Every spec has `name`, `stream`, `group`, `in_channels`, `out_channels` and
+    Every spec has `name`, `stream`, `group`, `in_channels`, `channels` and
     `spatial_stride`; `kind` is a label for reports ("stem", "mbconv", "glore",
     "fusion", "stream_head", "classifier"), not something to switch on.
     """
 
     kind: ClassVar[str] = ""
+
+    # `out_channels` was the specs' name of the output width (`channels` in layers and JSON).
+    out_channels = renamed_attribute("out_channels", "channels")
 
     @property
     def part(self) -> str:
@@ -127,14 +131,14 @@ class StemSpec(LayerSpec):
     name: str
     stream: str
     in_channels: int
-    out_channels: int
+    channels: int
     spatial_stride: int
     temporal_kernel: int
     spatial_kernel: int
 
     def cost(self, frames, height, width) -> Cost:
         k, t = self.spatial_kernel, self.temporal_kernel
-        cin, cout = self.in_channels, self.out_channels
+        cin, cout = self.in_channels, self.channels
         h, w = self.output_size(height, width)
         params = k * k * cin * cout + t * cout
         return Cost(params + 2 * cout, cout, frames * h * w * params, (frames, h, w, cout))
@@ -143,7 +147,7 @@ class StemSpec(LayerSpec):
         from tsnet_keras.layers import VideoStem
 
         return VideoStem(
-            channels=self.out_channels,
+            channels=self.channels,
             temporal_kernel=self.temporal_kernel,
             spatial_kernel=self.spatial_kernel,
             spatial_stride=self.spatial_stride,
@@ -162,19 +166,19 @@ class MBConvSpec(LayerSpec):
     group: int
     block: int
     in_channels: int
-    out_channels: int
+    channels: int
     spatial_stride: int
     expansion: float
     inner_channels: int
     temporal_kernel: int
     spatial_kernel: int
-    se_hidden: int
-    squeeze_excite_ratio: float
+    squeeze_excite_channels: int
+    squeeze_excite: float
     projection: bool
     residual_activation: str
 
     @classmethod
-    def of(cls, stream: str, group: int, block: int, in_channels: int, out_channels: int,
+    def of(cls, stream: str, group: int, block: int, in_channels: int, channels: int,
            expansion: float, temporal_kernel: int, spatial_kernel: int, *, stride: int,
            squeeze_excite: float, stage_position: int, residual_activation: str) -> MBConvSpec:
         """The block with its derived widths: inner, squeeze-excite and the shortcut rule.
@@ -182,22 +186,22 @@ class MBConvSpec(LayerSpec):
         `stride` is the group's stride (applied by block 0 only); `squeeze_excite`
         the group's ratio and `stage_position` the block's index in its stage.
         """
-        inner = inner_width(out_channels, expansion)
-        se_hidden = block_squeeze_excite_width(inner, squeeze_excite, stage_position)
+        inner = inner_width(channels, expansion)
+        se_channels = block_squeeze_excite_width(inner, squeeze_excite, stage_position)
         stride = stride if block == 0 else 1
         return cls(
             name=f"{stream}_g{group:02d}_b{block:02d}", stream=stream, group=group, block=block,
-            in_channels=in_channels, out_channels=out_channels, spatial_stride=stride,
+            in_channels=in_channels, channels=channels, spatial_stride=stride,
             expansion=expansion, inner_channels=inner, temporal_kernel=temporal_kernel,
-            spatial_kernel=spatial_kernel, se_hidden=se_hidden,
-            squeeze_excite_ratio=squeeze_excite if se_hidden else 0.0,
-            projection=needs_projection(in_channels, out_channels, stride),
+            spatial_kernel=spatial_kernel, squeeze_excite_channels=se_channels,
+            squeeze_excite=squeeze_excite if se_channels else 0.0,
+            projection=needs_projection(in_channels, channels, stride),
             residual_activation=residual_activation,
         )
 
     def cost(self, frames, height, width) -> Cost:
-        cin, cout, inner = self.in_channels, self.out_channels, self.inner_channels
-        t, k, hidden = self.temporal_kernel, self.spatial_kernel, self.se_hidden
+        cin, cout, inner = self.in_channels, self.channels, self.inner_channels
+        t, k, hidden = self.temporal_kernel, self.spatial_kernel, self.squeeze_excite_channels
         h, w = self.output_size(height, width)
         in_positions, out_positions = frames * height * width, frames * h * w
         params = cin * inner + t * k * k * inner + inner * cout
@@ -216,12 +220,12 @@ class MBConvSpec(LayerSpec):
         from tsnet_keras.layers import MBConv3D
 
         return MBConv3D(
-            channels=self.out_channels,
+            channels=self.channels,
             expansion=self.expansion,
             temporal_kernel=self.temporal_kernel,
             spatial_kernel=self.spatial_kernel,
             spatial_stride=self.spatial_stride,
-            squeeze_excite_ratio=self.squeeze_excite_ratio,
+            squeeze_excite=self.squeeze_excite,
             residual_activation=self.residual_activation,
             name=self.name,
         )
@@ -249,10 +253,6 @@ class GloReSpec(LayerSpec):
 
     @property
     def in_channels(self) -> int:
-        return self.channels
-
-    @property
-    def out_channels(self) -> int:
         return self.channels
 
     def cost(self, frames, height, width) -> Cost:
@@ -288,7 +288,7 @@ class FusionSpec(LayerSpec):
     name: str
     group: int
     in_channels: int
-    out_channels: int
+    channels: int
     fusion: str
     dense_channels: int
     alpha: int
@@ -313,7 +313,7 @@ class FusionSpec(LayerSpec):
         return "sparse"
 
     def cost(self, frames, height, width) -> Cost:
-        out = (frames, height, width, self.out_channels)
+        out = (frames, height, width, self.channels)
         if self.fusion != "time_strided_conv":
             return Cost(0, 0, 0, out)
         fused = self.fused_channels
@@ -343,17 +343,17 @@ class StreamHeadSpec(LayerSpec):
     name: str
     stream: str
     in_channels: int
-    out_channels: int
+    channels: int
 
     def cost(self, frames, height, width) -> Cost:
-        cout = self.out_channels
+        cout = self.channels
         params = self.in_channels * cout
         return Cost(params + 2 * cout, cout, frames * height * width * params, (1, 1, 1, cout))
 
     def make_layer(self):
         from tsnet_keras.layers import StreamHead
 
-        return StreamHead(channels=self.out_channels, name=self.name)
+        return StreamHead(channels=self.channels, name=self.name)
 
     def store(self, features: dict, output) -> None:
         features.setdefault(POOLED, []).append(output)
@@ -370,7 +370,7 @@ class ClassifierSpec(LayerSpec):
 
     name: str
     in_channels: int
-    out_channels: int
+    channels: int
     hidden_units: int
     dropout_rate: float
 
@@ -383,7 +383,7 @@ class ClassifierSpec(LayerSpec):
         return "sparse"
 
     def cost(self, frames, height, width) -> Cost:
-        cin, hidden, cout = self.in_channels, self.hidden_units, self.out_channels
+        cin, hidden, cout = self.in_channels, self.hidden_units, self.channels
         params = cin * hidden + hidden * cout + cout
         return Cost(params, 0, cin * hidden + hidden * cout, (cout,))
 
@@ -391,7 +391,7 @@ class ClassifierSpec(LayerSpec):
         from tsnet_keras.layers import ClassificationHead
 
         return ClassificationHead(
-            num_classes=self.out_channels,
+            num_classes=self.channels,
             hidden_units=self.hidden_units,
             dropout_rate=self.dropout_rate,
             name=self.name,
@@ -422,14 +422,14 @@ def layer_plan(arch: Architecture, num_classes: int = 400) -> list:
             for block in range(stream.groups[index].repeats):
                 spec = _mbconv_spec(arch, name, stream, index, block, width[name])
                 plan.append(spec)
-                width[name] = spec.out_channels
+                width[name] = spec.channels
         for name, stream in arch.streams():
             if stream.groups[index].attention:
                 plan.append(GloReSpec.of(name, index, width[name]))
         fusion = _fusion_spec(arch, index, width)
         if fusion is not None:
             plan.append(fusion)
-            width["sparse"] = fusion.out_channels
+            width["sparse"] = fusion.channels
 
     plan.extend(_head_specs(arch, width, num_classes))
     return plan
@@ -439,7 +439,7 @@ def _stem_spec(name: str, stream) -> StemSpec:
     """The stem of one stream."""
     stem = stream.stem
     return StemSpec(
-        name=f"{name}_stem", stream=name, in_channels=3, out_channels=stem.channels,
+        name=f"{name}_stem", stream=name, in_channels=3, channels=stem.channels,
         spatial_stride=stem.spatial_stride, temporal_kernel=stem.temporal_kernel,
         spatial_kernel=stem.spatial_kernel,
     )
@@ -481,7 +481,7 @@ def _head_specs(arch: Architecture, width: dict, num_classes: int) -> list:
         StreamHeadSpec(f"{name}_head", name, width[name], stream.head_channels)
         for name, stream in arch.streams()
     ]
-    features = sum(spec.out_channels for spec in specs)
+    features = sum(spec.channels for spec in specs)
     specs.append(ClassifierSpec("classifier", features, num_classes, arch.head_units,
                                 arch.dropout_rate))
     return specs

@@ -62,9 +62,9 @@ def block_squeeze_excite_width(inner: int, ratio: float, position: int) -> int:
     return squeeze_excite_width(inner, ratio) if ratio > 0 and has_squeeze_excite(position) else 0
 
 
-def needs_projection(in_channels: int, out_channels: int, stride: int) -> bool:
+def needs_projection(in_channels: int, channels: int, stride: int) -> bool:
     """X3D's shortcut rule: a 1x1x1 projection (+BN) unless stride is 1 and the widths match."""
-    return stride != 1 or in_channels != out_channels
+    return stride != 1 or in_channels != channels
 
 
 # The residual kinds of an inverted-bottleneck block, one name each (fixed and super block):
@@ -73,13 +73,13 @@ def needs_projection(in_channels: int, out_channels: int, stride: int) -> bool:
 SHORTCUTS = ("auto", "projection", "identity", "none")
 
 
-def uses_projection(shortcut: str, in_channels: int, out_channels: int, stride: int) -> bool:
+def uses_projection(shortcut: str, in_channels: int, channels: int, stride: int) -> bool:
     """Whether a block with residual kind `shortcut` (`SHORTCUTS`) projects its input."""
     if shortcut == "projection":
         return True
     if shortcut in ("identity", "none"):
         return False
-    return needs_projection(in_channels, out_channels, stride)
+    return needs_projection(in_channels, channels, stride)
 
 
 def fused_width(
