@@ -403,9 +403,9 @@ def main(argv=None):
     know.add_argument("--learning-rate", type=float, default=0.0,
                       help="supernet peak rate (0: the recipes' SGD 0.4 x 8 / 64)")
     know.add_argument("--weights-optimizer", default="sgd", choices=("sgd", "adamw"))
-    know.add_argument("--outer-taps", default="zeros", choices=("zeros", "random"),
-                      help="the supernet's depthwise taps outside the smallest kernel: zeros "
-                           "(the library default since 2026-12-03) or random (before)")
+    know.add_argument("--outer-taps", default="random", choices=("random", "zeros"),
+                      help="the supernet's depthwise taps outside the smallest kernel: random "
+                           "(the library default) or zeros (every kernel starts as the smallest)")
     know.add_argument("--path-batch", default=None, choices=("full", "split"),
                       help="clips each sampled path trains on (default: the library's)")
     for command in (plant, know):

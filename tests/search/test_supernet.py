@@ -158,9 +158,10 @@ def test_super_block_choice_weights_fill_mbconv3d():
 
 
 @pytest.mark.parametrize("dynamic_shapes", [True, False])
-def test_every_kernel_choice_starts_as_the_smallest_and_its_outer_taps_learn(dynamic_shapes):
+def test_zero_outer_taps_start_every_kernel_choice_as_the_smallest_and_learn(dynamic_shapes):
     choices = ((1, 3), (3, 3), (5, 3), (3, 5), (5, 5))
-    block = SuperMBConv3D(8, 16, choices, max_in_base=8, dynamic_shapes=dynamic_shapes)
+    block = SuperMBConv3D(8, 16, choices, max_in_base=8, dynamic_shapes=dynamic_shapes,
+                          outer_taps="zeros")
     x = tf.constant(np.random.default_rng(0).normal(size=(2, 6, 8, 8, 8)).astype("float32"))
 
     def output(index):
@@ -184,14 +185,15 @@ def test_every_kernel_choice_starts_as_the_smallest_and_its_outer_taps_learn(dyn
     assert np.count_nonzero(gradient[outer]) == gradient[outer].size
 
 
-def test_random_outer_taps_keep_the_former_init_and_bad_values_are_refused():
-    block = SuperMBConv3D(8, 16, ((1, 3), (5, 5)), max_in_base=8, outer_taps="random")
+def test_random_outer_taps_are_the_default_and_bad_values_are_refused():
+    block = SuperMBConv3D(8, 16, ((1, 3), (5, 5)), max_in_base=8)
     block.build()
     assert np.count_nonzero(np.asarray(block.depthwise_kernel)) == 5 * 5 * 5 * 16
     with pytest.raises(ValueError, match="outer_taps"):
         SuperMBConv3D(8, 16, ((1, 3),), max_in_base=8, outer_taps="ones")
-    supernet = Supernet(tiny_single_stream(), num_classes=CLASSES, outer_taps="random")
-    assert supernet.get_config()["outer_taps"] == "random"
+    supernet = Supernet(tiny_single_stream(), num_classes=CLASSES, outer_taps="zeros")
+    assert supernet.get_config()["outer_taps"] == "zeros"
+    assert Supernet.from_config(supernet.get_config()).outer_taps == "zeros"
 
 
 def test_layer_configs_hold_every_argument_and_round_trip():
@@ -208,7 +210,7 @@ def test_layer_configs_hold_every_argument_and_round_trip():
                              "kernel_choices": [[1, 3], [3, 5]], "max_in_base": 8, "max_in_extra": 4,
                              "spatial_stride": 2, "max_squeeze_excite_channels": 8,
                              "shortcut": "projection", "activation": "swish",
-                             "dynamic_shapes": True, "outer_taps": "random"}),
+                             "dynamic_shapes": True, "outer_taps": "zeros"}),
         (SuperAttention, {"max_channels": 16, "normalize": False, "dynamic_shapes": False}),
         (SuperTSFusion, {"fusions": ["none", "time_strided_conv"], "max_dense_channels": 8,
                              "alpha": 2, "conv_kernel": 5, "conv_channel_multiplier": 2,
@@ -230,7 +232,7 @@ def test_layer_configs_hold_every_argument_and_round_trip():
     supernet = Supernet(tiny_single_stream(), num_classes=CLASSES, dynamic_shapes=False)
     config = supernet.get_config()
     assert config["num_classes"] == CLASSES and config["dynamic_shapes"] is False
-    assert config["outer_taps"] == "zeros"
+    assert config["outer_taps"] == "random"
     assert Supernet.from_config(config).space == tiny_single_stream()
     optimizer = MaskedSGD(0.1, momentum=0.8, weight_decay=1e-4)
     config = optimizer.get_config()

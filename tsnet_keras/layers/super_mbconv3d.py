@@ -21,23 +21,25 @@ from tsnet_keras.renames import (
 )
 from tsnet_keras.space import rules
 
-# How the depthwise taps outside the smallest kernel choice start: "zeros" (every kernel choice
-# computes what the smallest one does until its extra taps have learned) or "random" (he_normal
-# like the rest of the kernel).
-OUTER_TAPS = ("zeros", "random")
+# How the depthwise taps outside the smallest kernel choice start: "random" (he_normal like the
+# rest of the kernel; the default) or "zeros" (every kernel choice computes what the smallest one
+# does until its extra taps have learned). Measured side by side: BENCHMARKS.md section 8,
+# "Outer taps at zero"; no difference in what the search finds, so the default stays.
+OUTER_TAPS = ("random", "zeros")
+DEFAULT_OUTER_TAPS = "random"
 
 # The fixed block's residual kinds (`rules.SHORTCUTS`) but "none": a super block always adds one.
 SHORTCUTS = tuple(kind for kind in rules.SHORTCUTS if kind != "none")
 
 
-def nested_kernel_initializer(kernel_choices, outer_taps="zeros", base="he_normal"):
+def nested_kernel_initializer(kernel_choices, outer_taps=DEFAULT_OUTER_TAPS, base="he_normal"):
     """Initializer of a `(max_t, max_k, max_k, C)` depthwise kernel shared by `kernel_choices`.
 
     With `outer_taps="zeros"` only the centre `min_t x min_k x min_k` taps are drawn from
     `base`: a larger temporal (or spatial) kernel then starts as the smallest one, so a
-    search does not rank kernels by how much untrained noise their extra taps add (random
-    outer taps made t = 1 paths score higher while the supernet learned appearance only;
-    BENCHMARKS.md section 8). The outer taps still get gradients and learn when sampled.
+    search cannot rank kernels by how much untrained noise their extra taps add. The outer
+    taps still get gradients and learn when sampled. (Measured: the known-answer search
+    finds the same answer either way; BENCHMARKS.md section 8.)
     """
     base = keras.initializers.get(base)
     if outer_taps == "random":
@@ -114,9 +116,9 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
             to "auto".
         activation: activation before the projection. Defaults to "swish".
         dynamic_shapes: bool or None. None: True on TensorFlow.
-        outer_taps: "zeros" (default: the depthwise taps outside the smallest
-            kernel choice start at zero, so every kernel choice starts as the
-            smallest) or "random" (drawn like the centre taps).
+        outer_taps: "random" (default: the depthwise taps outside the smallest
+            kernel choice are drawn like the centre ones) or "zeros" (they start
+            at zero, so every kernel choice starts as the smallest).
         **kwargs: base `keras.layers.Layer` arguments.
 
     Weights:
@@ -158,7 +160,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         shortcut="auto",
         activation="swish",
         dynamic_shapes=None,
-        outer_taps="zeros",
+        outer_taps=DEFAULT_OUTER_TAPS,
         **kwargs,
     ):
         max_channels = renamed_argument(kwargs, "max_filters", "max_channels", max_channels, None,

@@ -25,7 +25,7 @@ from keras import ops
 
 from tsnet_keras.layers.sliced_batch_norm import default_dynamic_shapes
 from tsnet_keras.layers.super_attention import SuperAttention
-from tsnet_keras.layers.super_mbconv3d import SuperMBConv3D
+from tsnet_keras.layers.super_mbconv3d import DEFAULT_OUTER_TAPS, SuperMBConv3D
 from tsnet_keras.layers.super_stream_head import SuperStreamHead
 from tsnet_keras.layers.super_ts_fusion import SuperTSFusion
 from tsnet_keras.space.architecture import Architecture
@@ -53,7 +53,7 @@ class Supernet(keras.Model):
         num_classes: int. Defaults to 400.
         dynamic_shapes: bool or None. None: True on TensorFlow (compute only the
             sampled widths); False masks at the widest widths (JAX, torch).
-        outer_taps: "zeros" (default) or "random": how the depthwise taps outside
+        outer_taps: "random" (default) or "zeros": how the depthwise taps outside
             the smallest kernel choice start (`SuperMBConv3D`).
         **kwargs: `keras.Model` arguments.
 
@@ -79,8 +79,8 @@ class Supernet(keras.Model):
     >>> supernet.copy_to_model(model, arch)   # the sampled network, standalone
     """
 
-    def __init__(self, space, num_classes: int = 400, dynamic_shapes=None, outer_taps="zeros",
-                 **kwargs):
+    def __init__(self, space, num_classes: int = 400, dynamic_shapes=None,
+                 outer_taps=DEFAULT_OUTER_TAPS, **kwargs):
         super().__init__(**kwargs)
         self.space = space_from_dict(space)
         self.num_classes = num_classes

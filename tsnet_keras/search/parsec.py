@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tsnet_keras.layers.super_mbconv3d import DEFAULT_OUTER_TAPS
 from tsnet_keras.models.supernet import Supernet
 from tsnet_keras.renames import renamed_argument, renamed_attribute
 from tsnet_keras.search.distribution import ArchitectureDistribution
@@ -122,9 +123,9 @@ class ParsecSearch(keras.Model):
         hinge: "expected" (analytic, on the logits; default) or "per_sample".
         seed: int. Seeds the architecture draws. Defaults to 0.
         dynamic_shapes: bool or None, passed to the `Supernet`.
-        outer_taps: "zeros" (default) or "random", passed to the `Supernet`: the
-            depthwise taps outside the smallest kernel choice start at zero, so
-            larger kernels are not ranked below smaller ones for untrained taps.
+        outer_taps: "random" (default) or "zeros", passed to the `Supernet`: with
+            "zeros" the depthwise taps outside the smallest kernel choice start at
+            zero, so every kernel choice starts as the smallest.
         **kwargs: `keras.Model` arguments.
 
     Attributes:
@@ -164,7 +165,7 @@ class ParsecSearch(keras.Model):
         hinge: str = "expected",
         seed: int = 0,
         dynamic_shapes=None,
-        outer_taps="zeros",
+        outer_taps=DEFAULT_OUTER_TAPS,
         **kwargs,
     ):
         super().__init__(**kwargs)
