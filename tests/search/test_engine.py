@@ -117,6 +117,30 @@ def test_the_same_settings_return_the_finished_result(finished):
     assert _run(finished).search is None
 
 
+@pytest.mark.parametrize("change", [{"outer_taps": "zeros"}, {"graph_optimization": True}])
+def test_settings_a_resumed_run_does_not_depend_on_are_not_compared(finished, change):
+    # A checkpoint from before these arguments existed (or with other values) still resumes.
+    assert _run(finished, **change).search is None
+
+
+def test_fit_turns_grappler_off_on_cpus_and_restores_it(tmp_path):
+    import tensorflow as tf
+
+    seen = []
+
+    class Options(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(tf.config.optimizer.get_experimental_options().get(
+                "disable_meta_optimizer"))
+
+    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    _run(tmp_path / "off", epochs=1, callbacks=[Options()])
+    _run(tmp_path / "on", epochs=1, callbacks=[Options()], graph_optimization=True)
+    assert seen == [not tf.config.list_logical_devices("GPU"), False]
+    assert tf.config.optimizer.get_experimental_options().get(
+        "disable_meta_optimizer", False) == before
+
+
 def test_a_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
     output_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):

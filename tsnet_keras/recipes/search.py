@@ -18,7 +18,6 @@ checkpoint, and resumes from it) and adds:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
@@ -51,6 +50,7 @@ from tsnet_keras.recipes.data import (
 from tsnet_keras.recipes.train import peak_rate
 from tsnet_keras.renames import renamed_argument
 from tsnet_keras.search.estimator import DEFAULTS
+from tsnet_keras.search.parsec import graph_optimization as graph_optimization_of
 
 SNAPSHOT_FILE = "distribution_history.json"
 # The progressive steps, and "one_shot": every variable at once (the paper's Table 9 baseline).
@@ -100,20 +100,6 @@ def load_snapshots(output_dir) -> list:
     """The snapshots `search_step` wrote (empty list if none)."""
     path = os.path.join(output_dir, SNAPSHOT_FILE)
     return read_json(path) if os.path.exists(path) else []
-
-
-@contextlib.contextmanager
-def _graph_optimization(enabled):
-    import tensorflow as tf
-
-    if enabled is None:
-        enabled = bool(tf.config.list_logical_devices("GPU"))
-    previous = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not enabled})
-    try:
-        yield
-    finally:
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": previous})
 
 
 @dataclasses.dataclass
@@ -242,7 +228,7 @@ def search_step(
     snapshots = DistributionSnapshots(os.path.join(share.write_dir, SNAPSHOT_FILE),
                                       snapshot_every)
     started = time.time()
-    with _graph_optimization(graph_optimization):
+    with graph_optimization_of(graph_optimization):
         result = run_search_step(
             step, space, train_data, val_data, run.output_dir, previous_dir,
             num_classes=data.num_classes, epochs=run.epochs, steps_per_epoch=steps_per_epoch,
@@ -251,6 +237,7 @@ def search_step(
             samples_per_replica=run.samples_per_replica,
             checkpoint_every=checkpoint_every, strategy=strategy,
             callbacks=[snapshots, *(callbacks or [])], verbose=verbose,
+            graph_optimization=graph_optimization,
             extra_config={"batch_size": run.batch_size, "heldout_fraction": run.heldout_fraction,
                           "heldout_batch_size": heldout_batch},
             **search_kwargs,

@@ -34,6 +34,8 @@ runs the engine's own loop with outputs, checkpoints and resume, or the bare
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -126,6 +128,9 @@ class ParsecSearch(keras.Model):
         outer_taps: "random" (default) or "zeros", passed to the `Supernet`: with
             "zeros" the depthwise taps outside the smallest kernel choice start at
             zero, so every kernel choice starts as the smallest.
+        graph_optimization: None (default: Grappler optimises the traced step only
+            when a GPU is visible; on CPUs it costs more start-up than it saves), True
+            or False. Applies to `fit`; see `graph_optimization`.
         **kwargs: `keras.Model` arguments.
 
     Attributes:
@@ -166,6 +171,7 @@ class ParsecSearch(keras.Model):
         seed: int = 0,
         dynamic_shapes=None,
         outer_taps=DEFAULT_OUTER_TAPS,
+        graph_optimization=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -184,6 +190,7 @@ class ParsecSearch(keras.Model):
         self.macs_penalty = float(macs_penalty)
         self.hinge = hinge
         self.seed = int(seed)
+        self.graph_optimization = graph_optimization
         self.supernet = Supernet(space, num_classes, dynamic_shapes=dynamic_shapes,
                                  outer_taps=outer_taps, name="supernet")
         self.distribution = ArchitectureDistribution(space, num_classes, crop, name="distribution")
@@ -426,6 +433,11 @@ class ParsecSearch(keras.Model):
         logits = self.supernet(x, indices=indices, training=True, update_statistics=False)
         return ops.cast(self._score_fn(y, logits, indices), "float32")
 
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, with Grappler as `graph_optimization` says (off on CPUs)."""
+        with graph_optimization(self.graph_optimization):
+            return super().fit(*args, **kwargs)
+
     def test_step(self, data):
         """Loss and score of the current most probable architecture on `(x, y)` batches."""
         x, y = data
@@ -454,11 +466,29 @@ class ParsecSearch(keras.Model):
             "seed": self.seed,
             "dynamic_shapes": self.supernet.dynamic_shapes,
             "outer_taps": self.supernet.outer_taps,
+            "graph_optimization": self.graph_optimization,
         }
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+@contextlib.contextmanager
+def graph_optimization(enabled=None):
+    """Grappler on (True) or off (False) for the functions first run inside; None: on only
+    when a GPU is visible. On CPUs Grappler's first-call optimisation of the search step (a
+    graph of every choice's switch branches) costs more than it saves: start-up of the
+    paper's step-1 search at crop 64, 354 s with it and 212 s without (BENCHMARKS.md 3c).
+    """
+    if enabled is None:
+        enabled = bool(tf.config.list_logical_devices("GPU"))
+    previous = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not enabled})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": previous})
 
 
 def _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,

@@ -389,6 +389,12 @@ def inherit_weights(supernet, previous_dir, num_classes: int) -> list:
 
 
 # ------------------------------------------------------------- the step
+# `ParsecSearch` arguments a resumed run does not depend on (the initial weights are restored,
+# Grappler changes speed only), so a checkpoint written without them, or with other values,
+# still resumes.
+NOT_COMPARED = ("outer_taps", "graph_optimization")
+
+
 def run_config(step, search, settings, extra_config=None) -> dict:
     """What a checkpoint stores to recognise its search: the `ParsecSearch`'s config
     (every constructor argument, so new ones are compared too), `settings` and
@@ -403,7 +409,8 @@ def run_config(step, search, settings, extra_config=None) -> dict:
         config["score"] = f"{getattr(score, '__module__', '')}.{getattr(score, '__qualname__', score)}"
     else:
         config = search.get_config()
-    config.pop("name", None)
+    for key in ("name", *NOT_COMPARED):
+        config.pop(key, None)
     config = {"step": step, **config, **settings, **(extra_config or {})}
     return json.loads(json.dumps(config, default=str))
 
