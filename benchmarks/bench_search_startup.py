@@ -1,0 +1,87 @@
+"""Where a search's start-up goes: Python tracing of the train step vs what follows it.
+
+One process per call: build the model (a `ParsecSearch` or a fixed model of the space),
+then `fit` for one step, timing the Python trace of `train_step` (its Python body runs
+only while tracing) and the rest of the first call (graph finalisation, Grappler when
+on, function instantiation, oneDNN primitives, the step itself), then two more steps.
+
+    python benchmarks/bench_search_startup.py --arch search                 # library default
+    python benchmarks/bench_search_startup.py --arch search --grappler on   # as before
+    python benchmarks/bench_search_startup.py --arch sampled                # fixed model
+
+Uses `bench_search.py`'s space (the paper's step-1 space), batches and architectures.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_search as bench  # noqa: E402
+
+
+def _model(args, space):
+    import keras
+    import tensorflow as tf
+
+    from tsnet_keras.models import build_model
+    from tsnet_keras.search import ParsecSearch, search_dataset
+
+    x, y = bench._batch(args, args.batch, 0)
+    train = tf.data.Dataset.from_tensors((x, y)).repeat()
+    keras.utils.set_random_seed(0)
+    if args.arch != "search":
+        model = build_model(bench._architecture(space, args.arch), num_classes=args.classes,
+                            crop=args.crop)
+        model.compile(keras.optimizers.SGD(0.4, momentum=0.9),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=False)
+        return model, train
+    grappler = {"default": None, "on": True, "off": False}[args.grappler]
+    model = ParsecSearch(space, args.classes, crop=args.crop, samples_per_replica=args.samples,
+                         path_batch="full", graph_optimization=grappler)
+    model.compile(learning_rate=0.4, momentum=0.9)
+    hx, hy = bench._batch(args, args.heldout_batch, 1)
+    return model, search_dataset(train, tf.data.Dataset.from_tensors((hx, hy)).repeat())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arch", default="search", choices=("search", "sampled", "largest"))
+    parser.add_argument("--grappler", default="default", choices=("default", "on", "off"),
+                        help="search only: ParsecSearch(graph_optimization=None|True|False)")
+    parser.add_argument("--space", default="paper", choices=("paper", "tiny"),
+                        help="tiny: the tests' space, to check this script in seconds")
+    parser.add_argument("--crop", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--heldout-batch", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--classes", type=int, default=8)
+    args = parser.parse_args(argv)
+    space = bench._space(args.space)
+    start = time.perf_counter()
+    model, data = _model(args, space)
+    built = time.perf_counter()
+    marks, cls = [], type(model)
+    real = cls.train_step
+
+    def traced(self, batch):
+        marks.append(time.perf_counter())
+        out = real(self, batch)
+        marks.append(time.perf_counter())
+        return out
+
+    cls.train_step = traced
+    model.fit(data, steps_per_epoch=1, epochs=1, verbose=0)
+    first = time.perf_counter()
+    model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+    later = (time.perf_counter() - first) / 2
+    print(f"{args.arch} (grappler {args.grappler}): build {built - start:.1f} s, first fit step "
+          f"{first - built:.1f} s = Python trace {marks[1] - marks[0]:.1f} s + the rest "
+          f"{first - marks[1]:.1f} s; later step {later:.2f} s; load {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
