@@ -257,32 +257,37 @@ def worker_search(args):
     return results
 
 
-def worker_startup(args):
-    """Build, then trace + first step of `fit`, then 2 more steps; the process' peak RSS."""
+def startup_model(args, space):
+    """`(model, data)` of a start-up run: a `ParsecSearch` (`args.arch == "search"`) or the
+    fixed model of `args.arch`, compiled, with its endless dataset."""
     import keras
     import tensorflow as tf
 
     from tsnet_keras.models import build_model
     from tsnet_keras.search import ParsecSearch, search_dataset
 
-    space = _space(args.space)
     x, y = _batch(args, args.batch, 0)
     train = tf.data.Dataset.from_tensors((x, y)).repeat()
     keras.utils.set_random_seed(0)
-    start = time.perf_counter()
-    if args.arch == "search":
-        model = ParsecSearch(space, args.classes, crop=args.crop, samples_per_replica=args.samples,
-                             path_batch=args.path_batch)
-        model.compile(learning_rate=0.4, momentum=0.9)
-        hx, hy = _batch(args, args.heldout_batch, 1)
-        data = search_dataset(train, tf.data.Dataset.from_tensors((hx, hy)))
-    else:
+    if args.arch != "search":
         model = build_model(_architecture(space, args.arch), num_classes=args.classes,
                             crop=args.crop)
         model.compile(keras.optimizers.SGD(0.4, momentum=0.9),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       jit_compile=False)
-        data = train
+        return model, train
+    model = ParsecSearch(space, args.classes, crop=args.crop, samples_per_replica=args.samples,
+                         path_batch=args.path_batch,
+                         graph_optimization=getattr(args, "graph_optimization", None))
+    model.compile(learning_rate=0.4, momentum=0.9)
+    hx, hy = _batch(args, args.heldout_batch, 1)
+    return model, search_dataset(train, tf.data.Dataset.from_tensors((hx, hy)))
+
+
+def worker_startup(args):
+    """Build, then trace + first step of `fit`, then 2 more steps; the process' peak RSS."""
+    start = time.perf_counter()
+    model, data = startup_model(args, _space(args.space))
     built = time.perf_counter()
     model.fit(data, steps_per_epoch=1, epochs=1, verbose=0)
     first = time.perf_counter()

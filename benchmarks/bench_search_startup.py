@@ -22,31 +22,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_search as bench  # noqa: E402
 
 
-def _model(args, space):
-    import keras
-    import tensorflow as tf
-
-    from tsnet_keras.models import build_model
-    from tsnet_keras.search import ParsecSearch, search_dataset
-
-    x, y = bench._batch(args, args.batch, 0)
-    train = tf.data.Dataset.from_tensors((x, y)).repeat()
-    keras.utils.set_random_seed(0)
-    if args.arch != "search":
-        model = build_model(bench._architecture(space, args.arch), num_classes=args.classes,
-                            crop=args.crop)
-        model.compile(keras.optimizers.SGD(0.4, momentum=0.9),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=False)
-        return model, train
-    grappler = {"default": None, "on": True, "off": False}[args.grappler]
-    model = ParsecSearch(space, args.classes, crop=args.crop, samples_per_replica=args.samples,
-                         path_batch="full", graph_optimization=grappler)
-    model.compile(learning_rate=0.4, momentum=0.9)
-    hx, hy = bench._batch(args, args.heldout_batch, 1)
-    return model, search_dataset(train, tf.data.Dataset.from_tensors((hx, hy)).repeat())
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", default="search", choices=("search", "sampled", "largest"))
@@ -60,9 +35,10 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--classes", type=int, default=8)
     args = parser.parse_args(argv)
-    space = bench._space(args.space)
+    args.path_batch = "full"
+    args.graph_optimization = {"default": None, "on": True, "off": False}[args.grappler]
     start = time.perf_counter()
-    model, data = _model(args, space)
+    model, data = bench.startup_model(args, bench._space(args.space))
     built = time.perf_counter()
     marks, cls = [], type(model)
     real = cls.train_step

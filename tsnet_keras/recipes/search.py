@@ -50,7 +50,6 @@ from tsnet_keras.recipes.data import (
 from tsnet_keras.recipes.train import peak_rate
 from tsnet_keras.renames import renamed_argument
 from tsnet_keras.search.estimator import DEFAULTS
-from tsnet_keras.search.parsec import graph_optimization as graph_optimization_of
 
 SNAPSHOT_FILE = "distribution_history.json"
 # The progressive steps, and "one_shot": every variable at once (the paper's Table 9 baseline).
@@ -228,20 +227,19 @@ def search_step(
     snapshots = DistributionSnapshots(os.path.join(share.write_dir, SNAPSHOT_FILE),
                                       snapshot_every)
     started = time.time()
-    with graph_optimization_of(graph_optimization):
-        result = run_search_step(
-            step, space, train_data, val_data, run.output_dir, previous_dir,
-            num_classes=data.num_classes, epochs=run.epochs, steps_per_epoch=steps_per_epoch,
-            crop=run.crop, target_macs=target_macs, seed=run.seed, warmup_epochs=warmup_epochs,
-            weights_optimizer=optimizer, learning_rate=run.peak,
-            samples_per_replica=run.samples_per_replica,
-            checkpoint_every=checkpoint_every, strategy=strategy,
-            callbacks=[snapshots, *(callbacks or [])], verbose=verbose,
-            graph_optimization=graph_optimization,
-            extra_config={"batch_size": run.batch_size, "heldout_fraction": run.heldout_fraction,
-                          "heldout_batch_size": heldout_batch},
-            **search_kwargs,
-        )
+    result = run_search_step(
+        step, space, train_data, val_data, run.output_dir, previous_dir,
+        num_classes=data.num_classes, epochs=run.epochs, steps_per_epoch=steps_per_epoch,
+        crop=run.crop, target_macs=target_macs, seed=run.seed, warmup_epochs=warmup_epochs,
+        weights_optimizer=optimizer, learning_rate=run.peak,
+        samples_per_replica=run.samples_per_replica,
+        checkpoint_every=checkpoint_every, strategy=strategy,
+        callbacks=[snapshots, *(callbacks or [])], verbose=verbose,
+        graph_optimization=graph_optimization,
+        extra_config={"batch_size": run.batch_size, "heldout_fraction": run.heldout_fraction,
+                      "heldout_batch_size": heldout_batch},
+        **search_kwargs,
+    )
     seconds = time.time() - started
     metrics = _step_metrics(
         step, result, data, crop=run.crop, target_gflops=run.target_gflops, epochs=run.epochs,

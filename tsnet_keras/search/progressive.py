@@ -78,7 +78,7 @@ from tsnet_keras.search.distribution import ArchitectureDistribution
 from tsnet_keras.search.estimator import DEFAULTS
 from tsnet_keras.search.expected_macs import MacsModel
 from tsnet_keras.search.optimizers import WEIGHTS_OPTIMIZERS
-from tsnet_keras.search.parsec import ParsecSearch, check_target_macs
+from tsnet_keras.search.parsec import ParsecSearch, check_target_macs, graph_optimization
 from tsnet_keras.models.supernet import layer_choices
 from tsnet_keras.space.architecture import Architecture
 from tsnet_keras.space.rules import DEFAULT_CROP
@@ -570,7 +570,8 @@ def _search_epochs(search, strategy, epoch_dataset, **fit_options) -> None:
     workers = worker_info(strategy)[0]
     loop = fit_epochs if workers == 1 else functools.partial(distributed_fit_epochs,
                                                              strategy=strategy)
-    loop(search, epoch_dataset, step_fn=_search_step_number, **fit_options)
+    with graph_optimization(search.graph_optimization):  # fit applies it too; the loop needs it
+        loop(search, epoch_dataset, step_fn=_search_step_number, **fit_options)
 
 
 def _recalibration(train_data, batches):
