@@ -195,8 +195,6 @@ def search_step(
     Returns:
         `SearchStepOutcome`.
     """
-    from tsnet_keras.search import run_search_step
-
     run = _checked_options(
         step, output_dir, search_kwargs, epochs=epochs, steps_per_epoch=steps_per_epoch,
         batch_size=batch_size, reference_batch_size=reference_batch_size, optimizer=optimizer,
@@ -209,7 +207,21 @@ def search_step(
     if data is None:
         data = resolve_data(data_root, train_list, val_list, num_classes)
     _check_previous_fits(step, space, previous_dir)
+    inputs = _search_inputs(step, space, data, run, strategy)
+    started = time.time()
+    result = _run_search(
+        step, space, data, run, inputs, previous_dir, warmup_epochs=warmup_epochs,
+        optimizer=optimizer, checkpoint_every=checkpoint_every, snapshot_every=snapshot_every,
+        graph_optimization=graph_optimization, callbacks=callbacks, verbose=verbose,
+        search_kwargs=search_kwargs)
+    metrics = _report_step(step, result, data, run, inputs, previous_dir,
+                           seconds=time.time() - started, verbose=verbose)
+    return SearchStepOutcome(result, metrics, run.target_macs)
 
+
+def _search_inputs(step, space, data, run, strategy) -> types.SimpleNamespace:
+    """This worker's share of the search: the strategy, the `WorkerShare`, the searched
+    frames, the held-out batch and the datasets (`train_data(epoch)`, `val_data`)."""
     frames = _searched_frames(step, space)
     search_train, heldout = _search_split(data, run.heldout_fraction, run.seed, run.batch_size)
     strategy = strategy or choose_strategy()
@@ -223,34 +235,47 @@ def search_step(
     except BaseException:
         share.finish()
         raise
-    target_macs = run.target_gflops * 1e9 if run.target_gflops else None
-    snapshots = DistributionSnapshots(os.path.join(share.write_dir, SNAPSHOT_FILE),
+    return types.SimpleNamespace(strategy=strategy, share=share, heldout_batch=heldout_batch,
+                                 train_data=train_data, val_data=val_data,
+                                 steps_per_epoch=steps_per_epoch)
+
+
+def _run_search(step, space, data, run, inputs, previous_dir, *, warmup_epochs, optimizer,
+                checkpoint_every, snapshot_every, graph_optimization, callbacks, verbose,
+                search_kwargs):
+    """Runs (or resumes) `run_search_step` with the distribution snapshots; its result."""
+    from tsnet_keras.search import run_search_step
+
+    snapshots = DistributionSnapshots(os.path.join(inputs.share.write_dir, SNAPSHOT_FILE),
                                       snapshot_every)
-    started = time.time()
-    result = run_search_step(
-        step, space, train_data, val_data, run.output_dir, previous_dir,
-        num_classes=data.num_classes, epochs=run.epochs, steps_per_epoch=steps_per_epoch,
-        crop=run.crop, target_macs=target_macs, seed=run.seed, warmup_epochs=warmup_epochs,
+    return run_search_step(
+        step, space, inputs.train_data, inputs.val_data, run.output_dir, previous_dir,
+        num_classes=data.num_classes, epochs=run.epochs, steps_per_epoch=inputs.steps_per_epoch,
+        crop=run.crop, target_macs=run.target_macs, seed=run.seed, warmup_epochs=warmup_epochs,
         weights_optimizer=optimizer, learning_rate=run.peak,
         samples_per_replica=run.samples_per_replica,
-        checkpoint_every=checkpoint_every, strategy=strategy,
+        checkpoint_every=checkpoint_every, strategy=inputs.strategy,
         callbacks=[snapshots, *(callbacks or [])], verbose=verbose,
         graph_optimization=graph_optimization,
         extra_config={"batch_size": run.batch_size, "heldout_fraction": run.heldout_fraction,
-                      "heldout_batch_size": heldout_batch},
+                      "heldout_batch_size": inputs.heldout_batch},
         **search_kwargs,
     )
-    seconds = time.time() - started
+
+
+def _report_step(step, result, data, run, inputs, previous_dir, *, seconds, verbose) -> dict:
+    """Writes the step's `metrics.json`, ends this worker's share and warns when the
+    distribution is unsettled or over the target; the metrics."""
     metrics = _step_metrics(
         step, result, data, crop=run.crop, target_gflops=run.target_gflops, epochs=run.epochs,
-        steps_per_epoch=steps_per_epoch, batch_size=run.batch_size, seed=run.seed,
+        steps_per_epoch=inputs.steps_per_epoch, batch_size=run.batch_size, seed=run.seed,
         previous_dir=previous_dir, seconds=seconds,
     )
-    write_metrics(share.write_dir, metrics)
-    share.finish()
+    write_metrics(inputs.share.write_dir, metrics)
+    inputs.share.finish()
     _warn_if_unsettled(metrics["entropy_left"], verbose)
     _warn_if_over_target(metrics["most_probable_gflops"], run.target_gflops, verbose)
-    return SearchStepOutcome(result, metrics, target_macs)
+    return metrics
 
 
 def _checked_options(step, output_dir, search_kwargs, *, epochs, steps_per_epoch, batch_size,
@@ -280,6 +305,7 @@ def _checked_options(step, output_dir, search_kwargs, *, epochs, steps_per_epoch
     check_int("warmup_epochs", warmup_epochs, minimum=0)
     if warmup_epochs >= run.epochs:
         raise ValueError(f"`warmup_epochs` ({warmup_epochs}) must be < `epochs` ({run.epochs}).")
+    run.target_macs = run.target_gflops * 1e9 if run.target_gflops else None
     return run
 
 
