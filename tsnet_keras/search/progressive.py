@@ -509,15 +509,12 @@ def run_search_step(
         0.025, where="run_search_step")
     _check_step_arguments(epochs, weights_optimizer, warmup_epochs, checkpoint_every)
     sub_space = step_space(step, space, _previous_architecture(step, previous_dir))
-    strategy, train_batch, heldout_batch, heldout_at, steps_per_epoch = _check_data(
-        train_data, val_data, strategy, steps_per_epoch, samples_per_replica,
-        parsec_options.get("path_batch", DEFAULTS.path_batch),
-    )
-    workers, _, chief = worker_info(strategy)
+    data = _check_data(train_data, val_data, strategy, steps_per_epoch, samples_per_replica,
+                       parsec_options.get("path_batch", DEFAULTS.path_batch))
     check_target_macs(MacsModel(sub_space, num_classes, crop), target_macs)
-    found, write_dir, checkpoint_path = _prepare_output(output_dir, chief, resume)
+    folder = _prepare_output(output_dir, data.chief, resume)
 
-    search = _new_search(strategy, sub_space, num_classes, seed, crop=crop,
+    search = _new_search(data.strategy, sub_space, num_classes, seed, crop=crop,
                          samples_per_replica=samples_per_replica, score=score,
                          temperature=temperature, target_macs=target_macs,
                          macs_penalty=macs_penalty, hinge=hinge, dynamic_shapes=dynamic_shapes,
@@ -525,36 +522,84 @@ def run_search_step(
     optimizers = {"learning_rate": learning_rate, "momentum": momentum,
                   "weight_decay": weight_decay, "weights_optimizer": weights_optimizer,
                   "logits_learning_rate": logits_learning_rate}
-    settings = {"epochs": epochs, "steps_per_epoch": steps_per_epoch,
+    config = _step_config(step, search, data, optimizers, extra_config, epochs=epochs,
+                          warmup_epochs=warmup_epochs, recalibrate_batches=recalibrate_batches)
+    if _finished_before(folder, config):
+        _remove_worker_dir(folder.write_dir, output_dir)
+        return load_step_result(output_dir)
+
+    history = _resume_or_inherit(search, data, folder, optimizers, epochs, previous_dir,
+                                 num_classes, output_dir)
+    _run_epochs(search, data, folder, config, history, train_data, num_classes, epochs=epochs,
+                warmup_epochs=warmup_epochs, checkpoint_every=checkpoint_every,
+                tensorboard=tensorboard, callbacks=callbacks, verbose=verbose)
+    arch = _finish_step(search, config, history, folder, num_classes,
+                        _recalibration(train_data, recalibrate_batches))
+    _remove_worker_dir(folder.write_dir, output_dir)
+    return SearchResult(step, os.fspath(output_dir), arch, search.distribution, history, search)
+
+
+@dataclass(frozen=True)
+class _StepData:
+    """A step's checked data and where it runs (`_check_data`)."""
+
+    strategy: object
+    train_batch: int
+    heldout_batch: int
+    heldout_at: object  # `heldout_positions(val_data)`
+    steps_per_epoch: int
+    workers: int
+    chief: bool
+
+
+@dataclass(frozen=True)
+class _StepFolder:
+    """Where a step writes (`_prepare_output`): the checkpoint found, this worker's folder
+    and its checkpoint path."""
+
+    found: dict | None
+    write_dir: str
+    checkpoint_path: str
+
+
+def _step_config(step, search, data, optimizers, extra_config, *, epochs, warmup_epochs,
+                 recalibrate_batches) -> dict:
+    """The step's `run_config`: the search, its length and optimizers, the workers."""
+    settings = {"epochs": epochs, "steps_per_epoch": data.steps_per_epoch,
                 "warmup_epochs": warmup_epochs, **optimizers,
                 "recalibrate_batches": recalibrate_batches}
-    if workers > 1:  # each worker's batch is its share: the global batch changes with them
-        settings["workers"] = workers
-    config = run_config(step, search, settings, extra_config)
-    if found is not None:
-        check_same_config(found["path"], renamed_keys(found["meta"].get("config", {})), config)
-        if found["meta"].get("completed"):
-            _remove_worker_dir(write_dir, output_dir)
-            return load_step_result(output_dir)
-    with strategy.scope():
-        search.compile(total_steps=epochs * steps_per_epoch, **optimizers)
-    history = _restore_or_inherit(search, strategy, found, output_dir, previous_dir, num_classes)
+    if data.workers > 1:  # each worker's batch is its share: the global batch changes with them
+        settings["workers"] = data.workers
+    return run_config(step, search, settings, extra_config)
+
+
+def _finished_before(folder, config) -> bool:
+    """Whether the checkpoint found is a completed search with this `config` (one with
+    other settings is refused, naming them)."""
+    found = folder.found
+    if found is None:
+        return False
+    check_same_config(found["path"], renamed_keys(found["meta"].get("config", {})), config)
+    return bool(found["meta"].get("completed"))
+
+
+def _run_epochs(search, data, folder, config, history, train_data, num_classes, *, epochs,
+                warmup_epochs, checkpoint_every, tensorboard, callbacks, verbose) -> None:
+    """Runs the step's epochs (from the restored step) with its checkpoints, history and NaN
+    guard; `SearchDivergedError` if the loss diverged."""
     guard, checkpointer, recorder, user_callbacks = _step_callbacks(
-        search, config, history, write_dir, checkpoint_path, checkpoint_every, steps_per_epoch,
-        tensorboard, callbacks,
+        search, config, history, folder.write_dir, folder.checkpoint_path, checkpoint_every,
+        data.steps_per_epoch, tensorboard, callbacks,
     )
-    split = (local_replicas(strategy), train_batch, heldout_batch) if workers > 1 else None
+    split = ((local_replicas(data.strategy), data.train_batch, data.heldout_batch)
+             if data.workers > 1 else None)
     _search_epochs(
-        search, strategy, lambda epoch, skip: _epoch_dataset(
-            train_data, heldout_at, epoch, skip, steps_per_epoch, num_classes, split),
-        epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose,
+        search, data.strategy, lambda epoch, skip: _epoch_dataset(
+            train_data, data.heldout_at, epoch, skip, data.steps_per_epoch, num_classes, split),
+        epochs=epochs, steps_per_epoch=data.steps_per_epoch, verbose=verbose,
         callbacks=[_WarmUp(warmup_epochs), guard, recorder, checkpointer, *user_callbacks],
     )
-    _raise_if_diverged(guard, checkpointer, checkpoint_path)
-    arch = _finish_step(search, config, history, write_dir, checkpoint_path, num_classes,
-                        _recalibration(train_data, recalibrate_batches))
-    _remove_worker_dir(write_dir, output_dir)
-    return SearchResult(step, os.fspath(output_dir), arch, search.distribution, history, search)
+    _raise_if_diverged(guard, checkpointer, folder.checkpoint_path)
 
 
 def _new_search(strategy, sub_space, num_classes, seed, **options) -> ParsecSearch:
@@ -581,12 +626,11 @@ def _recalibration(train_data, batches):
     return (train_data(0) if callable(train_data) else train_data), batches
 
 
-def _finish_step(search, config, history, write_dir, checkpoint_path, num_classes,
-                 recalibration) -> Architecture:
+def _finish_step(search, config, history, folder, num_classes, recalibration) -> Architecture:
     """Writes the step's outputs and its completed checkpoint; the most probable architecture."""
     done = _search_step_number(search)
-    arch = _write_outputs(search, write_dir, history, num_classes, recalibration)
-    save_checkpoint(search, checkpoint_path,
+    arch = _write_outputs(search, folder.write_dir, history, num_classes, recalibration)
+    save_checkpoint(search, folder.checkpoint_path,
                     _checkpoint_meta(config, history, done, completed=True))
     return arch
 
@@ -619,7 +663,7 @@ def _check_data(train_data, val_data, strategy, steps_per_epoch, samples_per_rep
     """Checks both splits against the strategy's replicas.
 
     Returns:
-        `(strategy, train batch, held-out batch, held-out positions, steps per epoch)`.
+        `_StepData`.
     """
     _, train_size, train_batch = _check_split(train_data, "train_data")
     _, _, heldout_batch = _check_split(val_data, "val_data")
@@ -636,22 +680,29 @@ def _check_data(train_data, val_data, strategy, steps_per_epoch, samples_per_rep
             f"`steps_per_epoch` ({steps_per_epoch}) exceeds the batches of `train_data` "
             f"({train_size})."
         )
-    return strategy, train_batch, heldout_batch, heldout_at, steps_per_epoch
+    workers, _, chief = worker_info(strategy)
+    return _StepData(strategy, train_batch, heldout_batch, heldout_at, steps_per_epoch,
+                     workers, chief)
 
 
 def _prepare_output(output_dir, chief, resume):
-    """`(checkpoint found or None, folder this worker writes, its checkpoint path)`."""
+    """The checkpoint found (or None), the folder this worker writes, its checkpoint path."""
     os.makedirs(output_dir, exist_ok=True)
     if chief:
         remove_stale_temp_files(output_dir)
     found = find_checkpoint(os.path.join(output_dir, CHECKPOINT_FILE)) if resume else None
     # Several machines: the chief writes output_dir, the others a temp folder (removed at the end).
     write_dir = output_dir if chief else tempfile.mkdtemp(prefix="tsnet-worker-")
-    return found, write_dir, os.path.join(write_dir, CHECKPOINT_FILE)
+    return _StepFolder(found, write_dir, os.path.join(write_dir, CHECKPOINT_FILE))
 
 
-def _restore_or_inherit(search, strategy, found, output_dir, previous_dir, num_classes) -> list:
-    """Restores the checkpoint found, else inherits the previous step's weights; the history."""
+def _resume_or_inherit(search, data, folder, optimizers, epochs, previous_dir, num_classes,
+                       output_dir) -> list:
+    """Compiles the search, then restores the checkpoint found, else inherits the previous
+    step's weights; the history."""
+    strategy, found = data.strategy, folder.found
+    with strategy.scope():
+        search.compile(total_steps=epochs * data.steps_per_epoch, **optimizers)
     # Before any restore: assigning variables are collectives under MultiWorkerMirroredStrategy.
     check_same_start(strategy, found["meta"].get("step", 0) if found is not None else 0,
                      output_dir)
