@@ -42,6 +42,7 @@ import csv
 import io
 import os
 import time
+import types
 
 import keras
 
@@ -204,52 +205,72 @@ def evaluate(
     Returns:
         The metrics dict (also in `metrics.json`); `metrics["table"]` is the Markdown table.
     """
-    output_dir = check_output_dir(output_dir)
-    model_dir = check_previous_dir(model_dir, (MODEL_FILE,), "the retrain recipe")
-    num_views = check_int("num_views", num_views)
+    run = _checked_options(model_dir, output_dir, num_views=num_views, num_crops=num_crops,
+                           batch_size=batch_size, rows=rows, train_variants=train_variants)
+    trained = load_trained_model(os.path.join(run.model_dir, MODEL_FILE))
+    arch = Architecture.from_dict(trained.architecture)
+    train_crop = trained.crop
+    if data is None:
+        data = resolve_data(data_root, train_list, val_list, num_classes)
+    _check_same_classes(trained, data, run.model_dir)
+    settings = _retrain_settings(run.model_dir)
+    drawn = _draw_random_baselines(random_baselines, space, arch, rows, data, train_crop)
+    sides = variant_views(train_crop, num_crops)
+    crops = {size: crop for size, (_, crop) in sides.items()}
+    weights = _VariantWeights(trained, arch, settings, data=data, output_dir=run.output_dir,
+                              train_variants=train_variants,
+                              variant_settings=variant_settings, verbose=verbose)
+    _start_output(run.output_dir, arch, verbose)
+
+    started = time.time()
+    results = _measure_rows(rows, weights, data=data, crops=crops, sides=sides, name=name,
+                            num_views=run.num_views, num_crops=num_crops,
+                            batch_size=run.batch_size, verbose=verbose)
+    compared = _compare_with_random(drawn, results, settings=settings, data=data,
+                                    output_dir=run.output_dir, train_crop=train_crop,
+                                    view=dict(crop=crops["S"], side=sides["S"][0],
+                                              batch_size=run.batch_size, num_views=run.num_views,
+                                              num_crops=num_crops), verbose=verbose)
+    return _report(run.output_dir, results, model_dir=run.model_dir, name=name, data=data,
+                   num_views=run.num_views, num_crops=num_crops, train_crop=train_crop,
+                   crops=crops, sides=sides, started=started, verbose=verbose,
+                   random_baselines=compared)
+
+
+def _checked_options(model_dir, output_dir, *, num_views, num_crops, batch_size, rows,
+                     train_variants) -> types.SimpleNamespace:
+    """`evaluate`'s folders and numbers checked before any model is loaded (a ValueError
+    naming the bad one)."""
+    run = types.SimpleNamespace(
+        output_dir=check_output_dir(output_dir),
+        model_dir=check_previous_dir(model_dir, (MODEL_FILE,), "the retrain recipe"),
+        num_views=check_int("num_views", num_views),
+    )
     if num_crops not in (1, 3):
         raise ValueError(f"`num_crops` must be 1 or 3, got {num_crops!r}.")
-    batch_size = check_int("batch_size", batch_size)
+    run.batch_size = check_int("batch_size", batch_size)
     unknown = [row for row in rows if row not in ROWS]
     if unknown or not rows:
         raise ValueError(f"`rows` must be a non-empty subset of {ROWS}, got {list(rows)!r}.")
     if not isinstance(train_variants, bool):
         raise ValueError(f"`train_variants` must be True or False, got {train_variants!r}.")
-    trained = load_trained_model(os.path.join(model_dir, MODEL_FILE))
-    arch = Architecture.from_dict(trained.architecture)
-    train_crop = trained.crop
-    if data is None:
-        data = resolve_data(data_root, train_list, val_list, num_classes)
+    return run
+
+
+def _check_same_classes(trained, data, model_dir) -> None:
     if data.num_classes != trained.num_classes:
         raise ValueError(
             f"the model in `previous_dir` {model_dir!r} has {trained.num_classes} classes but the "
             f"data (`train_list` / `val_list`) have {data.num_classes}."
         )
-    settings = _retrain_settings(model_dir)
-    drawn = _draw_random_baselines(random_baselines, space, arch, rows, data, train_crop)
-    sides = variant_views(train_crop, num_crops)
-    crops = {size: crop for size, (_, crop) in sides.items()}
-    weights = _VariantWeights(trained, arch, settings, data=data, output_dir=output_dir,
-                              train_variants=train_variants,
-                              variant_settings=variant_settings, verbose=verbose)
+
+
+def _start_output(output_dir, arch, verbose) -> None:
+    """Creates `output_dir` with the model's `architecture.json`; shows the logs when verbose."""
     os.makedirs(output_dir, exist_ok=True)
     write_architecture(output_dir, arch)
     if verbose:
         console_logging()  # the progress lines and the table on a notebook's output
-
-    started = time.time()
-    results = _measure_rows(rows, weights, data=data, crops=crops, sides=sides, name=name,
-                            num_views=num_views, num_crops=num_crops, batch_size=batch_size,
-                            verbose=verbose)
-    compared = _compare_with_random(drawn, results, settings=settings, data=data,
-                                    output_dir=output_dir, train_crop=train_crop,
-                                    view=dict(crop=crops["S"], side=sides["S"][0],
-                                              batch_size=batch_size, num_views=num_views,
-                                              num_crops=num_crops), verbose=verbose)
-    return _report(output_dir, results, model_dir=model_dir, name=name, data=data,
-                   num_views=num_views, num_crops=num_crops, train_crop=train_crop,
-                   crops=crops, sides=sides, started=started, verbose=verbose,
-                   random_baselines=compared)
 
 
 def _draw_random_baselines(count, space, arch, rows, data, train_crop) -> list:
