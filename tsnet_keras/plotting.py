@@ -633,35 +633,45 @@ def plot_distribution_evolution(snapshots, path=None, steps=None, choices=None,
     fig = Figure(figsize=(1.75 * columns + 0.5, 1.25 * rows + 1.1))
     axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True).ravel()
     for ax, key in zip(axes, keys):
-        array = series[key]
-        ax.stackplot(x, array.T, colors=palette[: array.shape[1]], linewidth=0)
-        last = np.flatnonzero(np.isfinite(array).all(axis=1))
-        label = key
-        if len(last):
-            final = array[last[-1]]
-            best = int(np.argmax(final))
-            values = _choice_values(choices, key, labels)
-            name = values[best] if values and best < len(values) else f"#{best}"
-            label = f"{key}\n\u2192 {name} ({final[best]:.2f})"
-        ax.set_title(label, fontsize=6, pad=2)
-        ax.set_ylim(0, 1)
-        ax.set_xlim(x.min(), x.max() if x.max() > x.min() else x.min() + 1)
-        ax.set_yticks([0, 0.5, 1])
-        ax.xaxis.set_major_locator(MaxNLocator(3, integer=True))
-        ax.tick_params(labelsize=5, length=2, pad=1)
+        _evolution_panel(ax, x, key, series[key], palette, choices, labels)
     for ax in axes[count:]:
         ax.set_visible(False)
     legend_rows = _choice_legend(keys, series, choices, labels)
-    for row, (title, names) in enumerate(legend_rows):
-        handles = [Patch(facecolor=palette[i], label=name) for i, name in enumerate(names)]
-        fig.legend(handles=handles, loc="lower left", ncol=len(handles), fontsize=6, frameon=False,
-                   title=title, title_fontsize=6, alignment="left",
-                   bbox_to_anchor=(0.01, (0.05 + 0.42 * (len(legend_rows) - 1 - row)) / fig.get_size_inches()[1]))
+    _add_choice_legends(fig, legend_rows, palette)
     # Fixed margins in inches: tight_layout over ~50 axes takes seconds.
     width, height = fig.get_size_inches()
     fig.subplots_adjust(left=0.4 / width, right=1 - 0.1 / width, top=1 - 0.35 / height,
                         bottom=(0.45 + 0.42 * len(legend_rows)) / height, wspace=0.12, hspace=0.5)
     return _save(fig, path)
+
+
+def _evolution_panel(ax, x, key, array, palette, choices, labels) -> None:
+    """One variable's stacked choice probabilities, titled with its last most probable choice
+    (named by `_choice_values`, else its index)."""
+    ax.stackplot(x, array.T, colors=palette[: array.shape[1]], linewidth=0)
+    last = np.flatnonzero(np.isfinite(array).all(axis=1))
+    label = key
+    if len(last):
+        final = array[last[-1]]
+        best = int(np.argmax(final))
+        values = _choice_values(choices, key, labels)
+        name = values[best] if values and best < len(values) else f"#{best}"
+        label = f"{key}\n\u2192 {name} ({final[best]:.2f})"
+    ax.set_title(label, fontsize=6, pad=2)
+    ax.set_ylim(0, 1)
+    ax.set_xlim(x.min(), x.max() if x.max() > x.min() else x.min() + 1)
+    ax.set_yticks([0, 0.5, 1])
+    ax.xaxis.set_major_locator(MaxNLocator(3, integer=True))
+    ax.tick_params(labelsize=5, length=2, pad=1)
+
+
+def _add_choice_legends(fig, legend_rows, palette) -> None:
+    """One legend row per `(title, choice names)`, stacked at the bottom left."""
+    for row, (title, names) in enumerate(legend_rows):
+        handles = [Patch(facecolor=palette[i], label=name) for i, name in enumerate(names)]
+        fig.legend(handles=handles, loc="lower left", ncol=len(handles), fontsize=6, frameon=False,
+                   title=title, title_fontsize=6, alignment="left",
+                   bbox_to_anchor=(0.01, (0.05 + 0.42 * (len(legend_rows) - 1 - row)) / fig.get_size_inches()[1]))
 
 
 # How a choice value of each variable kind reads in a legend (t=3, k=5, ...).

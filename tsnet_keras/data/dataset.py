@@ -197,18 +197,7 @@ def _tfrecord_sample(parsed, name, sampler: ClipSampler, target_fps, clip_seed, 
         if problem is not None:
             failures.record(name, f"broken TFRecord example: {problem}")
             return np.zeros(shape, np.int64), False
-        stored_fps = float(stored_fps)
-        rate = float(target_fps or stored_fps)
-        num_frames = max(1, int(np.floor(int(num_stored) * rate / stored_fps + 1e-6)))
-        if num_clips is None:
-            rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
-            sparse, dense = sampler.train_indices(num_frames, rng)
-            indices = sparse if dense is None else np.concatenate([sparse, dense])
-        else:
-            sparse, dense = sampler.test_indices(num_frames, num_clips)
-            indices = sparse if dense is None else np.concatenate([sparse, dense], axis=1)
-        source = np.floor(indices * (stored_fps / rate) + 1e-6).astype(np.int64)
-        return np.clip(source, 0, int(num_stored) - 1), True
+        return _stored_indices(sampler, num_stored, stored_fps, target_fps, seed, num_clips), True
 
     def check_jpegs(encoded, ok, name):
         if not ok:
@@ -230,6 +219,23 @@ def _tfrecord_sample(parsed, name, sampler: ClipSampler, target_fps, clip_seed, 
     ok.set_shape([])
     positions = tf.reshape(tf.cast(positions, tf.int64), tf.shape(indices))
     return encoded, positions, ok
+
+
+def _stored_indices(sampler: ClipSampler, num_stored, stored_fps, target_fps, seed, num_clips):
+    """The stored frames (indices) of the frames `sampler` picks at `target_fps` (default:
+    the stored rate): one clip drawn with `seed` (`num_clips` None), else `num_clips` test clips."""
+    stored_fps = float(stored_fps)
+    rate = float(target_fps or stored_fps)
+    num_frames = max(1, int(np.floor(int(num_stored) * rate / stored_fps + 1e-6)))
+    if num_clips is None:
+        rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
+        sparse, dense = sampler.train_indices(num_frames, rng)
+        indices = sparse if dense is None else np.concatenate([sparse, dense])
+    else:
+        sparse, dense = sampler.test_indices(num_frames, num_clips)
+        indices = sparse if dense is None else np.concatenate([sparse, dense], axis=1)
+    source = np.floor(indices * (stored_fps / rate) + 1e-6).astype(np.int64)
+    return np.clip(source, 0, int(num_stored) - 1)
 
 
 def check_shard(shard) -> tuple:
@@ -551,28 +557,44 @@ def _tfrecord_clips(list_file, data_root, pipeline: _ClipPipeline, failures, sha
     examples = _tfrecord_examples(list_file, data_root, failures, shard, shuffle=shuffle, seed=seed,
                                   repeat=repeat, shuffle_buffer=shuffle_buffer)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    sampler = pipeline.sampler
     if pipeline.mode == "train":
-        def sample_train(example, clip_seed):
-            name, serialized = example
-            parsed = tfrecord.parse_example(serialized)
-            encoded, positions, ok = _tfrecord_sample(parsed, name, sampler, target_fps, clip_seed,
-                                                      failures, num_classes)
-            return encoded, positions, parsed["label"], clip_seed, name, ok
+        return _tfrecord_train_clips(examples, seeds, pipeline, failures, parallel=parallel,
+                                     target_fps=target_fps, num_classes=num_classes)
+    return _tfrecord_view_clips(examples, pipeline, failures, parallel=parallel,
+                                target_fps=target_fps, num_classes=num_classes)
 
-        def decode_train(encoded, positions, label, clip_seed, name, ok):
-            frames, decoded = tfrecord.decode_jpeg_checked(encoded, name, failures)
-            return frames, positions, label, clip_seed, decoded
 
-        def augment_train(frames, positions, label, clip_seed, ok):
-            sparse, dense = _split_positions(positions, sampler)
-            short_side = augment.random_short_side(clip_seed, pipeline.jitter)
-            return pipeline.train_element(frames, sparse, dense, label, clip_seed, short_side)
+def _tfrecord_train_clips(examples, seeds, pipeline: _ClipPipeline, failures, *, parallel,
+                          target_fps, num_classes):
+    """Train elements of TFRecord examples: sample (one clip per `seeds` draw), decode, augment."""
+    sampler = pipeline.sampler
 
-        return (tf.data.Dataset.zip((examples, seeds))
-                .map(sample_train, num_parallel_calls=parallel).filter(_ok_only)
-                .map(decode_train, num_parallel_calls=parallel).filter(_ok_only)
-                .map(augment_train, num_parallel_calls=parallel))
+    def sample_train(example, clip_seed):
+        name, serialized = example
+        parsed = tfrecord.parse_example(serialized)
+        encoded, positions, ok = _tfrecord_sample(parsed, name, sampler, target_fps, clip_seed,
+                                                  failures, num_classes)
+        return encoded, positions, parsed["label"], clip_seed, name, ok
+
+    def decode_train(encoded, positions, label, clip_seed, name, ok):
+        frames, decoded = tfrecord.decode_jpeg_checked(encoded, name, failures)
+        return frames, positions, label, clip_seed, decoded
+
+    def augment_train(frames, positions, label, clip_seed, ok):
+        sparse, dense = _split_positions(positions, sampler)
+        short_side = augment.random_short_side(clip_seed, pipeline.jitter)
+        return pipeline.train_element(frames, sparse, dense, label, clip_seed, short_side)
+
+    return (tf.data.Dataset.zip((examples, seeds))
+            .map(sample_train, num_parallel_calls=parallel).filter(_ok_only)
+            .map(decode_train, num_parallel_calls=parallel).filter(_ok_only)
+            .map(augment_train, num_parallel_calls=parallel))
+
+
+def _tfrecord_view_clips(examples, pipeline: _ClipPipeline, failures, *, parallel, target_fps,
+                         num_classes):
+    """Val/test views of TFRecord examples: sample the test clips, decode, one element per view."""
+    sampler = pipeline.sampler
 
     def sample_views(video_id, example):
         name, serialized = example
@@ -630,6 +652,14 @@ def _tfrecord_examples(list_file, data_root, failures, shard, *, shuffle, seed, 
 def _list_clips(videos, loader: _ClipLoader, pipeline: _ClipPipeline, shard, *, shuffle, seed,
                 repeat, parallel):
     """Clips decoded from a video list: train elements or val/test views, unbatched."""
+    indices = _list_indices(videos, shard, shuffle=shuffle, seed=seed, repeat=repeat)
+    if pipeline.mode == "train":
+        return _list_train_clips(indices, loader, pipeline, seed=seed, parallel=parallel)
+    return _list_view_clips(indices, loader, pipeline, parallel=parallel)
+
+
+def _list_indices(videos, shard, *, shuffle, seed, repeat):
+    """This worker's positions in the video list (its part of `shard`), shuffled, repeated."""
     num_shards, shard_index = shard
     if len(videos) < num_shards:
         raise ValueError(f"video_dataset: {len(videos)} videos cannot fill the {num_shards} "
@@ -639,23 +669,31 @@ def _list_clips(videos, loader: _ClipLoader, pipeline: _ClipPipeline, shard, *, 
         indices = indices.shuffle(len(videos), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         indices = indices.repeat()
+    return indices
+
+
+def _list_train_clips(indices, loader: _ClipLoader, pipeline: _ClipPipeline, *, seed, parallel):
+    """Train elements of the listed videos: one clip per `seed`-stream draw, augmented."""
     sampler = pipeline.sampler
-    if pipeline.mode == "train":
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
-        def load_train(index, clip_seed):
-            short_side = augment.random_short_side(clip_seed, pipeline.jitter)
-            frames, sparse, dense, label = tf.numpy_function(
-                loader.train, [index, clip_seed, short_side], [tf.uint8, tf.int64, tf.int64, tf.int64]
-            )
-            frames.set_shape([None, None, None, 3])
-            sparse.set_shape([sampler.sparse_frames])
-            dense.set_shape([sampler.dense_frames or 0])
-            label.set_shape([])
-            return pipeline.train_element(frames, sparse, dense, label, clip_seed, short_side)
+    def load_train(index, clip_seed):
+        short_side = augment.random_short_side(clip_seed, pipeline.jitter)
+        frames, sparse, dense, label = tf.numpy_function(
+            loader.train, [index, clip_seed, short_side], [tf.uint8, tf.int64, tf.int64, tf.int64]
+        )
+        frames.set_shape([None, None, None, 3])
+        sparse.set_shape([sampler.sparse_frames])
+        dense.set_shape([sampler.dense_frames or 0])
+        label.set_shape([])
+        return pipeline.train_element(frames, sparse, dense, label, clip_seed, short_side)
 
-        return tf.data.Dataset.zip((indices, seeds)).map(load_train, num_parallel_calls=parallel)
+    return tf.data.Dataset.zip((indices, seeds)).map(load_train, num_parallel_calls=parallel)
 
+
+def _list_view_clips(indices, loader: _ClipLoader, pipeline: _ClipPipeline, *, parallel):
+    """Val/test views of the listed videos: the test clips of each, one element per view."""
+    sampler = pipeline.sampler
     clips = pipeline.clips
 
     def load_views(index):

@@ -273,25 +273,29 @@ def read_kinetics_csv(
     if classes is None:
         classes = sorted({row["label"] for row in rows}) if labelled else []
     classes = tuple(classes)
-    index_of = {name: index for index, name in enumerate(classes)}
-    records = []
-    for number, row in enumerate(rows, start=2):
-        where = f"{csv_file}, line {number}"
-        name = row.get("label") or ""
-        if labelled and name not in index_of:
-            raise ValueError(f"{where}: label {name!r} is not in `classes`.")
-        fields = {
-            "label": name,
-            "label_dir": name.replace(" ", "_"),
-            "youtube_id": row["youtube_id"],
-            "time_start": _parse_int(row["time_start"], "time_start", where),
-            "time_end": _parse_int(row["time_end"], "time_end", where),
-            "split": row.get("split", ""),
-        }
-        path = _join(data_root, path_template.format(**fields))
-        video_id = f"{fields['youtube_id']}_{fields['time_start']:06d}_{fields['time_end']:06d}"
-        records.append(VideoRecord(path, index_of[name] if labelled else -1, video_id))
-    return VideoList(tuple(records), classes)
+    index_of = {name: index for index, name in enumerate(classes)} if labelled else None
+    records = tuple(_kinetics_record(row, f"{csv_file}, line {number}", index_of, data_root,
+                                     path_template)
+                    for number, row in enumerate(rows, start=2))
+    return VideoList(records, classes)
+
+
+def _kinetics_record(row, where, index_of, data_root, path_template) -> VideoRecord:
+    """The `VideoRecord` of one Kinetics CSV row (`index_of` None: unlabelled, label -1)."""
+    name = row.get("label") or ""
+    if index_of is not None and name not in index_of:
+        raise ValueError(f"{where}: label {name!r} is not in `classes`.")
+    fields = {
+        "label": name,
+        "label_dir": name.replace(" ", "_"),
+        "youtube_id": row["youtube_id"],
+        "time_start": _parse_int(row["time_start"], "time_start", where),
+        "time_end": _parse_int(row["time_end"], "time_end", where),
+        "split": row.get("split", ""),
+    }
+    path = _join(data_root, path_template.format(**fields))
+    video_id = f"{fields['youtube_id']}_{fields['time_start']:06d}_{fields['time_end']:06d}"
+    return VideoRecord(path, index_of[name] if index_of is not None else -1, video_id)
 
 
 def kinetics_class_subset(classes: Sequence[str], num_classes: int = 100, seed: int = 0) -> tuple[str, ...]:

@@ -68,6 +68,17 @@ def depthwise_conv3d_any_width(inputs, kernel, temporal_kernel, spatial_stride):
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
+def _checked_kernel_choices(layer, kernel_choices) -> tuple:
+    """`kernel_choices` as a tuple of `(temporal, spatial)` int pairs, both odd and positive."""
+    choices = tuple(tuple(int(v) for v in pair) for pair in kernel_choices or ())
+    if not choices:
+        raise ValueError(f"{layer}: `kernel_choices` needs at least one (t, k) pair.")
+    for t, k in choices:
+        _checks.check_odd_positive_int(layer, "temporal kernel", t)
+        _checks.check_odd_positive_int(layer, "spatial kernel", k)
+    return choices
+
+
 class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
     """MBConv3D super-block: one set of widest weights shared by every choice.
 
@@ -174,13 +185,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         self.max_inner_channels = _checks.check_positive_int(
             name, "max_inner_channels", max_inner_channels
         )
-        choices = tuple(tuple(int(v) for v in pair) for pair in kernel_choices or ())
-        if not choices:
-            raise ValueError(f"{name}: `kernel_choices` needs at least one (t, k) pair.")
-        for t, k in choices:
-            _checks.check_odd_positive_int(name, "temporal kernel", t)
-            _checks.check_odd_positive_int(name, "spatial kernel", k)
-        self.kernel_choices = choices
+        self.kernel_choices = choices = _checked_kernel_choices(name, kernel_choices)
         self.max_in_base = _checks.check_positive_int(name, "max_in_base", max_in_base)
         self.max_in_extra = _checks.check_int(name, "max_in_extra", max_in_extra, 0, plain=True)
         self.spatial_stride = _checks.check_stride(name, "spatial_stride", spatial_stride)
@@ -195,6 +200,10 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         self.max_temporal_kernel = max(t for t, _ in choices)
         self.max_spatial_kernel = max(k for _, k in choices)
         self.max_in_channels = self.max_in_base + self.max_in_extra
+        self._create_batch_norms()
+
+    def _create_batch_norms(self):
+        """The BN sublayers at the widest widths (`project_bn` starts at zero gamma)."""
 
         def bn(bn_name, width, gamma="ones"):
             return SlicedBatchNormalization(

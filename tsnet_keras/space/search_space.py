@@ -370,33 +370,8 @@ class TwoStreamSpace:
                     f"the space {'has no' if stream_space is None else 'has a'} {stream_name} "
                     f"stream but the architecture {'has one' if stream else 'has none'}."
                 )
-            if stream is None:
-                continue
-            for name in ("frames", "stem", "head_channels"):
-                if getattr(stream, name) != getattr(stream_space, name):
-                    raise ValueError(
-                        f"{stream_name} stream: {name}={getattr(stream, name)!r} but the space "
-                        f"has {getattr(stream_space, name)!r}."
-                    )
-            if len(stream.groups) != len(stream_space.groups):
-                raise ValueError(
-                    f"{stream_name} stream: {len(stream.groups)} block groups but the space "
-                    f"has {len(stream_space.groups)}."
-                )
-            for index, (group, choices) in enumerate(zip(stream.groups, stream_space.groups)):
-                where = f"{stream_name} block group {index} (stage {choices.stage})"
-                for name in ("stage", "repeats", "stride", "squeeze_excite"):
-                    if getattr(group, name) != getattr(choices, name):
-                        raise ValueError(
-                            f"{where}: {name}={getattr(group, name)!r} but the space has "
-                            f"{getattr(choices, name)!r}."
-                        )
-                for name in VARIABLES:
-                    if getattr(group, name) not in getattr(choices, name):
-                        raise ValueError(
-                            f"{where}: {name}={getattr(group, name)!r} is not allowed; "
-                            f"choices are {getattr(choices, name)}."
-                        )
+            if stream is not None:
+                _validate_stream(stream_name, stream, stream_space)
 
     def contains(self, arch: Architecture) -> bool:
         try:
@@ -463,6 +438,39 @@ class TwoStreamSpace:
 
 
 # ------------------------------------------------------------------ space <-> dict
+def _validate_stream(stream_name, stream, stream_space) -> None:
+    """`TwoStreamSpace.validate` for one stream: its fixed fields, then each block group."""
+    for name in ("frames", "stem", "head_channels"):
+        if getattr(stream, name) != getattr(stream_space, name):
+            raise ValueError(
+                f"{stream_name} stream: {name}={getattr(stream, name)!r} but the space "
+                f"has {getattr(stream_space, name)!r}."
+            )
+    if len(stream.groups) != len(stream_space.groups):
+        raise ValueError(
+            f"{stream_name} stream: {len(stream.groups)} block groups but the space "
+            f"has {len(stream_space.groups)}."
+        )
+    for index, (group, choices) in enumerate(zip(stream.groups, stream_space.groups)):
+        _validate_group(f"{stream_name} block group {index} (stage {choices.stage})", group, choices)
+
+
+def _validate_group(where, group, choices) -> None:
+    """A block group's fixed fields equal the space's, and its variables are allowed choices."""
+    for name in ("stage", "repeats", "stride", "squeeze_excite"):
+        if getattr(group, name) != getattr(choices, name):
+            raise ValueError(
+                f"{where}: {name}={getattr(group, name)!r} but the space has "
+                f"{getattr(choices, name)!r}."
+            )
+    for name in VARIABLES:
+        if getattr(group, name) not in getattr(choices, name):
+            raise ValueError(
+                f"{where}: {name}={getattr(group, name)!r} is not allowed; "
+                f"choices are {getattr(choices, name)}."
+            )
+
+
 def space_to_dict(space: TwoStreamSpace) -> dict:
     """A JSON-ready dict of a `TwoStreamSpace` (inverse: `space_from_dict`)."""
     if not isinstance(space, TwoStreamSpace):
