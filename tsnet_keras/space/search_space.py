@@ -452,7 +452,8 @@ def _validate_stream(stream_name, stream, stream_space) -> None:
             f"has {len(stream_space.groups)}."
         )
     for index, (group, choices) in enumerate(zip(stream.groups, stream_space.groups)):
-        _validate_group(f"{stream_name} block group {index} (stage {choices.stage})", group, choices)
+        where = f"{stream_name} block group {index} (stage {choices.stage})"
+        _validate_group(where, group, choices)
 
 
 def _validate_group(where, group, choices) -> None:
