@@ -101,6 +101,18 @@ def test_kinetics_unlabelled_split_and_bad_files(tmp_path):
         read_kinetics_csv(_one_row(tmp_path), classes=["other"])
 
 
+def test_kinetics_csv_with_a_header_only_is_empty_and_a_bad_header_is_still_refused(tmp_path):
+    (tmp_path / "empty.csv").write_text("label,youtube_id,time_start,time_end,split\n")
+    videos = read_kinetics_csv(tmp_path / "empty.csv", classes=["a", "b"])
+    assert len(videos) == 0 and videos.classes == ("a", "b")
+    (tmp_path / "bad_header.csv").write_text("label,youtube_id,split\n")
+    with pytest.raises(ValueError, match="time_start"):
+        read_kinetics_csv(tmp_path / "bad_header.csv")
+    (tmp_path / "blank.csv").write_text("")
+    with pytest.raises(ValueError, match="lacks the column"):
+        read_kinetics_csv(tmp_path / "blank.csv")
+
+
 def _one_row(tmp_path):
     (tmp_path / "one.csv").write_text("label,youtube_id,time_start,time_end,split\nzumba,x,0,10,val\n")
     return tmp_path / "one.csv"

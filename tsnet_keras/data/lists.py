@@ -256,19 +256,19 @@ def read_kinetics_csv(
         raise FileNotFoundError(f"read_kinetics_csv: CSV file {csv_file!r} does not exist.")
     try:
         with open(csv_file, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            rows, header = list(reader), reader.fieldnames or ()
     except UnicodeDecodeError as error:
         raise ValueError(f"read_kinetics_csv: {csv_file!r} is not UTF-8 text (byte "
                          f"{error.start}); save it as UTF-8.") from None
-        if not rows:
-            return VideoList((), tuple(classes) if classes is not None else ())
-    header = rows[0].keys()
     missing = [column for column in KINETICS_COLUMNS[1:] if column not in header]
     if missing:
         raise ValueError(
             f"read_kinetics_csv: {csv_file!r} lacks the column(s) {missing}; "
             f"expected {KINETICS_COLUMNS + ('split',)}."
         )
+    if not rows:  # a header only: no videos
+        return VideoList((), tuple(classes) if classes is not None else ())
     labelled = "label" in header and all(row.get("label") for row in rows)
     if classes is None:
         classes = sorted({row["label"] for row in rows}) if labelled else []
