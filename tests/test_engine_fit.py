@@ -210,8 +210,9 @@ def test_later_epochs_datasets_with_python_functions_outlive_garbage_collection(
 
     seen = []
     for batch in epoch_stream(make_dataset, 0, 4, 3):
-        gc.collect()  # what a long run does at some point between two batches
         seen.append(int(batch))
+        if len(seen) % 3 == 2:  # mid-epoch, while the stream reads this epoch's dataset
+            gc.collect()  # what a long run does at some point between two batches
         epoch = len(seen) // 3 if len(seen) % 3 else len(seen) // 3 - 1
         assert made[epoch]() is not None, f"epoch {epoch}'s dataset was collected while read"
     assert seen == [100 * epoch + 2 * i for epoch in range(4) for i in range(3)]

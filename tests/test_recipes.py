@@ -259,6 +259,7 @@ def test_retrain_resumes_after_interruption(own_data, tmp_path, checkpoint_every
         recipes.retrain(arch, out, **dict(settings, epochs=4))
 
 
+@pytest.mark.slow  # ~30 s; the engine's own test covers the same kill (search/test_engine.py)
 def test_retrain_killed_right_after_an_epochs_checkpoint_keeps_its_row(own_data, tmp_path,
                                                                         monkeypatch):
     from tsnet_keras.recipes import train
@@ -292,6 +293,7 @@ def test_retrain_killed_right_after_an_epochs_checkpoint_keeps_its_row(own_data,
         recipes.retrain(arch, out, **dict(settings, momentum=0.5))
 
 
+@pytest.mark.slow  # ~20 s; the engine's early-stopping test (search/test_engine.py) runs by default
 def test_early_stopping_ends_a_retrain(own_data, tmp_path):
     stop = keras.callbacks.EarlyStopping(monitor="loss", min_delta=1e9, patience=2)
     outcome = recipes.retrain(sparse_arch(), str(tmp_path / "retrain"), data=own_data, epochs=5,
