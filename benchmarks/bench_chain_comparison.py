@@ -1,0 +1,150 @@
+"""Progressive vs one-shot search vs random vs hand-made, two streams, through the recipes.
+
+The paper's comparison (section 5.4, Table 9) at CPU scale, asked of the recipes as a user
+runs them: the architecture of a finished progressive chain (`--progressive`: a folder
+with `step3/`, the search recipes' output), a one-shot search of the same space with as
+many search steps as the three progressive steps together (run here through
+`search_step("one_shot", ...)`), `--random` architectures drawn uniformly from the space
+within 5% of the progressive one's FLOPs, and a hand-made X3D-like two-stream model of
+the same space at the closest FLOPs (`hand_made`). Each is trained from scratch by the
+retrain recipe with its notebook's defaults (10 x 40 AdamW steps) at `--retrain-crop`
+(default: the searches' `--crop`; FLOPs are matched there), for
+`--seeds` seeds (random: seed 0 each), and scored by the evaluate recipe's S row
+(10-Center). Every finished run is kept in `--output`, so a rerun resumes.
+
+    python benchmarks/bench_chain_comparison.py --progressive runs/chain --output runs/compare \\
+        --crop 32 --oneshot-epochs 72 --target-gflops 0.0175 --seeds 3 --random 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tsnet_keras import recipes  # noqa: E402
+from tsnet_keras.accounting import complexity  # noqa: E402
+from tsnet_keras.search import baselines  # noqa: E402
+from tsnet_keras.space.architecture import Architecture  # noqa: E402
+from tsnet_keras.spaces import auto_tsnet_mini  # noqa: E402
+
+RETRAIN = dict(epochs=10, steps_per_epoch=40, checkpoint_every=0)  # the retrain notebook's
+HAND_MADE_FUSION = "time_strided_conv"  # SlowFast's best lateral connection
+
+
+def hand_made(space, target_macs, num_classes, crop) -> Architecture:
+    """X3D-like by hand: t = 3 and k = 3 everywhere, one expansion and one relative width for
+    every group of both streams (each stream's last group's expansion set apart to reach the
+    FLOPs), SlowFast's time-strided conv wherever a fusion fits, no attention; of all such
+    models the one closest in MACs to `target_macs`."""
+    variables = space.variables()
+    expansions = sorted(set.intersection(*(set(v.choices) for v in variables
+                                           if v.key.endswith(".expansion"))))
+    widths = min(len(v.choices) for v in variables if v.key.endswith(".channels"))
+    best = None
+    last_groups = {f"{stream}[{len(getattr(space, stream).groups) - 1}]"
+                   for stream in ("sparse", "dense")}
+    for expansion, last, step in itertools.product(expansions, expansions, range(widths)):
+        picks = {}
+        for v in variables:
+            group, name = v.key.rsplit(".", 1)
+            value = {"temporal_kernel": 3, "spatial_kernel": 3,
+                     "expansion": last if group in last_groups else expansion,
+                     "attention": False,
+                     "fusion": HAND_MADE_FUSION if HAND_MADE_FUSION in v.choices else "none",
+                     "channels": v.choices[round(step * (len(v.choices) - 1)
+                                                 / max(widths - 1, 1))]}[name]
+            picks[v.key] = v.choices.index(value)
+        arch = space.from_indices(picks)
+        gap = abs(complexity(arch, num_classes, crop=crop).macs / target_macs - 1)
+        if best is None or gap < best[0]:
+            best = (gap, arch)
+    return best[1]
+
+
+def trained_top1(arch, folder, crop, seed, data) -> float:
+    """Retrain recipe (notebook defaults) then the evaluate recipe's S row; kept on disk."""
+    done = os.path.join(folder, "top1.json")
+    if os.path.exists(done):
+        with open(done) as handle:
+            return json.load(handle)["top1"]
+    recipes.retrain(arch, os.path.join(folder, "retrain"), data=data, crop=crop, seed=seed,
+                    verbose=0, **RETRAIN)
+    metrics = recipes.evaluate(os.path.join(folder, "retrain"), os.path.join(folder, "evaluate"),
+                               data=data, rows=("S",), verbose=0)
+    with open(done, "w") as handle:
+        json.dump({"top1": metrics["top1"]}, handle)
+    return metrics["top1"]
+
+
+def candidates(args, space, data) -> dict:
+    """Name -> architecture: progressive, one-shot, hand-made and the random draws."""
+    progressive = recipes.load_architecture(os.path.join(args.progressive, "step3"))
+    target = complexity(progressive, data.num_classes, crop=args.retrain_crop).macs
+    one_shot_dir = args.one_shot_dir or os.path.join(args.output, "one_shot")
+    recipes.search_step("one_shot", one_shot_dir, data=data, crop=args.crop,
+                        epochs=args.oneshot_epochs, target_gflops=args.target_gflops, verbose=0)
+    archs = {"progressive": progressive, "one_shot": recipes.load_architecture(one_shot_dir),
+             "hand_made": hand_made(space, target, data.num_classes, args.retrain_crop)}
+    drawn = baselines.random_architectures(space, target, args.random,
+                                           num_classes=data.num_classes, crop=args.retrain_crop)
+    archs.update({f"random_{i}": arch for i, arch in enumerate(drawn)})
+    return archs
+
+
+def summary(results) -> dict:
+    random = [r["top1"][0] for name, r in results.items() if name.startswith("random_")]
+    out = {"random_mean": float(np.mean(random)), "random_std": float(np.std(random, ddof=1)),
+           "rows": {}}
+    for name, r in results.items():
+        mean = float(np.mean(r["top1"]))
+        out["rows"][name] = {"gflops": r["gflops"], "top1": r["top1"], "mean": mean,
+                             "above_random_mean_in_std":
+                                 (mean - out["random_mean"]) / out["random_std"]}
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--progressive", required=True, help="a chain folder with step3/")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--crop", type=int, default=32, help="the searches' crop")
+    parser.add_argument("--retrain-crop", type=int, default=None,
+                        help="crop of the retrains and of the FLOPs matching (default: --crop)")
+    parser.add_argument("--one-shot-dir", default="",
+                        help="the one-shot search's folder (default: OUTPUT/one_shot)")
+    parser.add_argument("--oneshot-epochs", type=int, default=72)
+    parser.add_argument("--target-gflops", type=float, default=0.0175)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--random", type=int, default=5)
+    args = parser.parse_args(argv)
+    args.retrain_crop = args.retrain_crop or args.crop
+    data = recipes.resolve_data(verbose=False)
+    space = auto_tsnet_mini()
+    archs = candidates(args, space, data)
+    results = {}
+    for name, arch in archs.items():
+        seeds = range(1) if name.startswith("random_") else range(args.seeds)
+        top1 = [trained_top1(arch, os.path.join(args.output, name, f"seed{s}"),
+                             args.retrain_crop, s, data) for s in seeds]
+        gflops = complexity(arch, data.num_classes, crop=args.retrain_crop).macs / 1e9
+        results[name] = {"gflops": gflops, "top1": top1, "architecture": arch.to_dict()}
+        print(f"| {name} | {gflops:.4f} | {' / '.join(f'{100 * t:.1f}' for t in top1)} |",
+              flush=True)
+    report = summary(results) if args.random >= 2 else {}
+    with open(os.path.join(args.output, "comparison.json"), "w") as handle:
+        json.dump({"settings": vars(args), "results": results, "summary": report}, handle,
+                  indent=1)
+    print(json.dumps({k: v for k, v in report.items() if k != "rows"}))
+    for name, row in report.get("rows", {}).items():
+        print(f"{name}: mean {100 * row['mean']:.1f}% ({row['above_random_mean_in_std']:+.1f} std)")
+
+
+if __name__ == "__main__":
+    main()
