@@ -13,7 +13,8 @@ retrain recipe with its notebook's defaults (10 x 40 AdamW steps) at `--retrain-
 (10-Center). Every finished run is kept in `--output`, so a rerun resumes.
 
     python benchmarks/bench_chain_comparison.py --progressive runs/chain --output runs/compare \\
-        --crop 32 --oneshot-epochs 72 --target-gflops 0.0175 --seeds 3 --random 5
+        --crop 32 --retrain-crop 64 --oneshot-epochs 72 --target-gflops 0.0175 --seeds 1 \\
+        --random 5 --plot docs/images/chain_comparison.png
 """
 
 from __future__ import annotations
@@ -110,6 +111,37 @@ def summary(results) -> dict:
     return out
 
 
+COLOURS = {"progressive": "tab:green", "one_shot": "tab:orange", "hand_made": "tab:blue"}
+
+
+def plot(json_path, path):
+    """10-Center top-1 per architecture: one dot per seed, a bar at the mean, random's band."""
+    from matplotlib.figure import Figure
+
+    with open(json_path, encoding="utf-8") as handle:
+        report = json.load(handle)
+    results, summary_ = report["results"], report["summary"]
+    figure = Figure(figsize=(7, 3.4))
+    axis = figure.subplots()
+    for x, (name, result) in enumerate(results.items()):
+        colour = COLOURS.get(name, "tab:grey")
+        top1 = 100 * np.asarray(result["top1"])
+        axis.scatter([x] * len(top1), top1, color=colour, s=18, zorder=3)
+        axis.hlines(top1.mean(), x - 0.3, x + 0.3, color=colour)
+        axis.text(x, 3, f"{result['gflops']:.3f}", ha="center", fontsize=7)
+    mean, std = 100 * summary_["random_mean"], 100 * summary_["random_std"]
+    axis.axhspan(mean - std, mean + std, color="tab:grey", alpha=0.15,
+                 label="random: mean +- 1 std")
+    axis.legend(loc="lower right", fontsize=8)
+    axis.set_xticks(range(len(results)), list(results), rotation=30, fontsize=8)
+    axis.set(ylabel="10-Center top-1 (%)", ylim=(0, 102),
+             title="two streams, equal FLOPs (GFLOPs per view at the bottom), retrained identically")
+    axis.title.set_fontsize(9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--progressive", required=True, help="a chain folder with step3/")
@@ -123,8 +155,13 @@ def main(argv=None):
     parser.add_argument("--target-gflops", type=float, default=0.0175)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--random", type=int, default=5)
+    parser.add_argument("--plot", default="", help="PNG path: the figure of the results")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="only draw --plot from OUTPUT/comparison.json")
     args = parser.parse_args(argv)
     args.retrain_crop = args.retrain_crop or args.crop
+    if args.plot_only:
+        return plot(os.path.join(args.output, "comparison.json"), args.plot)
     data = recipes.resolve_data(verbose=False)
     space = auto_tsnet_mini()
     archs = candidates(args, space, data)
@@ -144,6 +181,8 @@ def main(argv=None):
     print(json.dumps({k: v for k, v in report.items() if k != "rows"}))
     for name, row in report.get("rows", {}).items():
         print(f"{name}: mean {100 * row['mean']:.1f}% ({row['above_random_mean_in_std']:+.1f} std)")
+    if args.plot and report:
+        plot(os.path.join(args.output, "comparison.json"), args.plot)
 
 
 if __name__ == "__main__":

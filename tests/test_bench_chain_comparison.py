@@ -1,0 +1,34 @@
+"""The hand-made two-stream model of benchmarks/bench_chain_comparison.py: what it claims to be."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+from tsnet_keras.accounting import complexity
+from tsnet_keras.spaces import auto_tsnet_mini
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_chain_comparison.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("bench_chain_comparison", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_hand_made_is_x3d_like_and_matches_the_flops_of_a_sampled_model(seed):
+    space = auto_tsnet_mini()
+    target = complexity(space.sample(seed=seed), num_classes=8, crop=32).macs
+    arch = _module().hand_made(space, target, num_classes=8, crop=32)
+    groups = arch.sparse.groups + arch.dense.groups
+    assert {g.temporal_kernel for g in groups} == {3}
+    assert {g.spatial_kernel for g in groups} == {3}
+    assert not any(g.attention for g in groups)
+    assert len({g.expansion for g in arch.sparse.groups[:-1] + arch.dense.groups[:-1]}) == 1
+    fusions = [g.fusion for g, choices in zip(arch.sparse.groups, space.sparse.groups)
+               if len(choices.fusion) > 1]
+    assert fusions and set(fusions) == {"time_strided_conv"}
+    assert complexity(arch, num_classes=8, crop=32).macs == pytest.approx(target, rel=0.05)
