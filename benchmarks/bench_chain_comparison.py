@@ -132,7 +132,7 @@ def plot(json_path, path):
     mean, std = 100 * summary_["random_mean"], 100 * summary_["random_std"]
     axis.axhspan(mean - std, mean + std, color="tab:grey", alpha=0.15,
                  label="random: mean +- 1 std")
-    axis.legend(loc="lower right", fontsize=8)
+    axis.legend(loc="lower left", bbox_to_anchor=(0.0, 0.1), fontsize=8)
     axis.set_xticks(range(len(results)), list(results), rotation=30, fontsize=8)
     axis.set(ylabel="10-Center top-1 (%)", ylim=(0, 102),
              title="two streams, equal FLOPs (GFLOPs per view at the bottom), retrained identically")
