@@ -256,3 +256,20 @@ def test_super_mbconv3d_reads_its_old_squeeze_excite_names():
     old_weights = layer.choice_weights({**choice, "se_hidden": 4})
     assert weights["se_reduce_kernel"].shape == (16, 4)
     assert weights.keys() == old_weights.keys()
+
+
+def test_every_layer_class_is_registered_under_its_own_name():
+    """A `.keras` file names each layer `tsnet_keras>Class`: a class whose registration
+    decorator slipped onto a neighbouring function would not load."""
+    import inspect
+
+    import tsnet_keras.layers as layers
+    from tsnet_keras.layers import super_attention, super_mbconv3d, super_stream_head, super_ts_fusion
+
+    modules = (layers, super_attention, super_mbconv3d, super_stream_head, super_ts_fusion)
+    classes = {obj for module in modules for obj in vars(module).values()
+               if inspect.isclass(obj) and issubclass(obj, keras.layers.Layer)
+               and obj.__module__.startswith("tsnet_keras.")}
+    assert SuperMBConv3D in classes
+    for cls in classes:
+        assert keras.saving.get_registered_name(cls) == f"tsnet_keras>{cls.__name__}", cls

@@ -67,7 +67,6 @@ def depthwise_conv3d_any_width(inputs, kernel, temporal_kernel, spatial_stride):
     return depthwise_conv3d_taps(inputs, kernel, spatial_stride, temporal_kernel=temporal_kernel)
 
 
-@keras.saving.register_keras_serializable(package="tsnet_keras")
 def _checked_kernel_choices(layer, kernel_choices) -> tuple:
     """`kernel_choices` as a tuple of `(temporal, spatial)` int pairs, both odd and positive."""
     choices = tuple(tuple(int(v) for v in pair) for pair in kernel_choices or ())
@@ -79,6 +78,7 @@ def _checked_kernel_choices(layer, kernel_choices) -> tuple:
     return choices
 
 
+@keras.saving.register_keras_serializable(package="tsnet_keras")
 class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
     """MBConv3D super-block: one set of widest weights shared by every choice.
 
