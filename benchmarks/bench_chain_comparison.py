@@ -13,7 +13,7 @@ retrain recipe with its notebook's defaults (10 x 40 AdamW steps) at `--retrain-
 (10-Center). Every finished run is kept in `--output`, so a rerun resumes.
 
     python benchmarks/bench_chain_comparison.py --progressive runs/chain --output runs/compare \\
-        --crop 32 --retrain-crop 64 --oneshot-epochs 72 --target-gflops 0.0175 --seeds 1 \\
+        --crop 32 --retrain-crop 64 --oneshot-epochs 72 --target-gflops 0.0175 --seeds 3 \\
         --random 5 --plot docs/images/chain_comparison.png
 """
 
@@ -100,15 +100,16 @@ def candidates(args, space, data) -> dict:
 
 
 def summary(results) -> dict:
+    """Each architecture's mean top-1 against the random ones (`baselines.searched_vs_random`)."""
     random = [r["top1"][0] for name, r in results.items() if name.startswith("random_")]
-    out = {"random_mean": float(np.mean(random)), "random_std": float(np.std(random, ddof=1)),
-           "rows": {}}
+    rows = {}
     for name, r in results.items():
         mean = float(np.mean(r["top1"]))
-        out["rows"][name] = {"gflops": r["gflops"], "top1": r["top1"], "mean": mean,
-                             "above_random_mean_in_std":
-                                 (mean - out["random_mean"]) / out["random_std"]}
-    return out
+        compared = baselines.searched_vs_random(mean, random)
+        rows[name] = {"gflops": r["gflops"], "top1": r["top1"], "mean": mean,
+                      "above_random_mean_in_std": compared["beats_mean_by_std"]}
+    return {"random_mean": compared["random_mean"], "random_std": compared["random_std"],
+            "rows": rows}
 
 
 COLOURS = {"progressive": "tab:green", "one_shot": "tab:orange", "hand_made": "tab:blue"}

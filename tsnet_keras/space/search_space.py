@@ -437,7 +437,7 @@ class TwoStreamSpace:
 
 
 
-# ------------------------------------------------------------------ space <-> dict
+# ------------------------------------------------------------------ validation helpers
 def _validate_stream(stream_name, stream, stream_space) -> None:
     """`TwoStreamSpace.validate` for one stream: its fixed fields, then each block group."""
     for name in ("frames", "stem", "head_channels"):
@@ -472,6 +472,7 @@ def _validate_group(where, group, choices) -> None:
             )
 
 
+# ------------------------------------------------------------------ space <-> dict
 def space_to_dict(space: TwoStreamSpace) -> dict:
     """A JSON-ready dict of a `TwoStreamSpace` (inverse: `space_from_dict`)."""
     if not isinstance(space, TwoStreamSpace):
