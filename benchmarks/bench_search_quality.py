@@ -52,7 +52,8 @@ from tsnet_keras.spaces import auto_tsnet_mini  # noqa: E402
 CROP = 32
 PLANTED = ("sparse[2].temporal_kernel", 5)
 # Settings compared by `planted --configs`: ParsecSearch keyword overrides plus
-# "heldout_batch" (clips every sample is scored on). "default": the library's.
+# "heldout_batch" (clips every sample is scored on) and "logits_optimizer" (a
+# `ParsecSearch.compile` name). "default": the library's.
 CONFIGS = {
     "default": {},
     "previous_default": dict(weighting="softmax", temperature=1.0, samples_per_replica=2,
@@ -64,6 +65,8 @@ CONFIGS = {
     "rank_k4_n32": dict(weighting="rank", heldout_batch=32),
     "rank_k4_importance": dict(weight_update="importance", temperature=0.05),
     "split_batch": dict(path_batch="split"),
+    "adam": dict(logits_optimizer="adam"),
+    "evidence": dict(logits_optimizer="evidence"),
 }
 
 
@@ -79,6 +82,7 @@ class SearchSettings:
     heldout_batch: int = 16
     learning_rate: float = 0.4 * 8 / 64
     logits_learning_rate: float = 0.025
+    logits_optimizer: str | None = None  # None: the library's default
     warmup_steps: int = 0  # weights only (alpha frozen) before the search steps
     weights_optimizer: str = "sgd"
     record_every: int = 10
@@ -200,7 +204,8 @@ def run_search(space, clips, settings: SearchSettings, seed: int, score="accurac
     search.compile(weights_optimizer=settings.weights_optimizer,
                    learning_rate=settings.learning_rate,
                    total_steps=settings.warmup_steps + settings.steps,
-                   logits_learning_rate=settings.logits_learning_rate)
+                   logits_learning_rate=settings.logits_learning_rate,
+                   logits_optimizer=settings.logits_optimizer)
     recorder = _Recorder(settings.record_every, *watch)
     started = time.time()
     data = search_data(clips, settings, seed)
@@ -273,6 +278,7 @@ def planted(args):
         estimator = dict(CONFIGS[config])
         heldout_batch = estimator.pop("heldout_batch", args.heldout_batch)
         settings = SearchSettings(steps=args.steps, heldout_batch=heldout_batch,
+                                  logits_optimizer=estimator.pop("logits_optimizer", None),
                                   estimator=tuple(sorted(estimator.items())))
         for delta in args.deltas:
             score = planted_score(space, *PLANTED, delta / 100.0, args.stochastic)
@@ -321,7 +327,8 @@ def known(args):
     settings = SearchSettings(steps=args.steps, heldout_batch=args.heldout_batch,
                               warmup_steps=args.warmup_steps,
                               learning_rate=args.learning_rate or SearchSettings.learning_rate,
-                              weights_optimizer=args.weights_optimizer, estimator=estimator)
+                              weights_optimizer=args.weights_optimizer, estimator=estimator,
+                              logits_optimizer=args.logits_optimizer)
     runs = [run_search(space, clips, settings, seed, watch=(key, 1)) for seed in args.seeds_list]
     rows = []
     for run in runs:
@@ -406,6 +413,8 @@ def main(argv=None):
     know.add_argument("--outer-taps", default="random", choices=("random", "zeros"),
                       help="the supernet's depthwise taps outside the smallest kernel: random "
                            "(the library default) or zeros (every kernel starts as the smallest)")
+    know.add_argument("--logits-optimizer", default=None, choices=("adam", "evidence"),
+                      help="the architecture logits' optimizer (default: the library's)")
     know.add_argument("--path-batch", default=None, choices=("full", "split"),
                       help="clips each sampled path trains on (default: the library's)")
     for command in (plant, know):

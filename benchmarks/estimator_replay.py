@@ -52,6 +52,8 @@ DRIFT_CONFIGS = {
     "rank, K 8, n 32, rate 0.012": dict(samples=8, clips=32, rate=0.012),
     "rank, K 8, n 64, rate 0.008": dict(samples=8, clips=64, rate=0.008),
     "rank, K 16, n 64, rate 0.008": dict(samples=16, clips=64, rate=0.008),
+    "rank, K 4, n 16, evidence (scale 1.5, threshold 3)": dict(samples=4, clips=16,
+                                                              optimizer="evidence"),
 }
 
 
@@ -72,6 +74,23 @@ class Adam:
             params[i] -= self.rate * m_hat / (np.sqrt(v_hat) + self.epsilon)
 
 
+class Evidence:
+    """NumPy twin of `tsnet_keras.search.evidence.EvidenceOptimizer` (its defaults)."""
+
+    def __init__(self, shapes, scale=1.5, threshold=3.0, leak=0.01):
+        self.scale, self.threshold, self.leak = scale, threshold, leak
+        self.sums = [np.zeros(s) for s in shapes]
+        self.squares = [np.zeros(s) for s in shapes]
+
+    def step(self, params, grads):
+        for i, g in enumerate(grads):
+            self.sums[i] += g
+            self.squares[i] += g * g
+            z = self.sums[i] / (np.sqrt(self.squares[i]) + 1e-12)
+            excess = np.maximum(np.abs(z) - self.threshold, 0.0)
+            params[i][:] = -self.scale * (np.sign(z) * excess + self.leak * z)
+
+
 def _softmax(logits):
     e = np.exp(logits - logits.max())
     return e / e.sum()
@@ -84,11 +103,11 @@ def _scores(rng, samples, clips, accuracy, correlation):
 
 
 def replay(seed, delta, weighting, samples, clips, temperature=1.0, steps=300, accuracy=0.5,
-           correlation=0.3, rate=0.025):
+           correlation=0.3, rate=0.025, optimizer="adam"):
     """Returns (P(planted choice), largest marginal - uniform of the other variables)."""
     rng = np.random.default_rng(seed)
     logits = [np.zeros(n) for n in SIZES]
-    adam = Adam(SIZES, rate=rate)
+    adam = Adam(SIZES, rate=rate) if optimizer == "adam" else Evidence(SIZES)
     for _ in range(steps):
         probs = [_softmax(l) for l in logits]
         drawn = np.array([[rng.choice(len(p), p=p) for p in probs] for _ in range(samples)])
@@ -123,7 +142,8 @@ def main(argv=None):
     for name, config in configs.items():
         runs = np.array([replay(seed, args.delta / 100, config["weighting"], config["samples"],
                                 config["clips"], config.get("temperature", 1.0),
-                                correlation=args.correlation, rate=config.get("rate", 0.025))
+                                correlation=args.correlation, rate=config.get("rate", 0.025),
+                                optimizer=config.get("optimizer", "adam"))
                          for seed in range(args.seeds)])
         print(f"| {name} | {int((runs[:, 0] >= 0.9).sum())}/{args.seeds} | "
               f"{np.median(runs[:, 0]):.2f} | {runs[:, 1].max():.2f} | "

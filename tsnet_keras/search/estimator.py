@@ -60,6 +60,7 @@ class EstimatorDefaults:
     temperature: float = 1.0
     weight_update: str = "mean"
     path_batch: str = "full"
+    logits_optimizer: str = "adam"
 
 
 DEFAULTS = EstimatorDefaults()

@@ -53,6 +53,7 @@ from tsnet_keras.search.estimator import (
     advantages,
     sample_loss_weights,
 )
+from tsnet_keras.search.evidence import logits_optimizer as named_logits_optimizer
 from tsnet_keras.search.optimizers import masked_optimizer
 from tsnet_keras.space.rules import DEFAULT_CROP
 from tsnet_keras.space.search_space import space_from_dict, space_to_dict
@@ -283,9 +284,10 @@ class ParsecSearch(keras.Model):
                 rate = keras.optimizers.schedules.CosineDecay(learning_rate, int(total_steps))
             weights_optimizer = masked_optimizer(weights_optimizer or "sgd", rate, momentum,
                                                  weight_decay)
-        self.logits_optimizer = logits_optimizer or keras.optimizers.Adam(
-            logits_learning_rate, name="logits_adam"
-        )
+        if logits_optimizer is None or isinstance(logits_optimizer, str):
+            logits_optimizer = named_logits_optimizer(
+                logits_optimizer or DEFAULTS.logits_optimizer, logits_learning_rate)
+        self.logits_optimizer = logits_optimizer
         if loss is not None:
             self._loss_fn = loss
         kwargs["jit_compile"] = False

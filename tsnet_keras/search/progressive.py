@@ -75,7 +75,9 @@ from tsnet_keras.search.checkpoint import (
 from tsnet_keras.files import atomic_path, atomic_write_text
 from tsnet_keras.renames import renamed_argument, renamed_keys, renamed_rows
 from tsnet_keras.search.distribution import ArchitectureDistribution
+from tsnet_keras.checks import check_choice
 from tsnet_keras.search.estimator import DEFAULTS
+from tsnet_keras.search.evidence import LOGITS_OPTIMIZERS
 from tsnet_keras.search.expected_macs import MacsModel
 from tsnet_keras.search.optimizers import WEIGHTS_OPTIMIZERS
 from tsnet_keras.search.parsec import ParsecSearch, check_target_macs, graph_optimization
@@ -439,6 +441,7 @@ def run_search_step(
     weight_decay: float | None = None,
     weights_optimizer: str = "sgd",
     logits_learning_rate: float = 0.025,
+    logits_optimizer: str = DEFAULTS.logits_optimizer,
     seed: int = 0,
     checkpoint_every: int = 100,
     recalibrate_batches: int = 0,
@@ -476,6 +479,8 @@ def run_search_step(
             (`MaskedAdamW` at `learning_rate`).
         logits_learning_rate: Adam on the architecture logits (the paper's alpha).
             Defaults to 0.025 (`alpha_learning_rate` is its deprecated name).
+        logits_optimizer: "adam" or "evidence" (`EvidenceOptimizer`: a logit
+            moves only on evidence, see `tsnet_keras.search.evidence`).
         seed: int. Seeds the architecture draws.
         checkpoint_every: int. Steps between checkpoints (0: epoch ends only).
         recalibrate_batches: int. If > 0, BN statistics of the saved fixed model
@@ -521,7 +526,9 @@ def run_search_step(
                          **parsec_options)
     optimizers = {"learning_rate": learning_rate, "momentum": momentum,
                   "weight_decay": weight_decay, "weights_optimizer": weights_optimizer,
-                  "logits_learning_rate": logits_learning_rate}
+                  "logits_learning_rate": logits_learning_rate,
+                  "logits_optimizer": check_choice("logits_optimizer", logits_optimizer,
+                                                   LOGITS_OPTIMIZERS)}
     config = _step_config(step, search, data, optimizers, extra_config, epochs=epochs,
                           warmup_epochs=warmup_epochs, recalibrate_batches=recalibrate_batches)
     if _finished_before(folder, config):
