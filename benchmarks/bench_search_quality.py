@@ -361,8 +361,9 @@ def _write(output, name, payload):
 
 
 # ----------------------------------------------------------------------- figure
-def plot_planted(json_paths, path):
-    """P(planted choice) and the others' drift against search steps, one panel per delta."""
+def plot_planted(json_paths, path, config="default"):
+    """P(planted choice) and the others' drift against search steps, one panel per delta
+    (the runs of `config`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -372,7 +373,7 @@ def plot_planted(json_paths, path):
     for json_path in json_paths:
         with open(json_path, encoding="utf-8") as handle:
             for entry in json.load(handle).values():
-                if entry["config"] == "default":
+                if entry["config"] == config:
                     kind = (entry["delta"], bool(entry.get("stochastic")))
                     results.setdefault(kind, []).extend(entry["runs"])
     deltas = sorted(results)
@@ -423,12 +424,14 @@ def main(argv=None):
         command.add_argument("--steps", type=int, default=300)
         command.add_argument("--heldout-batch", type=int, default=SearchSettings.heldout_batch)
         command.add_argument("--output", default="runs/bench_search_quality")
-    figure = sub.add_parser("plot", help="figure of planted.json files (default config)")
+    figure = sub.add_parser("plot", help="figure of planted.json files")
     figure.add_argument("json", nargs="+")
+    figure.add_argument("--config", default="default", choices=sorted(CONFIGS),
+                        help="whose runs to draw")
     figure.add_argument("--path", default="docs/images/search_quality_planted.png")
     args = parser.parse_args(argv)
     if args.command == "plot":
-        print(plot_planted(args.json, args.path))
+        print(plot_planted(args.json, args.path, args.config))
         return
     args.seeds_list = list(range(args.first_seed, args.first_seed + args.seeds))
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})

@@ -47,9 +47,11 @@ from tsnet_keras.recipes.data import (
     split_heldout,
     stream_frames,
 )
+from tsnet_keras.checks import check_choice
 from tsnet_keras.recipes.train import peak_rate
 from tsnet_keras.renames import renamed_argument
 from tsnet_keras.search.estimator import DEFAULTS
+from tsnet_keras.search.evidence import LOGITS_OPTIMIZERS
 
 SNAPSHOT_FILE = "distribution_history.json"
 # The progressive steps, and "one_shot": every variable at once (the paper's Table 9 baseline).
@@ -143,6 +145,7 @@ def search_step(
     reference_batch_size: int = 64,
     heldout_batch_size: int = 16,
     samples_per_replica: int = DEFAULTS.samples_per_replica,
+    logits_optimizer: str = DEFAULTS.logits_optimizer,
     checkpoint_every: int = 4,
     snapshot_every: int = 2,
     graph_optimization: bool | None = None,
@@ -180,6 +183,9 @@ def search_step(
         heldout_batch_size: held-out clips every sampled architecture is scored
             on per step (the same clips for all of them).
         warmup_epochs, samples_per_replica: see `run_search_step`.
+        logits_optimizer: the architecture logits' optimizer, "adam" (the paper's)
+            or "evidence" (a logit moves only when its summed gradients are
+            unlikely to be noise: `tsnet_keras.search.evidence`, docs/search.md).
         checkpoint_every: steps between checkpoints (epoch ends always).
         snapshot_every: steps between distribution snapshots (0: epoch ends).
         graph_optimization: bool. Let Grappler optimise the traced search step.
@@ -202,6 +208,8 @@ def search_step(
         samples_per_replica=samples_per_replica, crop=crop, seed=seed,
         target_gflops=target_gflops, heldout_fraction=heldout_fraction,
         heldout_batch_size=heldout_batch_size, warmup_epochs=warmup_epochs)
+    search_kwargs = {**search_kwargs, "logits_optimizer": check_choice(
+        "logits_optimizer", logits_optimizer, LOGITS_OPTIMIZERS)}
     space = named_space(space)
     previous_dir = _previous_step_dir(step, previous_dir)
     if data is None:
