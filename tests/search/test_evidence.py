@@ -1,5 +1,10 @@
 """EvidenceOptimizer: the architecture logits move on evidence, not on noise."""
 
+import importlib.util
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +14,8 @@ from tsnet_keras.search import ParsecSearch
 from tsnet_keras.search import checkpoint as checkpoint_module
 from tsnet_keras.search.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from tsnet_keras.search.evidence import EvidenceOptimizer, logits_optimizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run(gradients, start, **options):
@@ -93,3 +100,30 @@ def test_parsec_checkpoint_restores_the_evidence_state(tmp_path):
     assert len(restored) == len(saved) > 3
     for before, after in zip(saved, restored):
         np.testing.assert_array_equal(before, np.array(after))
+
+
+_ON_BACKEND = """
+import numpy as np, keras
+from tsnet_keras.search.evidence import EvidenceOptimizer
+rng = np.random.default_rng(0)
+gradients = rng.normal(size=(40, 5)).astype("float32") + np.float32([0, 0.3, -1, 1, 0])
+variable = keras.Variable(np.zeros(5, "float32"))
+optimizer = EvidenceOptimizer()
+optimizer.build([variable])
+for gradient in gradients:
+    optimizer.apply_gradients([(gradient, variable)])
+z = gradients.sum(0) / np.sqrt((gradients ** 2).sum(0))
+expected = -1.5 * (np.sign(z) * np.maximum(np.abs(z) - 3.0, 0.0) + 0.01 * z)
+np.testing.assert_allclose(keras.ops.convert_to_numpy(variable.value), expected, atol=1e-5)
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_the_rule_holds_on_the_other_backends(backend):
+    """keras.ops only: the same logits on JAX and torch as the NumPy formula."""
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-c", _ON_BACKEND], env=env, cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]

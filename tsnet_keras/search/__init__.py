@@ -18,6 +18,7 @@ from tsnet_keras.search.distribution import (
     space_from_dict,
     space_to_dict,
 )
+from tsnet_keras.search.evidence import EvidenceOptimizer
 from tsnet_keras.search.expected_macs import MacsModel
 from tsnet_keras.space.layer_tables import LayerTable, layer_tables
 from tsnet_keras.search.optimizers import MaskedSGD
@@ -42,6 +43,7 @@ from tsnet_keras.models.supernet import Supernet, layer_choices
 
 __all__ = [
     "ArchitectureDistribution",
+    "EvidenceOptimizer",
     "LayerTable",
     "MacsModel",
     "MaskedSGD",

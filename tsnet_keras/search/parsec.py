@@ -255,8 +255,10 @@ class ParsecSearch(keras.Model):
                 (default: `MaskedSGD(CosineDecay(learning_rate, total_steps),
                 momentum)`, a constant rate when `total_steps` is None) or
                 "adamw" (`MaskedAdamW` with the same schedule).
-            logits_optimizer: optimizer of the architecture logits. Default
-                `Adam(logits_learning_rate)`, no weight decay.
+            logits_optimizer: optimizer of the architecture logits, or a name:
+                "adam" (`Adam(logits_learning_rate)`, no weight decay; the default,
+                `DEFAULTS.logits_optimizer`) or "evidence" (`EvidenceOptimizer()`: a
+                logit moves only on evidence, `tsnet_keras.search.evidence`).
             loss: callable `loss(y_true, logits)`; default cross-entropy.
             learning_rate, total_steps, momentum, weight_decay: of the default SGD.
             logits_learning_rate: float. Defaults to 0.025.
