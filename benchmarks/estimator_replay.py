@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from tsnet_keras.search.estimator import advantages  # noqa: E402
+from tsnet_keras.search.evidence import EvidenceOptimizer  # noqa: E402
 
 SIZES = (3, 2, 3, 7) * 6
 PLANTED = (4, 2)  # variable 4 (t of group 1), choice 2
@@ -75,10 +76,12 @@ class Adam:
 
 
 class Evidence:
-    """NumPy twin of `tsnet_keras.search.evidence.EvidenceOptimizer` (its defaults)."""
+    """NumPy twin of `tsnet_keras.search.evidence.EvidenceOptimizer`, with its defaults."""
 
-    def __init__(self, shapes, scale=1.5, threshold=3.0, leak=0.01):
-        self.scale, self.threshold, self.leak = scale, threshold, leak
+    def __init__(self, shapes):
+        library = EvidenceOptimizer()
+        self.scale = float(ops.convert_to_numpy(library.learning_rate))
+        self.threshold, self.leak, self.epsilon = library.threshold, library.leak, library.epsilon
         self.sums = [np.zeros(s) for s in shapes]
         self.squares = [np.zeros(s) for s in shapes]
 
@@ -86,7 +89,7 @@ class Evidence:
         for i, g in enumerate(grads):
             self.sums[i] += g
             self.squares[i] += g * g
-            z = self.sums[i] / (np.sqrt(self.squares[i]) + 1e-12)
+            z = self.sums[i] / (np.sqrt(self.squares[i]) + self.epsilon)
             excess = np.maximum(np.abs(z) - self.threshold, 0.0)
             params[i][:] = -self.scale * (np.sign(z) * excess + self.leak * z)
 

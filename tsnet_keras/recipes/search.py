@@ -26,6 +26,7 @@ import types
 import keras
 import numpy as np
 
+from tsnet_keras.checks import check_choice
 from tsnet_keras.recipes.common import (
     ARCHITECTURE_FILE,
     architecture_summary,
@@ -47,7 +48,6 @@ from tsnet_keras.recipes.data import (
     split_heldout,
     stream_frames,
 )
-from tsnet_keras.checks import check_choice
 from tsnet_keras.recipes.train import peak_rate
 from tsnet_keras.renames import renamed_argument
 from tsnet_keras.search.estimator import DEFAULTS

@@ -72,10 +72,10 @@ from tsnet_keras.search.checkpoint import (
     save_checkpoint,
     write_npz_atomically,
 )
+from tsnet_keras.checks import check_choice
 from tsnet_keras.files import atomic_path, atomic_write_text
 from tsnet_keras.renames import renamed_argument, renamed_keys, renamed_rows
 from tsnet_keras.search.distribution import ArchitectureDistribution
-from tsnet_keras.checks import check_choice
 from tsnet_keras.search.estimator import DEFAULTS
 from tsnet_keras.search.evidence import LOGITS_OPTIMIZERS
 from tsnet_keras.search.expected_macs import MacsModel
