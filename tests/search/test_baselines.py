@@ -79,15 +79,25 @@ def test_entropy_left_is_one_when_nothing_is_learned_and_warns(caplog):
     assert "kept 95% of its uniform entropy" in caplog.text and "random_baselines" in caplog.text
 
 
+def _target_metrics(gflops, most_probable_gflops, target_gflops):
+    return {"architecture": {"gflops": gflops}, "most_probable_gflops": most_probable_gflops,
+            "target_gflops": target_gflops}
+
+
 def test_an_architecture_over_the_flops_target_is_reported(caplog):
     import logging
 
-    from tsnet_keras.recipes.search import OVER_TARGET, _warn_if_over_target
+    from tsnet_keras.recipes.search import OVER_TARGET, _report_target
 
-    with caplog.at_level(logging.WARNING, logger="tsnet_keras"):
-        _warn_if_over_target(0.07 * (1 + OVER_TARGET / 2), 0.07, verbose=True)
-        _warn_if_over_target(0.5, 0.0, verbose=True)  # no target: nothing to exceed
-        _warn_if_over_target(None, 0.07, verbose=True)  # no step recorded
+    with caplog.at_level(logging.INFO, logger="tsnet_keras"):
+        _report_target(_target_metrics(0.07 * (1 + OVER_TARGET / 2), 0.07, 0.07), verbose=True)
+        _report_target(_target_metrics(0.5, 0.5, None), verbose=True)  # no target
+        _report_target(_target_metrics(0.066, None, 0.07), verbose=True)  # no step recorded
         assert not caplog.records
-        _warn_if_over_target(0.087, 0.07, verbose=True)
-    assert "0.087 GFLOPs per view, 24% above target_gflops (0.07)" in caplog.text
+        _report_target(_target_metrics(0.087, 0.087, 0.07), verbose=True)
+        assert "0.087 GFLOPs per view, 24% above target_gflops (0.07)" in caplog.text
+        caplog.clear()
+        _report_target(_target_metrics(0.069, 0.09, 0.07), verbose=True)
+    assert caplog.records[0].levelno == logging.INFO
+    assert "most probable architecture took 0.09 GFLOPs" in caplog.text
+    assert "most probable one within it (0.069 GFLOPs)" in caplog.text

@@ -147,3 +147,56 @@ def test_most_probable_marginals_and_json_round_trip(tmp_path):
         ArchitectureDistribution.from_dict({"logits": {}})
     with pytest.raises(ValueError, match="unknown variable"):
         dist.set_logits({"sparse[9].channels": [0.0]})
+
+
+def _log_p(dist):
+    return [l - np.log(np.sum(np.exp(l))) for l in dist.logits_numpy()]
+
+
+def _choice_vector(dist, arch):
+    values = dist.space.indices(arch)
+    return [values[key] for key in dist.keys]
+
+
+def test_most_probable_within_meets_the_target_and_is_usually_the_exact_optimum(enumerated):
+    space, rows = enumerated
+    macs = np.array([m for _, m in rows])
+    found = cases = 0
+    for seed in range(10):
+        dist = _random_distribution(space, seed=seed, scale=1.0)
+        log_p = _log_p(dist)
+        score = np.array([sum(row[i] for row, i in zip(log_p, combo)) for combo, _ in rows])
+        for share in (0.2, 0.4, 0.6):
+            target = macs.min() + share * (macs.max() - macs.min())
+            choices = _choice_vector(dist, dist.most_probable_within(target))
+            assert dist.macs_model.macs(choices) <= target
+            for v, row in enumerate(log_p):  # no single change to a likelier choice fits
+                for c in np.flatnonzero(row > row[choices[v]]):
+                    trial = choices[:v] + [int(c)] + choices[v + 1:]
+                    assert dist.macs_model.macs(trial) > target
+            got = sum(row[i] for row, i in zip(log_p, choices))
+            found += math.isclose(got, score[macs <= target].max(), abs_tol=1e-9)
+            cases += 1
+    assert found >= 0.75 * cases  # measured: 26 of 30 (greedy, not exhaustive)
+
+
+def test_most_probable_within_keeps_a_fitting_argmax_and_decided_variables():
+    space = tiny_two_stream()
+    dist = _random_distribution(space, seed=3)
+    argmax_macs = dist.macs_model.macs_of(dist.most_probable())
+    assert dist.most_probable_within(None) == dist.most_probable()
+    assert dist.most_probable_within(argmax_macs) == dist.most_probable()
+    smallest, largest = dist.macs_model.macs_range()
+    assert dist.macs_model.macs_of(dist.most_probable_within((argmax_macs * 1.01, largest))) \
+        >= argmax_macs * 1.01  # a lower bound raises the MACs
+    decided = dist.keys.index("sparse[2].channels")
+    logits = [np.linspace(0.0, 0.1, n) for n in dist.sizes]  # leaning to the last choice,
+    logits[decided][-1] = 8.0  # decided on the widest one
+    dist.set_logits(logits)
+    smallest_but_decided = [0] * len(dist.keys)
+    smallest_but_decided[decided] = dist.sizes[decided] - 1
+    target = 1.05 * dist.macs_model.macs(smallest_but_decided)
+    assert dist.macs_model.macs_of(dist.most_probable()) > target
+    chosen = dist.most_probable_within(target)
+    assert dist.macs_model.macs_of(chosen) <= target
+    assert space.values(chosen)["sparse[2].channels"] == 24

@@ -282,7 +282,7 @@ def _report_step(step, result, data, run, inputs, previous_dir, *, seconds, verb
     write_metrics(inputs.share.write_dir, metrics)
     inputs.share.finish()
     _warn_if_unsettled(metrics["entropy_left"], verbose)
-    _warn_if_over_target(metrics["most_probable_gflops"], run.target_gflops, verbose)
+    _report_target(metrics, verbose)
     return metrics
 
 
@@ -339,18 +339,28 @@ def _warn_if_unsettled(left, verbose) -> None:
             "random_baselines=5); see docs/search.md.", 100 * left)
 
 
-# The most probable architecture may exceed the FLOPs target by this share before the
-# recipe says so (the hinge penalises the expected FLOPs, not the argmax's).
+# The step's architecture may exceed the FLOPs target by this share before the recipe says
+# so (the hinge penalises the expected FLOPs; the result is the most probable architecture
+# within the target, which a space whose MACs do not fall with every choice may not reach).
 OVER_TARGET = 0.05
 
 
-def _warn_if_over_target(most_probable_gflops, target_gflops, verbose) -> None:
-    if verbose and target_gflops and (most_probable_gflops or 0) > target_gflops * (1 + OVER_TARGET):
+def _report_target(metrics, verbose) -> None:
+    """Says when the step's architecture is over the target, or was moved under it."""
+    gflops, argmax, target = (metrics["architecture"]["gflops"], metrics["most_probable_gflops"],
+                              metrics["target_gflops"])
+    if not verbose or not target:
+        return
+    if gflops > target * (1 + OVER_TARGET):
         logger.warning(
-            "the most probable architecture takes %.4g GFLOPs per view, %.0f%% above "
-            "target_gflops (%.4g): the FLOPs penalty has not settled it yet. Search longer, "
-            "or check its FLOPs before retraining.", most_probable_gflops,
-            100 * (most_probable_gflops / target_gflops - 1), target_gflops)
+            "the step's architecture takes %.4g GFLOPs per view, %.0f%% above target_gflops "
+            "(%.4g). Check its FLOPs before retraining.", gflops, 100 * (gflops / target - 1),
+            target)
+    elif argmax and argmax > target:
+        logger.info(
+            "the most probable architecture took %.4g GFLOPs, above target_gflops (%.4g); the "
+            "step's architecture is the most probable one within it (%.4g GFLOPs).",
+            argmax, target, gflops)
 
 
 def _previous_step_dir(step, previous_dir):

@@ -178,6 +178,48 @@ class MacsModel:
         return total
 
 
+def check_target_macs(macs_model, target_macs):
+    """Validates a MACs target against the space's exact range; returns (low, high) or None.
+
+    Raises:
+        ValueError: if the target is not a positive number / ordered pair, or lies
+            outside the MACs the space can reach (the hinge could never be
+            satisfied, or would never act).
+    """
+    if target_macs is None:
+        return None
+    if isinstance(target_macs, (int, float, np.integer, np.floating)) and not isinstance(
+        target_macs, bool
+    ):
+        low, high = 0.0, float(target_macs)
+    elif isinstance(target_macs, (tuple, list)) and len(target_macs) == 2:
+        low, high = (float(v) for v in target_macs)
+    else:
+        raise ValueError(
+            f"`target_macs` must be a number or a (low, high) pair, got {target_macs!r}."
+        )
+    if not 0 <= low < high:
+        raise ValueError(f"`target_macs` needs 0 <= low < high, got ({low}, {high}).")
+    smallest, largest = macs_model.macs_range()
+    if high < smallest:
+        raise ValueError(
+            f"target_macs {high:.4g} is below the smallest architecture of the space "
+            f"({smallest:.4g} MACs at crop {macs_model.crop}): no architecture can meet it."
+        )
+    if low > largest:
+        raise ValueError(
+            f"target_macs lower bound {low:.4g} is above the largest architecture of the "
+            f"space ({largest:.4g} MACs at crop {macs_model.crop})."
+        )
+    if low == 0 and high >= largest:
+        raise ValueError(
+            f"target_macs {high:.4g} is at or above the largest architecture of the space "
+            f"({largest:.4g} MACs at crop {macs_model.crop}): the FLOPs hinge would never act. "
+            "Pass target_macs=None to search without it."
+        )
+    return (low, high)
+
+
 def _broadcast(table, positions, scope, sizes):
     order = sorted(range(len(positions)), key=lambda i: positions[i])
     table = np.transpose(table, order)
@@ -186,4 +228,4 @@ def _broadcast(table, positions, scope, sizes):
     return table.reshape(shape)
 
 
-__all__ = ["MacsModel"]
+__all__ = ["MacsModel", "check_target_macs"]

@@ -54,6 +54,7 @@ from tsnet_keras.search.estimator import (
     sample_loss_weights,
 )
 from tsnet_keras.search.evidence import logits_optimizer as named_logits_optimizer
+from tsnet_keras.search.expected_macs import check_target_macs
 from tsnet_keras.search.optimizers import masked_optimizer
 from tsnet_keras.space.rules import DEFAULT_CROP
 from tsnet_keras.space.search_space import space_from_dict, space_to_dict
@@ -515,48 +516,6 @@ def _check_search_options(samples_per_replica, score, temperature, weighting, we
             raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
     if macs_penalty < 0:
         raise ValueError(f"`macs_penalty` must be >= 0, got {macs_penalty!r}.")
-
-
-def check_target_macs(macs_model, target_macs):
-    """Validates a MACs target against the space's exact range; returns (low, high) or None.
-
-    Raises:
-        ValueError: if the target is not a positive number / ordered pair, or lies
-            outside the MACs the space can reach (the hinge could never be
-            satisfied, or would never act).
-    """
-    if target_macs is None:
-        return None
-    if isinstance(target_macs, (int, float, np.integer, np.floating)) and not isinstance(
-        target_macs, bool
-    ):
-        low, high = 0.0, float(target_macs)
-    elif isinstance(target_macs, (tuple, list)) and len(target_macs) == 2:
-        low, high = (float(v) for v in target_macs)
-    else:
-        raise ValueError(
-            f"`target_macs` must be a number or a (low, high) pair, got {target_macs!r}."
-        )
-    if not 0 <= low < high:
-        raise ValueError(f"`target_macs` needs 0 <= low < high, got ({low}, {high}).")
-    smallest, largest = macs_model.macs_range()
-    if high < smallest:
-        raise ValueError(
-            f"target_macs {high:.4g} is below the smallest architecture of the space "
-            f"({smallest:.4g} MACs at crop {macs_model.crop}): no architecture can meet it."
-        )
-    if low > largest:
-        raise ValueError(
-            f"target_macs lower bound {low:.4g} is above the largest architecture of the "
-            f"space ({largest:.4g} MACs at crop {macs_model.crop})."
-        )
-    if low == 0 and high >= largest:
-        raise ValueError(
-            f"target_macs {high:.4g} is at or above the largest architecture of the space "
-            f"({largest:.4g} MACs at crop {macs_model.crop}): the FLOPs hinge would never act. "
-            "Pass target_macs=None to search without it."
-        )
-    return (low, high)
 
 
 def custom_search_loop(search, strategy, dataset, steps, callbacks=None):

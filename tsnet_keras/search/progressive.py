@@ -10,7 +10,8 @@
 `run_search_step` writes into `output_dir`:
 
 - `distribution.json`: the learned distribution (space, logits, marginals);
-- `architecture.json`: the most probable architecture (the step's result);
+- `architecture.json`: the step's result: the most probable architecture, or with
+  `target_macs` the most probable one within it (`most_probable_within`);
 - `model.weights.h5`: weights of `build_model(architecture)` sliced from the
   supernet (what the next step inherits; optionally BN-recalibrated);
 - `supernet.weights.npz`: every supernet variable by path;
@@ -311,7 +312,7 @@ def _fixed_model_weights(search, arch, output_dir, num_classes, recalibration):
 
 def _write_outputs(search, output_dir, history, num_classes, recalibration):
     distribution = search.distribution
-    arch = distribution.most_probable()
+    arch = distribution.most_probable_within(search.target_macs)
     distribution.save(os.path.join(output_dir, "distribution.json"))
     atomic_write_text(os.path.join(output_dir, "architecture.json"), arch.to_json())
     write_npz_atomically(
