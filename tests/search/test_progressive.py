@@ -161,6 +161,19 @@ def test_empty_split_and_unreachable_target_are_refused_before_training(tmp_path
         assert not os.path.exists(tmp_path / name / CHECKPOINT_FILE)
 
 
+def test_the_steps_architecture_meets_the_target_its_argmax_misses(tmp_path):
+    from tsnet_keras.accounting import complexity
+
+    space = progressive_space()
+    largest = complexity(space.single_stream().extreme(largest=True), CLASSES, CROP).macs
+    target = (0.95 * largest, largest)  # a short search's argmax is well below it
+    result = run_search_step(1, space, _data(), _data(8, 1), tmp_path / "s", target_macs=target,
+                             **COMMON)
+    assert result.history[-1]["most_probable_macs"] < target[0]
+    assert target[0] <= complexity(result.architecture, CLASSES, CROP).macs <= target[1]
+    assert result.architecture == result.distribution.most_probable_within(target)
+
+
 def test_nan_loss_stops_the_search_and_keeps_the_last_good_checkpoint(tmp_path):
     space = progressive_space()
     good = _data(24)
