@@ -411,7 +411,7 @@ def test_the_old_learning_rate_argument_warns_and_counts_as_the_new_one(finished
 def test_the_old_compile_arguments_and_attributes_still_work():
     search = ParsecSearch(search_space(), 5, crop=8)
     with pytest.warns(DeprecationWarning, match="alpha_learning_rate"):
-        search.compile(alpha_learning_rate=0.125)
+        search.compile(alpha_learning_rate=0.125, logits_optimizer="adam")
     assert float(search.logits_optimizer.learning_rate) == 0.125
     with pytest.warns(DeprecationWarning, match="logits_frozen"):
         search.alpha_frozen = True
@@ -420,5 +420,5 @@ def test_the_old_compile_arguments_and_attributes_still_work():
         assert search.alpha_optimizer is search.logits_optimizer
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        search.compile(logits_learning_rate=0.25)  # the new names do not warn
+        search.compile(logits_learning_rate=0.25, logits_optimizer="adam")  # the new names do not warn
     assert float(search.logits_optimizer.learning_rate) == 0.25

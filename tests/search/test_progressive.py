@@ -76,7 +76,7 @@ def test_warm_up_epochs_leave_logits_untouched(steps):
     uniform = 2 * np.log(2.0)  # step 3 searches two on/off variables
     assert first["entropy"] == pytest.approx(uniform, abs=1e-6)
     assert second["entropy"] != pytest.approx(uniform, abs=1e-6)
-    # Adam's step counter counts the 3 steps after the warm-up only (one traced step).
+    # The logits' optimizer counts the 3 steps after the warm-up only (one traced step).
     assert int(step3.search.logits_optimizer.iterations.numpy()) == 3
 
 

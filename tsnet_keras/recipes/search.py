@@ -183,9 +183,9 @@ def search_step(
         heldout_batch_size: held-out clips every sampled architecture is scored
             on per step (the same clips for all of them).
         warmup_epochs, samples_per_replica: see `run_search_step`.
-        logits_optimizer: the architecture logits' optimizer, "adam" (the paper's)
-            or "evidence" (a logit moves only when its summed gradients are
-            unlikely to be noise: `tsnet_keras.search.evidence`, docs/search.md).
+        logits_optimizer: the architecture logits' optimizer, "evidence" (the
+            default: a logit moves only when its summed gradients are unlikely to be
+            noise, `tsnet_keras.search.evidence`, docs/search.md) or "adam" (the paper's).
         checkpoint_every: steps between checkpoints (epoch ends always).
         snapshot_every: steps between distribution snapshots (0: epoch ends).
         graph_optimization: bool. Let Grappler optimise the traced search step.

@@ -257,12 +257,13 @@ class ParsecSearch(keras.Model):
                 momentum)`, a constant rate when `total_steps` is None) or
                 "adamw" (`MaskedAdamW` with the same schedule).
             logits_optimizer: optimizer of the architecture logits, or a name:
-                "adam" (`Adam(logits_learning_rate)`, no weight decay; the default,
-                `DEFAULTS.logits_optimizer`) or "evidence" (`EvidenceOptimizer()`: a
-                logit moves only on evidence, `tsnet_keras.search.evidence`).
+                "evidence" (`EvidenceOptimizer()`, the default,
+                `DEFAULTS.logits_optimizer`: a logit moves only on evidence,
+                `tsnet_keras.search.evidence`) or "adam" (the paper's:
+                `Adam(logits_learning_rate)`, no weight decay).
             loss: callable `loss(y_true, logits)`; default cross-entropy.
             learning_rate, total_steps, momentum, weight_decay: of the default SGD.
-            logits_learning_rate: float. Defaults to 0.025.
+            logits_learning_rate: float. Adam's rate. Defaults to 0.025.
             **kwargs: `keras.Model.compile` arguments (`jit_compile` is forced off:
                 XLA recompiles for every sampled width). The old names
                 `alpha_optimizer` and `alpha_learning_rate` still work, with a

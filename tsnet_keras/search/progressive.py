@@ -478,10 +478,11 @@ def run_search_step(
             over the whole step). Defaults 0.4, 0.9, None.
         weights_optimizer: "sgd" (`MaskedSGD`, the paper's) or "adamw"
             (`MaskedAdamW` at `learning_rate`).
-        logits_learning_rate: Adam on the architecture logits (the paper's alpha).
-            Defaults to 0.025 (`alpha_learning_rate` is its deprecated name).
-        logits_optimizer: "adam" or "evidence" (`EvidenceOptimizer`: a logit
-            moves only on evidence, see `tsnet_keras.search.evidence`).
+        logits_learning_rate: Adam's rate on the architecture logits (the paper's
+            alpha), with `logits_optimizer="adam"`. Defaults to 0.025
+            (`alpha_learning_rate` is its deprecated name).
+        logits_optimizer: "evidence" (the default, `EvidenceOptimizer`: a logit
+            moves only on evidence, see `tsnet_keras.search.evidence`) or "adam".
         seed: int. Seeds the architecture draws.
         checkpoint_every: int. Steps between checkpoints (0: epoch ends only).
         recalibrate_batches: int. If > 0, BN statistics of the saved fixed model
