@@ -48,12 +48,11 @@ def _cheapest_move(indices, log_p, macs, direction):
     `direction`, or None when no single change moves the MACs that way."""
     current, best = macs(indices), None
     for v, row in enumerate(log_p):
-        for c in range(len(row)):
+        for c in (c for c in range(len(row)) if c != indices[v]):
             moved = direction * (macs(indices[:v] + [c] + indices[v + 1:]) - current)
-            if c != indices[v] and moved > 0:
-                cost = (row[indices[v]] - row[c]) / moved
-                if best is None or cost < best[0]:
-                    best = (cost, v, c)
+            cost = (row[indices[v]] - row[c]) / moved if moved > 0 else None
+            if cost is not None and (best is None or cost < best[0]):
+                best = (cost, v, c)
     return None if best is None else best[1:]
 
 
@@ -71,7 +70,7 @@ def _more_probable_within(indices, log_p, macs, low, high) -> list:
     return indices
 
 
-def greedy_within(indices, log_p, macs, low, high) -> list:
+def _greedy_within(indices, log_p, macs, low, high) -> list:
     """Choice indices near `indices` whose `macs(indices)` lie in [low, high], trading
     the least log-probability (`log_p`: one vector per variable) per MAC moved. When no
     single change moves the MACs towards the target, the closest indices found."""
@@ -242,11 +241,11 @@ class ArchitectureDistribution(keras.layers.Layer):
                 pair, in MACs at the distribution's crop (as `ParsecSearch`'s).
         """
         bounds = check_target_macs(self.macs_model, target_macs)
-        indices = [int(np.argmax(l)) for l in self.logits_numpy()]
-        if bounds is not None:
-            log_p = [l - l.max() - np.log(np.sum(np.exp(l - l.max())))
-                     for l in self.logits_numpy()]
-            indices = greedy_within(indices, log_p, self.macs_model.macs, *bounds)
+        if bounds is None:
+            return self.most_probable()
+        log_p = [l - l.max() - np.log(np.sum(np.exp(l - l.max()))) for l in self.logits_numpy()]
+        indices = [int(np.argmax(row)) for row in log_p]
+        indices = _greedy_within(indices, log_p, self.macs_model.macs, *bounds)
         return self.space.from_indices(dict(zip(self.keys, indices)))
 
     def architecture(self, indices) -> Architecture:
