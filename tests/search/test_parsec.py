@@ -195,3 +195,36 @@ def test_custom_search_loop_takes_a_dataset_or_a_per_worker_dataset_function():
     for a, b in zip(*logits):
         np.testing.assert_array_equal(a, b)
     assert max(float(np.abs(v).max()) for v in logits[0]) > 1e-4
+
+
+def test_evidence_logits_meet_the_flops_target_through_noisy_accuracy():
+    """The defaults (evidence logits, lambda = 1): the hinge's own step brings the expected
+    MACs from 20% over the target to it, while the held-out accuracy (of random clips) is
+    noise that the evidence threshold keeps out of the logits."""
+    space = search_space()
+    search = ParsecSearch(space, CLASSES, crop=CROP, samples_per_replica=2)
+    uniform = search.distribution.expected_macs_numpy()
+    target = int(uniform / 1.2)
+    search = ParsecSearch(space, CLASSES, crop=CROP, samples_per_replica=2, target_macs=target)
+    search.compile(learning_rate=0.05)
+    assert search.direct_hinge
+    search.fit(_data(), steps_per_epoch=40, epochs=1, verbose=0)
+    after = search.distribution.expected_macs_numpy()
+    assert after <= target * 1.02, (uniform, target, after)
+    assert search.distribution.entropy_numpy() > 0.8 * np.log(space.size())
+
+
+def test_frozen_logits_keep_the_hinge_step_out_too():
+    """Warm-up (`logits_frozen`): neither the evidence step nor the hinge's own step moves
+    the logits, however far over the target the distribution is."""
+    space = search_space()
+    low = MacsModel(space, CLASSES, CROP).macs_range()[0]
+    search = ParsecSearch(space, CLASSES, crop=CROP, samples_per_replica=2,
+                          target_macs=int(low * 1.01))
+    search.compile(learning_rate=0.05)
+    search.logits_frozen = True
+    search.fit(_data(), steps_per_epoch=3, epochs=1, verbose=0)
+    assert all(np.all(logits == 0.0) for logits in search.distribution.logits_numpy())
+    search.logits_frozen = False
+    search.fit(_data(), steps_per_epoch=1, epochs=1, verbose=0)
+    assert max(np.abs(logits).max() for logits in search.distribution.logits_numpy()) > 0.0

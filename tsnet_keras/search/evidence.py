@@ -19,7 +19,9 @@ For gradients of zero mean (a variable that does not matter) z stays of order 1
 at any T, so below the threshold the logit stays where it started; a consistent
 gradient (mean mu, spread sigma) makes |z| grow as sqrt(T) mu / sigma, and the
 logit follows. `z` does not depend on the gradients' scale, so the rule reads
-ranks, accuracies, any number of replicas and the FLOPs hinge alike.
+ranks, accuracies and any number of replicas alike. The FLOPs hinge is not fed
+to it: its gradient is exact, so `ParsecSearch` gives it a plain gradient step of
+its own (`ParsecSearch.direct_hinge`).
 """
 
 from __future__ import annotations

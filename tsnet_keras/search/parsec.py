@@ -12,12 +12,15 @@ One step, on every replica (TensorFlow backend):
    (each on the whole batch, or on its S-th part: `path_batch`) with
    `MaskedSGD` (untaken weights do not move), each sample's loss weighted as
    `weight_update` says;
-4. update the architecture logits (the paper's alpha) with Adam on
+4. update the architecture logits (the paper's alpha) on
    -sum_k a_k log p(A_k | logits) + lambda * max(0, E[MACs] / target - 1),
    whose first gradient is -sum_k a_k (onehot(A_k) - softmax(logits)); the
    coefficients a_k come from the scores as `weighting` says
    (`tsnet_keras.search.estimator`: centred ranks by default, PARSEC's
    importance weights softmax(score / tau) with `weighting="softmax"`).
+   With Adam (the paper's) both terms make one gradient; with the default
+   `EvidenceOptimizer` the first term goes to it and the hinge, exact and
+   noise-free, takes a plain gradient step of size lambda of its own.
 
 The expected MACs are exact (`MacsModel`), so the FLOPs hinge has an analytic
 gradient; `hinge="per_sample"` instead subtracts lambda * max(0, MACs(A_k) /
@@ -53,6 +56,7 @@ from tsnet_keras.search.estimator import (
     advantages,
     sample_loss_weights,
 )
+from tsnet_keras.search.evidence import EvidenceOptimizer
 from tsnet_keras.search.evidence import logits_optimizer as named_logits_optimizer
 from tsnet_keras.search.expected_macs import check_target_macs
 from tsnet_keras.search.optimizers import masked_optimizer
@@ -123,7 +127,9 @@ class ParsecSearch(keras.Model):
             cheaper, but batch norm then sees batch / S clips per path).
         target_macs: None, an int (upper target) or (low, high): the FLOPs
             hinge's range of one-view MACs. Must be reachable by the space.
-        macs_penalty: float lambda of the hinge. Defaults to 1.0.
+        macs_penalty: float lambda of the hinge. Defaults to 1.0. With evidence
+            logits it is the size of the hinge's own gradient step (a 37% excess
+            of expected MACs is gone in about 40 steps at 1.0; docs/search.md).
         hinge: "expected" (analytic, on the logits; default) or "per_sample".
         seed: int. Seeds the architecture draws. Defaults to 0.
         dynamic_shapes: bool or None, passed to the `Supernet`.
@@ -292,12 +298,15 @@ class ParsecSearch(keras.Model):
             logits_optimizer = named_logits_optimizer(
                 logits_optimizer or DEFAULTS.logits_optimizer, logits_learning_rate)
         self.logits_optimizer = logits_optimizer
+        # The hinge's own step under evidence logits (`direct_hinge`): lambda is its size.
+        self._hinge_optimizer = keras.optimizers.SGD(1.0, name="hinge_sgd")
         if loss is not None:
             self._loss_fn = loss
         kwargs["jit_compile"] = False
         super().compile(optimizer=weights_optimizer, **kwargs)
         self.optimizer.build(self.supernet.trainable_variables)
         self.logits_optimizer.build(self.distribution.trainable_variables)
+        self._hinge_optimizer.build(self.distribution.trainable_variables)
 
     @property
     def metrics(self):
@@ -402,29 +411,51 @@ class ParsecSearch(keras.Model):
         return ops.mean(ops.stack(losses))
 
     def _update_logits(self, all_scores, all_indices, replicas):
-        """Adam on -sum_k a_k log p(A_k) (+ the expected-MACs hinge); returns both terms."""
+        """The logits' step on -sum_k a_k log p(A_k) and the expected-MACs hinge.
+
+        With Adam the two terms are summed into one gradient (the paper's). With
+        `EvidenceOptimizer` the hinge's exact gradient takes a plain gradient step of
+        its own (`direct_hinge`): it needs no evidence, and summed into the noisy
+        accuracy gradient it would take hundreds of steps to pass the threshold.
+        Returns (the first term, E[MACs]).
+        """
+        logits = self.distribution.trainable_variables
+        with tf.GradientTape(persistent=True) as tape:
+            logits_loss, expected_macs = self._logits_terms(all_scores, all_indices)
+            hinge = (self._hinge(expected_macs) if self.hinge == "expected" else 0.0) / replicas
+            direct = self.direct_hinge
+            total = logits_loss / replicas + (0.0 if direct else hinge)
+        if logits:
+            self._gated_step(self.logits_optimizer, tape.gradient(total, logits), logits)
+            if direct and self.target_macs is not None:
+                gradients = tape.gradient(hinge, logits,
+                                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                self._gated_step(self._hinge_optimizer, gradients, logits)
+        return logits_loss, expected_macs
+
+    def _logits_terms(self, all_scores, all_indices):
         coefficients = ops.stop_gradient(
             advantages(all_scores, self.weighting, self.temperature))
-        logits = self.distribution.trainable_variables
-        with tf.GradientTape() as tape:
-            log_p = self.distribution.log_prob(all_indices)
-            logits_loss = -ops.sum(coefficients * log_p)
-            expected_macs = self.distribution.expected_macs()
-            total = logits_loss
-            if self.hinge == "expected":
-                total = total + self._hinge(expected_macs)
-            total = total / replicas
-        if logits:
-            gradients = tape.gradient(total, logits)
-            # Warm-up gate without control flow (tf.distribute refuses an optimizer
-            # update inside tf.cond): zero gradients leave the logits and Adam's (zero)
-            # moments as they are, and the step counter is given back.
-            frozen = ops.convert_to_tensor(self.logits_frozen_flag)
-            gradients = [tf.where(frozen, tf.zeros_like(g), g) for g in gradients]
-            self.logits_optimizer.apply_gradients(zip(gradients, logits))
-            iterations = self.logits_optimizer.iterations
-            iterations.assign_sub(tf.cast(frozen, iterations.dtype))
-        return logits_loss, expected_macs
+        log_p = self.distribution.log_prob(all_indices)
+        return -ops.sum(coefficients * log_p), self.distribution.expected_macs()
+
+    def _gated_step(self, optimizer, gradients, logits):
+        """One optimizer step, a no-op while `logits_frozen` (warm-up).
+
+        No control flow (tf.distribute refuses an optimizer update inside tf.cond):
+        zero gradients leave the logits and the optimizer's (zero) state as they
+        are, and the step counter is given back.
+        """
+        frozen = ops.convert_to_tensor(self.logits_frozen_flag)
+        gradients = [tf.where(frozen, tf.zeros_like(g), g) for g in gradients]
+        optimizer.apply_gradients(zip(gradients, logits))
+        iterations = optimizer.iterations
+        iterations.assign_sub(tf.cast(frozen, iterations.dtype))
+
+    @property
+    def direct_hinge(self) -> bool:
+        """Whether the expected-MACs hinge takes its own gradient step (evidence logits)."""
+        return self.hinge == "expected" and isinstance(self.logits_optimizer, EvidenceOptimizer)
 
     def _sample_gradients_eager(self, x, y, indices, scale):
         """(loss, gradients of scale * loss) of one sampled architecture."""
