@@ -8,12 +8,18 @@ on, function instantiation, oneDNN primitives, the step itself), then two more s
     python benchmarks/bench_search_startup.py --arch search                 # library default
     python benchmarks/bench_search_startup.py --arch search --grappler on   # as before
     python benchmarks/bench_search_startup.py --arch sampled                # fixed model
+    python benchmarks/bench_search_startup.py --arch search --inline on     # before 2026-12-04
+
+`--inline on` wraps the search's two per-sample functions as plain `tf.function`s, which
+TensorFlow inlines K times into the step (what the library did before it marked them
+`_noinline`).
 
 Uses `bench_search.py`'s space (the paper's step-1 space), batches and architectures.
 """
 
 import argparse
 import os
+import resource
 import sys
 import time
 
@@ -27,6 +33,8 @@ def main(argv=None):
     parser.add_argument("--arch", default="search", choices=("search", "sampled", "largest"))
     parser.add_argument("--grappler", default="default", choices=("default", "on", "off"),
                         help="search only: ParsecSearch(graph_optimization=None|True|False)")
+    parser.add_argument("--inline", default="off", choices=("off", "on"),
+                        help="search only: on = the per-sample functions inlined (as before)")
     parser.add_argument("--space", default="paper", choices=("paper", "tiny"),
                         help="tiny: the tests' space, to check this script in seconds")
     parser.add_argument("--crop", type=int, default=64)
@@ -39,6 +47,8 @@ def main(argv=None):
     args.graph_optimization = {"default": None, "on": True, "off": False}[args.grappler]
     start = time.perf_counter()
     model, data = bench.startup_model(args, bench._space(args.space))
+    if args.inline == "on" and args.arch == "search":
+        _inline_per_sample_functions(model)
     built = time.perf_counter()
     marks, cls = [], type(model)
     real = cls.train_step
@@ -56,7 +66,16 @@ def main(argv=None):
     later = (time.perf_counter() - first) / 2
     print(f"{args.arch} (grappler {args.grappler}): build {built - start:.1f} s, first fit step "
           f"{first - built:.1f} s = Python trace {marks[1] - marks[0]:.1f} s + the rest "
-          f"{first - marks[1]:.1f} s; later step {later:.2f} s; load {os.getloadavg()[0]:.1f}")
+          f"{first - marks[1]:.1f} s; later step {later:.2f} s; load {os.getloadavg()[0]:.1f}; "
+          f"inline {args.inline}; peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+def _inline_per_sample_functions(model):
+    import tensorflow as tf
+
+    model._sample_gradients = tf.function(model._sample_gradients_eager, reduce_retracing=True)
+    model._sample_score = tf.function(model._sample_score_eager, reduce_retracing=True)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,17 @@ def search_dataset(train, heldout):
     return tf.data.Dataset.zip((train, heldout.repeat()))
 
 
+def _called_function(python_function):
+    """A traced function the step calls K times, kept as one function: not inlined.
+
+    TensorFlow inlines a function called from a traced one, so the step would hold K
+    copies of the sampled network's graph with every choice's branches; `_noinline`
+    keeps one, instantiated once (BENCHMARKS.md section 3c).
+    """
+    return tf.function(python_function, reduce_retracing=True,
+                       experimental_attributes={"_noinline": True})
+
+
 @keras.saving.register_keras_serializable(package="tsnet_keras")
 class ParsecSearch(keras.Model):
     """PARSEC architecture search over a `TwoStreamSpace` (Auto-TSNet section 4).
@@ -222,8 +233,8 @@ class ParsecSearch(keras.Model):
             "accuracy": accuracy_score, "log_likelihood": log_likelihood_score,
         }[self.score]
         self._loss_fn = cross_entropy
-        self._sample_gradients = tf.function(self._sample_gradients_eager, reduce_retracing=True)
-        self._sample_score = tf.function(self._sample_score_eager, reduce_retracing=True)
+        self._sample_gradients = _called_function(self._sample_gradients_eager)
+        self._sample_score = _called_function(self._sample_score_eager)
         self._trackers = {
             name: keras.metrics.Mean(name=name)
             for name in ("loss", "heldout_score", "logits_loss", "entropy", "expected_macs",
