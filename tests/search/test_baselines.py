@@ -100,4 +100,9 @@ def test_an_architecture_over_the_flops_target_is_reported(caplog):
         _report_target(_target_metrics(0.069, 0.09, 0.07), verbose=True)
     assert caplog.records[0].levelno == logging.INFO
     assert "most probable architecture took 0.09 GFLOPs" in caplog.text
-    assert "most probable one within it (0.069 GFLOPs)" in caplog.text
+    assert "within the target, using at least 90% of it where one near the argmax does " \
+           "(0.069 GFLOPs)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tsnet_keras"):
+        _report_target(_target_metrics(0.066, 0.05, 0.07), verbose=True)  # raised to the budget
+    assert "most probable architecture took 0.05 GFLOPs" in caplog.text

@@ -200,3 +200,23 @@ def test_most_probable_within_keeps_a_fitting_argmax_and_decided_variables():
     chosen = dist.most_probable_within(target)
     assert dist.macs_model.macs_of(chosen) <= target
     assert space.values(chosen)["sparse[2].channels"] == 24
+
+
+def test_most_probable_within_a_floor_uses_the_budget_when_it_can(enumerated):
+    """An argmax far under the target is raised into [floor x target, target]; the result
+    stays under the target, and a floor no architecture nearby reaches changes nothing."""
+    space, rows = enumerated
+    macs = np.array([m for _, m in rows])
+    raised = 0
+    for seed in range(10):
+        dist = _random_distribution(space, seed=seed, scale=1.0)
+        argmax_macs = dist.macs_model.macs_of(dist.most_probable())
+        target = min(1.5 * argmax_macs, 0.98 * macs.max())
+        chosen = dist.macs_model.macs_of(dist.most_probable_within(target, floor=0.9))
+        assert chosen <= target
+        if np.any((macs >= 0.9 * target) & (macs <= target)):
+            raised += chosen >= 0.9 * target
+    assert raised >= 8, raised
+    dist = _random_distribution(space, seed=0, scale=1.0)
+    target = macs.min() * 1.001  # only the smallest architecture fits; 0.9 of it none
+    assert dist.most_probable_within(target, floor=0.9) == dist.most_probable_within(target)

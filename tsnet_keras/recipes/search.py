@@ -52,6 +52,7 @@ from tsnet_keras.recipes.train import peak_rate
 from tsnet_keras.renames import renamed_argument
 from tsnet_keras.search.estimator import DEFAULTS
 from tsnet_keras.search.evidence import LOGITS_OPTIMIZERS
+from tsnet_keras.search.progressive import RESULT_FLOOR
 
 SNAPSHOT_FILE = "distribution_history.json"
 # The progressive steps, and "one_shot": every variable at once (the paper's Table 9 baseline).
@@ -356,11 +357,12 @@ def _report_target(metrics, verbose) -> None:
             "the step's architecture takes %.4g GFLOPs per view, %.0f%% above target_gflops "
             "(%.4g). Check its FLOPs before retraining.", gflops, 100 * (gflops / target - 1),
             target)
-    elif argmax and argmax > target:
+    elif argmax and (argmax > target or argmax < gflops <= target):
         logger.info(
-            "the most probable architecture took %.4g GFLOPs, above target_gflops (%.4g); the "
-            "step's architecture is the most probable one within it (%.4g GFLOPs).",
-            argmax, target, gflops)
+            "the most probable architecture took %.4g GFLOPs (target_gflops %.4g); the step's "
+            "architecture is the most probable one within the target, using at least %.0f%% of "
+            "it where one near the argmax does (%.4g GFLOPs).",
+            argmax, target, 100 * RESULT_FLOOR, gflops)
 
 
 def _previous_step_dir(step, previous_dir):

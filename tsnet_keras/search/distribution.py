@@ -225,20 +225,24 @@ class ArchitectureDistribution(keras.layers.Layer):
         """The most probable architecture (argmax of every categorical): the search result."""
         return self.space.from_indices(self.most_probable_indices())
 
-    def most_probable_within(self, target_macs) -> Architecture:
+    def most_probable_within(self, target_macs, floor: float = 0.0) -> Architecture:
         """The most probable architecture whose MACs meet `target_macs`, found greedily.
 
         The hinge of a search acts on the *expected* MACs; the argmax of a distribution
         that has not settled follows the small leans of its undecided variables and can
-        land well above the target (BENCHMARKS.md section 8). This starts from the
-        argmax and, while it is above the target, changes the one variable that loses
-        the least log-probability per MAC saved; then it moves any variable back to a
-        more probable choice that keeps the target. An argmax that meets the target is
-        returned as it is.
+        land well above the target (BENCHMARKS.md section 8), or, once the hinge has
+        leaned every width variable to its cheaper choices, well below it. This starts
+        from the argmax and, while it is above the target, changes the one variable that
+        loses the least log-probability per MAC saved; then it moves any variable back
+        to a more probable choice that keeps the target. An argmax that meets the target
+        is returned as it is.
 
         Args:
             target_macs: None (the plain argmax), a number (at most) or a (low, high)
                 pair, in MACs at the distribution's crop (as `ParsecSearch`'s).
+            floor: a share of the upper target the result should also reach (0.9:
+                within 90-100% of it), by the same greedy moving up. Where no nearby
+                architecture lands there, the result under the target is kept.
         """
         bounds = check_target_macs(self.macs_model, target_macs)
         if bounds is None:
@@ -246,6 +250,10 @@ class ArchitectureDistribution(keras.layers.Layer):
         log_p = [l - l.max() - np.log(np.sum(np.exp(l - l.max()))) for l in self.logits_numpy()]
         indices = [int(np.argmax(row)) for row in log_p]
         indices = _greedy_within(indices, log_p, self.macs_model.macs, *bounds)
+        low, high = max(bounds[0], floor * bounds[1]), bounds[1]
+        if not _outside(self.macs_model.macs(indices), *bounds) and low > bounds[0]:
+            raised = _greedy_within(indices, log_p, self.macs_model.macs, low, high)
+            indices = indices if _outside(self.macs_model.macs(raised), low, high) else raised
         return self.space.from_indices(dict(zip(self.keys, indices)))
 
     def architecture(self, indices) -> Architecture:

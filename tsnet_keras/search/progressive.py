@@ -11,7 +11,8 @@
 
 - `distribution.json`: the learned distribution (space, logits, marginals);
 - `architecture.json`: the step's result: the most probable architecture, or with
-  `target_macs` the most probable one within it (`most_probable_within`);
+  `target_macs` the most probable one within it, using at least `RESULT_FLOOR` (90%)
+  of it where an architecture near the argmax does (`most_probable_within`);
 - `model.weights.h5`: weights of `build_model(architecture)` sliced from the
   supernet (what the next step inherits; optionally BN-recalibrated);
 - `supernet.weights.npz`: every supernet variable by path;
@@ -88,6 +89,9 @@ from tsnet_keras.space.rules import DEFAULT_CROP
 from tsnet_keras.space.search_space import TwoStreamSpace
 
 SEARCH_STEPS = (1, 2, 3, "one_shot")
+# A step's result uses at least this share of its FLOPs target where an architecture
+# near the argmax does (`most_probable_within`): a budget asked for is a budget used.
+RESULT_FLOOR = 0.9
 HISTORY_FIELDS = (
     "epoch", "step", "loss", "heldout_score", "logits_loss", "entropy", "expected_macs",
     "sampled_macs", "most_probable_macs", "seconds",
@@ -312,7 +316,7 @@ def _fixed_model_weights(search, arch, output_dir, num_classes, recalibration):
 
 def _write_outputs(search, output_dir, history, num_classes, recalibration):
     distribution = search.distribution
-    arch = distribution.most_probable_within(search.target_macs)
+    arch = distribution.most_probable_within(search.target_macs, floor=RESULT_FLOOR)
     distribution.save(os.path.join(output_dir, "distribution.json"))
     atomic_write_text(os.path.join(output_dir, "architecture.json"), arch.to_json())
     write_npz_atomically(
