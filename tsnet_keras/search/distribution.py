@@ -43,17 +43,22 @@ def _outside(macs, low, high) -> int:
     return -1 if macs > high else (1 if macs < low else 0)
 
 
-def _cheapest_move(indices, log_p, macs, direction):
+def _cheapest_move(indices, log_p, macs, direction, limit):
     """(variable, choice) that loses the least log-probability per MAC moved in
-    `direction`, or None when no single change moves the MACs that way."""
-    current, best = macs(indices), None
+    `direction`, preferring moves that do not pass `limit` (the far bound of the target),
+    or None when no single change moves the MACs that way."""
+    current, best = macs(indices), {}
     for v, row in enumerate(log_p):
         for c in (c for c in range(len(row)) if c != indices[v]):
-            moved = direction * (macs(indices[:v] + [c] + indices[v + 1:]) - current)
-            cost = (row[indices[v]] - row[c]) / moved if moved > 0 else None
-            if cost is not None and (best is None or cost < best[0]):
-                best = (cost, v, c)
-    return None if best is None else best[1:]
+            after = macs(indices[:v] + [c] + indices[v + 1:])
+            moved = direction * (after - current)
+            if moved <= 0:
+                continue
+            cost, short = (row[indices[v]] - row[c]) / moved, direction * (limit - after) >= 0
+            if short not in best or cost < best[short][0]:
+                best[short] = (cost, v, c)
+    found = best.get(True) or best.get(False)
+    return None if found is None else found[1:]
 
 
 def _more_probable_within(indices, log_p, macs, low, high) -> list:
@@ -77,7 +82,8 @@ def _greedy_within(indices, log_p, macs, low, high) -> list:
     indices = list(indices)
     for _ in range(sum(len(row) for row in log_p)):  # bounds a loop between low and high
         direction = _outside(macs(indices), low, high)
-        move = _cheapest_move(indices, log_p, macs, direction) if direction else None
+        limit = high if direction > 0 else low
+        move = _cheapest_move(indices, log_p, macs, direction, limit) if direction else None
         if move is None:
             break
         indices[move[0]] = move[1]
