@@ -7,7 +7,7 @@ many search steps as the three progressive steps together (run here through
 `search_step("one_shot", ...)`), `--random` architectures drawn uniformly from the space
 within 5% of the progressive one's FLOPs, and a hand-made X3D-like two-stream model of
 the same space at the closest FLOPs (`hand_made`). Each is trained from scratch by the
-retrain recipe with its notebook's defaults (10 x 40 AdamW steps) at `--retrain-crop`
+retrain recipe with its notebook's defaults (20 x 40 AdamW steps) at `--retrain-crop`
 (default: the searches' `--crop`; FLOPs are matched there), for
 `--seeds` seeds (random: seed 0 each), and scored by the evaluate recipe's S row
 (10-Center). Every finished run is kept in `--output`, so a rerun resumes.
@@ -35,7 +35,7 @@ from tsnet_keras.search import baselines  # noqa: E402
 from tsnet_keras.space.architecture import Architecture  # noqa: E402
 from tsnet_keras.spaces import auto_tsnet_mini  # noqa: E402
 
-RETRAIN = dict(epochs=10, steps_per_epoch=40, checkpoint_every=0)  # the retrain notebook's
+RETRAIN = dict(epochs=20, steps_per_epoch=40, checkpoint_every=0)  # the retrain notebook's
 HAND_MADE_FUSION = "time_strided_conv"  # SlowFast's best lateral connection
 
 
