@@ -106,3 +106,15 @@ def test_an_architecture_over_the_flops_target_is_reported(caplog):
     with caplog.at_level(logging.INFO, logger="tsnet_keras"):
         _report_target(_target_metrics(0.066, 0.05, 0.07), verbose=True)  # raised to the budget
     assert "most probable architecture took 0.05 GFLOPs" in caplog.text
+
+
+def test_the_comparison_line_says_when_every_random_architecture_scored_the_same():
+    from tsnet_keras.recipes.baselines import describe
+    from tsnet_keras.search.baselines import searched_vs_random
+
+    tied = describe(searched_vs_random(1.0, [1.0] * 5), 5)
+    assert "nan" not in tied
+    assert "100.0% +- 0.0% (all equal: the searched one ties them" in tied
+    spread = describe(searched_vs_random(0.9, [0.7, 0.8, 0.9]), 3)
+    assert "80.0% +- 10.0% (searched - mean = +1.0 std)" in spread
+    assert "(searched - mean" not in describe(searched_vs_random(0.9, [0.7]), 1)
