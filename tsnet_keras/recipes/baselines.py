@@ -75,13 +75,12 @@ def describe(summary: dict, count: int) -> str:
     """One line: searched vs the random mean, in standard deviations."""
     line = (f"searched {100 * summary['searched']:.1f}% top-1 vs {count} random architectures at "
             f"equal FLOPs: {100 * summary['random_mean']:.1f}%")
-    if not math.isnan(summary["random_std"]):  # NaN with one random architecture
-        line += f" +- {100 * summary['random_std']:.1f}%"
-    if summary["random_std"] == 0:  # every random architecture scored the same
+    std = summary["random_std"]
+    if std == 0:  # every random architecture scored the same
         tie = "ties them" if summary["searched"] == summary["random_mean"] else "differs from all"
-        line += f" (all equal: the searched one {tie}; no spread to measure against)"
-    elif not math.isnan(summary["random_std"]):
-        line += f" (searched - mean = {summary['beats_mean_by_std']:+.1f} std)"
+        line += f" +- 0.0% (all equal: the searched one {tie}; no spread to measure against)"
+    elif not math.isnan(std):  # NaN with one random architecture
+        line += f" +- {100 * std:.1f}% (searched - mean = {summary['beats_mean_by_std']:+.1f} std)"
     return line + f"; best random {100 * summary['random_max']:.1f}%"
 
 

@@ -311,13 +311,13 @@ class ParsecSearch(keras.Model):
         self.logits_optimizer = logits_optimizer
         # The hinge's own step under evidence logits (`direct_hinge`): lambda is its size.
         self._hinge_optimizer = keras.optimizers.SGD(1.0, name="hinge_sgd")
+        self._hinge_optimizer.build(self.distribution.trainable_variables)
         if loss is not None:
             self._loss_fn = loss
         kwargs["jit_compile"] = False
         super().compile(optimizer=weights_optimizer, **kwargs)
         self.optimizer.build(self.supernet.trainable_variables)
         self.logits_optimizer.build(self.distribution.trainable_variables)
-        self._hinge_optimizer.build(self.distribution.trainable_variables)
 
     @property
     def metrics(self):
@@ -430,15 +430,14 @@ class ParsecSearch(keras.Model):
         accuracy gradient it would take hundreds of steps to pass the threshold.
         Returns (the first term, E[MACs]).
         """
-        logits = self.distribution.trainable_variables
-        with tf.GradientTape(persistent=True) as tape:
+        logits, direct = self.distribution.trainable_variables, self.direct_hinge
+        with tf.GradientTape(persistent=direct) as tape:
             logits_loss, expected_macs = self._logits_terms(all_scores, all_indices)
-            hinge = (self._hinge(expected_macs) if self.hinge == "expected" else 0.0) / replicas
-            direct = self.direct_hinge
+            hinge = self._hinge(expected_macs) / replicas if self.hinge == "expected" else 0.0
             total = logits_loss / replicas + (0.0 if direct else hinge)
         if logits:
             self._gated_step(self.logits_optimizer, tape.gradient(total, logits), logits)
-            if direct and self.target_macs is not None:
+            if direct:
                 gradients = tape.gradient(hinge, logits,
                                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
                 self._gated_step(self._hinge_optimizer, gradients, logits)
@@ -466,7 +465,8 @@ class ParsecSearch(keras.Model):
     @property
     def direct_hinge(self) -> bool:
         """Whether the expected-MACs hinge takes its own gradient step (evidence logits)."""
-        return self.hinge == "expected" and isinstance(self.logits_optimizer, EvidenceOptimizer)
+        return (self.hinge == "expected" and self.target_macs is not None
+                and isinstance(self.logits_optimizer, EvidenceOptimizer))
 
     def _sample_gradients_eager(self, x, y, indices, scale):
         """(loss, gradients of scale * loss) of one sampled architecture."""
