@@ -10,7 +10,9 @@ the same space at the closest FLOPs (`hand_made`). Each is trained from scratch 
 retrain recipe with its notebook's defaults (20 x 40 AdamW steps) at `--retrain-crop`
 (default: the searches' `--crop`; FLOPs are matched there), for
 `--seeds` seeds (random: seed 0 each), and scored by the evaluate recipe's S row
-(10-Center). Every finished run is kept in `--output`, so a rerun resumes.
+(10-Center). Every finished run is kept in `--output`, so a rerun resumes. `--train-list`,
+`--val-list` and `--data-root` take other data (as the recipes' parameters of those names),
+for example a larger synthetic dataset; `--no-one-shot` leaves the one-shot search out.
 
     python benchmarks/bench_chain_comparison.py --progressive runs/chain --output runs/compare \\
         --crop 32 --retrain-crop 64 --oneshot-epochs 72 --target-gflops 0.0175 --seeds 3 \\
@@ -88,11 +90,14 @@ def candidates(args, space, data) -> dict:
     """Name -> architecture: progressive, one-shot, hand-made and the random draws."""
     progressive = recipes.load_architecture(os.path.join(args.progressive, "step3"))
     target = complexity(progressive, data.num_classes, crop=args.retrain_crop).macs
-    one_shot_dir = args.one_shot_dir or os.path.join(args.output, "one_shot")
-    recipes.search_step("one_shot", one_shot_dir, data=data, crop=args.crop,
-                        epochs=args.oneshot_epochs, target_gflops=args.target_gflops, verbose=0)
-    archs = {"progressive": progressive, "one_shot": recipes.load_architecture(one_shot_dir),
-             "hand_made": hand_made(space, target, data.num_classes, args.retrain_crop)}
+    archs = {"progressive": progressive}
+    if args.one_shot:
+        one_shot_dir = args.one_shot_dir or os.path.join(args.output, "one_shot")
+        recipes.search_step("one_shot", one_shot_dir, data=data, crop=args.crop,
+                            epochs=args.oneshot_epochs, target_gflops=args.target_gflops,
+                            verbose=0)
+        archs["one_shot"] = recipes.load_architecture(one_shot_dir)
+    archs["hand_made"] = hand_made(space, target, data.num_classes, args.retrain_crop)
     drawn = baselines.random_architectures(space, target, args.random,
                                            num_classes=data.num_classes, crop=args.retrain_crop)
     archs.update({f"random_{i}": arch for i, arch in enumerate(drawn)})
@@ -153,6 +158,12 @@ def main(argv=None):
     parser.add_argument("--one-shot-dir", default="",
                         help="the one-shot search's folder (default: OUTPUT/one_shot)")
     parser.add_argument("--oneshot-epochs", type=int, default=72)
+    parser.add_argument("--one-shot", action=argparse.BooleanOptionalAction, default=True,
+                        help="--no-one-shot: leave the one-shot search out")
+    parser.add_argument("--data-root", default="", help="as the recipes' data_root")
+    parser.add_argument("--train-list", default="",
+                        help="as the recipes' train_list (default: the built-in synthetic data)")
+    parser.add_argument("--val-list", default="", help="as the recipes' val_list")
     parser.add_argument("--target-gflops", type=float, default=0.0175)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--random", type=int, default=5)
@@ -163,7 +174,7 @@ def main(argv=None):
     args.retrain_crop = args.retrain_crop or args.crop
     if args.plot_only:
         return plot(os.path.join(args.output, "comparison.json"), args.plot)
-    data = recipes.resolve_data(verbose=False)
+    data = recipes.resolve_data(args.data_root, args.train_list, args.val_list, verbose=False)
     space = auto_tsnet_mini()
     archs = candidates(args, space, data)
     results = {}

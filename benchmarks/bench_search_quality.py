@@ -329,7 +329,8 @@ def known(args):
                               learning_rate=args.learning_rate or SearchSettings.learning_rate,
                               weights_optimizer=args.weights_optimizer, estimator=estimator,
                               logits_optimizer=args.logits_optimizer)
-    runs = [run_search(space, clips, settings, seed, watch=(key, 1)) for seed in args.seeds_list]
+    runs = [run_search(space, clips, settings, seed, score=args.score, watch=(key, 1))
+            for seed in args.seeds_list]
     rows = []
     for run in runs:
         m = run["marginals"][key]
@@ -342,7 +343,8 @@ def known(args):
               f"{rows[-1]['most_probable_t']} | {rows[-1]['drift_others']:.2f} | "
               f"{' / '.join(f'{100 * accuracy[t]:.0f}' for t in ('1', '3', '5'))} |",
               flush=True)
-    _write(args.output, "known.json", {"settings": dataclasses.asdict(settings), "rows": rows,
+    _write(args.output, "known.json", {"settings": dataclasses.asdict(settings),
+                                       "score": args.score, "rows": rows,
                                        "runs": runs})
     return rows
 
@@ -416,6 +418,8 @@ def main(argv=None):
                            "(the library default) or zeros (every kernel starts as the smallest)")
     know.add_argument("--logits-optimizer", default=None, choices=("adam", "evidence"),
                       help="the architecture logits' optimizer (default: the library's)")
+    know.add_argument("--score", default="accuracy", choices=("accuracy", "log_likelihood"),
+                      help="the held-out score of a sampled architecture")
     know.add_argument("--path-batch", default=None, choices=("full", "split"),
                       help="clips each sampled path trains on (default: the library's)")
     for command in (plant, know):

@@ -1,5 +1,6 @@
 """The hand-made two-stream model of benchmarks/bench_chain_comparison.py: what it claims to be."""
 
+import argparse
 import importlib.util
 import pathlib
 
@@ -32,3 +33,18 @@ def test_hand_made_is_x3d_like_and_matches_the_flops_of_a_sampled_model(seed):
                if len(choices.fusion) > 1]
     assert fusions and set(fusions) == {"time_strided_conv"}
     assert complexity(arch, num_classes=8, crop=32).macs == pytest.approx(target, rel=0.05)
+
+
+def test_without_one_shot_the_candidates_are_progressive_hand_made_and_random(tmp_path):
+    space = auto_tsnet_mini()
+    (tmp_path / "step3").mkdir()
+    space.sample(seed=1).save(str(tmp_path / "step3" / "architecture.json"))
+    module = _module()
+    args = argparse.Namespace(
+        progressive=str(tmp_path), retrain_crop=32, one_shot=False, random=2)
+    data = type("Data", (), {"num_classes": 8})()
+    archs = module.candidates(args, space, data)
+    assert list(archs) == ["progressive", "hand_made", "random_0", "random_1"]
+    target = complexity(archs["progressive"], num_classes=8, crop=32).macs
+    for name in ("random_0", "random_1"):
+        assert complexity(archs[name], num_classes=8, crop=32).macs == pytest.approx(target, rel=0.05)
