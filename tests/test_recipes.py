@@ -1,6 +1,7 @@
 """tsnet_keras.recipes: parameter errors before training, your own list files with a broken
 video, resuming an interrupted retrain, the held-out split, the schedule and the table."""
 
+import csv
 import json
 import math
 import os
@@ -170,6 +171,15 @@ def test_unreachable_target_is_refused_before_training(own_data, tmp_path):
     assert not os.path.exists(tmp_path / "s1" / "checkpoint.npz")
 
 
+def test_a_search_epoch_longer_than_one_pass_goes_over_the_videos_again(own_data, tmp_path):
+    # 8 search-training videos in batches of 2 make 4 batches a pass; the epoch asks for 6 steps
+    recipes.search_step(1, str(tmp_path / "s1"), data=own_data, epochs=1, steps_per_epoch=6,
+                        heldout_fraction=0.34, samples_per_replica=2, **TINY)
+    with open(tmp_path / "s1" / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == [6]
+
+
 # --------------------------------------------------------- your own list files
 def test_own_list_file_with_a_broken_video_trains_and_evaluates(own_videos, tmp_path):
     data = recipes.resolve_data(**own_videos, verbose=False)
@@ -291,6 +301,14 @@ def test_retrain_killed_right_after_an_epochs_checkpoint_keeps_its_row(own_data,
         "step-000000002.weights.h5", "step-000000004.weights.h5"]
     with pytest.raises(ValueError, match=r"momentum: 0.9 in the checkpoint, 0.5 now.*resume=False"):
         recipes.retrain(arch, out, **dict(settings, momentum=0.5))
+
+
+def test_a_retrain_epoch_longer_than_one_pass_goes_over_the_videos_again(own_data, tmp_path):
+    # 12 training videos in batches of 2 make 6 batches a pass; the epoch asks for 8 steps
+    outcome = recipes.retrain(sparse_arch(), str(tmp_path / "retrain"), data=own_data, epochs=1,
+                              steps_per_epoch=8, warmup_epochs=0, validate=False, **TINY)
+    assert outcome.metrics["epochs_completed"] == 1
+    assert outcome.history[-1]["step"] == 8
 
 
 @pytest.mark.slow  # ~20 s; the engine's early-stopping test (search/test_engine.py) runs by default

@@ -147,6 +147,23 @@ class WorkerShare:
             shutil.rmtree(self.write_dir, ignore_errors=True)
 
 
+def epoch_data(one_pass):
+    """`(train_data(epoch, steps_per_epoch), batches)`: an epoch's training batches.
+
+    `one_pass(epoch)` is one pass over the training videos; `batches` its known
+    length (< 0: unknown, e.g. TFRecords). An epoch of more steps than one pass
+    goes over the videos again (the pass repeated), so a small dataset trains with
+    any `steps_per_epoch` instead of running dry mid-epoch.
+    """
+    batches = int(one_pass(0).cardinality())
+
+    def train_data(epoch, steps_per_epoch):
+        dataset = one_pass(epoch)
+        return dataset.repeat() if 0 < batches < steps_per_epoch else dataset
+
+    return train_data, batches
+
+
 # ------------------------------------------------------------------------- files
 def _plain(value):
     """JSON-ready copy: NumPy scalars to Python, non-finite floats to None."""

@@ -19,6 +19,7 @@ checkpoint, and resumes from it) and adds:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 import types
@@ -29,6 +30,7 @@ import numpy as np
 from tsnet_keras.checks import check_choice
 from tsnet_keras.recipes.common import (
     ARCHITECTURE_FILE,
+    epoch_data,
     architecture_summary,
     check_int,
     check_number,
@@ -451,7 +453,7 @@ def _search_data(data, share, search_train, heldout, *, crop, frames, seed, batc
     worker_heldout = share.batch(heldout_batch, "heldout_batch_size")
     options = {"shard": share.shard} if share.shard else {}
 
-    def train_data(epoch):
+    def one_pass(epoch):
         return data.dataset("train", "train", crop=crop, batch_size=worker_batch, frames=frames,
                             seed=seed * 1000 + epoch, videos=search_train, **options)
 
@@ -464,14 +466,15 @@ def _search_data(data, share, search_train, heldout, *, crop, frames, seed, batc
     else:  # TFRecord shards: a dataset, skipped batch by batch
         val_data = data.dataset("val", "val", crop=crop, batch_size=worker_heldout, frames=frames,
                                 seed=seed, videos=heldout, drop_remainder=True, **options)
+    passes, batches = epoch_data(one_pass)
     if not steps_per_epoch:
-        steps_per_epoch = int(train_data(0).cardinality())
+        steps_per_epoch = batches
         if share.shard and hasattr(search_train, "records"):
             steps_per_epoch = share.batches(len(search_train), batch_size)
         if steps_per_epoch < 1:
             raise ValueError("`steps_per_epoch` must be given (> 0): the training set's length "
                              "is unknown or smaller than one batch.")
-    return train_data, val_data, steps_per_epoch
+    return functools.partial(passes, steps_per_epoch=steps_per_epoch), val_data, steps_per_epoch
 
 
 __all__ = ["DistributionSnapshots", "SNAPSHOT_FILE", "SearchStepOutcome", "load_snapshots",

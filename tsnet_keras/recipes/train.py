@@ -65,6 +65,7 @@ from tsnet_keras.engine import (
 from tsnet_keras.files import atomic_path
 from tsnet_keras.recipes.common import (
     MODEL_FILE,
+    epoch_data,
     architecture_summary,
     as_json,
     check_int,
@@ -240,7 +241,8 @@ def _retrain_data(data, share, *, crop, batch_size, frames, seed, steps_per_epoc
     """`(train_data(epoch), val_data or None, steps_per_epoch)` of this worker (one-hot labels).
 
     Several workers: each reads its shard of the lists in batches of its part of
-    `batch_size`, and every worker runs the same number of steps.
+    `batch_size`, and every worker runs the same number of steps. An epoch longer
+    than one pass over the training videos goes over them again.
     """
     import tensorflow as tf
 
@@ -250,13 +252,14 @@ def _retrain_data(data, share, *, crop, batch_size, frames, seed, steps_per_epoc
     def one_hot(x, y):
         return x, tf.one_hot(y, data.num_classes)
 
-    def train_data(epoch):
+    def one_pass(epoch):
         dataset = data.dataset("train", "train", crop=crop, batch_size=worker_batch, frames=frames,
                                seed=seed * 1000 + epoch, **options)
         return dataset.map(one_hot)
 
+    passes, batches = epoch_data(one_pass)
     if not steps_per_epoch:
-        steps_per_epoch = int(train_data(0).cardinality())
+        steps_per_epoch = batches
         if share.workers > 1 and data.num_train_videos is not None:
             steps_per_epoch = share.batches(data.num_train_videos, batch_size)
         if steps_per_epoch < 1:
@@ -268,7 +271,7 @@ def _retrain_data(data, share, *, crop, batch_size, frames, seed, steps_per_epoc
                                 seed=seed, **options).map(one_hot)
         if val_steps:
             val_data = val_data.take(val_steps)
-    return train_data, val_data, steps_per_epoch
+    return functools.partial(passes, steps_per_epoch=steps_per_epoch), val_data, steps_per_epoch
 
 
 def retrain(
