@@ -3,6 +3,7 @@
 import argparse
 import importlib.util
 import pathlib
+import types
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_without_one_shot_the_candidates_are_progressive_hand_made_and_random(tm
     module = _module()
     args = argparse.Namespace(
         progressive=str(tmp_path), retrain_crop=32, one_shot=False, random=2)
-    data = type("Data", (), {"num_classes": 8})()
+    data = types.SimpleNamespace(num_classes=8)
     archs = module.candidates(args, space, data)
     assert list(archs) == ["progressive", "hand_made", "random_0", "random_1"]
     target = complexity(archs["progressive"], num_classes=8, crop=32).macs

@@ -147,21 +147,18 @@ class WorkerShare:
             shutil.rmtree(self.write_dir, ignore_errors=True)
 
 
-def epoch_data(one_pass):
-    """`(train_data(epoch, steps_per_epoch), batches)`: an epoch's training batches.
+def epoch_data(one_pass, steps_per_epoch: int):
+    """`(train_data(epoch), batches)`: an epoch's training batches and one pass's length.
 
     `one_pass(epoch)` is one pass over the training videos; `batches` its known
     length (< 0: unknown, e.g. TFRecords). An epoch of more steps than one pass
-    goes over the videos again (the pass repeated), so a small dataset trains with
-    any `steps_per_epoch` instead of running dry mid-epoch.
+    (`steps_per_epoch` as given; 0: one pass) goes over the videos again, so a
+    small dataset trains with any `steps_per_epoch` instead of running dry.
     """
     batches = int(one_pass(0).cardinality())
-
-    def train_data(epoch, steps_per_epoch):
-        dataset = one_pass(epoch)
-        return dataset.repeat() if 0 < batches < steps_per_epoch else dataset
-
-    return train_data, batches
+    if not 0 < batches < steps_per_epoch:
+        return one_pass, batches
+    return (lambda epoch: one_pass(epoch).repeat()), batches
 
 
 # ------------------------------------------------------------------------- files

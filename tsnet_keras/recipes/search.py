@@ -19,7 +19,6 @@ checkpoint, and resumes from it) and adds:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import time
 import types
@@ -30,12 +29,12 @@ import numpy as np
 from tsnet_keras.checks import check_choice
 from tsnet_keras.recipes.common import (
     ARCHITECTURE_FILE,
-    epoch_data,
     architecture_summary,
     check_int,
     check_number,
     check_output_dir,
     check_previous_dir,
+    epoch_data,
     named_space,
     WorkerShare,
     choose_strategy,
@@ -466,7 +465,7 @@ def _search_data(data, share, search_train, heldout, *, crop, frames, seed, batc
     else:  # TFRecord shards: a dataset, skipped batch by batch
         val_data = data.dataset("val", "val", crop=crop, batch_size=worker_heldout, frames=frames,
                                 seed=seed, videos=heldout, drop_remainder=True, **options)
-    passes, batches = epoch_data(one_pass)
+    train_data, batches = epoch_data(one_pass, steps_per_epoch)
     if not steps_per_epoch:
         steps_per_epoch = batches
         if share.shard and hasattr(search_train, "records"):
@@ -474,7 +473,7 @@ def _search_data(data, share, search_train, heldout, *, crop, frames, seed, batc
         if steps_per_epoch < 1:
             raise ValueError("`steps_per_epoch` must be given (> 0): the training set's length "
                              "is unknown or smaller than one batch.")
-    return functools.partial(passes, steps_per_epoch=steps_per_epoch), val_data, steps_per_epoch
+    return train_data, val_data, steps_per_epoch
 
 
 __all__ = ["DistributionSnapshots", "SNAPSHOT_FILE", "SearchStepOutcome", "load_snapshots",

@@ -65,12 +65,12 @@ from tsnet_keras.engine import (
 from tsnet_keras.files import atomic_path
 from tsnet_keras.recipes.common import (
     MODEL_FILE,
-    epoch_data,
     architecture_summary,
     as_json,
     check_int,
     check_number,
     check_output_dir,
+    epoch_data,
     WorkerShare,
     choose_strategy,
     load_trained_model,
@@ -257,7 +257,7 @@ def _retrain_data(data, share, *, crop, batch_size, frames, seed, steps_per_epoc
                                seed=seed * 1000 + epoch, **options)
         return dataset.map(one_hot)
 
-    passes, batches = epoch_data(one_pass)
+    train_data, batches = epoch_data(one_pass, steps_per_epoch)
     if not steps_per_epoch:
         steps_per_epoch = batches
         if share.workers > 1 and data.num_train_videos is not None:
@@ -271,7 +271,7 @@ def _retrain_data(data, share, *, crop, batch_size, frames, seed, steps_per_epoc
                                 seed=seed, **options).map(one_hot)
         if val_steps:
             val_data = val_data.take(val_steps)
-    return functools.partial(passes, steps_per_epoch=steps_per_epoch), val_data, steps_per_epoch
+    return train_data, val_data, steps_per_epoch
 
 
 def retrain(
