@@ -9,10 +9,13 @@ on, function instantiation, oneDNN primitives, the step itself), then two more s
     python benchmarks/bench_search_startup.py --arch search --grappler on   # as before
     python benchmarks/bench_search_startup.py --arch sampled                # fixed model
     python benchmarks/bench_search_startup.py --arch search --inline on     # before 2026-12-04
+    python benchmarks/bench_search_startup.py --arch search --lower off     # a lead, not adopted
 
 `--inline on` wraps the search's two per-sample functions as plain `tf.function`s, which
 TensorFlow inlines K times into the step (what the library did before it marked them
-`_noinline`).
+`_noinline`). `--lower off` sets TensorFlow's private
+`control_flow_util_v2._DISABLE_LOWER_USING_SWITCH_MERGE` before anything is traced, so
+each switch branch stays a function of its own (BENCHMARKS.md section 3c).
 
 Uses `bench_search.py`'s space (the paper's step-1 space), batches and architectures.
 """
@@ -35,6 +38,8 @@ def main(argv=None):
                         help="search only: ParsecSearch(graph_optimization=None|True|False)")
     parser.add_argument("--inline", default="off", choices=("off", "on"),
                         help="search only: on = the per-sample functions inlined (as before)")
+    parser.add_argument("--lower", default="on", choices=("on", "off"),
+                        help="off: switch branches not lowered to Switch/Merge (private TF flag)")
     parser.add_argument("--space", default="paper", choices=("paper", "tiny"),
                         help="tiny: the tests' space, to check this script in seconds")
     parser.add_argument("--crop", type=int, default=64)
@@ -45,6 +50,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.path_batch = "full"
     args.graph_optimization = {"default": None, "on": True, "off": False}[args.grappler]
+    if args.lower == "off":
+        from tensorflow.python.ops import control_flow_util_v2
+
+        control_flow_util_v2._DISABLE_LOWER_USING_SWITCH_MERGE = True
     start = time.perf_counter()
     model, data = bench.startup_model(args, bench._space(args.space))
     if args.inline == "on" and args.arch == "search":
@@ -67,7 +76,7 @@ def main(argv=None):
     print(f"{args.arch} (grappler {args.grappler}): build {built - start:.1f} s, first fit step "
           f"{first - built:.1f} s = Python trace {marks[1] - marks[0]:.1f} s + the rest "
           f"{first - marks[1]:.1f} s; later step {later:.2f} s; load {os.getloadavg()[0]:.1f}; "
-          f"inline {args.inline}; peak RSS "
+          f"inline {args.inline}; lower {args.lower}; peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
