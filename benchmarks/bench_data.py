@@ -24,7 +24,9 @@ frames, scale jitter [182, 228], crop 160, flip) of:
    160^2, the two-stream consumer of these clips) at the same batch size.
 
 Every figure is the median over `--repeats` timed passes of `--clips` clips after
-one warm-up batch.
+one warm-up batch. `--no-tf` keeps the rows that need no TensorFlow, (1) and the
+process pool without tf.data, for a machine whose training runs on another
+Keras backend (benchmarks/device_check.sh on a GPU machine without TensorFlow).
 """
 
 from __future__ import annotations
@@ -171,17 +173,29 @@ def process_rate(paths, batch, clips, repeats, workers):
             return produced
 
         rate = timed_clips(run, clips, repeats)
-        # pool only: decoding in processes, results pickled back, no tf.data
-        def raw(count):
-            jobs = [(paths[index % len(paths)], 10**6 + index) for index in range(count)]
-            return len(pool.map(plain_clip, jobs, chunksize=1))
-
-        raw_rate = timed_clips(raw, clips, repeats)
+        raw_rate = _pool_rate(pool, paths, clips, repeats)
         # Stop the generator and drop the iterator while the pool still answers,
         # or tf.data's generator thread waits forever on a terminated pool.
         stop.set()
         del iterator, dataset
     return rate, raw_rate
+
+
+def _pool_rate(pool, paths, clips, repeats):
+    """Decoding in the pool's processes, results pickled back, no tf.data."""
+
+    def raw(count):
+        jobs = [(paths[index % len(paths)], 10**6 + index) for index in range(count)]
+        return len(pool.map(plain_clip, jobs, chunksize=1))
+
+    return timed_clips(raw, clips, repeats)
+
+
+def pool_only_rate(paths, clips, repeats, workers):
+    """`_pool_rate` with a pool of its own: the process-pool row without TensorFlow."""
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pool.map(plain_clip, [(paths[0], 2 * 10**6 + i) for i in range(workers)], chunksize=1)  # start all
+        return _pool_rate(pool, paths, clips, repeats)
 
 
 def train_step_seconds(arch_name: str, batch: int, repeats: int):
@@ -229,15 +243,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--video-dir", default=None)
     parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--no-tf", action="store_true",
+                        help="decoding rows only (plain loop, process pool): no TensorFlow needed")
     args = parser.parse_args()
 
     folder = args.video_dir or tempfile.mkdtemp(prefix="bench_data_")
     paths = make_videos(folder, args.videos)
-    import tensorflow as tf
-
     print(f"{len(paths)} videos {WIDTH}x{HEIGHT}, {FRAMES} frames at {FPS} fps (H.264, keyint 250); "
           f"clips: 4x16 sparse + 32x2 dense, jitter {JITTER}, crop {CROP}; batch {args.batch}; "
-          f"{os.cpu_count()} CPU threads; PyAV {av.__version__}, TF {tf.__version__}")
+          f"{os.cpu_count()} CPU threads; PyAV {av.__version__}")
 
     print(f"\n{'pipeline':<58} {'clips/s':>8} {'ms/clip':>8}")
     rows = []
@@ -251,12 +265,16 @@ def main():
                                                        for i in (next(jobs) for _ in range(count)))),
                         args.clips, args.repeats)
     report("plain PyAV loop, 1 thread", plain)
+    workers = os.cpu_count() or 2
+    if args.no_tf:
+        report(f"process pool ({workers}) of plain loops, pickled only",
+               pool_only_rate(paths, args.clips, args.repeats, workers))
+        return
     single, _ = dataset_rate(paths, args.batch, args.clips, args.repeats, 1)
     report("video_dataset, num_parallel_calls=1", single)
     for parallel, label in ((2, "2"), (4, "4"), (None, "AUTOTUNE")):
         rate, failures = dataset_rate(paths, args.batch, args.clips, args.repeats, parallel)
         report(f"video_dataset, threads, num_parallel_calls={label}", rate)
-    workers = os.cpu_count() or 2
     process, raw = process_rate(paths, args.batch, args.clips, args.repeats, workers)
     report(f"process pool ({workers}) of plain loops, pickled only", raw)
     report(f"process pool ({workers}) -> tf.data.from_generator", process)

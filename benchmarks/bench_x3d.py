@@ -1,14 +1,18 @@
-"""X3D-S speed on the TensorFlow backend: forward and training step against PyTorch.
+"""X3D-S speed of tsnet_keras: forward and training step against PyTorch.
 
 Usage:
     python benchmarks/bench_x3d.py [--size S] [--batches 1 4] [--repeats 5]
     python benchmarks/bench_x3d.py --policy mixed_bfloat16   # bfloat16 compute
     python benchmarks/bench_x3d.py --batches 8 32 --policy mixed_bfloat16   # on a GPU
+    KERAS_BACKEND=jax python benchmarks/bench_x3d.py ...   # the same layers on JAX
 
-On a machine with a CUDA GPU both frameworks run there (TensorFlow places its
-ops on the GPU by itself, torch is moved to "cuda"); with a mixed policy torch
-runs under `torch.autocast` with the same compute dtype. `--frames` and `--crop`
-shrink the clip for quick checks of the script itself.
+The Keras backend is KERAS_BACKEND's (TensorFlow when unset): on TensorFlow the
+step is a `tf.function` with a `GradientTape`, on JAX a jitted
+`stateless_call` + `optimizer.stateless_apply` with the state donated. On a
+machine with a CUDA GPU both frameworks run there (TensorFlow and JAX place
+their arrays on the GPU by themselves, torch is moved to "cuda"); with a mixed
+policy torch runs under `torch.autocast` with the same compute dtype.
+`--frames` and `--crop` shrink the clip for quick checks of the script itself.
 
 Shapes follow the X3D-S recipe: 13 x 160^2 clips, 400 classes; SGD with momentum.
 The same network is timed in the same run as
@@ -27,6 +31,7 @@ training step <= 0.8x at batch 1 and 4, forward <= 0.8x at batch 1.
 
 import argparse
 import dataclasses
+import functools
 import os
 import statistics
 import sys
@@ -35,14 +40,15 @@ import types
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX: leave GPU memory to torch
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from tsnet_keras import build_model, complexity, presets  # noqa: E402
 
 GOAL = 0.8
+OURS = "tsnet_keras/" + {"tensorflow": "TF", "jax": "JAX"}.get(keras.backend.backend(), keras.backend.backend())
 
 
 def timed_side_by_side(functions, repeats):
@@ -83,15 +89,13 @@ def main():
         help="CPU threads of each framework (1 keeps ratios stable on a loaded machine)",
     )
     args = parser.parse_args()
-    for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)  # leave memory to torch
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if keras.backend.backend() == "tensorflow":
+        _configure_tensorflow(args.threads)
 
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     config = presets.X3D_SIZES[args.size]
     crop, frames = args.crop or config["train_crop"], args.frames or config["frames"]
-    implementations = {"tsnet_keras/TF": keras_x3d(args.size, frames, crop, args.policy)}
+    implementations = {OURS: keras_x3d(args.size, frames, crop, args.policy)}
     if not args.no_torch and args.size == "S":
         implementations.update(torch_models(args.threads, frames, crop, args.policy))
     print(f"{'impl':>16} {'batch':>5} {'forward s':>10} {'forward CPU s':>14} {'train step s':>13} "
@@ -117,10 +121,10 @@ def print_goals(results, batches):
     for reference in ("PyTorchVideo", "PyTorch ref"):
         if (reference, batches[0]) not in results:
             continue
-        print(f"\nratios tsnet_keras/TF : {reference}, wall clock / CPU time "
+        print(f"\nratios {OURS} : {reference}, wall clock / CPU time "
               f"(goal <= {GOAL} where marked)")
         for batch in batches:
-            ours, theirs = results["tsnet_keras/TF", batch], results[reference, batch]
+            ours, theirs = results[OURS, batch], results[reference, batch]
             for index, what in enumerate(("forward", "train step")):
                 wall, cpu = (ours[index][k] / theirs[index][k] for k in (0, 1))
                 goal = (what == "train step" and batch in (1, 4)) or (what == "forward" and batch == 1)
@@ -130,6 +134,15 @@ def print_goals(results, batches):
 
 def _verdict(ratio):
     return "met" if ratio <= GOAL else "missed"
+
+
+def _configure_tensorflow(threads):
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)  # leave memory to torch
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 def keras_x3d(size, frames, crop, policy):
@@ -144,9 +157,15 @@ def keras_x3d(size, frames, crop, policy):
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    maker = _jax_maker if keras.backend.backend() == "jax" else _tensorflow_maker
+    make, where = maker(model, optimizer, loss_fn)
     print(f"tsnet_keras X3D-{size}: {cost.params:,} params, {cost.gflops:.3f} GMACs/clip at "
-          f"{frames}x{crop}^2; devices {[d.device_type for d in tf.config.list_logical_devices()]}; TF {tf.__version__}, Keras {keras.__version__}, policy {policy}, "
-          f"{tf.config.threading.get_intra_op_parallelism_threads()} threads")
+          f"{frames}x{crop}^2; {where}; Keras {keras.__version__}, policy {policy}")
+    return make
+
+
+def _tensorflow_maker(model, optimizer, loss_fn):
+    import tensorflow as tf
 
     @tf.function
     def forward(x):
@@ -164,7 +183,43 @@ def keras_x3d(size, frames, crop, policy):
         x, y = tf.constant(x), tf.constant(y)
         return (lambda: forward(x).numpy()), (lambda: float(train_step(x, y)))
 
-    return make
+    devices = [d.device_type for d in tf.config.list_logical_devices()]
+    threads = tf.config.threading.get_intra_op_parallelism_threads()
+    return make, f"devices {devices}; TF {tf.__version__}, {threads} threads"
+
+
+def _jax_maker(model, optimizer, loss_fn):
+    """Keras' JAX training loop by hand: jitted stateless calls, the state donated."""
+    import jax
+
+    def loss_and_state(trainable, non_trainable, x, y):
+        logits, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
+        return loss_fn(y, logits), non_trainable
+
+    gradient = jax.value_and_grad(loss_and_state, has_aux=True)
+    forward = jax.jit(lambda trainable, non_trainable, x: model.stateless_call(
+        trainable, non_trainable, x, training=False)[0])
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def train_step(state, x, y):
+        trainable, non_trainable, optimizer_state = state
+        (loss, non_trainable), grads = gradient(trainable, non_trainable, x, y)
+        trainable, optimizer_state = optimizer.stateless_apply(optimizer_state, grads, trainable)
+        return loss, (trainable, non_trainable, optimizer_state)
+
+    state = [[v.value for v in variables] for variables in
+             (model.trainable_variables, model.non_trainable_variables, optimizer.variables)]
+
+    def make(x, y):
+        x, y = jax.device_put(x), jax.device_put(y)
+
+        def step():
+            loss, state[:] = train_step(tuple(state), x, y)
+            return float(loss)
+
+        return (lambda: forward(state[0], state[1], x).block_until_ready()), step
+
+    return make, f"devices {[d.platform for d in jax.devices()]}; JAX {jax.__version__}"
 
 
 def torch_models(threads, frames, crop, policy):
@@ -185,6 +240,7 @@ def torch_models(threads, frames, crop, policy):
         )
     models["PyTorch ref"] = X3D(num_classes=400)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     for name, model in models.items():
         print(f"{name}: torch {torch.__version__}, {sum(p.numel() for p in model.parameters()):,} "
               f"params, {torch.get_num_threads()} threads, eager, {device}, {policy}")
@@ -203,6 +259,9 @@ def _pytorchvideo_create_x3d():
     try:
         from pytorchvideo.models.x3d import create_x3d
     except ImportError:
+        return None
+    except Exception as error:  # noqa: BLE001 - an old pytorchvideo against a new torchvision
+        print(f"PyTorchVideo: import failed ({type(error).__name__}: {error})")
         return None
     return create_x3d
 
