@@ -12,7 +12,9 @@ retrain recipe with its notebook's defaults (20 x 40 AdamW steps) at `--retrain-
 `--seeds` seeds (random: seed 0 each), and scored by the evaluate recipe's S row
 (10-Center). Every finished run is kept in `--output`, so a rerun resumes. `--train-list`,
 `--val-list` and `--data-root` take other data (as the recipes' parameters of those names),
-for example a larger synthetic dataset; `--no-one-shot` leaves the one-shot search out.
+for example a larger synthetic dataset; `--no-one-shot` leaves the one-shot search out;
+`--also NAME=CHAIN` adds another chain's step-3 result (for example one searched on that
+data), retrained and scored as the progressive one.
 
     python benchmarks/bench_chain_comparison.py --progressive runs/chain --output runs/compare \\
         --crop 32 --retrain-crop 64 --oneshot-epochs 72 --target-gflops 0.0175 --seeds 3 \\
@@ -91,6 +93,8 @@ def candidates(args, space, data) -> dict:
     progressive = recipes.load_architecture(os.path.join(args.progressive, "step3"))
     target = complexity(progressive, data.num_classes, crop=args.retrain_crop).macs
     archs = {"progressive": progressive}
+    for name, folder in getattr(args, "also", []):
+        archs[name] = recipes.load_architecture(os.path.join(folder, "step3"))
     if args.one_shot:
         one_shot_dir = args.one_shot_dir or os.path.join(args.output, "one_shot")
         recipes.search_step("one_shot", one_shot_dir, data=data, crop=args.crop,
@@ -148,6 +152,13 @@ def plot(json_path, path):
     return path
 
 
+def _named_chain(text):
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=CHAIN_FOLDER, got {text!r}")
+    return name, folder
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--progressive", required=True, help="a chain folder with step3/")
@@ -165,6 +176,9 @@ def main(argv=None):
                         help="as the recipes' train_list (default: the built-in synthetic data)")
     parser.add_argument("--val-list", default="", help="as the recipes' val_list")
     parser.add_argument("--target-gflops", type=float, default=0.0175)
+    parser.add_argument("--also", nargs="*", type=_named_chain, default=[], metavar="NAME=CHAIN",
+                        help="more chains' step-3 results, retrained as the progressive one "
+                             "(for example one searched on the comparison's own data)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--random", type=int, default=5)
     parser.add_argument("--plot", default="", help="PNG path: the figure of the results")

@@ -49,3 +49,19 @@ def test_without_one_shot_the_candidates_are_progressive_hand_made_and_random(tm
     target = complexity(archs["progressive"], num_classes=8, crop=32).macs
     for name in ("random_0", "random_1"):
         assert complexity(archs[name], num_classes=8, crop=32).macs == pytest.approx(target, rel=0.05)
+
+
+def test_also_adds_other_chains_results_after_the_progressive_one(tmp_path):
+    space = auto_tsnet_mini()
+    for name, seed in (("chain", 1), ("other", 2)):
+        (tmp_path / name / "step3").mkdir(parents=True)
+        space.sample(seed=seed).save(str(tmp_path / name / "step3" / "architecture.json"))
+    module = _module()
+    args = argparse.Namespace(progressive=str(tmp_path / "chain"), retrain_crop=32,
+                              one_shot=False, random=0,
+                              also=[module._named_chain(f"here={tmp_path / 'other'}")])
+    archs = module.candidates(args, space, types.SimpleNamespace(num_classes=8))
+    assert list(archs) == ["progressive", "here", "hand_made"]
+    assert archs["here"].to_dict() == space.sample(seed=2).to_dict()
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=CHAIN_FOLDER"):
+        module._named_chain("no_folder")
