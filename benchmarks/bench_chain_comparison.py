@@ -134,7 +134,7 @@ def plot(json_path, path):
     figure = Figure(figsize=(7, 3.4))
     axis = figure.subplots()
     for x, (name, result) in enumerate(results.items()):
-        colour = COLOURS.get(name, "tab:grey")
+        colour = COLOURS.get(name, "tab:grey" if name.startswith("random_") else "tab:purple")
         top1 = 100 * np.asarray(result["top1"])
         axis.scatter([x] * len(top1), top1, color=colour, s=18, zorder=3)
         axis.hlines(top1.mean(), x - 0.3, x + 0.3, color=colour)
