@@ -93,7 +93,7 @@ def candidates(args, space, data) -> dict:
     progressive = recipes.load_architecture(os.path.join(args.progressive, "step3"))
     target = complexity(progressive, data.num_classes, crop=args.retrain_crop).macs
     archs = {"progressive": progressive}
-    for name, folder in getattr(args, "also", []):
+    for name, folder in args.also:
         archs[name] = recipes.load_architecture(os.path.join(folder, "step3"))
     if args.one_shot:
         one_shot_dir = args.one_shot_dir or os.path.join(args.output, "one_shot")

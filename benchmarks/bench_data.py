@@ -194,7 +194,8 @@ def _pool_rate(pool, paths, clips, repeats):
 def pool_only_rate(paths, clips, repeats, workers):
     """`_pool_rate` with a pool of its own: the process-pool row without TensorFlow."""
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        pool.map(plain_clip, [(paths[0], 2 * 10**6 + i) for i in range(workers)], chunksize=1)  # start all
+        warm_up = [(paths[0], 2 * 10**6 + i) for i in range(workers)]
+        pool.map(plain_clip, warm_up, chunksize=1)  # every worker started before timing
         return _pool_rate(pool, paths, clips, repeats)
 
 

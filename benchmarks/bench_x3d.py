@@ -48,7 +48,8 @@ import numpy as np  # noqa: E402
 from tsnet_keras import build_model, complexity, presets  # noqa: E402
 
 GOAL = 0.8
-OURS = "tsnet_keras/" + {"tensorflow": "TF", "jax": "JAX"}.get(keras.backend.backend(), keras.backend.backend())
+_BACKEND = keras.backend.backend()
+OURS = "tsnet_keras/" + {"tensorflow": "TF", "jax": "JAX"}.get(_BACKEND, _BACKEND)
 
 
 def timed_side_by_side(functions, repeats):

@@ -42,7 +42,7 @@ def test_without_one_shot_the_candidates_are_progressive_hand_made_and_random(tm
     space.sample(seed=1).save(str(tmp_path / "step3" / "architecture.json"))
     module = _module()
     args = argparse.Namespace(
-        progressive=str(tmp_path), retrain_crop=32, one_shot=False, random=2)
+        progressive=str(tmp_path), retrain_crop=32, one_shot=False, random=2, also=[])
     data = types.SimpleNamespace(num_classes=8)
     archs = module.candidates(args, space, data)
     assert list(archs) == ["progressive", "hand_made", "random_0", "random_1"]
