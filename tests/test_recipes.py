@@ -3,6 +3,7 @@ video, resuming an interrupted retrain, the held-out split, the schedule and the
 
 import csv
 import json
+import logging
 import math
 import os
 import shutil
@@ -178,6 +179,21 @@ def test_a_search_epoch_longer_than_one_pass_goes_over_the_videos_again(own_data
     with open(tmp_path / "s1" / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row["step"]) for row in rows] == [6]
+
+
+def test_search_step_names_what_the_evidence_decided(own_data, tmp_path, caplog):
+    """After 3 steps no logit can pass z = 3 (|z| <= sqrt(steps)): the file and the
+    metrics say nothing was decided, and the log says the choices are leans."""
+    with caplog.at_level(logging.INFO, logger="tsnet_keras.recipes"):
+        outcome = recipes.search_step(1, str(tmp_path / "s1"), data=own_data, epochs=1,
+                                      steps_per_epoch=3, heldout_fraction=0.34,
+                                      samples_per_replica=2, **{**TINY, "verbose": 1})
+    with open(tmp_path / "s1" / "evidence.json") as handle:
+        evidence = json.load(handle)
+    assert evidence["threshold"] == 3.0 and evidence["decided"] == {}
+    assert evidence["undecided"] == list(outcome.result.distribution.keys)
+    assert outcome.metrics["decided_variables"] == {}
+    assert f"decided 0 of {len(evidence['undecided'])} variables" in caplog.text
 
 
 # --------------------------------------------------------- your own list files
@@ -469,8 +485,6 @@ def test_single_device_uses_the_default_strategy():
 
 
 def test_the_devices_line_is_logged_not_printed(caplog, capsys):
-    import logging
-
     with caplog.at_level(logging.INFO, logger="tsnet_keras.recipes"):
         strategy = choose_strategy()
     assert f"{strategy.num_replicas_in_sync} replica(s)" in caplog.text

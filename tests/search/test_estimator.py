@@ -15,6 +15,7 @@ from tsnet_keras.search.estimator import (
     centred_ranks,
     sample_loss_weights,
 )
+from tsnet_keras.search.evidence import evidence_report
 from tsnet_keras.search.parsec import accuracy_score
 
 CLASSES = 5
@@ -74,6 +75,10 @@ def _planted(space, key, value, delta):
 
 
 def _search(delta, seed, steps=150, logits_optimizer=None, **options):
+    return _searched(delta, seed, steps, logits_optimizer, **options).distribution.marginals()
+
+
+def _searched(delta, seed, steps=150, logits_optimizer=None, **options):
     keras.utils.set_random_seed(seed)
     space = search_space()
     train = clip_dataset(64, 8, crop=CROP, classes=CLASSES, seed=seed).repeat()
@@ -82,7 +87,7 @@ def _search(delta, seed, steps=150, logits_optimizer=None, **options):
                           score=_planted(space, "sparse[1].temporal_kernel", 3, delta), **options)
     search.compile(learning_rate=0.05, total_steps=steps, logits_optimizer=logits_optimizer)
     search.fit(search_dataset(train, heldout), epochs=1, steps_per_epoch=steps, verbose=0)
-    return search.distribution.marginals()
+    return search
 
 
 def test_defaults_find_a_planted_advantage_and_leave_the_others_near_uniform():
@@ -98,10 +103,14 @@ def test_defaults_find_a_planted_advantage_and_leave_the_others_near_uniform():
     """
     assert DEFAULTS.samples_per_replica >= 2
     for seed in (0, 1):
-        marginals = _search(0.10, seed)
+        search = _searched(0.10, seed)
+        marginals = search.distribution.marginals()
         assert marginals.pop("sparse[1].temporal_kernel")[3] > 0.85, (seed, marginals)
         drift = max(max(m.values()) - 1 / len(m) for m in marginals.values())
         assert drift <= 0.15, (seed, marginals)
+        # the report names it as the one decided variable, the others as leans
+        decided = evidence_report(search.distribution, search.logits_optimizer)["decided"]
+        assert {k: v["choice"] for k, v in decided.items()} == {"sparse[1].temporal_kernel": 3}
 
 
 def test_adam_logits_find_a_planted_advantage_of_ten_points():

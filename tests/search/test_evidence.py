@@ -13,7 +13,8 @@ from tests.search.spaces import search_space
 from tsnet_keras.search import ParsecSearch
 from tsnet_keras.search import checkpoint as checkpoint_module
 from tsnet_keras.search.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
-from tsnet_keras.search.evidence import EvidenceOptimizer, logits_optimizer
+from tsnet_keras.search.distribution import ArchitectureDistribution
+from tsnet_keras.search.evidence import EvidenceOptimizer, evidence_report, logits_optimizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -127,3 +128,41 @@ def test_the_rule_holds_on_the_other_backends(backend):
     result = subprocess.run([sys.executable, "-c", _ON_BACKEND], env=env, cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _distribution_with_evidence(steps, advantage, seed=0):
+    """A distribution over the tests' space and an evidence optimizer fed `steps` gradients:
+    noise on every logit, and `advantage` more on choice 1 of the first variable (a
+    negative gradient raises a logit)."""
+    distribution = ArchitectureDistribution(search_space(), num_classes=5, crop=8)
+    optimizer = EvidenceOptimizer()
+    optimizer.build(distribution.trainable_variables)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        gradients = [rng.normal(size=n).astype("float32") for n in distribution.sizes]
+        gradients[0][1] -= advantage
+        optimizer.apply_gradients(zip(gradients, distribution.trainable_variables))
+    return distribution, optimizer
+
+
+def test_evidence_report_names_the_decided_variable_and_its_choice():
+    distribution, optimizer = _distribution_with_evidence(200, advantage=1.0)
+    report = evidence_report(distribution, optimizer)
+    first = distribution.search_variables[0]
+    assert list(report["decided"]) == [first.key]
+    entry = report["decided"][first.key]
+    assert entry["choice"] == first.choices[1]
+    assert entry["z"][str(first.choices[1])] < -3.0  # z = sum g / sqrt(sum g^2), about -10
+    assert report["undecided"] == list(distribution.keys[1:])
+    np.testing.assert_allclose(optimizer.z_scores(distribution.logits)[0][1],
+                               entry["z"][str(first.choices[1])], atol=0.01)
+
+
+def test_evidence_report_decides_nothing_on_noise_or_without_evidence_logits():
+    distribution, optimizer = _distribution_with_evidence(200, advantage=0.0)
+    report = evidence_report(distribution, optimizer)
+    assert len(report["decided"]) <= 1  # about 0.3% of the logits pass z = 3 by chance
+    adam = keras.optimizers.Adam()
+    adam.build(distribution.trainable_variables)
+    assert evidence_report(distribution, adam) is None
+    assert evidence_report(distribution, EvidenceOptimizer()) is None  # not built

@@ -53,7 +53,7 @@ from tsnet_keras.recipes.train import peak_rate
 from tsnet_keras.renames import renamed_argument
 from tsnet_keras.search.estimator import DEFAULTS
 from tsnet_keras.search.evidence import LOGITS_OPTIMIZERS
-from tsnet_keras.search.progressive import RESULT_FLOOR
+from tsnet_keras.search.progressive import RESULT_FLOOR, load_evidence
 
 SNAPSHOT_FILE = "distribution_history.json"
 # The progressive steps, and "one_shot": every variable at once (the paper's Table 9 baseline).
@@ -276,14 +276,16 @@ def _run_search(step, space, data, run, inputs, previous_dir, *, warmup_epochs, 
 def _report_step(step, result, data, run, inputs, previous_dir, *, seconds, verbose) -> dict:
     """Writes the step's `metrics.json`, ends this worker's share and warns when the
     distribution is unsettled or over the target; the metrics."""
+    evidence = load_evidence(result.output_dir)
     metrics = _step_metrics(
         step, result, data, crop=run.crop, target_gflops=run.target_gflops, epochs=run.epochs,
         steps_per_epoch=inputs.steps_per_epoch, batch_size=run.batch_size, seed=run.seed,
-        previous_dir=previous_dir, seconds=seconds,
+        previous_dir=previous_dir, seconds=seconds, evidence=evidence,
     )
     write_metrics(inputs.share.write_dir, metrics)
     inputs.share.finish()
     _warn_if_unsettled(metrics["entropy_left"], verbose)
+    _report_evidence(evidence, verbose)
     _report_target(metrics, verbose)
     return metrics
 
@@ -339,6 +341,22 @@ def _warn_if_unsettled(left, verbose) -> None:
             "towards what the supernet learned first: appearance, temporal kernel 1). Search "
             "longer, and compare with random architectures (evaluate recipe, "
             "random_baselines=5); see docs/search.md.", 100 * left)
+
+
+def _report_evidence(evidence, verbose) -> None:
+    """Names the variables the held-out scores decided; the others' choices are leans."""
+    if not verbose or evidence is None:
+        return
+    decided, undecided = evidence["decided"], evidence["undecided"]
+    lines = "".join(
+        f"\n  {key} = {entry['choice']} (largest |z| {max(map(abs, entry['z'].values())):.1f})"
+        for key, entry in decided.items())
+    logger.info(
+        "the held-out scores decided %d of %d variables (a logit's |z| above %g)%s\nthe other "
+        "%d moved only by the leak (and the FLOPs hinge, under a target): their choices are leans, "
+        "not findings (evidence.json; docs/search.md).", len(decided),
+        len(decided) + len(undecided), evidence["threshold"], ":" + lines if lines else "",
+        len(undecided))
 
 
 # The step's architecture may exceed the FLOPs target by this share before the recipe says
@@ -414,8 +432,8 @@ def _heldout_batch(heldout, heldout_batch_size, workers) -> int:
 
 
 def _step_metrics(step, result, data, *, crop, target_gflops, epochs, steps_per_epoch,
-                  batch_size, seed, previous_dir, seconds) -> dict:
-    """The step's `metrics.json`."""
+                  batch_size, seed, previous_dir, seconds, evidence=None) -> dict:
+    """The step's `metrics.json` (`decided_variables`: the choices `evidence` favours)."""
     last = result.history[-1] if result.history else {}
     return {
         "recipe": f"search_step{step}",
@@ -426,6 +444,8 @@ def _step_metrics(step, result, data, *, crop, target_gflops, epochs, steps_per_
         "loss": last.get("loss"),
         "entropy": last.get("entropy"),
         "entropy_left": entropy_left(result.distribution),
+        "decided_variables": (None if evidence is None else
+                              {key: entry["choice"] for key, entry in evidence["decided"].items()}),
         "expected_gflops": last.get("expected_macs", 0) / 1e9 if last else None,
         "most_probable_gflops": last.get("most_probable_macs", 0) / 1e9 if last else None,
         "epochs": epochs,

@@ -27,6 +27,7 @@ its own (`ParsecSearch.direct_hinge`).
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from tsnet_keras.checks import check_choice
@@ -81,6 +82,16 @@ class EvidenceOptimizer(keras.optimizers.Optimizer):
         self.assign_add(variable, offset - self._offsets[index])
         self.assign(self._offsets[index], offset)
 
+    def z_scores(self, variables) -> list:
+        """The z of each of `variables`' entries (NumPy arrays), zeros before any step."""
+        result = []
+        for variable in variables:
+            index = self._get_variable_index(variable)
+            sums = np.asarray(ops.convert_to_numpy(self._sums[index]), dtype=np.float64)
+            squares = np.asarray(ops.convert_to_numpy(self._squares[index]), dtype=np.float64)
+            result.append(sums / (np.sqrt(squares) + self.epsilon))
+        return result
+
     def get_config(self):
         config = super().get_config()
         config["scale"] = config.pop("learning_rate")
@@ -89,6 +100,35 @@ class EvidenceOptimizer(keras.optimizers.Optimizer):
 
 
 LOGITS_OPTIMIZERS = ("adam", "evidence")
+
+
+def evidence_report(distribution, optimizer) -> dict | None:
+    """Which variables the held-out scores decided; None unless `optimizer` is a built
+    `EvidenceOptimizer` (Adam's moments do not tell evidence from noise).
+
+    A variable is decided when one of its logits' |z| passed the threshold. Its entry
+    gives every choice's z and the choice the evidence favours (the lowest z: the logit
+    it raised most). An undecided variable moved by the leak and, under a FLOPs target,
+    by the hinge's own step only: its most probable choice is a lean, not a finding
+    (docs/search.md, "What the search decided").
+
+    Returns:
+        {"threshold": t, "decided": {key: {"choice": c, "z": {choice: z}}},
+         "undecided": [keys]}, in the distribution's variable order.
+    """
+    if not isinstance(optimizer, EvidenceOptimizer) or not optimizer.built:
+        return None
+    decided, undecided = {}, []
+    z_rows = optimizer.z_scores(distribution.logits)
+    for variable, z in zip(distribution.search_variables, z_rows):
+        if np.max(np.abs(z)) <= optimizer.threshold:
+            undecided.append(variable.key)
+            continue
+        decided[variable.key] = {
+            "choice": variable.choices[int(np.argmin(z))],
+            "z": {str(c): round(float(value), 2) for c, value in zip(variable.choices, z)},
+        }
+    return {"threshold": optimizer.threshold, "decided": decided, "undecided": undecided}
 
 
 def logits_optimizer(name: str, learning_rate: float = 0.025):
@@ -103,4 +143,4 @@ def logits_optimizer(name: str, learning_rate: float = 0.025):
     return EvidenceOptimizer()
 
 
-__all__ = ["EvidenceOptimizer", "LOGITS_OPTIMIZERS", "logits_optimizer"]
+__all__ = ["EvidenceOptimizer", "LOGITS_OPTIMIZERS", "evidence_report", "logits_optimizer"]

@@ -16,6 +16,8 @@
 - `model.weights.h5`: weights of `build_model(architecture)` sliced from the
   supernet (what the next step inherits; optionally BN-recalibrated);
 - `supernet.weights.npz`: every supernet variable by path;
+- `evidence.json` (with the evidence logits optimizer): which variables the held-out
+  scores decided and with what z (`evidence_report`; the rest are leans);
 - `history.csv` / `history.json`: one row per epoch (loss, held-out score,
   entropy, expected / sampled / most-probable MACs);
 - `logs/`: TensorBoard;
@@ -79,7 +81,7 @@ from tsnet_keras.files import atomic_path, atomic_write_text
 from tsnet_keras.renames import renamed_argument, renamed_keys, renamed_rows
 from tsnet_keras.search.distribution import ArchitectureDistribution
 from tsnet_keras.search.estimator import DEFAULTS
-from tsnet_keras.search.evidence import LOGITS_OPTIMIZERS
+from tsnet_keras.search.evidence import LOGITS_OPTIMIZERS, evidence_report
 from tsnet_keras.search.expected_macs import MacsModel
 from tsnet_keras.search.optimizers import WEIGHTS_OPTIMIZERS
 from tsnet_keras.search.parsec import ParsecSearch, check_target_macs, graph_optimization
@@ -92,6 +94,7 @@ SEARCH_STEPS = (1, 2, 3, "one_shot")
 # A step's result uses at least this share of its FLOPs target where an architecture
 # near the argmax does (`most_probable_within`): a budget asked for is a budget used.
 RESULT_FLOOR = 0.9
+EVIDENCE_FILE = "evidence.json"
 HISTORY_FIELDS = (
     "epoch", "step", "loss", "heldout_score", "logits_loss", "entropy", "expected_macs",
     "sampled_macs", "most_probable_macs", "seconds",
@@ -314,10 +317,30 @@ def _fixed_model_weights(search, arch, output_dir, num_classes, recalibration):
     return model
 
 
+def _write_evidence(search, output_dir) -> None:
+    """`EVIDENCE_FILE`: which variables the evidence decided (removed for other optimizers)."""
+    path = os.path.join(output_dir, EVIDENCE_FILE)
+    report = evidence_report(search.distribution, search.logits_optimizer)
+    if report is not None:
+        atomic_write_text(path, json.dumps(report, indent=1))
+    elif os.path.exists(path):
+        os.remove(path)
+
+
+def load_evidence(output_dir) -> dict | None:
+    """A finished step's `EVIDENCE_FILE` (`evidence_report`), None where it has none."""
+    path = os.path.join(output_dir, EVIDENCE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def _write_outputs(search, output_dir, history, num_classes, recalibration):
     distribution = search.distribution
     arch = distribution.most_probable_within(search.target_macs, floor=RESULT_FLOOR)
     distribution.save(os.path.join(output_dir, "distribution.json"))
+    _write_evidence(search, output_dir)
     atomic_write_text(os.path.join(output_dir, "architecture.json"), arch.to_json())
     write_npz_atomically(
         os.path.join(output_dir, "supernet.weights.npz"),
