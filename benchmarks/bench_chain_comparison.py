@@ -9,8 +9,11 @@ within 5% of the progressive one's FLOPs, and a hand-made X3D-like two-stream mo
 the same space at the closest FLOPs (`hand_made`). Each is trained from scratch by the
 retrain recipe with its notebook's defaults (20 x 40 AdamW steps) at `--retrain-crop`
 (default: the searches' `--crop`; FLOPs are matched there), for
-`--seeds` seeds (random: seed 0 each), and scored by the evaluate recipe's S row
-(10-Center). Every finished run is kept in `--output`, so a rerun resumes. `--train-list`,
+`--seeds` seeds (random: `--random-seeds`, default 1: seed 0 each), and scored by the
+evaluate recipe's S row (10-Center). The summary compares each mean with the random
+architectures' means and gives the seed noise (`seed_std`, pooled over every architecture
+retrained with two seeds or more): a spread of random means no larger than
+`seed_std / sqrt(seeds)` is what seeds alone make. Every finished run is kept in `--output`, so a rerun resumes. `--train-list`,
 `--val-list` and `--data-root` take other data (as the recipes' parameters of those names),
 for example a larger synthetic dataset; `--no-one-shot` leaves the one-shot search out;
 `--also NAME=CHAIN` adds another chain's step-3 result (for example one searched on that
@@ -108,9 +111,18 @@ def candidates(args, space, data) -> dict:
     return archs
 
 
+def seed_std(results) -> float:
+    """The pooled standard deviation of one architecture's top-1 over its seeds (ddof 1,
+    every architecture with two seeds or more); NaN where none has two."""
+    spreads = [np.var(r["top1"], ddof=1) for r in results.values() if len(r["top1"]) > 1]
+    return float(np.sqrt(np.mean(spreads))) if spreads else float("nan")
+
+
 def summary(results) -> dict:
-    """Each architecture's mean top-1 against the random ones (`baselines.searched_vs_random`)."""
-    random = [r["top1"][0] for name, r in results.items() if name.startswith("random_")]
+    """Each architecture's mean top-1 against the random ones' means
+    (`baselines.searched_vs_random`), and the seed noise to read the spread against."""
+    random = [float(np.mean(r["top1"])) for name, r in results.items()
+              if name.startswith("random_")]
     rows = {}
     for name, r in results.items():
         mean = float(np.mean(r["top1"]))
@@ -118,7 +130,7 @@ def summary(results) -> dict:
         rows[name] = {"gflops": r["gflops"], "top1": r["top1"], "mean": mean,
                       "above_random_mean_in_std": compared["beats_mean_by_std"]}
     return {"random_mean": compared["random_mean"], "random_std": compared["random_std"],
-            "rows": rows}
+            "seed_std": seed_std(results), "rows": rows}
 
 
 COLOURS = {"progressive": "tab:green", "one_shot": "tab:orange", "hand_made": "tab:blue"}
@@ -181,6 +193,8 @@ def main(argv=None):
                              "(for example one searched on the comparison's own data)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--random", type=int, default=5)
+    parser.add_argument("--random-seeds", type=int, default=1,
+                        help="retrains of each random architecture (their mean is its score)")
     parser.add_argument("--plot", default="", help="PNG path: the figure of the results")
     parser.add_argument("--plot-only", action="store_true",
                         help="only draw --plot from OUTPUT/comparison.json")
@@ -193,7 +207,7 @@ def main(argv=None):
     archs = candidates(args, space, data)
     results = {}
     for name, arch in archs.items():
-        seeds = range(1) if name.startswith("random_") else range(args.seeds)
+        seeds = range(args.random_seeds if name.startswith("random_") else args.seeds)
         top1 = [trained_top1(arch, os.path.join(args.output, name, f"seed{s}"),
                              args.retrain_crop, s, data) for s in seeds]
         gflops = complexity(arch, data.num_classes, crop=args.retrain_crop).macs / 1e9

@@ -65,3 +65,16 @@ def test_also_adds_other_chains_results_after_the_progressive_one(tmp_path):
     assert archs["here"].to_dict() == space.sample(seed=2).to_dict()
     with pytest.raises(argparse.ArgumentTypeError, match="NAME=CHAIN_FOLDER"):
         module._named_chain("no_folder")
+
+
+def test_summary_scores_random_architectures_by_their_seed_means_and_gives_the_seed_noise():
+    results = {
+        "progressive": {"gflops": 0.06, "top1": [0.50, 0.48, 0.52]},
+        "random_0": {"gflops": 0.06, "top1": [0.40, 0.44, 0.42]},
+        "random_1": {"gflops": 0.06, "top1": [0.60]},
+    }
+    report = _module().summary(results)
+    assert report["random_mean"] == pytest.approx((0.42 + 0.60) / 2)
+    assert report["random_std"] == pytest.approx(abs(0.60 - 0.42) / 2 ** 0.5)
+    assert report["seed_std"] == pytest.approx(0.02)  # both 3-seed rows have std 0.02
+    assert report["rows"]["progressive"]["mean"] == pytest.approx(0.50)
