@@ -255,6 +255,18 @@ def test_distribution_evolution_reads_marginals_with_their_choices():
         assert panels[0].get_xlim() == xlim
 
 
+def test_distribution_evolution_marks_the_variables_the_evidence_decided():
+    snapshots = [{"a": [0.5, 0.5], "b": [0.5, 0.5]}, {"a": [0.1, 0.9], "b": [0.4, 0.6]}]
+    fig = plot_distribution_evolution(snapshots, decided={"a": 1})
+    a, b = [ax for ax in fig.axes if ax.get_visible()]
+    assert a.title.get_fontweight() == "bold" and a.title.get_color() == "black"
+    assert b.title.get_fontweight() == "normal" and b.title.get_color() == "0.5"
+    assert "(1 of 2)" in fig.get_suptitle()
+    plain = plot_distribution_evolution(snapshots)  # without it: no marks, no line above
+    assert plain.get_suptitle() == ""
+    assert {ax.title.get_fontweight() for ax in plain.axes if ax.get_visible()} == {"normal"}
+
+
 def test_distribution_evolution_tolerates_missing_variables_and_rejects_logits():
     snapshots = [{"a": [0.5, 0.5]}, {"a": [0.2, 0.8], "b": [0.1, 0.3, 0.6]}]
     fig = plot_distribution_evolution(snapshots)

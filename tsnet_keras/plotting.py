@@ -586,7 +586,7 @@ def _choice_values(choices, key, labels):
 
 
 def plot_distribution_evolution(snapshots, path=None, steps=None, choices=None,
-                                columns: int | None = None) -> Figure:
+                                columns: int | None = None, decided=None) -> Figure:
     """Per-variable choice probabilities over a search, as a grid of small panels.
 
     Each panel is a stacked area of one variable's choice probabilities over
@@ -610,6 +610,10 @@ def plot_distribution_evolution(snapshots, path=None, steps=None, choices=None,
             default the choices of `{choice: probability}` snapshots, else
             the choice index).
         columns: int, optional. Panels per row; defaults to about sqrt(2 n).
+        decided: the variable keys the held-out evidence decided, optional
+            (a search step's `metrics["decided_variables"]` or any collection of
+            keys). Their titles are bold; every other title is grey: its most
+            probable choice is a lean (docs/search.md, "What the search decided").
 
     Returns:
         The `matplotlib.figure.Figure`; its first n axes are the panels, in the
@@ -634,13 +638,21 @@ def plot_distribution_evolution(snapshots, path=None, steps=None, choices=None,
     axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True).ravel()
     for ax, key in zip(axes, keys):
         _evolution_panel(ax, x, key, series[key], palette, choices, labels)
+        if decided is not None:
+            _mark_evidence(ax, key in decided)
     for ax in axes[count:]:
         ax.set_visible(False)
     legend_rows = _choice_legend(keys, series, choices, labels)
     _add_choice_legends(fig, legend_rows, palette)
     # Fixed margins in inches: tight_layout over ~50 axes takes seconds.
     width, height = fig.get_size_inches()
-    fig.subplots_adjust(left=0.4 / width, right=1 - 0.1 / width, top=1 - 0.35 / height,
+    top = 0.35
+    if decided is not None:
+        top += 0.2
+        fig.suptitle(f"bold: decided by the held-out evidence ({len(decided)} of {count}); "
+                     "grey: leans", fontsize=7, x=0.4 / width, y=1 - 0.08 / height,
+                     ha="left", va="top")
+    fig.subplots_adjust(left=0.4 / width, right=1 - 0.1 / width, top=1 - top / height,
                         bottom=(0.45 + 0.42 * len(legend_rows)) / height, wspace=0.12, hspace=0.5)
     return _save(fig, path)
 
@@ -663,6 +675,12 @@ def _evolution_panel(ax, x, key, array, palette, choices, labels) -> None:
     ax.set_yticks([0, 0.5, 1])
     ax.xaxis.set_major_locator(MaxNLocator(3, integer=True))
     ax.tick_params(labelsize=5, length=2, pad=1)
+
+
+def _mark_evidence(ax, decided: bool) -> None:
+    """A decided variable's panel title in bold, an undecided one's in grey."""
+    ax.title.set_fontweight("bold" if decided else "normal")
+    ax.title.set_color("black" if decided else "0.5")
 
 
 def _add_choice_legends(fig, legend_rows, palette) -> None:
