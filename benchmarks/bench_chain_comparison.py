@@ -17,7 +17,10 @@ retrained with two seeds or more): a spread of random means no larger than
 `--val-list` and `--data-root` take other data (as the recipes' parameters of those names),
 for example a larger synthetic dataset; `--no-one-shot` leaves the one-shot search out;
 `--also NAME=CHAIN` adds another chain's step-3 result (for example one searched on that
-data), retrained and scored as the progressive one.
+data), retrained and scored as the progressive one. `--decided NAME=CHAIN` adds `--random`
+draws at the same FLOPs with the variables CHAIN's steps decided kept to the choices the
+evidence left (`evidence.json`) and the others uniform (NAME_0, NAME_1, ...): against the plain random draws it measures
+what the search's decisions alone are worth.
 
     python benchmarks/bench_chain_comparison.py --progressive runs/chain --output runs/compare \\
         --crop 32 --retrain-crop 64 --oneshot-epochs 72 --target-gflops 0.0175 --seeds 3 \\
@@ -30,6 +33,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -39,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tsnet_keras import recipes  # noqa: E402
 from tsnet_keras.accounting import complexity  # noqa: E402
 from tsnet_keras.search import baselines  # noqa: E402
+from tsnet_keras.search.progressive import load_evidence  # noqa: E402
 from tsnet_keras.space.architecture import Architecture  # noqa: E402
 from tsnet_keras.spaces import auto_tsnet_mini  # noqa: E402
 
@@ -108,7 +113,32 @@ def candidates(args, space, data) -> dict:
     drawn = baselines.random_architectures(space, target, args.random,
                                            num_classes=data.num_classes, crop=args.retrain_crop)
     archs.update({f"random_{i}": arch for i, arch in enumerate(drawn)})
+    for name, chain in args.decided:
+        kept = baselines.random_architectures(space, target, args.random,
+                                              num_classes=data.num_classes,
+                                              crop=args.retrain_crop, kept=decided_choices(chain))
+        archs.update({f"{name}_{i}": arch for i, arch in enumerate(kept)})
     return archs
+
+
+def decided_choices(chain) -> dict:
+    """Variable key -> the choices a chain's three steps kept where they decided (their
+    `evidence.json`: the favoured one, or those the evidence did not rule out)."""
+    kept = {}
+    for step in ("step1", "step2", "step3"):
+        evidence = load_evidence(os.path.join(chain, step))
+        if evidence is None:
+            raise SystemExit(f"{chain}/{step} has no evidence.json (the evidence logits "
+                             "optimizer writes it)")
+        kept.update({key: entry["kept"] for key, entry in evidence["decided"].items()})
+    return kept
+
+
+def draw_seeds(args, name) -> range:
+    """Seeds of one candidate: `--random-seeds` for the draws (random and --decided),
+    `--seeds` for the rest."""
+    draws = ("random_", *(f"{prefix}_" for prefix, _ in args.decided))
+    return range(args.random_seeds if name.startswith(draws) else args.seeds)
 
 
 def seed_std(results) -> float:
@@ -130,10 +160,33 @@ def summary(results) -> dict:
         rows[name] = {"gflops": r["gflops"], "top1": r["top1"], "mean": mean,
                       "above_random_mean_in_std": compared["beats_mean_by_std"]}
     return {"random_mean": compared["random_mean"], "random_std": compared["random_std"],
-            "seed_std": seed_std(results), "rows": rows}
+            "seed_std": seed_std(results), "groups": draw_groups(results), "rows": rows}
+
+
+def draw_groups(results) -> dict:
+    """Per family of draws (`random_0`, `random_1`, ... -> "random"): the mean, std (ddof 1)
+    and count of its members' mean top-1."""
+    families = {}
+    for name, r in results.items():
+        match = re.fullmatch(r"(.+)_(\d+)", name)
+        if match:
+            families.setdefault(match.group(1), []).append(float(np.mean(r["top1"])))
+    return {family: {"mean": float(np.mean(means)),
+                     "std": float(np.std(means, ddof=1)) if len(means) > 1 else float("nan"),
+                     "count": len(means)}
+            for family, means in families.items()}
 
 
 COLOURS = {"progressive": "tab:green", "one_shot": "tab:orange", "hand_made": "tab:blue"}
+
+
+def _colour(name, decided_prefixes) -> str:
+    """Searched results purple, random draws grey, draws with decided variables olive."""
+    if name in COLOURS:
+        return COLOURS[name]
+    if name.startswith("random_"):
+        return "tab:grey"
+    return "tab:olive" if name.startswith(decided_prefixes or ("\0",)) else "tab:purple"
 
 
 def plot(json_path, path):
@@ -143,10 +196,11 @@ def plot(json_path, path):
     with open(json_path, encoding="utf-8") as handle:
         report = json.load(handle)
     results, summary_ = report["results"], report["summary"]
+    decided = tuple(f"{prefix}_" for prefix, _ in report["settings"].get("decided", []))
     figure = Figure(figsize=(7, 3.4))
     axis = figure.subplots()
     for x, (name, result) in enumerate(results.items()):
-        colour = COLOURS.get(name, "tab:grey" if name.startswith("random_") else "tab:purple")
+        colour = _colour(name, decided)
         top1 = 100 * np.asarray(result["top1"])
         axis.scatter([x] * len(top1), top1, color=colour, s=18, zorder=3)
         axis.hlines(top1.mean(), x - 0.3, x + 0.3, color=colour)
@@ -191,6 +245,10 @@ def main(argv=None):
     parser.add_argument("--also", nargs="*", type=_named_chain, default=[], metavar="NAME=CHAIN",
                         help="more chains' step-3 results, retrained as the progressive one "
                              "(for example one searched on the comparison's own data)")
+    parser.add_argument("--decided", nargs="*", type=_named_chain, default=[], metavar="NAME=CHAIN",
+                        help="--random draws more, each with the variables CHAIN's steps decided "
+                             "(their evidence.json) kept to the choices the evidence left: is what "
+                             "the search decided worth it?")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--random", type=int, default=5)
     parser.add_argument("--random-seeds", type=int, default=1,
@@ -207,9 +265,8 @@ def main(argv=None):
     archs = candidates(args, space, data)
     results = {}
     for name, arch in archs.items():
-        seeds = range(args.random_seeds if name.startswith("random_") else args.seeds)
         top1 = [trained_top1(arch, os.path.join(args.output, name, f"seed{s}"),
-                             args.retrain_crop, s, data) for s in seeds]
+                             args.retrain_crop, s, data) for s in draw_seeds(args, name)]
         gflops = complexity(arch, data.num_classes, crop=args.retrain_crop).macs / 1e9
         results[name] = {"gflops": gflops, "top1": top1, "architecture": arch.to_dict()}
         print(f"| {name} | {gflops:.4f} | {' / '.join(f'{100 * t:.1f}' for t in top1)} |",

@@ -32,6 +32,24 @@ def test_draws_are_within_the_tolerance_of_the_target_and_seeded():
     assert other != drawn
 
 
+def test_kept_variables_are_drawn_among_their_kept_choices_the_others_vary():
+    space = get_space("auto_tsnet_mini")
+    target = macs(space.sample(3))
+    kept = {"sparse[1].temporal_kernel": [5], "sparse[0].fusion": ["none", "time_to_channel"]}
+    drawn = baselines.random_architectures(space, target, 6, num_classes=5, crop=CROP,
+                                           kept=kept)
+    assert all(abs(macs(a) / target - 1) <= baselines.FLOPS_TOLERANCE for a in drawn)
+    assert {a.sparse.groups[1].temporal_kernel for a in drawn} == {5}
+    assert {a.sparse.groups[0].fusion for a in drawn} == {"none", "time_to_channel"}
+    assert len({a.sparse.groups[2].temporal_kernel for a in drawn}) > 1
+    with pytest.raises(ValueError, match=r"sparse\[1\].temporal_kernel has no choice\(s\) \[7\]"):
+        baselines.random_architectures(space, target, 1, num_classes=5, crop=CROP,
+                                       kept={"sparse[1].temporal_kernel": [3, 7]})
+    with pytest.raises(ValueError, match="'nope' is not a variable"):
+        baselines.random_architectures(space, target, 1, num_classes=5, crop=CROP,
+                                       kept={"nope": [1]})
+
+
 def test_a_draw_is_the_distributions_sample_at_uniform_logits():
     space = tiny_single_stream()
     dist = ArchitectureDistribution(space, 5, CROP)

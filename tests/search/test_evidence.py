@@ -151,7 +151,7 @@ def test_evidence_report_names_the_decided_variable_and_its_choice():
     first = distribution.search_variables[0]
     assert list(report["decided"]) == [first.key]
     entry = report["decided"][first.key]
-    assert entry["choice"] == first.choices[1]
+    assert entry["choice"] == first.choices[1] and entry["kept"] == [first.choices[1]]
     assert entry["z"][str(first.choices[1])] < -3.0  # z = sum g / sqrt(sum g^2), about -10
     assert report["undecided"] == list(distribution.keys[1:])
     np.testing.assert_allclose(optimizer.z_scores(distribution.logits)[0][1],
@@ -166,3 +166,10 @@ def test_evidence_report_decides_nothing_on_noise_or_without_evidence_logits():
     adam.build(distribution.trainable_variables)
     assert evidence_report(distribution, adam) is None
     assert evidence_report(distribution, EvidenceOptimizer()) is None  # not built
+
+
+def test_evidence_that_only_rules_a_choice_out_keeps_the_others():
+    distribution, optimizer = _distribution_with_evidence(200, advantage=-1.0)  # choice 1 hurts
+    entry = evidence_report(distribution, optimizer)["decided"][distribution.keys[0]]
+    assert entry["z"][str(distribution.search_variables[0].choices[1])] > 3.0
+    assert entry["kept"] == [distribution.search_variables[0].choices[0]]

@@ -22,10 +22,15 @@ MAX_DRAWS = 200_000
 _CHUNK = 4096
 
 
-def _uniform_cdfs(sizes) -> list:
+def _uniform_cdfs(sizes, kept=None) -> list:
+    """Per variable, the CDF `Generator.choice(size, p=uniform)` searches; a variable in
+    `kept` (position -> choice indices) is uniform over those choices only."""
     cdfs = []
-    for size in sizes:  # what `Generator.choice(size, p=uniform)` searches
-        cdf = np.full(size, 1.0 / size).cumsum()
+    for position, size in enumerate(sizes):
+        probabilities = np.full(size, 1.0 / size)
+        if kept and position in kept:
+            probabilities = np.isin(np.arange(size), kept[position]) / len(kept[position])
+        cdf = probabilities.cumsum()
         cdfs.append(cdf / cdf[-1])
     return cdfs
 
@@ -43,8 +48,26 @@ def uniform_draw(space, seed: int):
     return space.from_indices({v.key: i for v, i in zip(variables, indices)})
 
 
+def _kept_columns(space, kept) -> dict:
+    """Position -> choice indices of each `kept` variable key -> choices, checked."""
+    variables = space.variables()
+    keys = [v.key for v in variables]
+    columns = {}
+    for key, choices in (kept or {}).items():
+        if key not in keys:
+            raise ValueError(f"`kept`: {key!r} is not a variable of the space.")
+        known = variables[keys.index(key)].choices
+        unknown = [c for c in choices if c not in known]
+        if unknown or not choices:
+            raise ValueError(f"`kept`: {key} has no choice(s) {unknown or choices!r} "
+                             f"(choices: {known}).")
+        columns[keys.index(key)] = [known.index(c) for c in choices]
+    return columns
+
+
 def random_architectures(space, target_macs: float, count: int, *, num_classes: int, crop,
-                         seed: int = 0, tolerance: float = FLOPS_TOLERANCE) -> list:
+                         seed: int = 0, tolerance: float = FLOPS_TOLERANCE,
+                         kept: dict | None = None) -> list:
     """`count` uniform draws from `space` whose one-view MACs are within `tolerance` of target.
 
     The MACs of a draw come from the space's layer tables (`MacsModel`, exact), so
@@ -57,6 +80,9 @@ def random_architectures(space, target_macs: float, count: int, *, num_classes: 
         num_classes, crop: the accounting's settings (those of the searched model).
         seed: int. Which draws (see the module docstring).
         tolerance: relative MACs gap accepted.
+        kept: variable key -> choices, optional: those variables are drawn uniformly
+            among these choices only (one choice: fixed), for example what a search
+            decided (`evidence_report`'s "kept"); the others stay uniform over all.
 
     Raises:
         ValueError: when `MAX_DRAWS` draws give fewer than `count` (the target is
@@ -67,7 +93,7 @@ def random_architectures(space, target_macs: float, count: int, *, num_classes: 
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"`count` must be an int >= 0, got {count!r}.")
     model = MacsModel(space, num_classes, crop)
-    cdfs = _uniform_cdfs(model.sizes)
+    cdfs = _uniform_cdfs(model.sizes, _kept_columns(space, kept))
     found = []
     for first in range(0, MAX_DRAWS, _CHUNK):
         if len(found) == count:

@@ -107,14 +107,16 @@ def evidence_report(distribution, optimizer) -> dict | None:
     `EvidenceOptimizer` (Adam's moments do not tell evidence from noise).
 
     A variable is decided when one of its logits' |z| passed the threshold. Its entry
-    gives every choice's z and the choice the evidence favours (the lowest z: the logit
-    it raised most). An undecided variable moved by the leak and, under a FLOPs target,
+    gives every choice's z, the choice the evidence favours (the lowest z: the logit it
+    raised most) and the choices it keeps: that one alone where its z is below
+    -threshold, else every choice whose z is not above the threshold (the evidence only
+    ruled the others out). An undecided variable moved by the leak and, under a FLOPs target,
     by the hinge's own step only: its most probable choice is a lean, not a finding
     (docs/search.md, "What the search decided").
 
     Returns:
-        {"threshold": t, "decided": {key: {"choice": c, "z": {choice: z}}},
-         "undecided": [keys]}, in the distribution's variable order.
+        {"threshold": t, "decided": {key: {"choice": c, "kept": [choices],
+         "z": {choice: z}}}, "undecided": [keys]}, in the distribution's variable order.
     """
     if not isinstance(optimizer, EvidenceOptimizer) or not optimizer.built:
         return None
@@ -124,8 +126,12 @@ def evidence_report(distribution, optimizer) -> dict | None:
         if np.max(np.abs(z)) <= optimizer.threshold:
             undecided.append(variable.key)
             continue
+        best = int(np.argmin(z))
+        kept = [best] if z[best] < -optimizer.threshold else np.flatnonzero(
+            z <= optimizer.threshold)
         decided[variable.key] = {
-            "choice": variable.choices[int(np.argmin(z))],
+            "choice": variable.choices[best],
+            "kept": [variable.choices[i] for i in kept],
             "z": {str(c): round(float(value), 2) for c, value in zip(variable.choices, z)},
         }
     return {"threshold": optimizer.threshold, "decided": decided, "undecided": undecided}
