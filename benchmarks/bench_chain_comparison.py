@@ -5,22 +5,22 @@ runs them: the architecture of a finished progressive chain (`--progressive`: a 
 with `step3/`, the search recipes' output), a one-shot search of the same space with as
 many search steps as the three progressive steps together (run here through
 `search_step("one_shot", ...)`), `--random` architectures drawn uniformly from the space
-within 5% of the progressive one's FLOPs, and a hand-made X3D-like two-stream model of
-the same space at the closest FLOPs (`hand_made`). Each is trained from scratch by the
-retrain recipe with its notebook's defaults (20 x 40 AdamW steps) at `--retrain-crop`
-(default: the searches' `--crop`; FLOPs are matched there), for
-`--seeds` seeds (random: `--random-seeds`, default 1: seed 0 each), and scored by the
-evaluate recipe's S row (10-Center). The summary compares each mean with the random
-architectures' means and gives the seed noise (`seed_std`, pooled over every architecture
-retrained with two seeds or more): a spread of random means no larger than
-`seed_std / sqrt(seeds)` is what seeds alone make. Every finished run is kept in `--output`, so a rerun resumes. `--train-list`,
-`--val-list` and `--data-root` take other data (as the recipes' parameters of those names),
-for example a larger synthetic dataset; `--no-one-shot` leaves the one-shot search out;
-`--also NAME=CHAIN` adds another chain's step-3 result (for example one searched on that
-data), retrained and scored as the progressive one. `--decided NAME=CHAIN` adds `--random`
-draws at the same FLOPs with the variables CHAIN's steps decided kept to the choices the
-evidence left (`evidence.json`) and the others uniform (NAME_0, NAME_1, ...): against the plain random draws it measures
-what the search's decisions alone are worth.
+within 5% of the progressive one's FLOPs, and a hand-made X3D-like two-stream model of the
+same space at the closest FLOPs (`hand_made`). Each is trained from scratch by the retrain
+recipe with its notebook's defaults (20 x 40 AdamW steps) at `--retrain-crop` (default:
+the searches' `--crop`; FLOPs are matched there), for `--seeds` seeds (random:
+`--random-seeds`, default 1: seed 0 each), and scored by the evaluate recipe's S row
+(10-Center). The summary compares each mean with the random architectures' means and gives
+the seed noise (`seed_std`, pooled over every architecture retrained with two seeds or
+more): a spread of random means no larger than `seed_std / sqrt(seeds)` is what seeds
+alone make. Every finished run is kept in `--output`, so a rerun resumes. `--train-list`,
+`--val-list` and `--data-root` take other data (as the recipes' parameters of those
+names), for example a larger synthetic dataset; `--no-one-shot` leaves the one-shot search
+out; `--also NAME=CHAIN` adds another chain's step-3 result (for example one searched on
+that data), retrained and scored as the progressive one. `--decided NAME=CHAIN` adds
+`--random` draws at the same FLOPs with the variables CHAIN's steps decided kept to the
+choices the evidence left (`evidence.json`) and the others uniform (NAME_0, NAME_1, ...):
+against the plain random draws it measures what the search's decisions alone are worth.
 
     python benchmarks/bench_chain_comparison.py --progressive runs/chain --output runs/compare \\
         --crop 32 --retrain-crop 64 --oneshot-epochs 72 --target-gflops 0.0175 --seeds 3 \\
@@ -186,7 +186,8 @@ def _colour(name, decided_prefixes) -> str:
         return COLOURS[name]
     if name.startswith("random_"):
         return "tab:grey"
-    return "tab:olive" if name.startswith(decided_prefixes or ("\0",)) else "tab:purple"
+    decided = decided_prefixes and name.startswith(decided_prefixes)
+    return "tab:olive" if decided else "tab:purple"
 
 
 def plot(json_path, path):

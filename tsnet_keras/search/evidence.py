@@ -110,9 +110,9 @@ def evidence_report(distribution, optimizer) -> dict | None:
     gives every choice's z, the choice the evidence favours (the lowest z: the logit it
     raised most) and the choices it keeps: that one alone where its z is below
     -threshold, else every choice whose z is not above the threshold (the evidence only
-    ruled the others out). An undecided variable moved by the leak and, under a FLOPs target,
-    by the hinge's own step only: its most probable choice is a lean, not a finding
-    (docs/search.md, "What the search decided").
+    ruled the others out). An undecided variable moved by the leak and, under a FLOPs
+    target, by the hinge's own step only: its most probable choice is a lean, not a
+    finding (docs/search.md, "What the search decided").
 
     Returns:
         {"threshold": t, "decided": {key: {"choice": c, "kept": [choices],
@@ -127,8 +127,8 @@ def evidence_report(distribution, optimizer) -> dict | None:
             undecided.append(variable.key)
             continue
         best = int(np.argmin(z))
-        kept = [best] if z[best] < -optimizer.threshold else np.flatnonzero(
-            z <= optimizer.threshold)
+        kept = ([best] if z[best] < -optimizer.threshold
+                else [i for i, value in enumerate(z) if value <= optimizer.threshold])
         decided[variable.key] = {
             "choice": variable.choices[best],
             "kept": [variable.choices[i] for i in kept],
