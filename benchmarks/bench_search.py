@@ -503,7 +503,10 @@ def main():
 
     import tensorflow as tf
 
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import machine
+
+    print(f"TensorFlow {tf.__version__}; {machine.describe()}")
     if "a" in args.parts:
         _part_a(args)
     if "u" in args.parts:

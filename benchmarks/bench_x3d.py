@@ -47,6 +47,9 @@ import numpy as np  # noqa: E402
 
 from tsnet_keras import build_model, complexity, presets  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import machine  # noqa: E402
+
 GOAL = 0.8
 _BACKEND = keras.backend.backend()
 OURS = "tsnet_keras/" + {"tensorflow": "TF", "jax": "JAX"}.get(_BACKEND, _BACKEND)
@@ -93,7 +96,7 @@ def main():
     if keras.backend.backend() == "tensorflow":
         _configure_tensorflow(args.threads)
 
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    print(f"{machine.describe()}; load average at start: {os.getloadavg()[0]:.2f}")
     config = presets.X3D_SIZES[args.size]
     crop, frames = args.crop or config["train_crop"], args.frames or config["frames"]
     implementations = {OURS: keras_x3d(args.size, frames, crop, args.policy)}
