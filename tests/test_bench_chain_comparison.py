@@ -2,23 +2,16 @@
 
 import argparse
 import json
-import importlib.util
-import pathlib
 import types
 
 import pytest
 
+from tests.scripts import load_script
 from tsnet_keras.accounting import complexity
 from tsnet_keras.spaces import auto_tsnet_mini
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_chain_comparison.py"
-
-
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_chain_comparison", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_chain_comparison.py")
 
 
 @pytest.mark.parametrize("seed", [0, 3])

@@ -1,16 +1,10 @@
 """benchmarks/machine.py: the CPU line at the head of the speed benchmarks' output."""
 
-import importlib.util
-import pathlib
-
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "machine.py"
+from tests.scripts import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_machine", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/machine.py", "bench_machine")
 
 
 def _cpuinfo(tmp_path, model, flags):

@@ -1,7 +1,6 @@
 """Every notebook starts with the same install cell; it is a no-op where everything is
 installed and installs the package and its dependencies into a clean virtual environment."""
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -11,14 +10,12 @@ import venv
 import nbformat
 import pytest
 
+from tests.scripts import load_script
 from tests.test_notebooks import ALL_NOTEBOOKS, ROOT, relative
 
 
 def load_install_cell_script():
-    spec = importlib.util.spec_from_file_location("install_cell", ROOT / "scripts" / "install_cell.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/install_cell.py")
 
 
 INSTALL = load_install_cell_script()

@@ -1,17 +1,13 @@
 """scripts/make_figures.py turns a recipe run's output folders into the README figures."""
 
-import importlib.util
 import json
 
-from tests.test_notebooks import ROOT
+from tests.scripts import load_script
 from tsnet_keras.spaces import get_space
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("make_figures", ROOT / "scripts" / "make_figures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_make_figures():
+    return load_script("scripts/make_figures.py")
 
 
 TABLE = """| Model | Params (M) | Top-1 (%) |
@@ -53,7 +49,7 @@ def fake_run(root):
 def test_figures_from_run_folders(tmp_path):
     folders, retrain, evaluate = fake_run(tmp_path)
     out = tmp_path / "images"
-    script = load_script()
+    script = load_make_figures()
     assert script.main(["--search", str(folders["step1"]), str(folders["step2"]), "--retrain", str(retrain),
                         "--evaluate", str(evaluate), "--out", str(out)]) == 0
     for name in ("architecture", "search_history", "distribution_step1", "distribution_step2",
@@ -65,5 +61,5 @@ def test_figures_from_run_folders(tmp_path):
 
 
 def test_markdown_rows_drop_the_separator():
-    assert load_script().markdown_rows(TABLE) == [
+    assert load_make_figures().markdown_rows(TABLE) == [
         ["Model", "Params (M)", "Top-1 (%)"], ["Auto-TSNet-S", "0.32", "25.6"], ["Auto-TSNet-M", "0.32", "21.2"]]

@@ -7,9 +7,7 @@ one's output folder, on `RECIPE_TEST_PARAMETERS`.
 """
 
 import ast
-import importlib.util
 import io
-import pathlib
 import subprocess
 import sys
 import tokenize
@@ -17,7 +15,8 @@ import tokenize
 import nbformat
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from tests.scripts import ROOT, load_script
+
 FOLDERS = ("notebooks", "recipes")
 
 
@@ -130,12 +129,7 @@ def test_notebook_starts_with_title_and_papermill_command(path):
 
 
 def load_strip_script():
-    spec = importlib.util.spec_from_file_location(
-        "strip_notebooks", ROOT / "scripts" / "strip_notebooks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/strip_notebooks.py")
 
 
 def test_strip_script_removes_outputs_and_keeps_tags(tmp_path):

@@ -1,0 +1,15 @@
+"""The repository's scripts (benchmarks/, scripts/) loaded as modules, for their tests."""
+
+import importlib.util
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_script(relative_path, name=None):
+    """The module of `ROOT / relative_path`, run once, under `name` (default: its file stem)."""
+    path = ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
