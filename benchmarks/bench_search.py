@@ -48,6 +48,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import machine  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHS = ("smallest", "sampled", "largest")
 UPDATES = ("restricted", "dense")
@@ -502,9 +505,6 @@ def main():
         return
 
     import tensorflow as tf
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import machine
 
     print(f"TensorFlow {tf.__version__}; {machine.describe()}")
     if "a" in args.parts:

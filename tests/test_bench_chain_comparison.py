@@ -10,6 +10,7 @@ from tests.scripts import load_script
 from tsnet_keras.accounting import complexity
 from tsnet_keras.spaces import auto_tsnet_mini
 
+
 def _module():
     return load_script("benchmarks/bench_chain_comparison.py")
 
