@@ -74,3 +74,29 @@ def _train_call(layer, x, upstream):
         return [to_numpy(t) for t in [y.detach(), x.grad] + [v.value.grad for v in variables]]
     y = layer(x, training=True)  # JAX: values and moving statistics only (stateless grads)
     return [to_numpy(y)]
+
+
+@pytest.mark.parametrize("update", [False, True], ids=["held", "moved"])
+def test_update_statistics_as_a_tensor_gate(rng, update):
+    """Batch statistics in both cases; the moving ones move only where the gate says so."""
+    shape = (2, 3, 5, 4, 6)
+    x = rng.normal(1.0, 3.0, size=shape).astype("float32")
+    keras_layer, layer = _pair(rng, shape)
+    start = [to_numpy(layer.moving_mean), to_numpy(layer.moving_variance)]
+    want = to_numpy(keras_layer(x, training=True))
+    got = to_numpy(layer(x, training=True, update_statistics=keras.ops.convert_to_tensor(update)))
+    np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-5)
+    moved = [to_numpy(keras_layer.moving_mean), to_numpy(keras_layer.moving_variance)]
+    for ours, expected in zip([layer.moving_mean, layer.moving_variance], moved if update else start):
+        np.testing.assert_allclose(to_numpy(ours), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_update_statistics_false_holds_the_moving_statistics(rng):
+    shape = (3, 5, 4, 6)
+    x = rng.normal(1.0, 3.0, size=shape).astype("float32")
+    keras_layer, layer = _pair(rng, shape)
+    start = [to_numpy(layer.moving_mean), to_numpy(layer.moving_variance)]
+    got = to_numpy(layer(x, training=True, update_statistics=False))
+    np.testing.assert_allclose(got, to_numpy(keras_layer(x, training=True)), atol=2e-5, rtol=1e-5)
+    np.testing.assert_array_equal(to_numpy(layer.moving_mean), start[0])
+    np.testing.assert_array_equal(to_numpy(layer.moving_variance), start[1])

@@ -122,6 +122,28 @@ def test_untaken_weights_stay_bit_identical():
     assert int(search.search_step.numpy()) == 2
 
 
+def test_scoring_leaves_every_moving_statistic_alone_and_training_moves_them():
+    """The held-out score uses batch statistics without dropout and moves no BN moving
+    statistic (the stem's neither); the gradients' forward moves them."""
+    search = ParsecSearch(search_space(), CLASSES, crop=CROP, samples_per_replica=2,
+                          score="log_likelihood")
+    search.compile(learning_rate=0.1)
+    (x, y), (heldout_x, heldout_y) = next(iter(_data()))
+    indices = search.sample(0)[0]
+    moving = search.supernet.non_trainable_variables
+
+    def state():
+        return [np.asarray(v).copy() for v in moving]
+
+    before = state()
+    scores = [float(search._sample_score(heldout_x, heldout_y, indices)) for _ in range(2)]
+    assert scores[0] == scores[1]  # batch statistics, no dropout: deterministic
+    for was, now in zip(before, state()):
+        np.testing.assert_array_equal(was, now)
+    search._sample_gradients(x, y, indices, tf.constant(1.0))
+    assert sum(np.any(was != now) for was, now in zip(before, state())) >= 4
+
+
 def test_one_sample_on_one_replica_is_refused():
     search = ParsecSearch(search_space(), CLASSES, crop=CROP, samples_per_replica=1)
     with pytest.raises(ValueError, match="K >= 2"):

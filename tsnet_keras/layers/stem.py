@@ -41,6 +41,12 @@ class VideoStem(keras.layers.Layer):
         `temporal_conv_kernel` `(temporal_kernel, channels)` and the BN sublayer
         `bn` (gamma, beta, moving mean and variance of width `channels`).
 
+    Call arguments:
+        inputs: `(B, T, H, W, C_in)`.
+        training: bool.
+        update_statistics: bool or a bool tensor. Defaults to True; False: in
+            training, batch statistics only (`VideoBatchNormalization`).
+
     Returns:
         Tensor of shape `(batch, frames, ceil(height / spatial_stride),
         ceil(width / spatial_stride), channels)`.
@@ -89,7 +95,7 @@ class VideoStem(keras.layers.Layer):
         )
         self.bn.build(self.compute_output_shape(input_shape))
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, update_statistics=True):
         shape = ops.shape(inputs)
         batch, frames = shape[0], shape[1]
         frames_flat = ops.reshape(inputs, (-1, shape[2], shape[3], shape[4]))
@@ -113,7 +119,7 @@ class VideoStem(keras.layers.Layer):
             shifted = x if tap == pad else frame_window(padded, tap, window)
             term = shifted * tap_kernel
             output = term if output is None else output + term
-        x = self.bn(output, training=training)
+        x = self.bn(output, training=training, update_statistics=update_statistics)
         return ops.relu(x)
 
     def compute_output_shape(self, input_shape):

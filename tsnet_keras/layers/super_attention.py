@@ -10,6 +10,7 @@ from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
     default_dynamic_shapes,
+    statistics_gate,
 )
 from tsnet_keras.space.rules import glore_widths
 
@@ -144,8 +145,8 @@ class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
                 return inputs, zeros, zeros
 
             outputs, mean, variance = ops.cond(active, glore, identity)
-        if training and update_statistics:
-            self.bn.update(channels, mean, variance, active=active)
+        self.bn.update_if(statistics_gate(training, update_statistics), channels, mean, variance,
+                          active=active)
         return outputs
 
     def compute_output_shape(self, input_shape):
