@@ -29,7 +29,7 @@ def test_layer_tests_pass_on_backend(backend):
         pytest.skip(f"KERAS_BACKEND={backend}: `import {backend}` failed: {error}")
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/layers", "-q", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "tests/layers", "-q", "-p", "no:cacheprovider", "-n", "0"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -5,6 +5,7 @@ import functools
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from tests.layers.layer_reference import depthwise_conv3d as reference
 from tests.layers.layer_reference import same_padding, to_numpy
@@ -13,9 +14,26 @@ from tsnet_keras.layers import depthwise, depthwise_conv3d
 # depthwise_conv3d dispatches per backend; check every exact method on this one,
 # values and gradients (tests/test_backends.py runs this file on JAX and torch).
 # On JAX the dispatch is the (jitted) shifts method, which is slow to run eagerly.
+
+
+def tap_loop(x, kernel, spatial_stride=1, max_taps=5):
+    """`depthwise_conv3d_tap_loop` on `kernel` centred in a 5-tap kernel whose outer taps
+    are garbage (a loop that read them would fail); the bounds are tensors on TensorFlow,
+    as the supernet passes them."""
+    taps = kernel.shape[0]
+    outer = (max_taps - taps) // 2
+    garbage = ops.full((outer,) + tuple(kernel.shape[1:]), 7.0)
+    full = ops.concatenate([garbage, kernel, garbage], axis=0) if outer else kernel
+    first, count = outer, taps
+    if keras.backend.backend() == "tensorflow":
+        first, count = ops.convert_to_tensor(first, "int32"), ops.convert_to_tensor(count, "int32")
+    return depthwise.depthwise_conv3d_tap_loop(x, full, first, count, spatial_stride)
+
+
 METHODS = {"dispatch": depthwise_conv3d, "taps": depthwise.depthwise_conv3d_taps}
 if keras.backend.backend() != "jax":
     METHODS["shifts"] = depthwise.depthwise_conv3d_shifts
+    METHODS["tap_loop"] = tap_loop  # the supernet's TensorFlow path; not for JAX's tracers
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

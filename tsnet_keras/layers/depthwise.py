@@ -117,6 +117,37 @@ def depthwise_conv3d_taps(inputs, kernel, spatial_stride=1, temporal_kernel=None
     return ops.reshape(output, (batch, frames, out_shape[1], out_shape[2], channels))
 
 
+def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_stride=1):
+    """`depthwise_conv3d_taps` with the temporal kernel `kernel[first_tap : first_tap +
+    num_taps]` chosen at run time: one traced tap in a loop, not one branch per size.
+
+    `kernel` is `(max_t, k, k, C)` with an odd `max_t`; the chosen taps are centred in it,
+    so `first_tap = (max_t - num_taps) // 2`. The clip is zero-padded by `max_t // 2`
+    frames, and tap `i` reads the frame window starting at `i` of the padded clip: the same
+    sum as `depthwise_conv3d_taps` on the cropped kernel. The supernet's sliced path
+    (TensorFlow) uses it: one traced tap instead of a switch branch per temporal kernel
+    takes a fifth to a third off a search's start-up (BENCHMARKS.md section 3c). TensorFlow and torch; not JAX (its loop index is a tracer
+    that `ops.slice` cannot take).
+    """
+    max_taps = kernel.shape[0]
+    shape = ops.shape(inputs)
+    batch, frames, height, width, channels = shape[0], shape[1], shape[2], shape[3], shape[4]
+    padded = _pad_time(inputs, max_taps // 2)
+    window = (batch, frames, height, width, channels)
+    out_height = same_output_size(height, spatial_stride)
+    out_width = same_output_size(width, spatial_stride)
+
+    def add_tap(tap, output):
+        frames_in = ops.reshape(frame_window(padded, tap, window), (-1, height, width, channels))
+        return output + ops.depthwise_conv(
+            frames_in, ops.expand_dims(kernel[tap], -1), strides=spatial_stride,
+            padding="same", data_format="channels_last")
+
+    start = ops.zeros((batch * frames, out_height, out_width, channels), inputs.dtype)
+    output = ops.fori_loop(first_tap, first_tap + num_taps, add_tap, start)
+    return ops.reshape(output, (batch, frames, out_height, out_width, channels))
+
+
 def depthwise_conv3d_grouped(inputs, kernel, spatial_stride=1):
     """One grouped 3D convolution (``groups == channels``)."""
     return ops.conv(

@@ -5,7 +5,11 @@ from keras import ops
 
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers._super import ChoiceWeightsMixin, input_row_indices, input_rows
-from tsnet_keras.layers.depthwise import depthwise_conv3d_taps, subsample_space
+from tsnet_keras.layers.depthwise import (
+    depthwise_conv3d_tap_loop,
+    depthwise_conv3d_taps,
+    subsample_space,
+)
 from tsnet_keras.layers.mbconv3d import squeeze_excite
 from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
@@ -95,7 +99,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
 
         x (B, T, H, W, in_base + in_extra)
           -> expand (rows of expand_kernel, first inner columns) -> BN -> ReLU
-          -> switch over t: depthwise centre crop t x k x k, stride s -> BN
+          -> depthwise centre crop t x k x k (loop over t taps), stride s -> BN
           -> [SE: FC inner -> squeeze_excite_channels -> ReLU -> FC -> sigmoid -> scale]
           -> swish -> project (first inner rows, first channels columns) -> BN
           -> + shortcut (identity iff stride 1 and C_in == channels, else 1x1x1 + BN)
@@ -107,10 +111,11 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
     the widths of the previous group and of the fusion.
 
     Computed work: with `dynamic_shapes` (TensorFlow, no XLA) tensors carry the
-    active widths only, the spatial crop has a tensor-valued size and
-    `keras.ops.switch` runs only the chosen temporal kernel (a static number of
-    taps), so a step costs what the sampled block costs. Without it (JAX, torch) the block
-    computes at the widest width and masks inactive channels to zero (same
+    active widths only, the spatial crop has a tensor-valued size and a loop
+    runs the chosen temporal kernel's t taps (`depthwise_conv3d_tap_loop`: one
+    traced tap for every t), so a step costs what the sampled block costs.
+    Without it (JAX, torch) the block computes at the widest width, masks
+    inactive channels to zero and `keras.ops.switch` picks the kernel (same
     results, widest cost). Batch-norm statistics are updated outside all
     branches, on the active slice only.
 
@@ -350,8 +355,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         return depthwise_conv3d_any_width(x, self._columns(crop, inner), t, self.spatial_stride)
 
     def _depthwise_sliced(self, x, kernel_index, inner):
-        """Switch over the temporal kernels only; the spatial crop has a tensor size."""
-        temporal = sorted({t for t, _ in self.kernel_choices})
+        """The chosen kernel's taps in a loop of t steps; the spatial crop has a tensor size."""
         spatial = sorted({k for _, k in self.kernel_choices})
         if len(spatial) == 1:
             k = spatial[0]
@@ -360,23 +364,16 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
                          kernel_index)
         k_offset = (self.max_spatial_kernel - k) // 2
         kernel = ops.convert_to_tensor(self.depthwise_kernel)
-
-        def branch(t):
-            def run():
-                t_offset = (self.max_temporal_kernel - t) // 2
-                crop = kernel[t_offset : t_offset + t, k_offset : k_offset + k,
-                              k_offset : k_offset + k, :inner]
-                return depthwise_conv3d_any_width(x, crop, t, self.spatial_stride)
-
-            return run
-
+        kernel = kernel[:, k_offset : k_offset + k, k_offset : k_offset + k, :inner]
+        temporal = sorted({t for t, _ in self.kernel_choices})
         if len(temporal) == 1:
-            return branch(temporal[0])()
-        t_index = ops.take(
-            ops.convert_to_tensor([temporal.index(t) for t, _ in self.kernel_choices], "int32"),
-            kernel_index,
-        )
-        return ops.switch(t_index, [branch(t) for t in temporal])
+            t_offset = (self.max_temporal_kernel - temporal[0]) // 2
+            return depthwise_conv3d_any_width(x, kernel[t_offset : t_offset + temporal[0]],
+                                              temporal[0], self.spatial_stride)
+        t = ops.take(ops.convert_to_tensor([t for t, _ in self.kernel_choices], "int32"),
+                     kernel_index)
+        return depthwise_conv3d_tap_loop(x, kernel, (self.max_temporal_kernel - t) // 2, t,
+                                         self.spatial_stride)
 
     def _depthwise_masked(self, x, kernel_index):
         """Switch over every (t, k) choice at the widest width (static shapes)."""
