@@ -87,7 +87,8 @@ def test_update_statistics_as_a_tensor_gate(rng, update):
     got = to_numpy(layer(x, training=True, update_statistics=keras.ops.convert_to_tensor(update)))
     np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-5)
     moved = [to_numpy(keras_layer.moving_mean), to_numpy(keras_layer.moving_variance)]
-    for ours, expected in zip([layer.moving_mean, layer.moving_variance], moved if update else start):
+    expected_statistics = moved if update else start
+    for ours, expected in zip([layer.moving_mean, layer.moving_variance], expected_statistics):
         np.testing.assert_allclose(to_numpy(ours), expected, atol=1e-5, rtol=1e-5)
 
 

@@ -126,8 +126,9 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
     frames, and tap `i` reads the frame window starting at `i` of the padded clip: the same
     sum as `depthwise_conv3d_taps` on the cropped kernel. The supernet's sliced path
     (TensorFlow) uses it: one traced tap instead of a switch branch per temporal kernel
-    takes a fifth to a third off a search's start-up (BENCHMARKS.md section 3c). TensorFlow and torch; not JAX (its loop index is a tracer
-    that `ops.slice` cannot take).
+    takes a fifth to a third off a search's start-up (BENCHMARKS.md section 3c).
+    TensorFlow and torch; not JAX (its loop index is a tracer that `ops.slice` cannot
+    take).
     """
     max_taps = kernel.shape[0]
     shape = ops.shape(inputs)
