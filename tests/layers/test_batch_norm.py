@@ -77,14 +77,14 @@ def _train_call(layer, x, upstream):
 
 
 @pytest.mark.parametrize("update", [False, True], ids=["held", "moved"])
-def test_update_statistics_as_a_tensor_gate(rng, update):
+def test_update_statistics_moves_or_holds_the_moving_statistics(rng, update):
     """Batch statistics in both cases; the moving ones move only where the gate says so."""
     shape = (2, 3, 5, 4, 6)
     x = rng.normal(1.0, 3.0, size=shape).astype("float32")
     keras_layer, layer = _pair(rng, shape)
     start = [to_numpy(layer.moving_mean), to_numpy(layer.moving_variance)]
     want = to_numpy(keras_layer(x, training=True))
-    got = to_numpy(layer(x, training=True, update_statistics=keras.ops.convert_to_tensor(update)))
+    got = to_numpy(layer(x, training=True, update_statistics=update))
     np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-5)
     moved = [to_numpy(keras_layer.moving_mean), to_numpy(keras_layer.moving_variance)]
     expected_statistics = moved if update else start

@@ -13,28 +13,6 @@ import keras
 from keras import ops
 
 
-def statistics_gate(training, update_statistics):
-    """Whether a call moves the BN moving statistics: False, True or a bool tensor.
-
-    A tensor `update_statistics` decides at run time, so one traced forward serves
-    both training (True) and scoring a sampled architecture (False).
-    """
-    if not training or update_statistics is False:
-        return False
-    if update_statistics is True:
-        return True
-    return ops.cast(update_statistics, "bool")
-
-
-def both(first, second):
-    """Logical and of two gates, each True or a bool tensor."""
-    if first is True:
-        return second
-    if second is True:
-        return first
-    return ops.logical_and(ops.cast(first, "bool"), ops.cast(second, "bool"))
-
-
 @keras.saving.register_keras_serializable(package="tsnet_keras")
 class VideoBatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` over the last axis, fused on TensorFlow.
@@ -66,31 +44,25 @@ class VideoBatchNormalization(keras.layers.BatchNormalization):
         )
 
     def call(self, inputs, training=None, mask=None, update_statistics=True):
-        """As Keras' layer; `update_statistics` False (or a bool tensor deciding at run
-        time): in training, normalise with the batch statistics and leave the moving ones
-        alone (scoring a sampled architecture in a search)."""
+        """As Keras' layer; with `update_statistics=False`, training normalises with the
+        batch statistics and leaves the moving ones alone (scoring in a search)."""
         inputs = ops.convert_to_tensor(inputs)
-        gate = statistics_gate(training and self.trainable, update_statistics)
-        if gate is True and self._fusable(inputs, mask):
+        training = bool(training) and self.trainable
+        if training and not update_statistics:
+            if mask is not None:
+                raise ValueError("VideoBatchNormalization: `update_statistics` needs mask=None.")
+            return self._batch_statistics_call(inputs)
+        if training and self._fusable(inputs, mask):
             return _fused_training_call(self, inputs)
-        if gate is True or not (training and self.trainable):
-            return super().call(inputs, training=training, mask=mask)
-        if mask is not None:
-            raise ValueError("VideoBatchNormalization: `update_statistics` needs mask=None.")
-        return self._batch_statistics_call(inputs, gate)
+        return super().call(inputs, training=training, mask=mask)
 
-    def _batch_statistics_call(self, inputs, gate):
-        """Normalises with the batch moments; moves the moving ones where `gate`."""
+    def _batch_statistics_call(self, inputs):
+        """Normalises with the batch moments; the moving ones stay as they are."""
         x = ops.cast(inputs, "float32")
         mean, variance = ops.moments(x, axes=list(range(len(x.shape) - 1)))
         outputs = ops.batch_normalization(
             x, mean, variance, axis=-1, epsilon=self.epsilon,
             offset=self.beta if self.center else None, scale=self.gamma if self.scale else None)
-        if gate is not False:
-            for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
-                current = ops.convert_to_tensor(moving)
-                moved = current * self.momentum + value * (1.0 - self.momentum)
-                moving.assign(ops.where(gate, moved, current))
         return ops.cast(outputs, inputs.dtype)
 
 

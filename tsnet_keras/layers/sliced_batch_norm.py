@@ -4,7 +4,6 @@ import keras
 from keras import ops
 
 from tsnet_keras.checks import check_int
-from tsnet_keras.layers.batch_norm import both, statistics_gate
 
 
 def default_dynamic_shapes():
@@ -134,22 +133,20 @@ class SlicedBatchNormalization(keras.layers.Layer):
 
     def update(self, width, mean, variance, active=True):
         """Moves the active slice of the moving statistics towards (mean, variance)."""
-        mask = both(ops.arange(self.channels) < width, active)
+        mask = ops.arange(self.channels) < width
+        if active is not True:
+            mask = ops.logical_and(mask, ops.cast(active, "bool"))
         for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
             current = ops.convert_to_tensor(moving)
             moved = current * self.momentum + value * (1.0 - self.momentum)
             moving.assign(ops.where(mask, moved, current))
 
-    def update_if(self, gate, width, mean, variance, active=True):
-        """`update` where `gate` (a `statistics_gate`) and `active` say so."""
-        if gate is not False:
-            self.update(width, mean, variance, active=both(gate, active))
-
     def call(self, inputs, width=None, training=None, update_statistics=True):
         """Normalise (and, when training, update the statistics) in one call."""
         width = self.channels if width is None else width
         mean, variance = self.statistics(inputs, width, training)
-        self.update_if(statistics_gate(training, update_statistics), width, mean, variance)
+        if training and update_statistics:
+            self.update(width, mean, variance)
         return self.apply(inputs, width, mean, variance)
 
     def compute_output_shape(self, input_shape):

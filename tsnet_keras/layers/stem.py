@@ -44,8 +44,8 @@ class VideoStem(keras.layers.Layer):
     Call arguments:
         inputs: `(B, T, H, W, C_in)`.
         training: bool.
-        update_statistics: bool or a bool tensor. Defaults to True; False: in
-            training, batch statistics only (`VideoBatchNormalization`).
+        update_statistics: bool. Defaults to True; False: in training, batch
+            statistics only (`VideoBatchNormalization`).
 
     Returns:
         Tensor of shape `(batch, frames, ceil(height / spatial_stride),

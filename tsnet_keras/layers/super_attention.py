@@ -10,7 +10,6 @@ from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
     default_dynamic_shapes,
-    statistics_gate,
 )
 from tsnet_keras.space.rules import glore_widths
 
@@ -145,8 +144,8 @@ class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
                 return inputs, zeros, zeros
 
             outputs, mean, variance = ops.cond(active, glore, identity)
-        self.bn.update_if(statistics_gate(training, update_statistics), channels, mean, variance,
-                          active=active)
+        if training and update_statistics:
+            self.bn.update(channels, mean, variance, active=active)
         return outputs
 
     def compute_output_shape(self, input_shape):

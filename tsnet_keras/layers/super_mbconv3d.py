@@ -15,7 +15,6 @@ from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
     default_dynamic_shapes,
-    statistics_gate,
 )
 from tsnet_keras.renames import (
     LAYER_WIDTHS,
@@ -152,9 +151,8 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
             kernel_index: int scalars (tensors or Python ints); None takes the
             widest choice. (`se_hidden`, the old name of `squeeze_excite_channels`,
             still works with a DeprecationWarning.)
-        training: bool. update_statistics: bool (or a bool tensor, decided at run
-            time), update BN moving statistics when training (False: batch
-            statistics only, e.g. for scoring).
+        training: bool. update_statistics: bool, update BN moving statistics
+            when training (False: batch statistics only, e.g. for scoring).
 
     Returns:
         `(B, T, ceil(H / s), ceil(W / s), channels)` (widest width, masked, without
@@ -305,11 +303,12 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         hidden = (self.max_squeeze_excite_channels if squeeze_excite_channels is None
                   else squeeze_excite_channels)
         kernel_index = len(self.kernel_choices) - 1 if kernel_index is None else kernel_index
-        update = statistics_gate(training, update_statistics)
+        update = bool(training) and update_statistics
 
         def batch_norm(layer, x, width):
             mean, variance = layer.statistics(x, width, training)
-            layer.update_if(update, width, mean, variance)
+            if update:
+                layer.update(width, mean, variance)
             return layer.apply(x, width, mean, variance)
 
         expand = self._columns(self._input_rows(self.expand_kernel, in_base, in_extra), inner)
@@ -400,7 +399,8 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
 
         if self.shortcut == "projection":
             y, mean, variance = projection()
-            bn.update_if(update, channels, mean, variance)
+            if update:
+                bn.update(channels, mean, variance)
             return y
 
         def identity():
@@ -409,7 +409,8 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
 
         use_projection = ops.not_equal(in_base + in_extra, channels)
         y, mean, variance = ops.cond(use_projection, projection, identity)
-        bn.update_if(update, channels, mean, variance, active=use_projection)
+        if update:
+            bn.update(channels, mean, variance, active=use_projection)
         return y
 
     def compute_output_shape(self, input_shape):

@@ -10,7 +10,6 @@ from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
     default_dynamic_shapes,
-    statistics_gate,
 )
 from tsnet_keras.layers.ts_fusion import (
     TSFusion,
@@ -125,10 +124,9 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
             fused, mean, variance = branches[0]()
         else:
             fused, mean, variance = ops.switch(fusion_index, branches)
-        if self.bn is not None:
+        if self.bn is not None and training and update_statistics:
             conv = self.fusions.index("time_strided_conv")
-            self.bn.update_if(
-                statistics_gate(training, update_statistics),
+            self.bn.update(
                 self.conv_channel_multiplier * dense_channels, mean, variance,
                 active=ops.equal(fusion_index, conv),
             )

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tsnet_keras.layers.sliced_batch_norm import default_dynamic_shapes, statistics_gate
+from tsnet_keras.layers.sliced_batch_norm import default_dynamic_shapes
 from tsnet_keras.layers.super_attention import SuperAttention
 from tsnet_keras.layers.super_mbconv3d import DEFAULT_OUTER_TAPS, SuperMBConv3D
 from tsnet_keras.layers.super_stream_head import SuperStreamHead
@@ -63,9 +63,8 @@ class Supernet(keras.Model):
         indices: int tensor (V,): the choice index of every searchable variable
             (`space.variables()` order); may be omitted when V = 0.
         training: bool.
-        update_statistics: bool, or a bool tensor decided at run time. Update BN
-            moving statistics when training. Defaults to True. With `training=True,
-            update_statistics=False` (scoring a sampled architecture) BN normalises
+        update_statistics: bool. Update BN moving statistics when training.
+            Defaults to True. With `training=True, update_statistics=False` (scoring a sampled architecture) BN normalises
             with batch statistics and leaves the moving ones alone (the stem's too),
             and dropout is off.
 
@@ -422,12 +421,9 @@ class _Classifier(_SuperBlock):
         layer.build(pooled if len(pooled) > 1 else pooled[0])
 
     def call(self, layer, inputs, args, common):
-        # Scoring (update_statistics False) uses batch statistics but no dropout.
-        gate = statistics_gate(common["training"], common["update_statistics"])
-        inputs = inputs if len(inputs) > 1 else inputs[0]
-        if isinstance(gate, bool):
-            return layer(inputs, training=gate)
-        return ops.where(gate, layer(inputs, training=True), layer(inputs, training=False))
+        # Scoring (update_statistics=False) uses batch statistics but no dropout.
+        training = bool(common["training"]) and common["update_statistics"]
+        return layer(inputs if len(inputs) > 1 else inputs[0], training=training)
 
 
 _BLOCKS = {
