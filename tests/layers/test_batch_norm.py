@@ -78,7 +78,7 @@ def _train_call(layer, x, upstream):
 
 @pytest.mark.parametrize("update", [False, True], ids=["held", "moved"])
 def test_update_statistics_moves_or_holds_the_moving_statistics(rng, update):
-    """Batch statistics in both cases; the moving ones move only where the gate says so."""
+    """Batch statistics in both cases; the moving ones move only with update_statistics."""
     shape = (2, 3, 5, 4, 6)
     x = rng.normal(1.0, 3.0, size=shape).astype("float32")
     keras_layer, layer = _pair(rng, shape)

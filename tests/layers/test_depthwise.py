@@ -11,10 +11,6 @@ from tests.layers.layer_reference import depthwise_conv3d as reference
 from tests.layers.layer_reference import same_padding, to_numpy
 from tsnet_keras.layers import depthwise, depthwise_conv3d
 
-# depthwise_conv3d dispatches per backend; check every exact method on this one,
-# values and gradients (tests/test_backends.py runs this file on JAX and torch).
-# On JAX the dispatch is the (jitted) shifts method, which is slow to run eagerly.
-
 
 def tap_loop(x, kernel, spatial_stride=1, max_taps=5):
     """`depthwise_conv3d_tap_loop` on `kernel` centred in a 5-tap kernel whose outer taps
@@ -30,6 +26,9 @@ def tap_loop(x, kernel, spatial_stride=1, max_taps=5):
     return depthwise.depthwise_conv3d_tap_loop(x, full, first, count, spatial_stride)
 
 
+# depthwise_conv3d dispatches per backend; check every exact method on this one,
+# values and gradients (tests/test_backends.py runs this file on JAX and torch).
+# On JAX the dispatch is the (jitted) shifts method, which is slow to run eagerly.
 METHODS = {"dispatch": depthwise_conv3d, "taps": depthwise.depthwise_conv3d_taps}
 if keras.backend.backend() != "jax":
     METHODS["shifts"] = depthwise.depthwise_conv3d_shifts
