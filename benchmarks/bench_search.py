@@ -269,8 +269,12 @@ def startup_model(args, space):
     from tsnet_keras.models import build_model
     from tsnet_keras.search import ParsecSearch, search_dataset
 
+    from tsnet_keras.data.options import without_autotune
+
     x, y = _batch(args, args.batch, 0)
-    train = tf.data.Dataset.from_tensors((x, y)).repeat()
+    # Autotuning off, as every dataset the toolkit builds: with it on, a `fit` can end only
+    # at the autotuning thread's next wake-up (BENCHMARKS.md section 10).
+    train = without_autotune(tf.data.Dataset.from_tensors((x, y)).repeat())
     keras.utils.set_random_seed(0)
     if args.arch != "search":
         model = build_model(_architecture(space, args.arch), num_classes=args.classes,

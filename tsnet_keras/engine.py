@@ -30,6 +30,7 @@ import time
 
 import keras
 
+from tsnet_keras.data.options import without_autotune
 from tsnet_keras.files import atomic_write_text, remove_stale_temp_files
 
 _HOOKS = (
@@ -187,8 +188,8 @@ def fit_epochs(model, make_dataset, *, epochs, steps_per_epoch, step_fn, callbac
     first, skip = divmod(step_fn(model), steps_per_epoch)
     stopped = False
     if skip and first < epochs:
-        fit(make_dataset(first, skip).take(steps_per_epoch - skip), initial_epoch=first,
-            epochs=first + 1, steps_per_epoch=steps_per_epoch - skip)
+        fit(without_autotune(make_dataset(first, skip).take(steps_per_epoch - skip)),
+            initial_epoch=first, epochs=first + 1, steps_per_epoch=steps_per_epoch - skip)
         first, stopped = first + 1, model.stop_training
     if first < epochs and not stopped:
         fit(epoch_stream(make_dataset, first, epochs, steps_per_epoch), initial_epoch=first,
@@ -232,7 +233,8 @@ def epoch_stream(make_dataset, first, epochs, steps_per_epoch):
 
     stream = _numbered(head, tf.constant(first, tf.int64), steps_per_epoch).concatenate(
         tf.data.Dataset.range(first + 1, epochs).flat_map(later))
-    return stream.enumerate(first * steps_per_epoch).map(_in_place(steps_per_epoch))
+    return without_autotune(
+        stream.enumerate(first * steps_per_epoch).map(_in_place(steps_per_epoch)))
 
 
 def _check_same_spec(spec, other, epoch):
@@ -332,7 +334,8 @@ def _distributed_validation(model, strategy, make_validation):
     import tensorflow as tf
 
     model.reset_metrics()
-    iterator = iter(strategy.distribute_datasets_from_function(lambda context: make_validation()))
+    iterator = iter(strategy.distribute_datasets_from_function(
+        lambda context: without_autotune(make_validation())))
     logs = {}
     while True:
         optional = iterator.get_next_as_optional()
@@ -345,7 +348,8 @@ def _distributed_validation(model, strategy, make_validation):
 
 
 def _distributed_epoch(model, strategy, step, dataset_fn, steps, callback_list, validation):
-    iterator = iter(strategy.distribute_datasets_from_function(lambda context: dataset_fn()))
+    iterator = iter(strategy.distribute_datasets_from_function(
+        lambda context: without_autotune(dataset_fn())))
     model.reset_metrics()
     logs = {}
     for batch in range(steps):

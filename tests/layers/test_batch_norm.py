@@ -101,3 +101,45 @@ def test_update_statistics_false_holds_the_moving_statistics(rng):
     np.testing.assert_allclose(got, to_numpy(keras_layer(x, training=True)), atol=2e-5, rtol=1e-5)
     np.testing.assert_array_equal(to_numpy(layer.moving_mean), start[0])
     np.testing.assert_array_equal(to_numpy(layer.moving_variance), start[1])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the fused sliced path is TensorFlow's (dynamic shapes)")
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (2, 3, 5, 4, 3)])
+def test_sliced_batch_norm_fused_path_matches_the_composed_one(rng, shape):
+    """`SlicedBatchNormalization.normalize` in training (fused kernel on the active width,
+    a width tensor as in a search step) against `statistics` + `apply` (composed ops):
+    outputs, statistics padded to the widest width, input and gamma/beta gradients."""
+    import tensorflow as tf
+
+    from tsnet_keras.layers.sliced_batch_norm import SlicedBatchNormalization
+
+    layer = SlicedBatchNormalization(10, epsilon=EPSILON)
+    layer.build()
+    layer.gamma.assign(rng.normal(1.0, 0.3, size=10).astype("float32"))
+    layer.beta.assign(rng.normal(size=10).astype("float32"))
+    x = rng.normal(1.0, 3.0, size=shape[:-1] + (6,)).astype("float32")
+    upstream = rng.normal(size=x.shape).astype("float32")
+    width = tf.constant(6)
+
+    def run(fused):
+        inputs = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            if fused:
+                y, mean, variance = layer.normalize(inputs, width, training=True)
+            else:
+                mean, variance = layer.statistics(inputs, width, training=True)
+                y = layer.apply(inputs, width, mean, variance)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [inputs, layer.gamma.value, layer.beta.value])
+        return [to_numpy(v) for v in (y, mean, variance, *grads)]
+
+    for ours, theirs in zip(run(True), run(False), strict=True):
+        scale = max(np.max(np.abs(theirs)), 1.0)
+        np.testing.assert_allclose(ours / scale, theirs / scale, atol=3e-6)
+    axes = tuple(range(len(x.shape) - 1))
+    mean, variance = run(True)[1:3]
+    np.testing.assert_allclose(mean[:6], x.mean(axis=axes), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(variance[:6], x.var(axis=axes), rtol=1e-5, atol=1e-5)
+    assert not mean[6:].any() and not variance[6:].any()

@@ -12,6 +12,7 @@ Modules:
     augment    one random crop/flip per clip, normalisation
     views      multi-view test: aggregation per video, top-k accuracy
     failures   counting unreadable videos
+    options    tf.data options of every dataset handed to Keras (autotuning off)
     tfrecord   TFRecord shards of JPEG frames
     synthetic  the built-in synthetic dataset
     dataset    `video_dataset`
@@ -47,6 +48,7 @@ _EXPORTS = {
     "SyntheticDataset": "synthetic",
     "make_synthetic_dataset": "synthetic",
     "write_video": "synthetic",
+    "without_autotune": "options",
     "TFRecordShards": "tfrecord",
     "write_tfrecords": "tfrecord",
     "VideoScores": "views",

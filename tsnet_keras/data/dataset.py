@@ -30,6 +30,7 @@ from tsnet_keras.checks import check_choice, check_int
 from tsnet_keras.data import augment, tfrecord
 from tsnet_keras.data.decode import read_frame_folder, read_video
 from tsnet_keras.data.failures import DecodeFailures, TooManyFailuresError
+from tsnet_keras.data.options import without_autotune
 from tsnet_keras.data.lists import (
     VideoList,
     read_kinetics_csv,
@@ -444,7 +445,7 @@ def video_dataset(
             check_labels(videos, num_classes, list_file if isinstance(list_file, (str, os.PathLike)) else "the list")
         loader = _ClipLoader(videos, sampler, target_fps, source_fps, format == "frames", failures, max_retries)
         dataset = _list_clips(videos, loader, pipeline, (num_shards, shard_index), **order)
-    dataset = (
+    dataset = without_autotune(
         dataset.batch(batch_size, drop_remainder=drop_remainder)
         .map(pipeline.normalize_batch, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)

@@ -34,13 +34,10 @@ class VideoBatchNormalization(keras.layers.BatchNormalization):
 
     def _fusable(self, inputs, mask):
         return (
-            keras.backend.backend() == "tensorflow"
-            and mask is None
+            mask is None
             and not self.renorm
             and self.axis in (-1, len(inputs.shape) - 1)
-            and len(inputs.shape) in (4, 5)
-            and inputs.dtype == "float32"
-            and self.compute_dtype == "float32"
+            and fusable(inputs, self.compute_dtype)
         )
 
     def call(self, inputs, training=None, mask=None, update_statistics=True):
@@ -58,38 +55,62 @@ class VideoBatchNormalization(keras.layers.BatchNormalization):
 
     def _batch_statistics_call(self, inputs):
         """Normalises with the batch moments; the moving ones stay as they are."""
+        scale, offset = _scale_and_offset(self)
+        if self._fusable(inputs, None):
+            return fused_batch_norm_training(inputs, scale, offset, self.epsilon)[0]
         x = ops.cast(inputs, "float32")
         mean, variance = ops.moments(x, axes=list(range(len(x.shape) - 1)))
-        outputs = ops.batch_normalization(
-            x, mean, variance, axis=-1, epsilon=self.epsilon,
-            offset=self.beta if self.center else None, scale=self.gamma if self.scale else None)
+        outputs = ops.batch_normalization(x, mean, variance, axis=-1, epsilon=self.epsilon,
+                                          offset=offset, scale=scale)
         return ops.cast(outputs, inputs.dtype)
 
 
-def _fused_training_call(layer, inputs):
+def _scale_and_offset(layer):
+    """The layer's gamma and beta, None where it has no scale or no centre."""
+    return (layer.gamma if layer.scale else None), (layer.beta if layer.center else None)
+
+
+def fusable(inputs, compute_dtype) -> bool:
+    """Whether `fused_batch_norm_training` takes `inputs`: TensorFlow, rank 4 or 5, float32."""
+    return (keras.backend.backend() == "tensorflow" and len(inputs.shape) in (4, 5)
+            and inputs.dtype == "float32" and compute_dtype == "float32")
+
+
+def fused_batch_norm_training(inputs, scale, offset, epsilon):
+    """`(outputs, mean, variance)` of a training batch norm over the last axis, fused.
+
+    TensorFlow's `FusedBatchNormV3` (one op, one gradient op) on the input with its
+    leading axes merged to 4D; the statistics are over every axis but the last,
+    `variance` the biased one (as Keras keeps). The channel count may be known only
+    at run time (a super-block's sliced width). `scale` / `offset` None: 1 / 0.
+    """
     import tensorflow as tf
 
     shape = tf.shape(inputs)
-    channels = inputs.shape[-1]
-    flat = tf.reshape(inputs, (-1, shape[-3], shape[-2], channels))
+    channels = shape[-1]
+    flat = tf.reshape(inputs, tf.stack([-1, shape[-3], shape[-2], channels]))
     empty = tf.constant([], inputs.dtype)
     # The raw op, not tf.nn.fused_batch_norm, which raises epsilon to cuDNN's
     # minimum 1.001e-5 (X3D uses 1e-5).
     outputs, mean, variance = tf.raw_ops.FusedBatchNormV3(
         x=flat,
-        scale=tf.convert_to_tensor(layer.gamma if layer.scale else tf.ones((channels,))),
-        offset=tf.convert_to_tensor(layer.beta if layer.center else tf.zeros((channels,))),
+        scale=tf.ones([channels]) if scale is None else tf.convert_to_tensor(scale),
+        offset=tf.zeros([channels]) if offset is None else tf.convert_to_tensor(offset),
         mean=empty,
         variance=empty,
-        epsilon=layer.epsilon,
+        epsilon=epsilon,
         data_format="NHWC",
         is_training=True,
     )[:3]
-    # The fused kernel returns the unbiased (n - 1) variance; Keras keeps the
-    # biased one in its moving average.
+    # The fused kernel returns the unbiased (n - 1) variance.
     count = tf.cast(tf.size(flat) // channels, variance.dtype)
-    variance = variance * (count - 1.0) / count
+    return tf.reshape(outputs, shape), mean, variance * (count - 1.0) / count
+
+
+def _fused_training_call(layer, inputs):
+    outputs, mean, variance = fused_batch_norm_training(inputs, *_scale_and_offset(layer),
+                                                        layer.epsilon)
     momentum = layer.momentum
     layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
     layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))
-    return tf.reshape(outputs, shape)
+    return outputs

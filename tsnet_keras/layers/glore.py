@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
+from tsnet_keras.layers.pointwise import pointwise
 from tsnet_keras.space.rules import glore_widths
 
 
@@ -34,17 +35,17 @@ def global_reasoning(positions, kernels, normalize, masks=None):
     def keep(name, x):
         return masks[name](x) if masks and name in masks else x
 
-    x_state = keep("x_state", ops.matmul(positions, state_kernel) + state_bias)  # (B, L, S)
-    x_proj = keep("x_proj", ops.matmul(positions, proj_kernel) + proj_bias)  # (B, L, N)
+    x_state = keep("x_state", pointwise(positions, state_kernel) + state_bias)  # (B, L, S)
+    x_proj = keep("x_proj", pointwise(positions, proj_kernel) + proj_bias)  # (B, L, N)
     graph = ops.matmul(ops.transpose(x_state, (0, 2, 1)), x_proj)  # (B, S, N)
     if normalize:
         graph = graph / ops.cast(ops.shape(positions)[1], graph.dtype)
-    graph = ops.relu(ops.matmul(graph, node_kernel) + node_bias + graph)
+    graph = ops.relu(pointwise(graph, node_kernel) + node_bias + graph)
     graph = keep("graph", graph)
     # State-wise conv, kept transposed: (B, N, S) feeds the reverse projection.
-    graph_t = keep("graph_t", ops.matmul(ops.transpose(graph, (0, 2, 1)), state_update_kernel))
+    graph_t = keep("graph_t", pointwise(ops.transpose(graph, (0, 2, 1)), state_update_kernel))
     reverse = ops.matmul(x_proj, graph_t)  # (B, L, S)
-    return keep("extended", ops.matmul(reverse, extend_kernel))  # (B, L, C)
+    return keep("extended", pointwise(reverse, extend_kernel))  # (B, L, C)
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")

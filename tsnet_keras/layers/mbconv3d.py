@@ -8,6 +8,7 @@ from keras import ops
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers.batch_norm import VideoBatchNormalization
 from tsnet_keras.layers.depthwise import depthwise_conv3d, subsample_space
+from tsnet_keras.layers.pointwise import pointwise
 from tsnet_keras.renames import (
     LAYER_WIDTHS,
     SQUEEZE_EXCITE_NAMES,
@@ -37,10 +38,10 @@ def squeeze_excite(x, reduce_kernel, reduce_bias, expand_kernel, expand_bias, ma
     `expand_kernel` + bias -> sigmoid -> scale `x`.
     """
     squeezed = ops.mean(x, axis=(1, 2, 3), keepdims=True)
-    squeezed = ops.relu(ops.matmul(squeezed, reduce_kernel) + reduce_bias)
+    squeezed = ops.relu(pointwise(squeezed, reduce_kernel) + reduce_bias)
     if mask is not None:
         squeezed = mask(squeezed)
-    squeezed = ops.matmul(squeezed, expand_kernel) + expand_bias
+    squeezed = pointwise(squeezed, expand_kernel) + expand_bias
     return x * ops.sigmoid(squeezed)
 
 
@@ -251,7 +252,7 @@ class MBConv3D(keras.layers.Layer):
         return ops.relu(x) if self.residual_activation == "relu" else x
 
     def _residual(self, inputs, training):
-        x = ops.matmul(inputs, self.expand_kernel)
+        x = pointwise(inputs, self.expand_kernel)
         x = ops.relu(self.expand_bn(x, training=training))
         x = depthwise_conv3d(x, self.depthwise_kernel, self.spatial_stride)
         x = self.depthwise_bn(x, training=training)
@@ -259,14 +260,14 @@ class MBConv3D(keras.layers.Layer):
             x = squeeze_excite(x, self.se_reduce_kernel, self.se_reduce_bias,
                                self.se_expand_kernel, self.se_expand_bias)
         x = self._activation_fn(x)
-        x = ops.matmul(x, self.project_kernel)
+        x = pointwise(x, self.project_kernel)
         x = self.project_bn(x, training=training)
         if self.shortcut == "none":
             return x
         if not self.use_projection:
             return x + inputs
         shortcut = subsample_space(inputs, self.spatial_stride)
-        shortcut = ops.matmul(shortcut, self.shortcut_kernel)
+        shortcut = pointwise(shortcut, self.shortcut_kernel)
         return x + self.shortcut_bn(shortcut, training=training)
 
     def compute_output_shape(self, input_shape):

@@ -128,8 +128,8 @@ class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
             extended = global_reasoning(positions, self._kernels(channels), self.normalize,
                                         self._masks(channels))
             extended = ops.reshape(extended, shape)
-            mean, variance = self.bn.statistics(extended, channels, training)
-            return inputs + self.bn.apply(extended, channels, mean, variance), mean, variance
+            normalized, mean, variance = self.bn.normalize(extended, channels, training)
+            return inputs + normalized, mean, variance
 
         if attention is None or attention is True:
             outputs, mean, variance = glore()

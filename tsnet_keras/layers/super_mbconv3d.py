@@ -11,6 +11,7 @@ from tsnet_keras.layers.depthwise import (
     subsample_space,
 )
 from tsnet_keras.layers.mbconv3d import squeeze_excite
+from tsnet_keras.layers.pointwise import pointwise
 from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
     channel_mask,
@@ -306,13 +307,13 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         update = bool(training) and update_statistics
 
         def batch_norm(layer, x, width):
-            mean, variance = layer.statistics(x, width, training)
+            x, mean, variance = layer.normalize(x, width, training)
             if update:
                 layer.update(width, mean, variance)
-            return layer.apply(x, width, mean, variance)
+            return x
 
         expand = self._columns(self._input_rows(self.expand_kernel, in_base, in_extra), inner)
-        x = ops.matmul(inputs, expand)
+        x = pointwise(inputs, expand)
         x = ops.relu(batch_norm(self.expand_bn, x, inner))
         x = self._mask(x, inner, self.max_inner_channels)
 
@@ -329,7 +330,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         project = ops.convert_to_tensor(self.project_kernel)
         if self.dynamic_shapes:
             project = project[:inner, :channels]
-        x = batch_norm(self.project_bn, ops.matmul(x, project), channels)
+        x = batch_norm(self.project_bn, pointwise(x, project), channels)
         return x + self._shortcut(inputs, in_base, in_extra, channels, training, update)
 
     def _squeeze_excite(self, x, inner, hidden):
@@ -393,9 +394,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         def projection():
             x = subsample_space(inputs, self.spatial_stride)  # cheap gradient on TF
             kernel = self._columns(self._input_rows(self.shortcut_kernel, in_base, in_extra), channels)
-            x = ops.matmul(x, kernel)
-            mean, variance = bn.statistics(x, channels, training)
-            return bn.apply(x, channels, mean, variance), mean, variance
+            return bn.normalize(pointwise(x, kernel), channels, training)
 
         if self.shortcut == "projection":
             y, mean, variance = projection()

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
+from tsnet_keras.layers.pointwise import pointwise
 from tsnet_keras.layers._super import ChoiceWeightsMixin
 from tsnet_keras.renames import FUSION_NAMES, renamed_keys
 from tsnet_keras.layers.sliced_batch_norm import (
@@ -186,9 +187,9 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
             kernel = ops.reshape(kernel, (-1, self.max_conv_channels))
         else:
             kernel = ops.reshape(kernel[:, :dense_channels, :width], (-1, width))
-        fused = ops.matmul(stacked, kernel)
-        mean, variance = self.bn.statistics(fused, width, training)
-        fused = ops.relu(self.bn.apply(fused, width, mean, variance))
+        fused = pointwise(stacked, kernel)
+        fused, mean, variance = self.bn.normalize(fused, width, training)
+        fused = ops.relu(fused)
         return self._to_max_fused(fused, width), mean, variance
 
     def compute_output_shape(self, input_shape):

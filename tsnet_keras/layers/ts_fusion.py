@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
+from tsnet_keras.layers.pointwise import pointwise
 from tsnet_keras.renames import FUSION_NAMES, renamed_argument, renamed_attribute, renamed_keys
 from tsnet_keras.space.rules import (
     FUSION_CONV_KERNEL,
@@ -201,7 +202,7 @@ class TSFusion(keras.layers.Layer):
         kernel = ops.reshape(
             self.fusion_kernel, (kernel_shape[0] * kernel_shape[1], kernel_shape[2])
         )
-        fused = self.bn(ops.matmul(stacked, kernel), training=training)
+        fused = self.bn(pointwise(stacked, kernel), training=training)
         return ops.relu(fused)
 
     def call(self, inputs, training=None):

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tsnet_keras.data.options import without_autotune
 from tsnet_keras.layers.super_mbconv3d import DEFAULT_OUTER_TAPS
 from tsnet_keras.models.supernet import Supernet
 from tsnet_keras.renames import renamed_argument, renamed_attribute
@@ -97,8 +98,9 @@ def search_dataset(train, heldout):
     """The dataset `ParsecSearch.fit` consumes: `((x, y), (x_heldout, y_heldout))` per step.
 
     The held-out dataset repeats, so every training batch has a held-out batch.
+    Autotuning is off (`tsnet_keras.data.options`).
     """
-    return tf.data.Dataset.zip((train, heldout.repeat()))
+    return without_autotune(tf.data.Dataset.zip((train, heldout.repeat())))
 
 
 def _called_function(python_function):
