@@ -136,3 +136,20 @@ def test_residual_relu_is_relu_of_the_plain_block(rng):
     assert relu.get_config()["residual_activation"] == "relu"
     with pytest.raises(ValueError, match="residual_activation"):
         MBConv3D(8, 2.0, residual_activation="gelu")
+
+
+def test_frozen_batch_norms_use_the_moving_statistics_in_training(rng):
+    """A frozen BN (trainable=False) normalises with its moving statistics in a training
+    call too (Keras' convention, kept by the fused training path): both calls agree and
+    no statistic moves."""
+    layer = MBConv3D(channels=8, expansion=2.0, squeeze_excite=0.25)
+    x = rng.normal(size=(2, 3, 6, 6, 4)).astype("float32")
+    layer(x)
+    randomize_weights(layer, rng, scale=0.3)
+    for bn in (layer.expand_bn, layer.depthwise_bn, layer.project_bn, layer.shortcut_bn):
+        bn.trainable = False
+    before = [to_numpy(v) for v in layer.non_trainable_weights]
+    np.testing.assert_allclose(to_numpy(layer(x, training=True)),
+                               to_numpy(layer(x, training=False)), atol=1e-6)
+    for old, new in zip(before, layer.non_trainable_weights, strict=True):
+        np.testing.assert_array_equal(old, to_numpy(new))
