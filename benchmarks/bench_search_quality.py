@@ -295,9 +295,38 @@ def planted(args):
 
 # ---------------------------------------------------------------- known answer
 KNOWN_GROUP = 1
+# How `known` lays out the clips, and which temporal kernels of KNOWN_GROUP are blind
+# to the frames' order by design (tests/test_bench_search_quality.py checks both):
+# - order: the 4 decoded frames as decoded; t = 1 is blind.
+# - gap: decoded frames 0 and 1 set 3 apart among blank ones, [B, B, f0, B, B, f1, B, B].
+#   Every window of 3 frames holds at most one of them, with the same blanks around
+#   it wherever it sits, so the network's pooled features are the same for the clip
+#   and for f0 and f1 swapped (the motion reversed): t = 1 and t = 3 are blind, and
+#   only t = 5 sees both frames. A uniform draw is blind two times in three.
+CONSTRUCTIONS = {
+    "order": {"frames": 4, "blind": (1,), "watch": 1},
+    "gap": {"frames": 8, "blind": (1, 3), "watch": 5},
+}
+GAP_POSITIONS = (2, 5)
 
 
-def known_answer_space(group=KNOWN_GROUP):
+def arrange(x: np.ndarray, construction: str) -> np.ndarray:
+    """Clips `(N, 4, H, W, C)` laid out as `construction` says (see CONSTRUCTIONS)."""
+    if construction == "order":
+        return x
+    frames = CONSTRUCTIONS[construction]["frames"]
+    out = np.zeros((x.shape[0], frames) + x.shape[2:], x.dtype)
+    for source, position in enumerate(GAP_POSITIONS):
+        out[:, position] = x[:, source]
+    return out
+
+
+def known_clips(clips: dict, construction: str) -> dict:
+    """`synthetic_clips()` (or validation clips) with every clip array arranged."""
+    return {k: arrange(v, construction) if v.ndim == 5 else v for k, v in clips.items()}
+
+
+def known_answer_space(group=KNOWN_GROUP, construction="order"):
     """Step-1 space of `auto_tsnet_mini()` where only `group` can mix frames.
 
     The stem's temporal conv and every other group have temporal kernel 1, so
@@ -306,9 +335,10 @@ def known_answer_space(group=KNOWN_GROUP):
     direction (start positions are uniform), and the synthetic classes need it
     (appearance alone: 25% at most, appearance + direction: 50%). The other
     variables (spatial kernels, widths, expansions) stay searchable. The right
-    answer: t in {3, 5} for `group`, i.e. P(t = 1) -> 0.
+    answer: t in {3, 5} for `group` ("order"), t = 5 on "gap" clips.
     """
-    space = step_space(1, auto_tsnet_mini())
+    frames = CONSTRUCTIONS[construction]["frames"]
+    space = step_space(1, auto_tsnet_mini(sparse_frames=frames))
     groups = tuple(
         dataclasses.replace(g, temporal_kernel=(1, 3, 5) if index == group else (1,))
         for index, g in enumerate(space.sparse.groups)
@@ -319,8 +349,9 @@ def known_answer_space(group=KNOWN_GROUP):
 
 
 def known(args):
-    space = known_answer_space()
-    clips = synthetic_clips()
+    construction = CONSTRUCTIONS[args.construction]
+    space = known_answer_space(construction=args.construction)
+    clips = known_clips(synthetic_clips(), args.construction)
     key = f"sparse[{KNOWN_GROUP}].temporal_kernel"
     estimator = (("path_batch", args.path_batch),) if args.path_batch else ()
     estimator += (("outer_taps", args.outer_taps),)
@@ -329,12 +360,14 @@ def known(args):
                               learning_rate=args.learning_rate or SearchSettings.learning_rate,
                               weights_optimizer=args.weights_optimizer, estimator=estimator,
                               logits_optimizer=args.logits_optimizer)
-    runs = [run_search(space, clips, settings, seed, score=args.score, watch=(key, 1))
+    runs = [run_search(space, clips, settings, seed, score=args.score,
+                       watch=(key, construction["watch"]))
             for seed in args.seeds_list]
     rows = []
     for run in runs:
         m = run["marginals"][key]
         rows.append({"seed": run["seed"], "p_t1": m[1], "p_t3": m[3], "p_t5": m[5],
+                     "p_blind": sum(m[t] for t in construction["blind"]),
                      "most_probable_t": max(m, key=m.get),
                      "drift_others": drift(run["marginals"], (key,))})
         accuracy = run["heldout_accuracy_by_choice"]
@@ -344,6 +377,7 @@ def known(args):
               f"{' / '.join(f'{100 * accuracy[t]:.0f}' for t in ('1', '3', '5'))} |",
               flush=True)
     _write(args.output, "known.json", {"settings": dataclasses.asdict(settings),
+                                       "construction": args.construction,
                                        "score": args.score, "rows": rows,
                                        "runs": runs})
     return rows
@@ -408,6 +442,9 @@ def main(argv=None):
     plant.add_argument("--stochastic", action="store_true",
                        help="plant a real advantage (clips flipped to correct), not a bonus")
     know = sub.add_parser("known", help="a choice that destroys the labels' information")
+    know.add_argument("--construction", default="order", choices=sorted(CONSTRUCTIONS),
+                      help="order: t = 1 is blind to the motion; gap: t = 1 and 3 are "
+                           "(two frames 3 apart among blank ones; see CONSTRUCTIONS)")
     know.add_argument("--warmup-steps", type=int, default=0,
                       help="weights-only steps before the search (alpha frozen)")
     know.add_argument("--learning-rate", type=float, default=0.0,

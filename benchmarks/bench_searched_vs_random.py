@@ -3,23 +3,31 @@
 The space is the known-answer space of `bench_search_quality.py` (only one group
 can see the frames' order, through its temporal kernel), on the built-in
 synthetic dataset at crop 32, sparse stream only. Architectures of equal FLOPs
-really differ there: a third of the space (t = 1 in that group) cannot tell the
-direction of motion.
+really differ there: on the "order" clips a third of the space (t = 1 in that
+group) cannot tell the direction of motion; on the "gap" clips (`--construction
+gap`: two frames 3 apart among blank ones) two thirds cannot (t = 1 or 3), so a
+search that finds t = 5 should beat the random mean by more than one standard
+deviation, which "order" cannot show (a mostly-right random draw leaves a
+bimodal spread wider than the searched one's lead).
 
 1. The searched architecture: the most probable one of a search at the library's
    defaults (`--search-steps`), or read from a `known.json` of
    `bench_search_quality.py known` (`--known-json`, its first run).
 2. `--random` architectures drawn uniformly from the space, kept when their MACs
    are within 5% of the searched one's.
-3. A hand-made one: t = 3 in the temporal group, 3 x 3 spatial kernels, one
-   expansion and one relative width for every group, the combination closest in
-   MACs to the searched one.
+3. A hand-made one: t = 3 in the temporal group (X3D's kernel; blind on "gap"
+   clips by construction), 3 x 3 spatial kernels, one expansion and one relative
+   width for every group, the combination closest in MACs to the searched one.
 
 Each is trained from scratch `--seeds` times (AdamW 2e-3, cosine, batch 8,
 `--steps` steps) and scored on the validation videos (never seen by the search).
 
 Usage:
     python benchmarks/bench_searched_vs_random.py --known-json runs/known/known.json
+    python benchmarks/bench_search_quality.py known --construction gap --seeds 1 \
+        --steps 1200 --output runs/known_gap
+    python benchmarks/bench_searched_vs_random.py --known-json runs/known_gap/known.json \
+        --random 8 --output runs/searched_vs_random_gap.json
 """
 
 from __future__ import annotations
@@ -70,13 +78,27 @@ def validation_clips(crop=quality.CROP, frames=4, stride=16) -> dict:
     return arrays
 
 
-def searched_architecture(args, clips) -> Architecture:
+def construction_of(args) -> str:
+    """`--construction`, or the one `--known-json`'s search ran on; refuses a mismatch."""
+    searched_on = None
+    if args.known_json:
+        with open(args.known_json) as f:
+            searched_on = json.load(f).get("construction", "order")
+    if args.construction and searched_on and args.construction != searched_on:
+        raise SystemExit(f"--construction {args.construction}: {args.known_json} was searched "
+                         f"on {searched_on!r} clips")
+    return args.construction or searched_on or "order"
+
+
+def searched_architecture(args, clips, construction) -> Architecture:
     if args.known_json:
         with open(args.known_json) as f:
             return Architecture.from_dict(json.load(f)["runs"][0]["most_probable"])
     settings = quality.SearchSettings(steps=args.search_steps)
-    run = quality.run_search(quality.known_answer_space(), clips, settings, args.search_seed,
-                             watch=(f"sparse[{quality.KNOWN_GROUP}].temporal_kernel", 1))
+    space = quality.known_answer_space(construction=construction)
+    watch = quality.CONSTRUCTIONS[construction]["watch"]
+    run = quality.run_search(space, clips, settings, args.search_seed,
+                             watch=(f"sparse[{quality.KNOWN_GROUP}].temporal_kernel", watch))
     return Architecture.from_dict(run["most_probable"])
 
 
@@ -110,10 +132,11 @@ def hand_made(space, num_classes, target) -> Architecture:
     return best[1]
 
 
-def blind_share(space, num_classes, target, draws=300) -> float:
-    """Share of equal-FLOPs uniform draws with t = 1 in the temporal group (cannot see motion)."""
+def blind_share(space, num_classes, target, construction, draws=300) -> float:
+    """Share of equal-FLOPs uniform draws whose temporal group cannot see the motion."""
     archs = random_architectures(space, num_classes, target, draws, seed=1)
-    return float(np.mean([a.sparse.groups[quality.KNOWN_GROUP].temporal_kernel == 1
+    blind = quality.CONSTRUCTIONS[construction]["blind"]
+    return float(np.mean([a.sparse.groups[quality.KNOWN_GROUP].temporal_kernel in blind
                           for a in archs]))
 
 
@@ -134,6 +157,8 @@ def retrain(arch, clips, val, seed, steps) -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--known-json", help="known.json of `bench_search_quality.py known`")
+    parser.add_argument("--construction", choices=sorted(quality.CONSTRUCTIONS),
+                        help="the known-answer clips (default: --known-json's, else order)")
     parser.add_argument("--search-steps", type=int, default=800)
     parser.add_argument("--search-seed", type=int, default=0)
     parser.add_argument("--random", type=int, default=5)
@@ -145,9 +170,12 @@ def main(argv=None):
     if args.plot:
         print(plot(args.output, args.plot))
         return
-    clips, val = quality.synthetic_clips(), validation_clips()
-    classes, space = int(clips["num_classes"]), quality.known_answer_space()
-    searched = searched_architecture(args, clips)
+    construction = construction_of(args)
+    clips = quality.known_clips(quality.synthetic_clips(), construction)
+    val = quality.known_clips(validation_clips(), construction)
+    classes = int(clips["num_classes"])
+    space = quality.known_answer_space(construction=construction)
+    searched = searched_architecture(args, clips, construction)
     target = macs(searched, classes)
     candidates = {"searched": searched, "hand-made": hand_made(space, classes, target)}
     for i, arch in enumerate(random_architectures(space, classes, target, args.random)):
@@ -164,7 +192,8 @@ def main(argv=None):
               f"{' / '.join(f'{100 * a:.1f}' for a in top1)} | {100 * np.mean(top1):.1f} | "
               f"({time.time() - started:.0f} s)", flush=True)
         _write(args.output, results)
-    summary = {**_summary(results), "blind_share_at_equal_flops": blind_share(space, classes, target)}
+    summary = {**_summary(results), "construction": construction,
+               "blind_share_at_equal_flops": blind_share(space, classes, target, construction)}
     print(json.dumps(summary, indent=1))
     _write(args.output, {**results, "summary": summary})
 
@@ -179,6 +208,7 @@ def plot(json_path, path):
     with open(json_path, encoding="utf-8") as handle:
         results = json.load(handle)
     summary = results.pop("summary")
+    construction = summary.get("construction", "order")
     figure, axis = plt.subplots(figsize=(7, 3.4))
     for x, (name, result) in enumerate(results.items()):
         t = result["architecture"]["sparse"]["groups"][quality.KNOWN_GROUP]["temporal_kernel"]
@@ -194,7 +224,8 @@ def plot(json_path, path):
         axis.legend(loc="upper right", fontsize=8)
     axis.set_xticks(range(len(results)), list(results), rotation=30, fontsize=8)
     axis.set(ylabel="validation top-1 (%)", ylim=(0, 100),
-             title="equal FLOPs (within 5%), retrained identically")
+             title=f"known answer ({construction} clips): equal FLOPs (within 5%), "
+                   "retrained identically")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path
