@@ -11,7 +11,8 @@ Subcommands (each prints a Markdown table and writes JSON into `--output`):
   `--configs` compares estimator settings (the ablation of BENCHMARKS.md).
 - `known`: no planting. A space where one choice destroys what the labels
   depend on (see `known_answer_space`); the search must learn to avoid it from
-  accuracy alone.
+  accuracy alone. `--construction gap` lays the clips out so that two of the
+  three temporal kernels are blind (see CONSTRUCTIONS).
 
 Everything runs on cached, pre-decoded clips (decoded once with the recipes'
 data path), so a search step costs what the network costs. Crop 32 keeps a
@@ -22,6 +23,8 @@ Usage:
     python benchmarks/bench_search_quality.py planted --deltas 5 --seeds 4 \\
         --configs default softmax_t1_k2 baseline_k4 ...
     python benchmarks/bench_search_quality.py known --seeds 5
+    python benchmarks/bench_search_quality.py known --construction gap --seeds 1 \
+        --steps 3600 --weights-optimizer adamw --learning-rate 2e-3
 """
 
 from __future__ import annotations
@@ -400,6 +403,33 @@ def _write(output, name, payload):
 
 
 # ----------------------------------------------------------------------- figure
+def plot_known(json_paths, path):
+    """P(the watched choice) against search steps, one line per run of each `known.json`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 3.4))
+    for json_path in json_paths:
+        with open(json_path, encoding="utf-8") as handle:
+            result = json.load(handle)
+        settings, construction = result["settings"], result.get("construction", "order")
+        watch = CONSTRUCTIONS[construction]["watch"]
+        for run in result["runs"]:
+            steps = [point["step"] for point in run["curve"]]
+            axis.plot(steps, [point["p"] for point in run["curve"]],
+                      label=f"{construction}, {settings['steps']} steps, "
+                            f"{settings['weights_optimizer']}, seed {run['seed']}: P(t = {watch})")
+    axis.axhline(1 / 3, color="grey", linestyle=":", linewidth=1)
+    axis.set(xlabel="search step", ylabel="probability", ylim=(0, 1.02),
+             title=f"known answer: sparse group {KNOWN_GROUP}'s temporal kernel")
+    axis.legend(fontsize=7, loc="center right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
+
+
 def plot_planted(json_paths, path, config="default"):
     """P(planted choice) and the others' drift against search steps, one panel per delta
     (the runs of `config`)."""
@@ -473,9 +503,15 @@ def main(argv=None):
     figure.add_argument("--config", default="default", choices=sorted(CONFIGS),
                         help="whose runs to draw")
     figure.add_argument("--path", default="docs/images/search_quality_planted.png")
+    curves = sub.add_parser("plot-known", help="figure of known.json files")
+    curves.add_argument("json", nargs="+")
+    curves.add_argument("--path", default="docs/images/search_quality_known_gap.png")
     args = parser.parse_args(argv)
     if args.command == "plot":
         print(plot_planted(args.json, args.path, args.config))
+        return
+    if args.command == "plot-known":
+        print(plot_known(args.json, args.path))
         return
     args.seeds_list = list(range(args.first_seed, args.first_seed + args.seeds))
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
