@@ -23,7 +23,7 @@ Usage:
     python benchmarks/bench_search_quality.py planted --deltas 5 --seeds 4 \\
         --configs default softmax_t1_k2 baseline_k4 ...
     python benchmarks/bench_search_quality.py known --seeds 5
-    python benchmarks/bench_search_quality.py known --construction gap --seeds 1 \
+    python benchmarks/bench_search_quality.py known --construction gap --seeds 1 \\
         --steps 3600 --weights-optimizer adamw --learning-rate 2e-3
 """
 
@@ -309,20 +309,20 @@ KNOWN_GROUP = 1
 #   middle pair, not the first: a class's path is centred on the video, so frames
 #   0 and 1 of a centred clip sit on the side the object comes from, and their
 #   position alone gave the direction away (held-out 45% with t = 1, not 25-30%).
+# "layout": decoded frame -> its place among `frames` blank ones (None: as decoded).
 CONSTRUCTIONS = {
-    "order": {"frames": 4, "blind": (1,), "watch": 1},
-    "gap": {"frames": 8, "blind": (1, 3), "watch": 5},
+    "order": {"frames": 4, "layout": None, "blind": (1,), "watch": 1},
+    "gap": {"frames": 8, "layout": {1: 2, 2: 5}, "blind": (1, 3), "watch": 5},
 }
-GAP_FRAMES = {1: 2, 2: 5}  # decoded frame -> its place in the gap layout
 
 
 def arrange(x: np.ndarray, construction: str) -> np.ndarray:
     """Clips `(N, 4, H, W, C)` laid out as `construction` says (see CONSTRUCTIONS)."""
-    if construction == "order":
+    spec = CONSTRUCTIONS[construction]
+    if spec["layout"] is None:
         return x
-    frames = CONSTRUCTIONS[construction]["frames"]
-    out = np.zeros((x.shape[0], frames) + x.shape[2:], x.dtype)
-    for source, position in GAP_FRAMES.items():
+    out = np.zeros((x.shape[0], spec["frames"]) + x.shape[2:], x.dtype)
+    for source, position in spec["layout"].items():
         out[:, position] = x[:, source]
     return out
 

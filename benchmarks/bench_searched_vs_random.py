@@ -24,9 +24,9 @@ Each is trained from scratch `--seeds` times (AdamW 2e-3, cosine, batch 8,
 
 Usage:
     python benchmarks/bench_searched_vs_random.py --known-json runs/known/known.json
-    python benchmarks/bench_search_quality.py known --construction gap --seeds 1 \
+    python benchmarks/bench_search_quality.py known --construction gap --seeds 1 \\
         --steps 3600 --weights-optimizer adamw --learning-rate 2e-3 --output runs/known_gap
-    python benchmarks/bench_searched_vs_random.py --known-json runs/known_gap/known.json \
+    python benchmarks/bench_searched_vs_random.py --known-json runs/known_gap/known.json \\
         --random 8 --output runs/searched_vs_random_gap.json
 """
 
