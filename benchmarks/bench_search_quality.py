@@ -361,6 +361,8 @@ def known(args):
     key = f"sparse[{KNOWN_GROUP}].temporal_kernel"
     estimator = (("path_batch", args.path_batch),) if args.path_batch else ()
     estimator += (("outer_taps", args.outer_taps),)
+    if args.target_macs:
+        estimator += (("target_macs", int(args.target_macs * 1e6)),)
     settings = SearchSettings(steps=args.steps, heldout_batch=args.heldout_batch,
                               warmup_steps=args.warmup_steps,
                               learning_rate=args.learning_rate or SearchSettings.learning_rate,
@@ -490,6 +492,9 @@ def main(argv=None):
                       help="the architecture logits' optimizer (default: the library's)")
     know.add_argument("--score", default="accuracy", choices=("accuracy", "log_likelihood"),
                       help="the held-out score of a sampled architecture")
+    know.add_argument("--target-macs", type=float, default=None,
+                      help="the FLOPs hinge's upper target, millions of MACs at crop 32 "
+                           "(default: none)")
     know.add_argument("--path-batch", default=None, choices=("full", "split"),
                       help="clips each sampled path trains on (default: the library's)")
     for command in (plant, know):
