@@ -354,20 +354,25 @@ def known_answer_space(group=KNOWN_GROUP, construction="order"):
     return dataclasses.replace(space, sparse=sparse)
 
 
+def known_settings(args) -> SearchSettings:
+    """The `known` command's search settings from its arguments."""
+    estimator = (("path_batch", args.path_batch),) if args.path_batch else ()
+    estimator += (("outer_taps", args.outer_taps),)
+    if args.target_macs:
+        estimator += (("target_macs", round(args.target_macs * 1e6)),)
+    return SearchSettings(steps=args.steps, heldout_batch=args.heldout_batch,
+                          warmup_steps=args.warmup_steps,
+                          learning_rate=args.learning_rate or SearchSettings.learning_rate,
+                          weights_optimizer=args.weights_optimizer, estimator=estimator,
+                          logits_optimizer=args.logits_optimizer)
+
+
 def known(args):
     construction = CONSTRUCTIONS[args.construction]
     space = known_answer_space(construction=args.construction)
     clips = known_clips(synthetic_clips(), args.construction)
     key = f"sparse[{KNOWN_GROUP}].temporal_kernel"
-    estimator = (("path_batch", args.path_batch),) if args.path_batch else ()
-    estimator += (("outer_taps", args.outer_taps),)
-    if args.target_macs:
-        estimator += (("target_macs", int(args.target_macs * 1e6)),)
-    settings = SearchSettings(steps=args.steps, heldout_batch=args.heldout_batch,
-                              warmup_steps=args.warmup_steps,
-                              learning_rate=args.learning_rate or SearchSettings.learning_rate,
-                              weights_optimizer=args.weights_optimizer, estimator=estimator,
-                              logits_optimizer=args.logits_optimizer)
+    settings = known_settings(args)
     runs = [run_search(space, clips, settings, seed, score=args.score,
                        watch=(key, construction["watch"]))
             for seed in args.seeds_list]
@@ -467,7 +472,7 @@ def plot_planted(json_paths, path, config="default"):
     return path
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     plant = sub.add_parser("planted", help="planted advantage on real held-out accuracy")
@@ -511,7 +516,11 @@ def main(argv=None):
     curves = sub.add_parser("plot-known", help="figure of known.json files")
     curves.add_argument("json", nargs="+")
     curves.add_argument("--path", default="docs/images/search_quality_known_gap.png")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.command == "plot":
         print(plot_planted(args.json, args.path, args.config))
         return

@@ -70,3 +70,11 @@ def test_known_space_has_one_group_that_mixes_frames(quality):
         kernels = [g.temporal_kernel for g in space.sparse.groups]
         assert kernels.pop(quality.KNOWN_GROUP) == (1, 3, 5)
         assert set(kernels) == {(1,)}
+
+
+def test_known_target_macs_reaches_the_search_in_macs(quality):
+    args = quality.build_parser().parse_args(["known", "--construction", "gap",
+                                              "--target-macs", "9.5"])
+    assert dict(quality.known_settings(args).estimator)["target_macs"] == 9_500_000
+    args = quality.build_parser().parse_args(["known"])
+    assert "target_macs" not in dict(quality.known_settings(args).estimator)
