@@ -49,7 +49,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tsnet_keras.search import ParsecSearch, search_dataset  # noqa: E402
 from tsnet_keras.search.parsec import accuracy_score  # noqa: E402
-from tsnet_keras.search.progressive import step_space  # noqa: E402
+from tsnet_keras.search.distribution import ArchitectureDistribution  # noqa: E402
+from tsnet_keras.search.progressive import RESULT_FLOOR, step_space  # noqa: E402
+from tsnet_keras.space.architecture import Architecture  # noqa: E402
 from tsnet_keras.spaces import auto_tsnet_mini  # noqa: E402
 
 CROP = 32
@@ -225,7 +227,18 @@ def run_search(space, clips, settings: SearchSettings, seed: int, score="accurac
     return {"seed": seed, "curve": recorder.curve, "marginals": marginals,
             "heldout_accuracy_by_choice": choice_accuracy,
             "seconds": round(time.time() - started, 1),
-            "most_probable": search.distribution.most_probable().to_dict()}
+            "most_probable": search.distribution.most_probable().to_dict(),
+            "result": search_result(space, int(clips["num_classes"]), marginals,
+                                    search.target_macs).to_dict()}
+
+
+def search_result(space, num_classes, marginals, target_macs=None) -> Architecture:
+    """A search's result as the recipes take it, from its final `marginals`: the most
+    probable architecture, within RESULT_FLOOR-100% of `target_macs` when it had one."""
+    distribution = ArchitectureDistribution(space, num_classes, CROP)
+    distribution.set_logits({key: np.log(np.maximum(list(marginals[key].values()), 1e-30))
+                             for key in distribution.keys})
+    return distribution.most_probable_within(target_macs, floor=RESULT_FLOOR)
 
 
 def heldout_accuracy_by_choice(search, clips, key) -> dict:

@@ -93,13 +93,17 @@ def construction_of(args) -> str:
 def searched_architecture(args, clips, construction) -> Architecture:
     if args.known_json:
         with open(args.known_json) as f:
-            return Architecture.from_dict(json.load(f)["runs"][0]["most_probable"])
+            known = json.load(f)
+        target = dict(map(tuple, known["settings"]["estimator"])).get("target_macs")
+        return quality.search_result(quality.known_answer_space(construction=construction),
+                                     int(clips["num_classes"]), known["runs"][0]["marginals"],
+                                     target)
     settings = quality.SearchSettings(steps=args.search_steps)
     space = quality.known_answer_space(construction=construction)
     watch = quality.CONSTRUCTIONS[construction]["watch"]
     run = quality.run_search(space, clips, settings, args.search_seed,
                              watch=(f"sparse[{quality.KNOWN_GROUP}].temporal_kernel", watch))
-    return Architecture.from_dict(run["most_probable"])
+    return Architecture.from_dict(run["result"])
 
 
 def random_architectures(space, num_classes, target, count, seed=0) -> list:
