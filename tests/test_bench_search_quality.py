@@ -78,3 +78,20 @@ def test_known_target_macs_reaches_the_search_in_macs(quality):
     assert dict(quality.known_settings(args).estimator)["target_macs"] == 9_500_000
     args = quality.build_parser().parse_args(["known"])
     assert "target_macs" not in dict(quality.known_settings(args).estimator)
+
+
+def test_search_result_keeps_the_found_kernel_within_the_flops_target(quality):
+    from tsnet_keras.accounting import complexity
+
+    space = quality.known_answer_space(construction="gap")
+    distribution = quality.ArchitectureDistribution(space, 8, quality.CROP)
+    marginals = distribution.marginals()  # uniform
+    key = f"sparse[{quality.KNOWN_GROUP}].temporal_kernel"
+    marginals[key] = {1: 0.1, 3: 0.1, 5: 0.8}
+    plain = quality.search_result(space, 8, marginals)
+    assert plain.sparse.groups[quality.KNOWN_GROUP].temporal_kernel == 5
+    target = 9_500_000
+    result = quality.search_result(space, 8, marginals, target)
+    assert result.sparse.groups[quality.KNOWN_GROUP].temporal_kernel == 5
+    macs = complexity(result, 8, crop=quality.CROP).macs
+    assert quality.RESULT_FLOOR * target <= macs <= target
