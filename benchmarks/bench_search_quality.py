@@ -438,9 +438,12 @@ def plot_known(json_paths, path):
         watch = CONSTRUCTIONS[construction]["watch"]
         for run in result["runs"]:
             steps = [point["step"] for point in run["curve"]]
+            target = dict(map(tuple, settings["estimator"])).get("target_macs")
+            budget = f", target {target / 1e6:g} M MACs" if target else ""
             axis.plot(steps, [point["p"] for point in run["curve"]],
                       label=f"{construction}, {settings['steps']} steps, "
-                            f"{settings['weights_optimizer']}, seed {run['seed']}: P(t = {watch})")
+                            f"{settings['weights_optimizer']}{budget}, seed {run['seed']}: "
+                            f"P(t = {watch})")
     axis.axhline(1 / 3, color="grey", linestyle=":", linewidth=1)
     axis.set(xlabel="search step", ylabel="probability", ylim=(0, 1.02),
              title=f"known answer: sparse group {KNOWN_GROUP}'s temporal kernel")

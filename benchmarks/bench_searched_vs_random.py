@@ -10,9 +10,11 @@ search that finds t = 5 should beat the random mean by more than one standard
 deviation, which "order" cannot show (a mostly-right random draw leaves a
 bimodal spread wider than the searched one's lead).
 
-1. The searched architecture: the most probable one of a search at the library's
-   defaults (`--search-steps`), or read from a `known.json` of
-   `bench_search_quality.py known` (`--known-json`, its first run).
+1. The searched architecture: the result of a search at the library's defaults
+   (`--search-steps`), or of the first run of a `known.json` of
+   `bench_search_quality.py known` (`--known-json`). The result is what the recipes
+   take: the most probable architecture, within 90-100% of the search's FLOPs target
+   when it had one (`known --target-macs`).
 2. `--random` architectures drawn uniformly from the space, kept when their MACs
    are within 5% of the searched one's.
 3. A hand-made one: t = 3 in the temporal group (X3D's kernel; blind on "gap"
@@ -28,6 +30,11 @@ Usage:
         --steps 3600 --weights-optimizer adamw --learning-rate 2e-3 --output runs/known_gap
     python benchmarks/bench_searched_vs_random.py --known-json runs/known_gap/known.json \\
         --random 8 --output runs/searched_vs_random_gap.json
+    python benchmarks/bench_search_quality.py known --construction gap --seeds 1 \\
+        --steps 3600 --weights-optimizer adamw --learning-rate 2e-3 --target-macs 9.5 \\
+        --output runs/known_gap_budget
+    python benchmarks/bench_searched_vs_random.py --known-json runs/known_gap_budget/known.json \\
+        --random 8 --steps 3000 --output runs/searched_vs_random_gap_budget.json
 """
 
 from __future__ import annotations
