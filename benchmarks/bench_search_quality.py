@@ -430,7 +430,7 @@ def plot_known(json_paths, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6.4, 3.4))
+    figure, axis = plt.subplots(figsize=(6.4, 4.6))
     for json_path in json_paths:
         with open(json_path, encoding="utf-8") as handle:
             result = json.load(handle)
@@ -447,7 +447,7 @@ def plot_known(json_paths, path):
     axis.axhline(1 / 3, color="grey", linestyle=":", linewidth=1)
     axis.set(xlabel="search step", ylabel="probability", ylim=(0, 1.02),
              title=f"known answer: sparse group {KNOWN_GROUP}'s temporal kernel")
-    axis.legend(fontsize=7, loc="center right")
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path

@@ -5,10 +5,11 @@ can see the frames' order, through its temporal kernel), on the built-in
 synthetic dataset at crop 32, sparse stream only. Architectures of equal FLOPs
 really differ there: on the "order" clips a third of the space (t = 1 in that
 group) cannot tell the direction of motion; on the "gap" clips (`--construction
-gap`: two frames 3 apart among blank ones) two thirds cannot (t = 1 or 3), so a
-search that finds t = 5 should beat the random mean by more than one standard
-deviation, which "order" cannot show (a mostly-right random draw leaves a
-bimodal spread wider than the searched one's lead).
+gap`: two frames 3 apart among blank ones) two thirds cannot (t = 1 or 3), and
+three in four near a small FLOPs budget (`known --target-macs 9.5`), where t = 5
+is costly. Only there does a search that finds t = 5 beat the random mean by more
+than one standard deviation reliably: where most random draws see, their bimodal
+spread is wider than the searched one's lead (BENCHMARKS.md section 8).
 
 1. The searched architecture: the result of a search at the library's defaults
    (`--search-steps`), or of the first run of a `known.json` of
