@@ -232,6 +232,11 @@ def run_search(space, clips, settings: SearchSettings, seed: int, score="accurac
                                     search.target_macs).to_dict()}
 
 
+def target_macs_of(settings: dict) -> int | None:
+    """The FLOPs target of a search from its JSON-written `SearchSettings` (None: none)."""
+    return dict(map(tuple, settings["estimator"])).get("target_macs")
+
+
 def search_result(space, num_classes, marginals, target_macs=None) -> Architecture:
     """A search's result as the recipes take it, from its final `marginals`: the most
     probable architecture, within RESULT_FLOOR-100% of `target_macs` when it had one."""
@@ -436,10 +441,10 @@ def plot_known(json_paths, path):
             result = json.load(handle)
         settings, construction = result["settings"], result.get("construction", "order")
         watch = CONSTRUCTIONS[construction]["watch"]
+        target = target_macs_of(settings)
+        budget = f", target {target / 1e6:g} M MACs" if target else ""
         for run in result["runs"]:
             steps = [point["step"] for point in run["curve"]]
-            target = dict(map(tuple, settings["estimator"])).get("target_macs")
-            budget = f", target {target / 1e6:g} M MACs" if target else ""
             axis.plot(steps, [point["p"] for point in run["curve"]],
                       label=f"{construction}, {settings['steps']} steps, "
                             f"{settings['weights_optimizer']}{budget}, seed {run['seed']}: "

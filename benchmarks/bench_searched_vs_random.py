@@ -102,10 +102,9 @@ def searched_architecture(args, clips, construction) -> Architecture:
     if args.known_json:
         with open(args.known_json) as f:
             known = json.load(f)
-        target = dict(map(tuple, known["settings"]["estimator"])).get("target_macs")
         return quality.search_result(quality.known_answer_space(construction=construction),
                                      int(clips["num_classes"]), known["runs"][0]["marginals"],
-                                     target)
+                                     quality.target_macs_of(known["settings"]))
     settings = quality.SearchSettings(steps=args.search_steps)
     space = quality.known_answer_space(construction=construction)
     watch = quality.CONSTRUCTIONS[construction]["watch"]
