@@ -153,16 +153,22 @@ def blind_share(space, num_classes, target, construction, draws=300) -> float:
 
 def retrain(arch, clips, val, seed, steps) -> float:
     """Validation top-1 of `arch` trained from scratch (AdamW 2e-3, cosine, batch 8)."""
+    data = quality.search_data(clips, quality.SearchSettings(steps=steps), seed)
+    return fit_and_score(arch, int(clips["num_classes"]), data.map(lambda train, heldout: train),
+                         (val["x"].astype("float32"), val["y"]), seed, steps)
+
+
+def fit_and_score(arch, num_classes, train, val, seed, steps) -> float:
+    """Validation top-1 of `arch` trained from scratch on `train` (batches of 8, repeated):
+    AdamW 2e-3 with cosine decay over `steps`, weight decay 0.05; `val` = (x, y)."""
     keras.utils.set_random_seed(seed)
-    model = build_model(arch, int(clips["num_classes"]), crop=quality.CROP)
+    model = build_model(arch, num_classes, crop=quality.CROP)
     schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps)
     model.compile(keras.optimizers.AdamW(schedule, weight_decay=0.05),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    data = quality.search_data(clips, quality.SearchSettings(steps=steps), seed)
-    model.fit(data.map(lambda train, heldout: train), epochs=1, steps_per_epoch=steps, verbose=0)
-    return model.evaluate(val["x"].astype("float32"), val["y"], batch_size=32, verbose=0,
-                          return_dict=True)["accuracy"]
+    model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0)
+    return model.evaluate(*val, batch_size=32, verbose=0, return_dict=True)["accuracy"]
 
 
 def main(argv=None):
@@ -209,8 +215,14 @@ def main(argv=None):
     _write(args.output, {**results, "summary": summary})
 
 
-def plot(json_path, path):
-    """Validation top-1 per architecture: one dot per seed, a bar at the mean."""
+def known_t(architecture: dict) -> int:
+    """The temporal kernel of the known-answer group of an architecture's dict."""
+    return architecture["sparse"]["groups"][quality.KNOWN_GROUP]["temporal_kernel"]
+
+
+def plot(json_path, path, t_of=known_t, title=None):
+    """Validation top-1 per architecture: one dot per seed, a bar at the mean; each
+    labelled with `t_of(architecture dict)`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,8 +234,9 @@ def plot(json_path, path):
     construction = summary.get("construction", "order")
     figure, axis = plt.subplots(figsize=(7, 3.4))
     for x, (name, result) in enumerate(results.items()):
-        t = result["architecture"]["sparse"]["groups"][quality.KNOWN_GROUP]["temporal_kernel"]
-        colour = {"searched": "tab:green", "hand-made": "tab:blue"}.get(name, "tab:grey")
+        t = t_of(result["architecture"])
+        colour = {"searched": "tab:green", "progressive": "tab:green", "one-shot": "tab:orange",
+                  "hand-made": "tab:blue"}.get(name, "tab:grey")
         top1 = 100 * np.asarray(result["top1"])
         axis.scatter([x] * len(top1), top1, color=colour, s=18)
         axis.hlines(top1.mean(), x - 0.3, x + 0.3, color=colour)
@@ -235,8 +248,8 @@ def plot(json_path, path):
         axis.legend(loc="upper right", fontsize=8)
     axis.set_xticks(range(len(results)), list(results), rotation=30, fontsize=8)
     axis.set(ylabel="validation top-1 (%)", ylim=(0, 100),
-             title=f"known answer ({construction} clips): equal FLOPs (within 5%), "
-                   "retrained identically")
+             title=title or f"known answer ({construction} clips): equal FLOPs (within 5%), "
+                            "retrained identically")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path

@@ -1,0 +1,339 @@
+"""The two-stream chain on a known answer: progressive vs one-shot vs random vs hand-made.
+
+Goal (c) of the search-quality issue for the whole chain, at CPU scale, on data
+where architectures of equal FLOPs really differ by construction:
+
+- The clips (`chain_inputs`): of each decoded sparse clip (4 frames, stride 16,
+  crop 32) frames 1 and 2 carry the motion. The dense stream gets them at
+  frames 3 and 6 of 12 blank ones; the sparse stream gets their mean, 4 times.
+  So the sparse stream sees the object but never the order of the two frames.
+- The space (`chain_space`): `auto_tsnet_mini(dense_frames=12)` where only dense
+  group 1 mixes frames (t in {1, 3, 5}; every other temporal kernel, the stems'
+  included, is 1) and the one fusion place is after group 0, before the frames
+  are mixed. Only t = 5 in dense group 1 reaches both frames. With t = 1 or 3,
+  and with every fusion op, swapping the two frames permutes the features
+  through the network, so the logits cannot tell the direction of motion
+  (checked on fixed models in `tests/test_bench_chain_known.py`).
+- `search`: the library's `progressive_search` (steps 1, 2, 3; step 2 inherits
+  step 1's weights) or `one_shot_search`, on in-memory clips, at a MACs target.
+  Resumable: a killed run picks up at its last checkpoint.
+- `compare`: the progressive and one-shot results, `--random` uniform draws within
+  5% of the progressive result's MACs and a hand-made two-stream model at the
+  same MACs, each trained from scratch `--seeds` times and scored on the 160
+  validation videos. Resumable per (architecture, seed).
+
+Usage:
+    python benchmarks/bench_chain_known.py budget
+    python benchmarks/bench_chain_known.py search --mode progressive --output runs/chain_known
+    python benchmarks/bench_chain_known.py search --mode one_shot --output runs/chain_known
+    python benchmarks/bench_chain_known.py compare --output runs/chain_known
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import bench_search_quality as quality  # noqa: E402
+import bench_searched_vs_random as versus  # noqa: E402
+from tsnet_keras.accounting import complexity  # noqa: E402
+from tsnet_keras.models.tsnet import build_model  # noqa: E402
+from tsnet_keras.search import baselines  # noqa: E402
+from tsnet_keras.search.progressive import (  # noqa: E402
+    load_step_result,
+    one_shot_search,
+    progressive_search,
+)
+from tsnet_keras.spaces import auto_tsnet_mini  # noqa: E402
+
+CROP = quality.CROP
+DENSE_FRAMES = 12
+# Decoded sparse frame -> its dense frame. 3 apart: t = 5 reaches both, t = 3 one at a
+# time with the same blanks around it; both at 0 mod alpha (3), so every fusion op
+# treats them alike and the fusion conv's windows (3j - 2 .. 3j + 2) hold one at most.
+DENSE_LAYOUT = {1: 3, 2: 6}
+MIXING_GROUP = 1  # the dense group whose temporal kernel is searched
+FUSION_PLACES = (0,)  # before the mixing group: fusion carries unmixed frames only
+TARGET_MACS = 9.0  # millions: 70% of the uniform draws near it are blind (`budget`)
+KEY = f"dense[{MIXING_GROUP}].temporal_kernel"
+
+
+# ----------------------------------------------------------------- space, clips
+def _unmixed(stream, mixing_group=None):
+    """`stream` with temporal kernel 1 everywhere but `mixing_group` (1, 3, 5)."""
+    groups = tuple(dataclasses.replace(g, temporal_kernel=(1, 3, 5) if i == mixing_group else (1,))
+                   for i, g in enumerate(stream.groups))
+    stem = dataclasses.replace(stream.stem, temporal_kernel=1)
+    return dataclasses.replace(stream, stem=stem, groups=groups)
+
+
+def chain_space():
+    """The two-stream known-answer space (module docstring)."""
+    space = auto_tsnet_mini(sparse_frames=4, dense_frames=DENSE_FRAMES,
+                            fusion_places=FUSION_PLACES)
+    return dataclasses.replace(space, sparse=_unmixed(space.sparse),
+                               dense=_unmixed(space.dense, MIXING_GROUP))
+
+
+def chain_inputs(x: np.ndarray) -> dict:
+    """Decoded sparse clips `(N, 4, H, W, C)` -> `{"sparse": ..., "dense": ...}`."""
+    first, second = (x[:, frame] for frame in DENSE_LAYOUT)
+    mean = (first.astype("float32") + second.astype("float32")) / 2
+    sparse = np.repeat(mean[:, None], 4, axis=1).astype(x.dtype)
+    dense = np.zeros((x.shape[0], DENSE_FRAMES) + x.shape[2:], x.dtype)
+    for frame, position in DENSE_LAYOUT.items():
+        dense[:, position] = x[:, frame]
+    return {"sparse": sparse, "dense": dense}
+
+
+def sees_order(arch) -> bool:
+    """Whether `arch` can tell the direction of motion on these clips: t = 5 in the group."""
+    return arch.dense.groups[MIXING_GROUP].temporal_kernel == 5
+
+
+def macs(arch, num_classes) -> int:
+    return complexity(arch, num_classes, crop=CROP).macs
+
+
+# ------------------------------------------------------------------------ data
+def _dataset(inputs: dict, labels, batch, seed=None, repeat=False):
+    data = tf.data.Dataset.from_tensor_slices(
+        ({k: v.astype("float32") for k, v in inputs.items()}, labels))
+    if seed is not None:
+        data = data.shuffle(len(labels), seed=seed)
+    data = data.batch(batch, drop_remainder=True)
+    return data.repeat() if repeat else data
+
+
+class ChainData:
+    """The training and held-out clips of `synthetic_clips()`, arranged for the chain."""
+
+    def __init__(self, batch_size=8, heldout_batch=16):
+        clips = quality.synthetic_clips()
+        self.num_classes = int(clips["num_classes"])
+        self.train = (chain_inputs(clips["train_x"]), clips["train_y"])
+        self.heldout = (chain_inputs(clips["heldout_x"]), clips["heldout_y"])
+        self.batch_size, self.heldout_batch = batch_size, heldout_batch
+
+    def train_epoch(self, epoch):
+        """One epoch's batches, reshuffled per epoch (a resumed search replays them)."""
+        return _dataset(*self.train, self.batch_size, seed=epoch)
+
+    def heldout_data(self):
+        return _dataset(*self.heldout, self.heldout_batch, seed=0, repeat=True)
+
+
+# ---------------------------------------------------------------------- search
+class _Curve(keras.callbacks.Callback):
+    """Appends P(t) of the mixing group every `every` steps to a JSON-lines file."""
+
+    def __init__(self, path, every=50):
+        super().__init__()
+        self.path, self.every = path, every
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.search_step.numpy())
+        if step % self.every == 0 and KEY in self.model.distribution.keys:
+            marginals = self.model.distribution.marginals()[KEY]
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"step": step, **{str(t): p for t, p in
+                                                          marginals.items()}}) + "\n")
+
+
+def search(args):
+    data = ChainData()
+    target = round(args.target_macs * 1e6)
+    directory = os.path.join(args.output, args.mode)
+    os.makedirs(directory, exist_ok=True)
+    common = dict(num_classes=data.num_classes, steps_per_epoch=args.steps_per_epoch,
+                  crop=CROP, weights_optimizer="adamw", learning_rate=2e-3, seed=args.seed,
+                  tensorboard=False, verbose=0, checkpoint_every=args.steps_per_epoch,
+                  callbacks=[_Curve(os.path.join(directory, "curve.jsonl"))])
+    started = time.time()
+    if args.mode == "progressive":
+        epochs = tuple(max(1, s // args.steps_per_epoch) for s in args.steps)
+        results = progressive_search(chain_space(), data.train_epoch, data.heldout_data(),
+                                     directory, epochs=epochs,
+                                     target_macs=(None, target, target), **common)
+        result, searched = results[-1], results[1]
+    else:
+        epochs = max(1, sum(args.steps) // args.steps_per_epoch)
+        result = one_shot_search(chain_space(), data.train_epoch, data.heldout_data(), directory,
+                                 epochs=epochs, target_macs=target, **common)
+        searched = result
+    marginals = searched.distribution.marginals()
+    print(f"{args.mode}: P({KEY}) = {marginals.get(KEY)}; result "
+          f"{macs(result.architecture, data.num_classes) / 1e6:.2f} M MACs, "
+          f"t = {result.architecture.dense.groups[MIXING_GROUP].temporal_kernel}; "
+          f"{time.time() - started:.0f} s", flush=True)
+
+
+def budget(args):
+    """MACs of uniform draws and the blind share near a few targets (to choose one)."""
+    space, classes = chain_space(), 8
+    draws = [baselines.uniform_draw(space, seed) for seed in range(args.draws)]
+    values = np.array([macs(a, classes) for a in draws]) / 1e6
+    print(f"uniform draws: MACs {values.min():.1f}-{values.max():.1f} M, median "
+          f"{np.median(values):.1f}")
+    for target in args.targets:
+        near = [a for a in baselines.random_architectures(space, target * 1e6, 200,
+                                                          num_classes=classes, crop=CROP, seed=1)]
+        print(f"target {target} M: blind share within 5%: "
+              f"{1 - np.mean([sees_order(a) for a in near]):.2f}")
+
+
+
+# --------------------------------------------------------------------- compare
+def hand_made(space, num_classes, target):
+    """X3D-like on both streams: k = 3, t = 3 in the mixing group (X3D's kernel, blind
+    here by construction), one expansion and one relative width for every group (each
+    stream's last group's expansion apart), SlowFast's time-strided conv at the fusion
+    place, no attention; the combination closest in MACs to `target`."""
+    base = baselines.uniform_draw(space, 0)
+    groups = space.sparse.groups + space.dense.groups
+    expansions = sorted(set.intersection(*(set(g.expansion) for g in groups)))
+    width_steps = min(len(g.channels) for g in groups)
+    best = None
+    for expansion, last, step in itertools.product(expansions, expansions, range(width_steps)):
+        arch = dataclasses.replace(base, **{
+            name: _hand_made_stream(getattr(base, name), getattr(space, name), name == "dense",
+                                    expansion, last, step / max(width_steps - 1, 1))
+            for name in ("sparse", "dense")})
+        gap = abs(macs(arch, num_classes) / target - 1)
+        if best is None or gap < best[0]:
+            best = (gap, arch)
+    return best[1]
+
+
+def _hand_made_stream(stream, choices, dense, expansion, last, width):
+    """`stream` with `hand_made`'s choices; `width` in [0, 1] picks each group's channels."""
+    groups = []
+    for index, (group, options) in enumerate(zip(stream.groups, choices.groups)):
+        groups.append(dataclasses.replace(
+            group, spatial_kernel=3, attention=False,
+            expansion=last if index == len(stream.groups) - 1 else expansion,
+            channels=options.channels[round(width * (len(options.channels) - 1))],
+            temporal_kernel=3 if dense and index == MIXING_GROUP else group.temporal_kernel,
+            fusion="time_strided_conv" if "time_strided_conv" in options.fusion else "none"))
+    return dataclasses.replace(stream, groups=tuple(groups))
+
+
+def candidates(output, num_classes, count) -> dict:
+    """Name -> architecture: the two searches' results, the hand-made one, `count` random."""
+    found = {name: load_step_result(os.path.join(output, directory)).architecture
+             for name, directory in (("progressive", "progressive/step3"),
+                                     ("one-shot", "one_shot"))}
+    target = macs(found["progressive"], num_classes)
+    found["hand-made"] = hand_made(chain_space(), num_classes, target)
+    for index, arch in enumerate(baselines.random_architectures(
+            chain_space(), target, count, num_classes=num_classes, crop=CROP, seed=0)):
+        found[f"random {index}"] = arch
+    return found
+
+
+def _load(path) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        results = json.load(handle)
+    results.pop("summary", None)
+    return results
+
+
+def compare(args):
+    """Retrains every candidate `--seeds` times, seed by seed; resumes from `--output`'s JSON."""
+    data = ChainData()
+    clips = versus.validation_clips()
+    val = ({k: v.astype("float32") for k, v in chain_inputs(clips["x"]).items()}, clips["y"])
+    path = os.path.join(args.output, "comparison.json")
+    results = _load(path)
+    for seed in range(args.seeds):
+        for name, arch in candidates(args.output, data.num_classes, args.random).items():
+            entry = results.setdefault(name, {"architecture": arch.to_dict(), "top1": [],
+                                              "macs": macs(arch, data.num_classes),
+                                              "sees_order": sees_order(arch)})
+            if entry["architecture"] != arch.to_dict():
+                raise SystemExit(f"{path}: {name}'s architecture differs from this run's")
+            if len(entry["top1"]) > seed:
+                continue
+            started = time.time()
+            train = _dataset(*data.train, 8, seed=seed, repeat=True)
+            entry["top1"].append(versus.fit_and_score(arch, data.num_classes, train, val,
+                                                      seed, args.steps))
+            print(f"{name} seed {seed}: {100 * entry['top1'][-1]:.1f}% "
+                  f"({time.time() - started:.0f} s)", flush=True)
+            versus._write(path, results)
+    summary = summary_of(results)
+    print(json.dumps(summary, indent=1))
+    versus._write(path, {**results, "summary": summary})
+
+
+def summary_of(results) -> dict:
+    """Searched vs random (std of the random draws' means), and the blind share."""
+    mean = {name: float(np.mean(r["top1"])) for name, r in results.items()}
+    randoms = [mean[name] for name in results if name.startswith("random")]
+    summary = {"construction": "two-stream gap", "random_mean": float(np.mean(randoms)),
+               "random_std": float(np.std(randoms, ddof=1)), "hand_made": mean["hand-made"],
+               "random_seeing": sum(r["sees_order"] for n, r in results.items()
+                                    if n.startswith("random"))}
+    for name in ("progressive", "one-shot"):
+        gap = baselines.searched_vs_random(mean[name], randoms)
+        summary[name] = mean[name]
+        summary[f"{name}_beats_random_by_std"] = gap["beats_mean_by_std"]
+    return summary
+
+
+def plot(args):
+    t_of = lambda architecture: architecture["dense"]["groups"][MIXING_GROUP]["temporal_kernel"]
+    print(versus.plot(os.path.join(args.output, "comparison.json"), args.path, t_of=t_of,
+                      title="two streams, known answer: equal FLOPs (within 5%), "
+                            "retrained identically"))
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("search", help="progressive or one-shot search (resumable)")
+    run.add_argument("--mode", choices=("progressive", "one_shot"), default="progressive")
+    run.add_argument("--steps", type=int, nargs=3, default=(600, 3600, 400),
+                     help="steps of steps 1, 2, 3 (one-shot: their sum)")
+    run.add_argument("--steps-per-epoch", type=int, default=100)
+    run.add_argument("--target-macs", type=float, default=TARGET_MACS, help="millions")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--output", default="runs/chain_known")
+    versus_ = commands.add_parser("compare", help="retrain searched, random, hand-made")
+    versus_.add_argument("--random", type=int, default=8)
+    versus_.add_argument("--seeds", type=int, default=3)
+    versus_.add_argument("--steps", type=int, default=3000)
+    versus_.add_argument("--output", default="runs/chain_known")
+    figure = commands.add_parser("plot", help="the comparison's figure")
+    figure.add_argument("--output", default="runs/chain_known")
+    figure.add_argument("--path", default="docs/images/chain_known_comparison.png")
+    cost = commands.add_parser("budget", help="blind share of uniform draws near targets")
+    cost.add_argument("--draws", type=int, default=300)
+    cost.add_argument("--targets", type=float, nargs="+", default=(7, 8, 9, 10, 11, 12))
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    {"search": search, "budget": budget, "compare": compare,
+     "plot": plot}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
