@@ -298,7 +298,41 @@ def summary_of(results) -> dict:
     return summary
 
 
+def read_curve(path) -> list:
+    """`curve.jsonl` as a list of records, one per step (a resumed run's repeats: the last)."""
+    with open(path, encoding="utf-8") as handle:
+        records = {record["step"]: record for record in map(json.loads, handle)}
+    return [records[step] for step in sorted(records)]
+
+
+def plot_curves(args):
+    """P(t) of the mixing group against search steps: progressive step 2 and one-shot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 3.4))
+    for mode, colour in (("progressive", "tab:green"), ("one_shot", "tab:orange")):
+        path = os.path.join(args.output, mode, "curve.jsonl")
+        if not os.path.exists(path):
+            continue
+        curve = read_curve(path)
+        label = "progressive, step 2" if mode == "progressive" else "one-shot"
+        for t, style in (("5", "-"), ("3", ":"), ("1", "--")):
+            axis.plot([r["step"] for r in curve], [r[t] for r in curve], style, color=colour,
+                      label=f"{label}: P(t = {t})")
+    axis.set(xlabel="search step", ylabel=f"P({KEY})", ylim=(0, 1),
+             title=f"two streams, known answer (t = 5 sees), target {args.target_macs} M MACs")
+    axis.legend(fontsize=7, loc="upper left", ncol=2)
+    figure.tight_layout()
+    figure.savefig(args.path, dpi=110)
+    print(args.path)
+
+
 def plot(args):
+    if args.curves:
+        return plot_curves(args)
     t_of = lambda architecture: architecture["dense"]["groups"][MIXING_GROUP]["temporal_kernel"]
     print(versus.plot(os.path.join(args.output, "comparison.json"), args.path, t_of=t_of,
                       title="two streams, known answer: equal FLOPs (within 5%), "
@@ -323,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     figure = commands.add_parser("plot", help="the comparison's figure")
     figure.add_argument("--output", default="runs/chain_known")
     figure.add_argument("--path", default="docs/images/chain_known_comparison.png")
+    figure.add_argument("--curves", action="store_true",
+                        help="the searches' P(t) curves instead of the comparison")
+    figure.add_argument("--target-macs", type=float, default=TARGET_MACS, help="for the title")
     cost = commands.add_parser("budget", help="blind share of uniform draws near targets")
     cost.add_argument("--draws", type=int, default=300)
     cost.add_argument("--targets", type=float, nargs="+", default=(7, 8, 9, 10, 11, 12))

@@ -108,3 +108,11 @@ def test_summary_and_figure_of_a_comparison(chain, tmp_path):
                                             "--path", str(tmp_path / "figure.png")])
     chain.plot(args)
     assert (tmp_path / "figure.png").stat().st_size > 10_000
+
+
+def test_read_curve_keeps_the_last_record_of_a_step_a_resumed_run_repeated(chain, tmp_path):
+    path = tmp_path / "curve.jsonl"
+    path.write_text('{"step": 50, "5": 0.3}\n{"step": 100, "5": 0.4}\n'
+                    '{"step": 100, "5": 0.5}\n{"step": 150, "5": 0.6}\n')
+    assert [(r["step"], r["5"]) for r in chain.read_curve(path)] == [(50, 0.3), (100, 0.5),
+                                                                      (150, 0.6)]
