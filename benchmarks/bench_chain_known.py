@@ -129,8 +129,8 @@ def _dataset(inputs: dict, labels, batch, seed=None, repeat=False):
 class ChainData:
     """The training and held-out clips of `synthetic_clips()`, arranged for the chain."""
 
-    def __init__(self, batch_size=8, heldout_batch=16):
-        clips = quality.synthetic_clips()
+    def __init__(self, batch_size=8, heldout_batch=16, train_epochs=3):
+        clips = quality.synthetic_clips(train_epochs=train_epochs)
         self.num_classes = int(clips["num_classes"])
         self.train = (chain_inputs(clips["train_x"]), clips["train_y"])
         self.heldout = (chain_inputs(clips["heldout_x"]), clips["heldout_y"])
@@ -162,7 +162,7 @@ class _Curve(keras.callbacks.Callback):
 
 
 def search(args):
-    data = ChainData()
+    data = ChainData(train_epochs=args.train_epochs)
     target = round(args.target_macs * 1e6)
     directory = os.path.join(args.output, args.mode)
     os.makedirs(directory, exist_ok=True)
@@ -352,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps-per-epoch", type=int, default=100)
     run.add_argument("--target-macs", type=float, default=TARGET_MACS, help="millions")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--train-epochs", type=int, default=3,
+                     help="decoded epochs of the training videos (augmented afresh each)")
     run.add_argument("--output", default="runs/chain_known")
     versus_ = commands.add_parser("compare", help="retrain searched, random, hand-made")
     versus_.add_argument("--random", type=int, default=8)

@@ -116,3 +116,11 @@ def test_read_curve_keeps_the_last_record_of_a_step_a_resumed_run_repeated(chain
                     '{"step": 100, "5": 0.5}\n{"step": 150, "5": 0.6}\n')
     assert [(r["step"], r["5"]) for r in chain.read_curve(path)] == [(50, 0.3), (100, 0.5),
                                                                       (150, 0.6)]
+
+
+def test_search_arguments_default_to_the_documented_run(chain):
+    args = chain.build_parser().parse_args(["search"])
+    assert (args.mode, tuple(args.steps), args.target_macs, args.train_epochs) == (
+        "progressive", (600, 3600, 400), chain.TARGET_MACS, 3)
+    args = chain.build_parser().parse_args(["search", "--train-epochs", "12"])
+    assert args.train_epochs == 12
