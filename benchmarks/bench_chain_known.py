@@ -60,6 +60,7 @@ import bench_searched_vs_random as versus  # noqa: E402
 from tsnet_keras.accounting import complexity  # noqa: E402
 from tsnet_keras.models.tsnet import build_model  # noqa: E402
 from tsnet_keras.search import baselines  # noqa: E402
+from tsnet_keras.search.parsec import WARMUP_SAMPLINGS  # noqa: E402
 from tsnet_keras.search.progressive import (  # noqa: E402
     load_step_result,
     one_shot_search,
@@ -169,18 +170,22 @@ def search(args):
     common = dict(num_classes=data.num_classes, steps_per_epoch=args.steps_per_epoch,
                   crop=CROP, weights_optimizer="adamw", learning_rate=2e-3, seed=args.seed,
                   tensorboard=False, verbose=0, checkpoint_every=args.steps_per_epoch,
+                  warmup_sampling=args.warmup_sampling,
                   callbacks=[_Curve(os.path.join(directory, "curve.jsonl"))])
+    warmup = args.warmup_steps // args.steps_per_epoch
     started = time.time()
     if args.mode == "progressive":  # targets as the recipes': step 2 only (step 3's cannot bind)
         epochs = tuple(max(1, s // args.steps_per_epoch) for s in args.steps)
         results = progressive_search(chain_space(), data.train_epoch, data.heldout_data(),
                                      directory, epochs=epochs,
-                                     target_macs=(None, target, None), **common)
+                                     target_macs=(None, target, None),
+                                     warmup_epochs=(0, warmup, 0), **common)
         result, searched = results[-1], results[1]
     else:
         epochs = max(1, sum(args.steps) // args.steps_per_epoch)
         result = one_shot_search(chain_space(), data.train_epoch, data.heldout_data(), directory,
-                                 epochs=epochs, target_macs=target, **common)
+                                 epochs=epochs, target_macs=target, warmup_epochs=warmup,
+                                 **common)
         searched = result
     marginals = searched.distribution.marginals()
     print(f"{args.mode}: P({KEY}) = {marginals.get(KEY)}; result "
@@ -354,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--train-epochs", type=int, default=3,
                      help="decoded epochs of the training videos (augmented afresh each)")
+    run.add_argument("--warmup-steps", type=int, default=0,
+                     help="first steps of step 2 (one-shot: of the search) with the logits frozen")
+    run.add_argument("--warmup-sampling", choices=WARMUP_SAMPLINGS, default="distribution",
+                     help="largest_kernels: every kernel at its largest choice in the warm-up")
     run.add_argument("--output", default="runs/chain_known")
     versus_ = commands.add_parser("compare", help="retrain searched, random, hand-made")
     versus_.add_argument("--random", type=int, default=8)

@@ -250,3 +250,47 @@ def test_frozen_logits_keep_the_hinge_step_out_too():
     search.logits_frozen = False
     search.fit(_data(), steps_per_epoch=1, epochs=1, verbose=0)
     assert max(np.abs(logits).max() for logits in search.distribution.logits_numpy()) > 0.0
+
+
+def test_largest_kernels_warmup_pins_every_kernel_only_while_the_logits_are_frozen():
+    """`warmup_sampling="largest_kernels"`: in the warm-up every temporal kernel takes its
+    largest choice (index 1 of (1, 3)) in all draws while the channels still vary; after
+    it the kernels are drawn from the distribution again."""
+    space = search_space()
+    search = ParsecSearch(space, CLASSES, crop=CROP, samples_per_replica=4,
+                          warmup_sampling="largest_kernels")
+    kernels = [i for i, key in enumerate(search.distribution.keys) if "temporal_kernel" in key]
+    widths = [i for i, key in enumerate(search.distribution.keys) if "channels" in key]
+
+    def draws(frozen):
+        search.logits_frozen = frozen
+        found = []
+        for step in range(8):
+            search.search_step.assign(step)
+            found.append(ops.convert_to_numpy(search.sample()))
+        return np.concatenate(found)
+
+    warm = draws(True)
+    assert np.all(warm[:, kernels] == 1)
+    assert len(np.unique(warm[:, widths])) == 2
+    assert len(np.unique(draws(False)[:, kernels])) == 2
+    search.compile(learning_rate=0.05)
+    search.logits_frozen = True
+    history = search.fit(_data(), steps_per_epoch=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+
+
+def test_default_warmup_draws_the_kernels_from_the_distribution():
+    search = ParsecSearch(search_space(), CLASSES, crop=CROP, samples_per_replica=4)
+    search.logits_frozen = True
+    kernels = [i for i, key in enumerate(search.distribution.keys) if "temporal_kernel" in key]
+    found = []
+    for step in range(8):
+        search.search_step.assign(step)
+        found.append(ops.convert_to_numpy(search.sample()))
+    assert len(np.unique(np.concatenate(found)[:, kernels])) == 2
+
+
+def test_unknown_warmup_sampling_is_refused_naming_it():
+    with pytest.raises(ValueError, match="`warmup_sampling`"):
+        ParsecSearch(search_space(), CLASSES, crop=CROP, warmup_sampling="smallest")

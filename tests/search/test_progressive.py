@@ -212,3 +212,35 @@ def test_a_held_out_callable_is_asked_for_the_batch_of_each_epochs_first_step(tm
                              **options)
     assert starts == [0, 0, 3]  # the check before training, then epochs starting at steps 0, 3
     assert [row["step"] for row in result.history] == [3, 6]
+
+
+def test_warmup_sampling_is_compared_on_resume_only_where_it_acts(tmp_path):
+    """`run_config` leaves `warmup_sampling` out where it cannot act (at its default, which
+    checkpoints written before the option existed hold, or without a warm-up) and compares
+    it otherwise."""
+    from tsnet_keras.search.parsec import ParsecSearch
+    from tsnet_keras.search.progressive import run_config
+
+    space = step_space(1, progressive_space())
+    largest = ParsecSearch(space, CLASSES, crop=CROP, warmup_sampling="largest_kernels")
+    assert "warmup_sampling" not in run_config(1, ParsecSearch(space, CLASSES, crop=CROP),
+                                               {"warmup_epochs": 1})
+    assert "warmup_sampling" not in run_config(1, largest, {"warmup_epochs": 0})
+    assert run_config(1, largest, {"warmup_epochs": 1})["warmup_sampling"] == "largest_kernels"
+    directory = os.fspath(tmp_path / "step1")
+    options = dict(COMMON, epochs=2, warmup_epochs=1)
+    run_search_step(1, progressive_space(), _data(), _data(8, 1), directory, **options)
+    with pytest.raises(ValueError, match="warmup_sampling"):
+        run_search_step(1, progressive_space(), _data(), _data(8, 1), directory,
+                        **dict(options, warmup_sampling="largest_kernels"))
+
+
+def test_progressive_search_takes_a_warm_up_per_step(tmp_path):
+    from tsnet_keras.search import progressive_search
+
+    options = {k: v for k, v in COMMON.items() if k not in ("epochs", "num_classes")}
+    results = progressive_search(progressive_space(), _data(), _data(8, 1), os.fspath(tmp_path),
+                                 num_classes=CLASSES, epochs=(1, 2, 1), warmup_epochs=(0, 1, 0),
+                                 tensorboard=False, **options)
+    steps_moved = [int(r.search.logits_optimizer.iterations.numpy()) for r in results]
+    assert steps_moved == [3, 3, 3]  # step 2: its 3 steps after the warm-up epoch only

@@ -66,6 +66,10 @@ from tsnet_keras.space.search_space import space_from_dict, space_to_dict
 
 SCORES = ("accuracy", "log_likelihood")
 HINGES = ("expected", "per_sample")
+# "largest_kernels": while the logits are frozen (warm-up) every kernel variable takes its
+# largest choice, the others are drawn as usual (OFA's elastic kernel: largest first).
+WARMUP_SAMPLINGS = ("distribution", "largest_kernels")
+KERNEL_VARIABLES = ("temporal_kernel", "spatial_kernel")
 
 
 def _labels(y):
@@ -149,6 +153,14 @@ class ParsecSearch(keras.Model):
         outer_taps: "random" (default) or "zeros", passed to the `Supernet`: with
             "zeros" the depthwise taps outside the smallest kernel choice start at
             zero, so every kernel choice starts as the smallest.
+        warmup_sampling: "distribution" (default: the warm-up draws from the
+            distribution like the search) or "largest_kernels": during the warm-up
+            (`logits_frozen`) every temporal and spatial kernel variable takes its
+            largest choice, so the shared weights first learn through the widest
+            kernels (OFA's progressive shrinking of the kernel). Where a smaller
+            kernel shares the larger one's taps and only the largest sees what the
+            labels depend on, a supernet sampling all kernels from the start may not
+            learn it at CPU scale (BENCHMARKS.md section 8, the chain's diagnosis).
         graph_optimization: None (default: Grappler optimises the traced step only
             when a GPU is visible; on CPUs it costs more start-up than it saves), True
             or False. Applies to `fit`; see `graph_optimization`.
@@ -192,13 +204,14 @@ class ParsecSearch(keras.Model):
         seed: int = 0,
         dynamic_shapes=None,
         outer_taps=DEFAULT_OUTER_TAPS,
+        warmup_sampling: str = "distribution",
         graph_optimization=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         space = space_from_dict(space)
         _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
-                              path_batch, hinge, macs_penalty)
+                              path_batch, hinge, macs_penalty, warmup_sampling)
         self.space = space
         self.num_classes = num_classes
         self.crop = crop
@@ -211,11 +224,13 @@ class ParsecSearch(keras.Model):
         self.macs_penalty = float(macs_penalty)
         self.hinge = hinge
         self.seed = int(seed)
+        self.warmup_sampling = warmup_sampling
         self.graph_optimization = graph_optimization
         self.supernet = Supernet(space, num_classes, dynamic_shapes=dynamic_shapes,
                                  outer_taps=outer_taps, name="supernet")
         self.distribution = ArchitectureDistribution(space, num_classes, crop, name="distribution")
         self.target_macs = check_target_macs(self.distribution.macs_model, target_macs)
+        self._largest_kernels = _largest_kernel_indices(self.distribution.search_variables)
         self._add_step_state()
         self.built = True
 
@@ -347,7 +362,16 @@ class ParsecSearch(keras.Model):
         noise = tf.random.stateless_uniform(
             (self.samples_per_replica, dist.num_variables, dist.max_choices), seed=seed
         )
-        return dist.sample_indices(noise)
+        indices = dist.sample_indices(noise)
+        if self.warmup_sampling == "largest_kernels":
+            indices = self._largest_kernels_in_warmup(indices)
+        return indices
+
+    def _largest_kernels_in_warmup(self, indices):
+        """`indices` with every kernel variable at its largest choice while the logits are frozen."""
+        largest = ops.convert_to_tensor(self._largest_kernels)
+        pinned = ops.where(largest >= 0, largest, indices)
+        return ops.where(ops.convert_to_tensor(self.logits_frozen_flag), pinned, indices)
 
     def _hinge(self, macs):
         if self.target_macs is None:
@@ -516,6 +540,7 @@ class ParsecSearch(keras.Model):
             "seed": self.seed,
             "dynamic_shapes": self.supernet.dynamic_shapes,
             "outer_taps": self.supernet.outer_taps,
+            "warmup_sampling": self.warmup_sampling,
             "graph_optimization": self.graph_optimization,
         }
 
@@ -541,8 +566,14 @@ def graph_optimization(enabled=None):
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": previous})
 
 
+def _largest_kernel_indices(variables) -> np.ndarray:
+    """(V,) int32: the index of each kernel variable's largest choice, -1 for the others."""
+    return np.array([int(np.argmax(v.choices)) if v.name in KERNEL_VARIABLES else -1
+                     for v in variables], dtype="int32")
+
+
 def _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
-                          path_batch, hinge, macs_penalty) -> None:
+                          path_batch, hinge, macs_penalty, warmup_sampling) -> None:
     """`ParsecSearch`'s option checks (a ValueError naming the argument)."""
     if isinstance(samples_per_replica, bool) or not isinstance(samples_per_replica, int) \
             or samples_per_replica < 1:
@@ -556,7 +587,8 @@ def _check_search_options(samples_per_replica, score, temperature, weighting, we
     for name, value, allowed in (("weighting", weighting, WEIGHTINGS),
                                  ("weight_update", weight_update, WEIGHT_UPDATES),
                                  ("path_batch", path_batch, PATH_BATCHES),
-                                 ("hinge", hinge, HINGES)):
+                                 ("hinge", hinge, HINGES),
+                                 ("warmup_sampling", warmup_sampling, WARMUP_SAMPLINGS)):
         if value not in allowed:
             raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
     if macs_penalty < 0:

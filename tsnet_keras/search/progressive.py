@@ -441,6 +441,10 @@ def run_config(step, search, settings, extra_config=None) -> dict:
         config = search.get_config()
     for key in ("name", *NOT_COMPARED):
         config.pop(key, None)
+    # Compared only where it acts: it changes nothing without a warm-up, and checkpoints
+    # written before it existed hold the default.
+    if not settings.get("warmup_epochs") or config.get("warmup_sampling") == "distribution":
+        config.pop("warmup_sampling", None)
     config = {"step": step, **config, **settings, **(extra_config or {})}
     return json.loads(json.dumps(config, default=str))
 
@@ -812,6 +816,7 @@ def progressive_search(
     num_classes: int,
     epochs=(800, 400, 200),
     target_macs=(None, None, None),
+    warmup_epochs=0,
     **kwargs,
 ) -> list:
     """Steps 1, 2 and 3 in `output_dir/step1`, `step2`, `step3` (paper section 4.2).
@@ -819,17 +824,22 @@ def progressive_search(
     Args:
         epochs: epochs of each step (paper: 800, 400, 200).
         target_macs: per-step MACs targets (step 1: the sparse stream alone).
+        warmup_epochs: int (every step) or one per step: first epochs with the
+            logits frozen.
         **kwargs: other `run_search_step` arguments, shared by the steps.
 
     Returns:
         list of three `SearchResult`.
     """
+    if isinstance(warmup_epochs, int):
+        warmup_epochs = (warmup_epochs,) * 3
     results, previous = [], None
     for index, step in enumerate((1, 2, 3)):
         directory = os.path.join(output_dir, f"step{step}")
         results.append(run_search_step(
             step, space, train_data, val_data, directory, previous, num_classes=num_classes,
-            epochs=epochs[index], target_macs=target_macs[index], **kwargs,
+            epochs=epochs[index], target_macs=target_macs[index],
+            warmup_epochs=warmup_epochs[index], **kwargs,
         ))
         previous = directory
     return results
