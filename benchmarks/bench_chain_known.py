@@ -58,7 +58,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench_search_quality as quality  # noqa: E402
 import bench_searched_vs_random as versus  # noqa: E402
 from tsnet_keras.accounting import complexity  # noqa: E402
-from tsnet_keras.models.tsnet import build_model  # noqa: E402
 from tsnet_keras.search import baselines  # noqa: E402
 from tsnet_keras.search.parsec import WARMUP_SAMPLINGS  # noqa: E402
 from tsnet_keras.search.progressive import (  # noqa: E402
@@ -97,15 +96,57 @@ def chain_space():
                                dense=_unmixed(space.dense, MIXING_GROUP))
 
 
-def chain_inputs(x: np.ndarray) -> dict:
-    """Decoded sparse clips `(N, 4, H, W, C)` -> `{"sparse": ..., "dense": ...}`."""
+def chain_inputs(x: np.ndarray, order: bool = True) -> dict:
+    """Decoded sparse clips `(N, 4, H, W, C)` -> `{"sparse": ..., "dense": ...}`.
+    `order=False` (the control task): both dense frames hold the mean too, so no
+    architecture can see the direction of motion."""
     first, second = (x[:, frame] for frame in DENSE_LAYOUT)
-    mean = (first.astype("float32") + second.astype("float32")) / 2
-    sparse = np.repeat(mean[:, None], 4, axis=1).astype(x.dtype)
+    mean = ((first.astype("float32") + second.astype("float32")) / 2).astype(x.dtype)
+    sparse = np.repeat(mean[:, None], 4, axis=1)
     dense = np.zeros((x.shape[0], DENSE_FRAMES) + x.shape[2:], x.dtype)
     for frame, position in DENSE_LAYOUT.items():
-        dense[:, position] = x[:, frame]
+        dense[:, position] = x[:, frame] if order else mean
     return {"sparse": sparse, "dense": dense}
+
+
+def variant(t, fusion="none", seed=1):
+    """Uniform draw `seed` of the space with `t` in the mixing group and `fusion` at place 0
+    (seed 1, "none": the draw of the fixed models, t = 5 42.5%, t = 3 26.9%)."""
+    arch = baselines.uniform_draw(chain_space(), seed)
+    sparse, dense = list(arch.sparse.groups), list(arch.dense.groups)
+    sparse[0] = dataclasses.replace(sparse[0], fusion=fusion)
+    dense[MIXING_GROUP] = dataclasses.replace(dense[MIXING_GROUP], temporal_kernel=t)
+    return dataclasses.replace(arch, sparse=dataclasses.replace(arch.sparse, groups=tuple(sparse)),
+                               dense=dataclasses.replace(arch.dense, groups=tuple(dense)))
+
+
+def _pinned(stream_space, stream, keep=None):
+    """`stream_space` with every group's choices reduced to `stream`'s, but group `keep`'s t."""
+    groups = []
+    for index, (options, group) in enumerate(zip(stream_space.groups, stream.groups)):
+        pinned = {name: (getattr(group, name),) for name in (
+            "channels", "expansion", "temporal_kernel", "spatial_kernel", "fusion", "attention")}
+        if index == keep:
+            pinned.pop("temporal_kernel")
+        groups.append(dataclasses.replace(options, **pinned))
+    return dataclasses.replace(stream_space, groups=tuple(groups))
+
+
+def diagnosis_space(name):
+    """The chain's space ("chain") or a diagnosis variant: "only_t" (every variable pinned
+    to `variant(5)` but the mixing group's t) or "t5" (the mixing group's t pinned to 5,
+    the 42 other variables searched)."""
+    space = chain_space()
+    if name == "only_t":
+        arch = variant(5)
+        return dataclasses.replace(space, sparse=_pinned(space.sparse, arch.sparse),
+                                   dense=_pinned(space.dense, arch.dense, keep=MIXING_GROUP))
+    if name == "t5":
+        groups = list(space.dense.groups)
+        groups[MIXING_GROUP] = dataclasses.replace(groups[MIXING_GROUP], temporal_kernel=(5,))
+        return dataclasses.replace(space, dense=dataclasses.replace(space.dense,
+                                                                    groups=tuple(groups)))
+    return space
 
 
 def sees_order(arch) -> bool:
@@ -130,11 +171,11 @@ def _dataset(inputs: dict, labels, batch, seed=None, repeat=False):
 class ChainData:
     """The training and held-out clips of `synthetic_clips()`, arranged for the chain."""
 
-    def __init__(self, batch_size=8, heldout_batch=16, train_epochs=3):
+    def __init__(self, batch_size=8, heldout_batch=16, train_epochs=3, order=True):
         clips = quality.synthetic_clips(train_epochs=train_epochs)
         self.num_classes = int(clips["num_classes"])
-        self.train = (chain_inputs(clips["train_x"]), clips["train_y"])
-        self.heldout = (chain_inputs(clips["heldout_x"]), clips["heldout_y"])
+        self.train = (chain_inputs(clips["train_x"], order), clips["train_y"])
+        self.heldout = (chain_inputs(clips["heldout_x"], order), clips["heldout_y"])
         self.batch_size, self.heldout_batch = batch_size, heldout_batch
 
     def train_epoch(self, epoch):
@@ -163,8 +204,9 @@ class _Curve(keras.callbacks.Callback):
 
 
 def search(args):
-    data = ChainData(train_epochs=args.train_epochs)
-    target = round(args.target_macs * 1e6)
+    data = ChainData(train_epochs=args.train_epochs, order=not args.control)
+    target = round(args.target_macs * 1e6) or None
+    space = diagnosis_space(args.space)
     directory = os.path.join(args.output, args.mode)
     os.makedirs(directory, exist_ok=True)
     common = dict(num_classes=data.num_classes, steps_per_epoch=args.steps_per_epoch,
@@ -176,14 +218,14 @@ def search(args):
     started = time.time()
     if args.mode == "progressive":  # targets as the recipes': step 2 only (step 3's cannot bind)
         epochs = tuple(max(1, s // args.steps_per_epoch) for s in args.steps)
-        results = progressive_search(chain_space(), data.train_epoch, data.heldout_data(),
+        results = progressive_search(space, data.train_epoch, data.heldout_data(),
                                      directory, epochs=epochs,
                                      target_macs=(None, target, None),
                                      warmup_epochs=(0, warmup, 0), **common)
         result, searched = results[-1], results[1]
     else:
         epochs = max(1, sum(args.steps) // args.steps_per_epoch)
-        result = one_shot_search(chain_space(), data.train_epoch, data.heldout_data(), directory,
+        result = one_shot_search(space, data.train_epoch, data.heldout_data(), directory,
                                  epochs=epochs, target_macs=target, warmup_epochs=warmup,
                                  **common)
         searched = result
@@ -325,14 +367,15 @@ def plot_curves(args):
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 3.6))
-    for run, colour in zip(args.runs, ("tab:green", "tab:olive", "tab:orange", "tab:purple")):
+    for run, colour in zip(args.runs, plt.get_cmap("tab10").colors):
         curve = read_curve(os.path.join(run, "curve.jsonl"))
         for t, style in (("5", "-"), ("1", "--")):
             axis.plot([r["step"] for r in curve], [r[t] for r in curve], style, color=colour,
                       label=f"{run}: P(t = {t})")
     axis.axhline(1 / 3, color="black", lw=0.5)
     axis.set(xlabel="search step", ylabel=f"P({KEY})", ylim=(0, 1),
-             title=f"two streams, known answer (t = 5 sees), target {args.target_macs} M MACs")
+             title=f"two streams, known answer (t = 5 sees), " + (
+                 f"target {args.target_macs} M MACs" if args.target_macs else "no MACs target"))
     axis.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
     figure.savefig(args.path, dpi=110)
@@ -355,10 +398,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, nargs=3, default=(600, 3600, 400),
                      help="steps of steps 1, 2, 3 (one-shot: their sum)")
     run.add_argument("--steps-per-epoch", type=int, default=100)
-    run.add_argument("--target-macs", type=float, default=TARGET_MACS, help="millions")
+    run.add_argument("--target-macs", type=float, default=TARGET_MACS,
+                     help="millions (0: no target)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--train-epochs", type=int, default=3,
                      help="decoded epochs of the training videos (augmented afresh each)")
+    run.add_argument("--space", choices=("chain", "only_t", "t5"), default="chain",
+                     help="the chain's space or a diagnosis variant (`diagnosis_space`)")
+    run.add_argument("--control", action="store_true",
+                     help="the control task: no order in the dense frames either")
     run.add_argument("--warmup-steps", type=int, default=0,
                      help="first steps of step 2 (one-shot: of the search) with the logits frozen")
     run.add_argument("--warmup-sampling", choices=WARMUP_SAMPLINGS, default="distribution",

@@ -1,8 +1,6 @@
 """The two-stream known-answer chain benchmark: the clips hide the order from every
 architecture without t = 5 in the mixing group, whatever the fusion op (fixed models)."""
 
-import dataclasses
-
 import keras
 import numpy as np
 import pytest
@@ -15,17 +13,6 @@ from tsnet_keras.search import baselines
 @pytest.fixture(scope="module")
 def chain():
     return load_script("benchmarks/bench_chain_known.py")
-
-
-def _variant(chain, t, fusion, seed=1):
-    """Uniform draw `seed` of the space with `t` in the mixing group, `fusion` at place 0."""
-    arch = baselines.uniform_draw(chain.chain_space(), seed)
-    sparse = list(arch.sparse.groups)
-    sparse[0] = dataclasses.replace(sparse[0], fusion=fusion)
-    dense = list(arch.dense.groups)
-    dense[chain.MIXING_GROUP] = dataclasses.replace(dense[chain.MIXING_GROUP], temporal_kernel=t)
-    return dataclasses.replace(arch, sparse=dataclasses.replace(arch.sparse, groups=tuple(sparse)),
-                               dense=dataclasses.replace(arch.dense, groups=tuple(dense)))
 
 
 def _order_difference(chain, arch):
@@ -53,6 +40,26 @@ def test_chain_inputs_put_the_two_frames_three_apart_and_their_mean_in_the_spars
         np.testing.assert_allclose(inputs["sparse"][:, frame], (clips[:, 1] + clips[:, 2]) / 2)
 
 
+def test_the_control_task_holds_the_mean_in_both_dense_frames(chain):
+    clips = np.random.default_rng(0).normal(size=(2, 4, 8, 8, 3)).astype("float32")
+    inputs = chain.chain_inputs(clips, order=False)
+    mean = (clips[:, 1] + clips[:, 2]) / 2
+    for position in chain.DENSE_LAYOUT.values():
+        np.testing.assert_allclose(inputs["dense"][:, position], mean)
+    np.testing.assert_allclose(inputs["sparse"], chain.chain_inputs(clips)["sparse"])
+
+
+def test_diagnosis_spaces_pin_what_they_say(chain):
+    only_t = chain.diagnosis_space("only_t")
+    assert [v.key for v in only_t.variables()] == [chain.KEY]
+    assert only_t.architecture({chain.KEY: 5}) == chain.variant(5)
+    t5 = chain.diagnosis_space("t5")
+    keys = [v.key for v in t5.variables()]
+    assert chain.KEY not in keys
+    assert len(keys) == len(list(chain.chain_space().variables())) - 1
+    assert chain.diagnosis_space("chain") == chain.chain_space()
+
+
 def test_chain_space_mixes_frames_in_one_dense_group_only(chain):
     space = chain.chain_space()
     assert space.sparse.stem.temporal_kernel == space.dense.stem.temporal_kernel == 1
@@ -67,7 +74,7 @@ def test_chain_space_mixes_frames_in_one_dense_group_only(chain):
                                     "time_strided_conv"])
 @pytest.mark.parametrize("t", [1, 3, 5])
 def test_only_t5_in_the_mixing_group_sees_the_order_whatever_the_fusion(chain, t, fusion):
-    arch = _variant(chain, t, fusion)
+    arch = chain.variant(t, fusion)
     difference = _order_difference(chain, arch)
     assert chain.sees_order(arch) == (t == 5)
     # Blind: float32 rounding (at most 6e-6 measured); t = 5: 1e-3 to 2e-2 on this draw.
@@ -89,12 +96,11 @@ def test_hand_made_is_blind_x3d_like_and_within_five_percent_of_the_target(chain
 
 
 def test_summary_and_figure_of_a_comparison(chain, tmp_path):
-    space = chain.chain_space()
     results = {}
     for index, (name, top1) in enumerate([("progressive", [0.5, 0.6]), ("one-shot", [0.3, 0.3]),
                                           ("hand-made", [0.3, 0.2]), ("random 0", [0.3, 0.3]),
                                           ("random 1", [0.5, 0.5]), ("random 2", [0.2, 0.2])]):
-        arch = _variant(chain, 5 if name in ("progressive", "random 1") else 3, "none", index)
+        arch = chain.variant(5 if name in ("progressive", "random 1") else 3, "none", index)
         results[name] = {"architecture": arch.to_dict(), "top1": top1,
                          "sees_order": chain.sees_order(arch)}
     summary = chain.summary_of(results)
@@ -124,3 +130,5 @@ def test_search_arguments_default_to_the_documented_run(chain):
         "progressive", (600, 3600, 400), chain.TARGET_MACS, 3)
     args = chain.build_parser().parse_args(["search", "--train-epochs", "12"])
     assert args.train_epochs == 12
+    assert (args.space, args.control, args.warmup_steps, args.warmup_sampling) == (
+        "chain", False, 0, "distribution")
