@@ -26,6 +26,8 @@ Usage:
     python benchmarks/bench_chain_known.py budget
     python benchmarks/bench_chain_known.py search --mode progressive --output runs/chain_known
     python benchmarks/bench_chain_known.py search --mode one_shot --output runs/chain_known
+    python benchmarks/bench_chain_known.py search --mode one_shot --target-macs 0 \
+        --warmup-steps 1200 --warmup-sampling largest_kernels --output runs/chain_diag_largest
     python benchmarks/bench_chain_known.py compare --output runs/chain_known
     python benchmarks/bench_chain_known.py plot --curves --runs runs/chain_known/progressive \
         runs/chain_known/one_shot --path docs/images/chain_known_curves.png
@@ -33,6 +35,10 @@ Usage:
 On 2026-12-05 neither search found t = 5 (3600 to 9600 steps of step 2, 4600 one-shot):
 the supernet's held-out score stayed at the appearance level, where fixed models with
 t = 5 learn the motion (BENCHMARKS.md section 8, "(c) for the two-stream chain").
+`search --space only_t | t5` and `--control` split the problem: the estimator finds t = 5
+once the supernet reads the motion, the supernet does not learn it while t and every
+other variable are shared, and `--warmup-sampling largest_kernels` lets a one-shot search
+find it (section 8, "the chain's diagnosis").
 """
 
 from __future__ import annotations
