@@ -380,7 +380,7 @@ def plot_curves(args):
                       label=f"{run}: P(t = {t})")
     axis.axhline(1 / 3, color="black", lw=0.5)
     axis.set(xlabel="search step", ylabel=f"P({KEY})", ylim=(0, 1),
-             title=f"two streams, known answer (t = 5 sees), " + (
+             title="two streams, known answer (t = 5 sees), " + (
                  f"target {args.target_macs} M MACs" if args.target_macs else "no MACs target"))
     axis.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
