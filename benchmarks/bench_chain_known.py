@@ -126,33 +126,14 @@ def variant(t, fusion="none", seed=1):
                                dense=dataclasses.replace(arch.dense, groups=tuple(dense)))
 
 
-def _pinned(stream_space, stream, keep=None):
-    """`stream_space` with every group's choices reduced to `stream`'s, but group `keep`'s t."""
-    groups = []
-    for index, (options, group) in enumerate(zip(stream_space.groups, stream.groups)):
-        pinned = {name: (getattr(group, name),) for name in (
-            "channels", "expansion", "temporal_kernel", "spatial_kernel", "fusion", "attention")}
-        if index == keep:
-            pinned.pop("temporal_kernel")
-        groups.append(dataclasses.replace(options, **pinned))
-    return dataclasses.replace(stream_space, groups=tuple(groups))
-
-
 def diagnosis_space(name):
-    """The chain's space ("chain") or a diagnosis variant: "only_t" (every variable pinned
-    to `variant(5)` but the mixing group's t) or "t5" (the mixing group's t pinned to 5,
-    the 42 other variables searched)."""
+    """The chain's space ("chain") or a diagnosis variant: "only_t" (every variable fixed
+    to `variant(5)`'s value but the mixing group's t) or "t5" (the mixing group's t fixed
+    to 5, the 42 other variables searched)."""
     space = chain_space()
-    if name == "only_t":
-        arch = variant(5)
-        return dataclasses.replace(space, sparse=_pinned(space.sparse, arch.sparse),
-                                   dense=_pinned(space.dense, arch.dense, keep=MIXING_GROUP))
-    if name == "t5":
-        groups = list(space.dense.groups)
-        groups[MIXING_GROUP] = dataclasses.replace(groups[MIXING_GROUP], temporal_kernel=(5,))
-        return dataclasses.replace(space, dense=dataclasses.replace(space.dense,
-                                                                    groups=tuple(groups)))
-    return space
+    keys = {"chain": [], "only_t": [v.key for v in space.variables() if v.key != KEY],
+            "t5": [KEY]}[name]
+    return space.fix(variant(5), keys=keys)
 
 
 def sees_order(arch) -> bool:
