@@ -28,9 +28,6 @@ Usage:
     python benchmarks/bench_chain_known.py search --mode one_shot --output runs/chain_known
     python benchmarks/bench_chain_known.py search --mode one_shot --target-macs 0 \
         --warmup-steps 1200 --warmup-sampling largest_kernels --output runs/chain_diag_largest
-    python benchmarks/bench_chain_known.py search --mode progressive --warmup-steps 1200 \
-        --warmup-sampling largest_kernels --hinge-ramp-steps 1000 --steps 600 2800 200 \
-        --output runs/chain_ramp
     python benchmarks/bench_chain_known.py compare --output runs/chain_known
     python benchmarks/bench_chain_known.py plot --curves --runs runs/chain_known/progressive \
         runs/chain_known/one_shot --path docs/images/chain_known_curves.png
@@ -202,7 +199,7 @@ def search(args):
     common = dict(num_classes=data.num_classes, steps_per_epoch=args.steps_per_epoch,
                   crop=CROP, weights_optimizer="adamw", learning_rate=2e-3, seed=args.seed,
                   tensorboard=False, verbose=0, checkpoint_every=args.steps_per_epoch,
-                  warmup_sampling=args.warmup_sampling, hinge_ramp_steps=args.hinge_ramp_steps,
+                  warmup_sampling=args.warmup_sampling,
                   callbacks=[_Curve(os.path.join(directory, "curve.jsonl"))])
     warmup = args.warmup_steps // args.steps_per_epoch
     started = time.time()
@@ -401,8 +398,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="first steps of step 2 (one-shot: of the search) with the logits frozen")
     run.add_argument("--warmup-sampling", choices=WARMUP_SAMPLINGS, default="distribution",
                      help="largest_kernels: every kernel at its largest choice in the warm-up")
-    run.add_argument("--hinge-ramp-steps", type=int, default=0,
-                     help="ParsecSearch(hinge_ramp_steps=...): the hinge's weight ramps in")
     run.add_argument("--output", default="runs/chain_known")
     versus_ = commands.add_parser("compare", help="retrain searched, random, hand-made")
     versus_.add_argument("--random", type=int, default=8)

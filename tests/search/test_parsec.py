@@ -294,35 +294,3 @@ def test_default_warmup_draws_the_kernels_from_the_distribution():
 def test_unknown_warmup_sampling_is_refused_naming_it():
     with pytest.raises(ValueError, match="`warmup_sampling`"):
         ParsecSearch(search_space(), CLASSES, crop=CROP, warmup_sampling="smallest")
-
-
-def test_hinge_ramp_starts_at_zero_skips_the_warmup_and_reaches_the_full_weight():
-    """`hinge_ramp_steps=4`: the hinge's weight is (logits steps done) / 4, capped at 1.
-    With no score signal and a binding target, the first logits step moves nothing; a
-    warm-up (logits frozen) does not advance the ramp."""
-    space = search_space()
-    low = MacsModel(space, CLASSES, CROP).macs_range()[0]
-    search = ParsecSearch(space, CLASSES, crop=CROP, samples_per_replica=2,
-                          score=lambda y, logits, indices: ops.zeros(()),
-                          target_macs=int(low * 1.01), hinge_ramp_steps=4)
-    search.compile(learning_rate=0.05)
-    ramp = lambda: float(ops.convert_to_numpy(search._hinge_ramp()))  # noqa: E731
-    search.logits_frozen = True
-    search.fit(_data(), steps_per_epoch=3, epochs=1, verbose=0)
-    assert ramp() == 0.0
-    search.logits_frozen = False
-    search.fit(_data(), steps_per_epoch=1, epochs=1, verbose=0)
-    assert all(np.all(logits == 0.0) for logits in search.distribution.logits_numpy())
-    assert ramp() == 0.25
-    search.fit(_data(), steps_per_epoch=1, epochs=1, verbose=0)
-    assert max(np.abs(logits).max() for logits in search.distribution.logits_numpy()) > 0.0
-    search.fit(_data(), steps_per_epoch=4, epochs=1, verbose=0)
-    assert ramp() == 1.0
-    config = ParsecSearch(space, CLASSES, crop=CROP, hinge_ramp_steps=4).get_config()
-    assert ParsecSearch.from_config(config).hinge_ramp_steps == 4
-
-
-@pytest.mark.parametrize("value", [-1, 2.5, True])
-def test_bad_hinge_ramp_steps_is_refused_naming_it(value):
-    with pytest.raises(ValueError, match="`hinge_ramp_steps`"):
-        ParsecSearch(search_space(), CLASSES, crop=CROP, hinge_ramp_steps=value)

@@ -148,13 +148,6 @@ class ParsecSearch(keras.Model):
             logits it is the size of the hinge's own gradient step (a 37% excess
             of expected MACs is gone in about 40 steps at 1.0; docs/search.md).
         hinge: "expected" (analytic, on the logits; default) or "per_sample".
-        hinge_ramp_steps: int >= 0. The hinge's weight rises linearly from 0 to
-            `macs_penalty` over the logits' first `hinge_ramp_steps` steps (a warm-up,
-            with the logits frozen, does not count). Defaults to 0: the full weight
-            from the first step. Where a choice that costs MACs is what the labels need
-            (a wider temporal kernel), the full hinge can push it out within tens of
-            steps, before the held-out scores tell it apart (BENCHMARKS.md section 8,
-            the chain's diagnosis).
         seed: int. Seeds the architecture draws. Defaults to 0.
         dynamic_shapes: bool or None, passed to the `Supernet`.
         outer_taps: "random" (default) or "zeros", passed to the `Supernet`: with
@@ -208,7 +201,6 @@ class ParsecSearch(keras.Model):
         target_macs=None,
         macs_penalty: float = 1.0,
         hinge: str = "expected",
-        hinge_ramp_steps: int = 0,
         seed: int = 0,
         dynamic_shapes=None,
         outer_taps=DEFAULT_OUTER_TAPS,
@@ -219,7 +211,7 @@ class ParsecSearch(keras.Model):
         super().__init__(**kwargs)
         space = space_from_dict(space)
         _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
-                              path_batch, hinge, macs_penalty, warmup_sampling, hinge_ramp_steps)
+                              path_batch, hinge, macs_penalty, warmup_sampling)
         self.space = space
         self.num_classes = num_classes
         self.crop = crop
@@ -231,7 +223,6 @@ class ParsecSearch(keras.Model):
         self.path_batch = path_batch
         self.macs_penalty = float(macs_penalty)
         self.hinge = hinge
-        self.hinge_ramp_steps = int(hinge_ramp_steps)
         self.seed = int(seed)
         self.warmup_sampling = warmup_sampling
         self.graph_optimization = graph_optimization
@@ -389,14 +380,7 @@ class ParsecSearch(keras.Model):
         penalty = ops.relu(macs / high - 1.0)
         if low:
             penalty = penalty + ops.relu(1.0 - macs / low)
-        return self.macs_penalty * self._hinge_ramp() * penalty
-
-    def _hinge_ramp(self):
-        """The hinge's share of its weight: min(1, logits steps done / `hinge_ramp_steps`)."""
-        if not self.hinge_ramp_steps or self.logits_optimizer is None:
-            return 1.0
-        done = ops.cast(self.logits_optimizer.iterations, "float32")
-        return ops.minimum(1.0, done / float(self.hinge_ramp_steps))
+        return self.macs_penalty * penalty
 
     def train_step(self, data):
         (x, y), (heldout_x, heldout_y) = data
@@ -553,7 +537,6 @@ class ParsecSearch(keras.Model):
             "target_macs": list(self.target_macs) if self.target_macs else None,
             "macs_penalty": self.macs_penalty,
             "hinge": self.hinge,
-            "hinge_ramp_steps": self.hinge_ramp_steps,
             "seed": self.seed,
             "dynamic_shapes": self.supernet.dynamic_shapes,
             "outer_taps": self.supernet.outer_taps,
@@ -590,8 +573,7 @@ def _largest_kernel_indices(variables) -> np.ndarray:
 
 
 def _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
-                          path_batch, hinge, macs_penalty, warmup_sampling,
-                          hinge_ramp_steps=0) -> None:
+                          path_batch, hinge, macs_penalty, warmup_sampling) -> None:
     """`ParsecSearch`'s option checks (a ValueError naming the argument)."""
     if isinstance(samples_per_replica, bool) or not isinstance(samples_per_replica, int) \
             or samples_per_replica < 1:
@@ -611,9 +593,6 @@ def _check_search_options(samples_per_replica, score, temperature, weighting, we
             raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
     if macs_penalty < 0:
         raise ValueError(f"`macs_penalty` must be >= 0, got {macs_penalty!r}.")
-    if isinstance(hinge_ramp_steps, bool) or not isinstance(hinge_ramp_steps, int) \
-            or hinge_ramp_steps < 0:
-        raise ValueError(f"`hinge_ramp_steps` must be an int >= 0, got {hinge_ramp_steps!r}.")
 
 
 def custom_search_loop(search, strategy, dataset, steps, callbacks=None):

@@ -445,8 +445,6 @@ def run_config(step, search, settings, extra_config=None) -> dict:
     # written before it existed hold the default.
     if not settings.get("warmup_epochs") or config.get("warmup_sampling") == "distribution":
         config.pop("warmup_sampling", None)
-    if not config.get("hinge_ramp_steps") or not config.get("target_macs"):  # likewise
-        config.pop("hinge_ramp_steps", None)
     config = {"step": step, **config, **settings, **(extra_config or {})}
     return json.loads(json.dumps(config, default=str))
 
