@@ -306,11 +306,7 @@ def compare(args):
     results = _load(path)
     for seed in range(args.seeds):
         for name, arch in candidates(args.output, data.num_classes, args.random).items():
-            entry = results.setdefault(name, {"architecture": arch.to_dict(), "top1": [],
-                                              "macs": macs(arch, data.num_classes),
-                                              "sees_order": sees_order(arch)})
-            if entry["architecture"] != arch.to_dict():
-                raise SystemExit(f"{path}: {name}'s architecture differs from this run's")
+            entry = entry_of(results, name, arch, data.num_classes, path)
             if len(entry["top1"]) > seed:
                 continue
             started = time.time()
@@ -323,6 +319,18 @@ def compare(args):
     summary = summary_of(results)
     print(json.dumps(summary, indent=1))
     versus._write(path, {**results, "summary": summary})
+
+
+def entry_of(results, name, arch, num_classes, path) -> dict:
+    """`results[name]`, made if new; refused if it holds another architecture (compared in
+    JSON form: a resumed run reads lists where `to_dict` gives tuples)."""
+    architecture = json.loads(json.dumps(arch.to_dict()))
+    entry = results.setdefault(name, {"architecture": architecture, "top1": [],
+                                      "macs": macs(arch, num_classes),
+                                      "sees_order": sees_order(arch)})
+    if entry["architecture"] != architecture:
+        raise SystemExit(f"{path}: {name}'s architecture differs from this run's")
+    return entry
 
 
 def summary_of(results) -> dict:

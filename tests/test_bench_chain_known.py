@@ -132,3 +132,16 @@ def test_search_arguments_default_to_the_documented_run(chain):
     assert args.train_epochs == 12
     assert (args.space, args.control, args.warmup_steps, args.warmup_sampling) == (
         "chain", False, 0, "distribution")
+
+
+def test_a_resumed_comparison_accepts_its_own_entries_and_refuses_another_architecture(chain):
+    import json
+
+    space = chain.chain_space()
+    arch, other = baselines.uniform_draw(space, 0), baselines.uniform_draw(space, 1)
+    results = {}
+    chain.entry_of(results, "random 0", arch, 8, "comparison.json")["top1"].append(0.5)
+    resumed = json.loads(json.dumps(results))  # as read back from the file
+    assert chain.entry_of(resumed, "random 0", arch, 8, "comparison.json")["top1"] == [0.5]
+    with pytest.raises(SystemExit, match="random 0's architecture differs"):
+        chain.entry_of(resumed, "random 0", other, 8, "comparison.json")
