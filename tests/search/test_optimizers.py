@@ -183,3 +183,34 @@ def test_restricted_update_under_mirrored_strategy_equals_the_dense_one():
     assert output.returncode == 0, output.stderr[-3000:]
     moved = json.loads(output.stdout.strip().splitlines()[-1])["moved"]
     assert moved == 60 * 30  # the union of the three boxes, nothing else
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_masked_sgd_with_every_entry_taken_is_keras_sgd(nesterov):
+    start = np.linspace(-1, 1, 130 * 130, dtype="float32").reshape(130, 130)
+    gradients = [np.random.default_rng(k).normal(size=start.shape).astype("float32")
+                 for k in range(3)]
+    values = []
+    for optimizer in (MaskedSGD(0.1, momentum=0.9, nesterov=nesterov),
+                      keras.optimizers.SGD(0.1, momentum=0.9, nesterov=nesterov)):
+        variable = keras.Variable(start)
+        for gradient in gradients:
+            optimizer.apply_gradients([(gradient, variable)])
+        values.append(np.asarray(variable))
+    np.testing.assert_allclose(values[0], values[1], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("restrict", [True, False])
+def test_update_is_traced_once_per_variable_shape(restrict):
+    """Six variables of two shapes: two traces of the update, each called three times."""
+    shapes = ((130, 130), (64, 300)) * 3
+    variables = [keras.Variable(np.ones(shape, "float32")) for shape in shapes]
+    optimizer = MaskedSGD(0.1, momentum=0.9, restrict_to_active=restrict)
+    optimizer.build(variables)
+    step = tf.function(lambda: optimizer.apply_gradients(
+        [(tf.ones(v.shape) * 2.0, v) for v in variables]))
+    step()
+    update = optimizers._update_function(optimizer, restrict)
+    assert update.experimental_get_tracing_count() == 2
+    for variable in variables:  # -0.1 * 2 from 1: every variable got its update
+        np.testing.assert_allclose(np.asarray(variable), 0.8, rtol=1e-6)

@@ -19,6 +19,9 @@ Variables under `RESTRICT_MIN_ENTRIES` entries always take the dense update.
 
 from __future__ import annotations
 
+import functools
+import weakref
+
 import keras
 from keras import ops
 
@@ -65,44 +68,86 @@ def _tf_variable(variable):
     return variable.value if isinstance(variable, keras.Variable) else variable
 
 
-def _masked_apply(optimizer, rule, gradient, variable, slots):
-    """Applies `rule` (gradient, value, slot values -> new value, new slot values).
+def _masked_apply(optimizer, gradient, variable, slots, scalars):
+    """Applies `optimizer._masked_rule` to `variable` and its `slots`.
 
-    `rule` masks with the gradient itself; entries outside the active box have
-    zero gradient, so applying it on the box alone changes nothing else.
+    The rule, (gradient, value, slot values, scalars) -> (new value, new slot values),
+    masks with the gradient itself; entries outside the active box have zero gradient,
+    so applying it on the box alone changes nothing else. On TensorFlow the update is
+    one traced function per optimizer, kind and variable shape, not inlined, and every
+    variable of that shape calls it: a supernet's few dozen shapes, not its hundreds of
+    variables, are traced and instantiated (BENCHMARKS.md section 3c).
     """
     gradient = ops.cast(gradient, variable.dtype)
-    if not _restricted(optimizer, variable):
-        new_value, new_slots = rule(gradient, variable, slots)
+    if keras.backend.backend() != "tensorflow":
+        new_value, new_slots = optimizer._masked_rule(gradient, variable, slots, scalars)
         for slot, value in zip(slots, new_slots):
             optimizer.assign(slot, value)
         optimizer.assign(variable, new_value)
         return
+    handles = [_tf_variable(v).handle for v in (variable, *slots)]
+    _update_function(optimizer, _restricted(optimizer, variable))(
+        gradient, handles[0], handles[1:], tuple(scalars))
+
+
+_FUNCTIONS = weakref.WeakKeyDictionary()  # optimizer -> {restricted: traced update}
+
+
+def _update_function(optimizer, restricted):
+    """The optimizer's traced update, restricted to the active box or dense."""
     import tensorflow as tf
 
-    gradient = tf.convert_to_tensor(gradient)
+    functions = _FUNCTIONS.setdefault(optimizer, {})
+    if restricted not in functions:
+        body = _restricted_update if restricted else _dense_update
+        functions[restricted] = tf.function(
+            functools.partial(body, optimizer._masked_rule),
+            experimental_attributes={"_noinline": True})
+    return functions[restricted]
+
+
+def _read(handle, like):
+    """The variable behind `handle`, with the static shape and dtype of `like`."""
+    import tensorflow as tf
+
+    value = tf.raw_ops.ReadVariableOp(resource=handle, dtype=like.dtype)
+    value.set_shape(like.shape)
+    return value
+
+
+def _dense_update(rule, gradient, handle, slot_handles, scalars):
+    import tensorflow as tf
+
+    new_value, new_slots = rule(gradient, _read(handle, gradient),
+                                [_read(h, gradient) for h in slot_handles], scalars)
+    for slot, value in zip(slot_handles, new_slots):
+        tf.raw_ops.AssignVariableOp(resource=slot, value=value)
+    tf.raw_ops.AssignVariableOp(resource=handle, value=new_value)
+
+
+def _restricted_update(rule, gradient, handle, slot_handles, scalars):
+    import tensorflow as tf
+
     begin, size = _active_box(gradient)
-    target, states = _tf_variable(variable), [_tf_variable(v) for v in slots]
-    value = target.read_value()
+    value = _read(handle, gradient)
     rows = tf.range(begin[0], begin[0] + size[0])
     state_boxes = [  # the optimizer's own slots: sparse reads of the box's rows only
-        tf.slice(tf.raw_ops.ResourceGather(resource=state.handle, indices=rows,
-                                           dtype=state.dtype),
+        tf.slice(tf.raw_ops.ResourceGather(resource=state, indices=rows, dtype=gradient.dtype),
                  tf.tensor_scatter_nd_update(begin, [[0]], [0]), size)
-        for state in states
+        for state in slot_handles
     ]
     new_value, new_states = rule(tf.slice(gradient, begin, size),
-                                 tf.slice(value, begin, size), state_boxes)
+                                 tf.slice(value, begin, size), state_boxes, scalars)
     end, strides = begin + size, tf.ones_like(begin)
-    for state, box in zip(states, new_states):
+    for state, box in zip(slot_handles, new_states):
         # In place. This puts the slot in TensorFlow's copy-on-read mode, harmless:
         # only this update (sparse reads) and checkpoints read it.
-        tf.raw_ops.ResourceStridedSliceAssign(ref=state.handle, begin=begin, end=end,
+        tf.raw_ops.ResourceStridedSliceAssign(ref=state, begin=begin, end=end,
                                               strides=strides, value=box)
     # The weight itself: a functional slice update and a dense assign (one copy).
     # In place it would enter copy-on-read mode, and every forward pass would
     # then copy the whole widest variable.
-    target.assign(tf.raw_ops.TensorStridedSliceUpdate(
+    tf.raw_ops.AssignVariableOp(resource=handle, value=tf.raw_ops.TensorStridedSliceUpdate(
         input=value, begin=begin, end=end, strides=strides, value=new_value))
 
 
@@ -160,24 +205,23 @@ class MaskedSGD(keras.optimizers.SGD):
         self.restrict_to_active = bool(restrict_to_active)
 
     def update_step(self, gradient, variable, learning_rate):
-        learning_rate = ops.cast(learning_rate, variable.dtype)
         slots = [self.momentums[self._get_variable_index(variable)]] if self.momentum != 0 else []
+        _masked_apply(self, gradient, variable, slots, [ops.cast(learning_rate, variable.dtype)])
 
-        def rule(gradient, value, slot_values):
-            taken = ops.not_equal(gradient, 0)
-            if self.sampled_weight_decay:
-                decay = ops.cast(self.sampled_weight_decay, value.dtype)
-                gradient = ops.where(taken, gradient + decay * value, gradient)
-            step = ops.multiply(gradient, learning_rate)
-            if not slot_values:
-                return ops.where(taken, ops.subtract(value, step), value), []
-            m = slot_values[0]
-            momentum = ops.cast(self.momentum, value.dtype)
-            new_m = ops.where(taken, ops.subtract(ops.multiply(m, momentum), step), m)
-            delta = ops.subtract(ops.multiply(new_m, momentum), step) if self.nesterov else new_m
-            return ops.where(taken, ops.add(value, delta), value), [new_m]
-
-        _masked_apply(self, rule, gradient, variable, slots)
+    def _masked_rule(self, gradient, value, slot_values, scalars):
+        (learning_rate,) = scalars
+        taken = ops.not_equal(gradient, 0)
+        if self.sampled_weight_decay:
+            decay = ops.cast(self.sampled_weight_decay, value.dtype)
+            gradient = ops.where(taken, gradient + decay * value, gradient)
+        step = ops.multiply(gradient, learning_rate)
+        if not slot_values:
+            return ops.where(taken, ops.subtract(value, step), value), []
+        m = slot_values[0]
+        momentum = ops.cast(self.momentum, value.dtype)
+        new_m = ops.where(taken, ops.subtract(ops.multiply(m, momentum), step), m)
+        delta = ops.subtract(ops.multiply(new_m, momentum), step) if self.nesterov else new_m
+        return ops.where(taken, ops.add(value, delta), value), [new_m]
 
     def get_config(self):
         config = super().get_config()
@@ -214,26 +258,26 @@ class MaskedAdamW(keras.optimizers.Adam):
         self.restrict_to_active = bool(restrict_to_active)
 
     def update_step(self, gradient, variable, learning_rate):
-        learning_rate = ops.cast(learning_rate, variable.dtype)
-        step = ops.cast(self.iterations + 1, variable.dtype)
-        beta_1 = ops.cast(self.beta_1, variable.dtype)
-        beta_2 = ops.cast(self.beta_2, variable.dtype)
         index = self._get_variable_index(variable)
+        scalars = [ops.cast(learning_rate, variable.dtype),
+                   ops.cast(self.iterations + 1, variable.dtype)]
+        _masked_apply(self, gradient, variable,
+                      [self._momentums[index], self._velocities[index]], scalars)
+
+    def _masked_rule(self, gradient, value, slot_values, scalars):
+        learning_rate, step = scalars
+        beta_1 = ops.cast(self.beta_1, value.dtype)
+        beta_2 = ops.cast(self.beta_2, value.dtype)
         scale = learning_rate * ops.sqrt(1 - ops.power(beta_2, step)) / (1 - ops.power(beta_1, step))
-
-        def rule(gradient, value, slot_values):
-            taken = ops.not_equal(gradient, 0)
-            m, v = slot_values
-            new_m = ops.where(taken, m + (gradient - m) * (1 - beta_1), m)
-            new_v = ops.where(taken, v + (ops.square(gradient) - v) * (1 - beta_2), v)
-            update = new_m * scale / (ops.sqrt(new_v) + self.epsilon)
-            if self.sampled_weight_decay:
-                update = update + learning_rate * ops.cast(self.sampled_weight_decay,
-                                                           value.dtype) * value
-            return ops.where(taken, value - update, value), [new_m, new_v]
-
-        _masked_apply(self, rule, gradient, variable,
-                      [self._momentums[index], self._velocities[index]])
+        taken = ops.not_equal(gradient, 0)
+        m, v = slot_values
+        new_m = ops.where(taken, m + (gradient - m) * (1 - beta_1), m)
+        new_v = ops.where(taken, v + (ops.square(gradient) - v) * (1 - beta_2), v)
+        update = new_m * scale / (ops.sqrt(new_v) + self.epsilon)
+        if self.sampled_weight_decay:
+            update = update + learning_rate * ops.cast(self.sampled_weight_decay,
+                                                       value.dtype) * value
+        return ops.where(taken, value - update, value), [new_m, new_v]
 
     def get_config(self):
         config = super().get_config()
