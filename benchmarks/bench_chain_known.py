@@ -40,8 +40,8 @@ once the supernet reads the motion, the supernet does not learn it while t and e
 other variable are shared, and `--warmup-sampling largest_kernels` lets a one-shot search
 find it (section 8, "the chain's diagnosis"). With that warm-up (1200 steps) both searches
 found it at the 9 M target for seed 0, not for seed 1 (section 8, "(c) for the chain at the
-9 M target"). Retrained (`compare --random 5 --seeds 2`), the one-shot result beat the random
-draws by 4.48 std (section 8, "(c) for the chain: searched vs random vs hand-made, retrained").
+9 M target"). Retrained (`compare --random 5`), the one-shot result beat the random draws
+by 6.31 std (section 8, "(c) for the chain: searched vs random vs hand-made, retrained").
 """
 
 from __future__ import annotations
