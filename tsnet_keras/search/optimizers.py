@@ -93,16 +93,21 @@ def _masked_apply(optimizer, gradient, variable, slots, scalars):
 _FUNCTIONS = weakref.WeakKeyDictionary()  # optimizer -> {restricted: traced update}
 
 
-def _update_function(optimizer, restricted):
-    """The optimizer's traced update, restricted to the active box or dense."""
+def not_inlined(python_function, **options):
+    """A `tf.function` kept as one function where a traced function calls it, not inlined
+    into each call site: traced and instantiated once however often it is called
+    (the search's per-sample functions, the masked update; BENCHMARKS.md section 3c)."""
     import tensorflow as tf
 
+    return tf.function(python_function, experimental_attributes={"_noinline": True}, **options)
+
+
+def _update_function(optimizer, restricted):
+    """The optimizer's traced update, restricted to the active box or dense."""
     functions = _FUNCTIONS.setdefault(optimizer, {})
     if restricted not in functions:
         body = _restricted_update if restricted else _dense_update
-        functions[restricted] = tf.function(
-            functools.partial(body, optimizer._masked_rule),
-            experimental_attributes={"_noinline": True})
+        functions[restricted] = not_inlined(functools.partial(body, optimizer._masked_rule))
     return functions[restricted]
 
 

@@ -60,7 +60,7 @@ from tsnet_keras.search.estimator import (
 from tsnet_keras.search.evidence import EvidenceOptimizer
 from tsnet_keras.search.evidence import logits_optimizer as named_logits_optimizer
 from tsnet_keras.search.expected_macs import check_target_macs
-from tsnet_keras.search.optimizers import masked_optimizer
+from tsnet_keras.search.optimizers import masked_optimizer, not_inlined
 from tsnet_keras.space.rules import DEFAULT_CROP
 from tsnet_keras.space.search_space import space_from_dict, space_to_dict
 
@@ -114,8 +114,7 @@ def _called_function(python_function):
     copies of the sampled network's graph with every choice's branches; `_noinline`
     keeps one, instantiated once (BENCHMARKS.md section 3c).
     """
-    return tf.function(python_function, reduce_retracing=True,
-                       experimental_attributes={"_noinline": True})
+    return not_inlined(python_function, reduce_retracing=True)
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
