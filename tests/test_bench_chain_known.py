@@ -132,6 +132,7 @@ def test_search_arguments_default_to_the_documented_run(chain):
     assert args.train_epochs == 12
     assert (args.space, args.control, args.warmup_steps, args.warmup_sampling) == (
         "chain", False, 0, "distribution")
+    assert args.stream_dropout is None  # the library's per-step default (STREAM_DROPOUT)
 
 
 def test_a_resumed_comparison_accepts_its_own_entries_and_refuses_another_architecture(chain):

@@ -294,3 +294,47 @@ def test_default_warmup_draws_the_kernels_from_the_distribution():
 def test_unknown_warmup_sampling_is_refused_naming_it():
     with pytest.raises(ValueError, match="`warmup_sampling`"):
         ParsecSearch(search_space(), CLASSES, crop=CROP, warmup_sampling="smallest")
+
+
+def test_stream_dropout_is_refused_without_a_dense_stream_or_outside_zero_one():
+    from tests.search.spaces import tiny_two_stream
+
+    with pytest.raises(ValueError, match="`stream_dropout`.*no dense stream"):
+        ParsecSearch(search_space(), CLASSES, crop=CROP, stream_dropout=0.5)
+    for bad in (1.0, -0.1, "half"):
+        with pytest.raises(ValueError, match="`stream_dropout` must be"):
+            ParsecSearch(tiny_two_stream(), CLASSES, crop=CROP, stream_dropout=bad)
+
+
+def test_stream_dropout_masks_are_drawn_per_step_and_path_and_drawn_again_alike():
+    """The masks depend on the seed, step and path only (a resumed search draws the same),
+    differ between paths and steps, and drop about the rate asked for."""
+    from tests.search.spaces import tiny_two_stream
+
+    search = ParsecSearch(tiny_two_stream(), CLASSES, crop=CROP, stream_dropout=0.25)
+    y = tf.zeros((4000,), "int32")
+
+    def mask(step, path):
+        search.search_step.assign(step)
+        (keep,) = search._sparse_keep(y, path, 0)
+        return ops.convert_to_numpy(keep)[:, 0]
+
+    first = mask(3, 0)
+    assert set(np.unique(first)) == {0.0, 1.0}
+    assert 0.22 < 1 - first.mean() < 0.28
+    np.testing.assert_array_equal(mask(3, 0), first)
+    assert (mask(3, 1) != first).any() and (mask(4, 0) != first).any()
+    assert ParsecSearch(tiny_two_stream(), CLASSES, crop=CROP)._sparse_keep(y, 0, 0) == ()
+
+
+def test_a_two_stream_search_with_stream_dropout_trains():
+    from tests.search.spaces import tiny_two_stream
+
+    search = ParsecSearch(tiny_two_stream(), CLASSES, crop=CROP, samples_per_replica=2,
+                          stream_dropout=0.5)
+    search.compile(learning_rate=0.05)
+    data = search_dataset(clip_dataset(16, 8, crop=CROP, dense_frames=8).repeat(),
+                          clip_dataset(8, 8, crop=CROP, seed=1, dense_frames=8))
+    history = search.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert search.get_config()["stream_dropout"] == 0.5

@@ -243,4 +243,16 @@ def test_progressive_search_takes_a_warm_up_per_step(tmp_path):
                                  num_classes=CLASSES, epochs=(1, 2, 1), warmup_epochs=(0, 1, 0),
                                  tensorboard=False, **options)
     steps_moved = [int(r.search.logits_optimizer.iterations.numpy()) for r in results]
+    assert [r.search.stream_dropout for r in results] == [0.0, 0.5, 0.0]  # STREAM_DROPOUT
     assert steps_moved == [3, 3, 3]  # step 2: its 3 steps after the warm-up epoch only
+
+
+def test_stream_dropout_is_compared_on_resume_only_where_it_acts():
+    """At 0 (what checkpoints written before the option hold) `run_config` leaves it out."""
+    from tsnet_keras.search.parsec import ParsecSearch
+    from tsnet_keras.search.progressive import run_config
+
+    space = progressive_space()
+    assert "stream_dropout" not in run_config(2, ParsecSearch(space, CLASSES, crop=CROP), {})
+    dropped = ParsecSearch(space, CLASSES, crop=CROP, stream_dropout=0.5)
+    assert run_config(2, dropped, {})["stream_dropout"] == 0.5

@@ -292,3 +292,23 @@ def test_super_block_with_squeeze_excite_computes_the_fixed_block(dynamic_shapes
     got = np.asarray(block(x, channels=8, inner_channels=16, squeeze_excite_channels=8,
                            kernel_index=0, training=False))
     np.testing.assert_allclose(got[..., :8], want, atol=1e-5, rtol=1e-5)
+
+
+def test_sparse_keep_zero_leaves_the_logits_to_the_dense_stream():
+    """Stream dropout's mask: ones change nothing; a zero makes that clip's logits blind to
+    its sparse clip (the dense stream alone decides), the other clip's stay as they were."""
+    space = tiny_two_stream()
+    supernet = Supernet(space, CLASSES)
+    _randomize(supernet)
+    indices = supernet.indices_of(space.sample(seed=1))
+    clips = _inputs(space.sample(seed=1))
+    other = dict(clips, sparse=clips["sparse"] + 1.0)
+
+    def logits(x, keep=None):
+        return supernet(x, indices=indices, sparse_keep=keep, training=False).numpy()
+
+    np.testing.assert_allclose(logits(clips, np.ones((2, 1), "float32")), logits(clips), atol=1e-6)
+    keep = np.array([[0.0], [1.0]], "float32")
+    np.testing.assert_allclose(logits(clips, keep)[0], logits(other, keep)[0], atol=1e-6)
+    assert np.abs(logits(clips, keep)[1] - logits(other, keep)[1]).max() > 1e-3
+    np.testing.assert_allclose(logits(clips, keep)[1], logits(clips)[1], atol=1e-6)

@@ -67,6 +67,9 @@ class Supernet(keras.Model):
             Defaults to True. With `training=True, update_statistics=False` (scoring a sampled architecture) BN normalises
             with batch statistics and leaves the moving ones alone (the stem's too),
             and dropout is off.
+        sparse_keep: None or `(B, 1)` float 0/1: multiplies each clip's pooled
+            sparse-stream features before the classifier (stream dropout, see
+            `ParsecSearch`'s `stream_dropout`). Two-stream supernets only.
 
     Returns:
         Logits `(B, num_classes)`.
@@ -122,7 +125,7 @@ class Supernet(keras.Model):
         row = ops.take(ops.convert_to_tensor(lookup["packed"]), flat, axis=0)
         return {n: row[i] for i, n in enumerate(lookup["names"])}
 
-    def call(self, inputs, indices=None, training=None, update_statistics=True):
+    def call(self, inputs, indices=None, training=None, update_statistics=True, sparse_keep=None):
         if isinstance(inputs, dict):
             features = {name: inputs[name] for name, _ in self.space.streams()}
         else:
@@ -136,8 +139,11 @@ class Supernet(keras.Model):
         common = {"training": training, "update_statistics": update_statistics}
         for index, (table, layer) in enumerate(zip(self.tables, self.plan_layers)):
             spec = table.template
+            layer_inputs = spec.inputs(features)
+            if sparse_keep is not None and isinstance(spec, ClassifierSpec):
+                layer_inputs = _sparse_dropped(layer_inputs, sparse_keep)
             output = self._blocks[index].call(
-                layer, spec.inputs(features), self.layer_arguments(index, indices), common
+                layer, layer_inputs, self.layer_arguments(index, indices), common
             )
             spec.store(features, output)
         return features[LOGITS]
@@ -434,6 +440,13 @@ _BLOCKS = {
     StreamHeadSpec: _StreamHead(),
     ClassifierSpec: _Classifier(),
 }
+
+
+def _sparse_dropped(pooled: list, keep) -> list:
+    """The classifier's pooled features (sparse stream first) with the sparse ones times `keep`."""
+    if len(pooled) < 2:
+        raise ValueError("`sparse_keep` needs a two-stream supernet.")
+    return [pooled[0] * ops.cast(keep, pooled[0].dtype), *pooled[1:]]
 
 
 def _block_of(table) -> _SuperBlock:

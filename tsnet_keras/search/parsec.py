@@ -160,6 +160,15 @@ class ParsecSearch(keras.Model):
             kernel shares the larger one's taps and only the largest sees what the
             labels depend on, a supernet sampling all kernels from the start may not
             learn it at CPU scale (BENCHMARKS.md section 8, the chain's diagnosis).
+        stream_dropout: float in [0, 1), two-stream spaces only. Defaults to 0.0.
+            In the weights' training (not in scoring), each clip's pooled
+            sparse-stream features are zeroed with this probability before the
+            classifier ("modality dropout"), drawn per clip, path and step
+            (stateless, so a resumed search draws the same). The dense stream then
+            has to classify those clips alone: beside a sparse stream that already
+            fits the labels (progressive step 2 inherits it) it otherwise gets
+            little gradient and may never learn what only it can see (BENCHMARKS.md
+            section 8, "stream dropout"; `run_search_step` sets 0.5 for step 2).
         graph_optimization: None (default: Grappler optimises the traced step only
             when a GPU is visible; on CPUs it costs more start-up than it saves), True
             or False. Applies to `fit`; see `graph_optimization`.
@@ -204,6 +213,7 @@ class ParsecSearch(keras.Model):
         dynamic_shapes=None,
         outer_taps=DEFAULT_OUTER_TAPS,
         warmup_sampling: str = "distribution",
+        stream_dropout: float = 0.0,
         graph_optimization=None,
         **kwargs,
     ):
@@ -211,6 +221,7 @@ class ParsecSearch(keras.Model):
         space = space_from_dict(space)
         _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
                               path_batch, hinge, macs_penalty, warmup_sampling)
+        self.stream_dropout = _checked_stream_dropout(stream_dropout, space)
         self.space = space
         self.num_classes = num_classes
         self.crop = crop
@@ -439,12 +450,25 @@ class ParsecSearch(keras.Model):
             if self.path_batch == "split":
                 part_x = tf.nest.map_structure(lambda t, s=s: t[s::samples], x)
                 part_y = y[s::samples]
+            keep = self._sparse_keep(part_y, s, context.replica_id_in_sync_group)
             loss_s, grads_s = self._sample_gradients(
-                part_x, part_y, indices[s], ops.stop_gradient(loss_weights[s]) * scale)
+                part_x, part_y, indices[s], ops.stop_gradient(loss_weights[s]) * scale, *keep)
             losses.append(loss_s)
             gradients = grads_s if gradients is None else [a + b for a, b in zip(gradients, grads_s)]
         self.optimizer.apply_gradients(zip(gradients, self.supernet.trainable_variables))
         return ops.mean(ops.stack(losses))
+
+    def _sparse_keep(self, y, sample, replica_id) -> tuple:
+        """`(keep,)`: path `sample`'s per-clip 0/1 mask of the sparse features (stream
+        dropout), drawn from the step's seed; `()` without stream dropout."""
+        if not self.stream_dropout:
+            return ()
+        step = ops.cast(ops.convert_to_tensor(self.search_step), "int64")
+        seed = tf.stack([tf.constant(self.seed, tf.int64),
+                         step * 4096 + tf.cast(replica_id, tf.int64)])
+        seed = tf.random.experimental.stateless_fold_in(seed, 1 + sample)
+        draw = tf.random.stateless_uniform((tf.shape(y)[0], 1), seed=seed)
+        return (ops.cast(draw >= self.stream_dropout, "float32"),)
 
     def _update_logits(self, all_scores, all_indices, replicas):
         """The logits' step on -sum_k a_k log p(A_k) and the expected-MACs hinge.
@@ -493,11 +517,11 @@ class ParsecSearch(keras.Model):
         return (self.hinge == "expected" and self.target_macs is not None
                 and isinstance(self.logits_optimizer, EvidenceOptimizer))
 
-    def _sample_gradients_eager(self, x, y, indices, scale):
+    def _sample_gradients_eager(self, x, y, indices, scale, sparse_keep=None):
         """(loss, gradients of scale * loss) of one sampled architecture."""
         weights = self.supernet.trainable_variables
         with tf.GradientTape() as tape:
-            logits = self.supernet(x, indices=indices, training=True)
+            logits = self.supernet(x, indices=indices, training=True, sparse_keep=sparse_keep)
             loss = ops.cast(self._loss_fn(y, logits), "float32")
             scaled = loss * scale
         return loss, tape.gradient(scaled, weights)
@@ -540,6 +564,7 @@ class ParsecSearch(keras.Model):
             "dynamic_shapes": self.supernet.dynamic_shapes,
             "outer_taps": self.supernet.outer_taps,
             "warmup_sampling": self.warmup_sampling,
+            "stream_dropout": self.stream_dropout,
             "graph_optimization": self.graph_optimization,
         }
 
@@ -592,6 +617,16 @@ def _check_search_options(samples_per_replica, score, temperature, weighting, we
             raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
     if macs_penalty < 0:
         raise ValueError(f"`macs_penalty` must be >= 0, got {macs_penalty!r}.")
+
+
+def _checked_stream_dropout(rate, space) -> float:
+    """`stream_dropout` as a float in [0, 1); refused above 0 without a dense stream."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise ValueError(f"`stream_dropout` must be a float in [0, 1), got {rate!r}.")
+    if rate and space.dense is None:
+        raise ValueError(f"`stream_dropout` ({rate}) drops the sparse stream's features for the "
+                         "dense stream to learn alone: this space has no dense stream.")
+    return float(rate)
 
 
 def custom_search_loop(search, strategy, dataset, steps, callbacks=None):

@@ -91,6 +91,10 @@ from tsnet_keras.space.rules import DEFAULT_CROP
 from tsnet_keras.space.search_space import TwoStreamSpace
 
 SEARCH_STEPS = (1, 2, 3, "one_shot")
+# `ParsecSearch`'s stream dropout by step. Step 2 trains a new dense stream beside the sparse
+# stream step 1 fitted, which otherwise starves it of gradient (BENCHMARKS.md section 8,
+# "stream dropout"); the other steps keep 0 (one stream, or both streams start together).
+STREAM_DROPOUT = {1: 0.0, 2: 0.5, 3: 0.0, "one_shot": 0.0}
 # A step's result uses at least this share of its FLOPs target where an architecture
 # near the argmax does (`most_probable_within`): a budget asked for is a budget used.
 RESULT_FLOOR = 0.9
@@ -442,9 +446,11 @@ def run_config(step, search, settings, extra_config=None) -> dict:
     for key in ("name", *NOT_COMPARED):
         config.pop(key, None)
     # Compared only where it acts: it changes nothing without a warm-up, and checkpoints
-    # written before it existed hold the default.
+    # written before it existed hold the default (stream dropout's too).
     if not settings.get("warmup_epochs") or config.get("warmup_sampling") == "distribution":
         config.pop("warmup_sampling", None)
+    if not config.get("stream_dropout"):
+        config.pop("stream_dropout", None)
     config = {"step": step, **config, **settings, **(extra_config or {})}
     return json.loads(json.dumps(config, default=str))
 
@@ -468,6 +474,7 @@ def run_search_step(
     score="accuracy",
     temperature: float = DEFAULTS.temperature,
     warmup_epochs: int = 0,
+    stream_dropout: float | None = None,
     learning_rate: float = 0.4,
     momentum: float = 0.9,
     weight_decay: float | None = None,
@@ -505,6 +512,8 @@ def run_search_step(
             network this step searches (sparse stream alone in step 1).
         macs_penalty, hinge, samples_per_replica, score, temperature: see `ParsecSearch`.
         warmup_epochs: int. First epochs train the weights only (logits frozen).
+        stream_dropout: float or None: `ParsecSearch`'s; None takes the step's
+            `STREAM_DROPOUT` (0.5 in step 2, 0 elsewhere).
         learning_rate, momentum, weight_decay: SGD of the weights (cosine decay
             over the whole step). Defaults 0.4, 0.9, None.
         weights_optimizer: "sgd" (`MaskedSGD`, the paper's) or "adamw"
@@ -556,7 +565,8 @@ def run_search_step(
                          samples_per_replica=samples_per_replica, score=score,
                          temperature=temperature, target_macs=target_macs,
                          macs_penalty=macs_penalty, hinge=hinge, dynamic_shapes=dynamic_shapes,
-                         **parsec_options)
+                         stream_dropout=(STREAM_DROPOUT[step] if stream_dropout is None
+                                         else stream_dropout), **parsec_options)
     optimizers = {"learning_rate": learning_rate, "momentum": momentum,
                   "weight_decay": weight_decay, "weights_optimizer": weights_optimizer,
                   "logits_learning_rate": logits_learning_rate,
@@ -817,6 +827,7 @@ def progressive_search(
     epochs=(800, 400, 200),
     target_macs=(None, None, None),
     warmup_epochs=0,
+    stream_dropout=(None, None, None),
     **kwargs,
 ) -> list:
     """Steps 1, 2 and 3 in `output_dir/step1`, `step2`, `step3` (paper section 4.2).
@@ -826,6 +837,7 @@ def progressive_search(
         target_macs: per-step MACs targets (step 1: the sparse stream alone).
         warmup_epochs: int (every step) or one per step: first epochs with the
             logits frozen.
+        stream_dropout: one per step; None takes the step's `STREAM_DROPOUT`.
         **kwargs: other `run_search_step` arguments, shared by the steps.
 
     Returns:
@@ -839,7 +851,7 @@ def progressive_search(
         results.append(run_search_step(
             step, space, train_data, val_data, directory, previous, num_classes=num_classes,
             epochs=epochs[index], target_macs=target_macs[index],
-            warmup_epochs=warmup_epochs[index], **kwargs,
+            warmup_epochs=warmup_epochs[index], stream_dropout=stream_dropout[index], **kwargs,
         ))
         previous = directory
     return results
@@ -853,6 +865,7 @@ def one_shot_search(space, train_data, val_data, output_dir, **kwargs) -> Search
 __all__ = [
     "HISTORY_FIELDS",
     "SEARCH_STEPS",
+    "STREAM_DROPOUT",
     "SearchDivergedError",
     "SearchResult",
     "heldout_positions",
