@@ -43,7 +43,7 @@ found it at the 9 M target for seed 0, not for seed 1 (section 8, "(c) for the c
 9 M target"). Retrained (`compare --random 5`), the one-shot result beat the random draws
 by 6.31 std (section 8, "(c) for the chain: searched vs random vs hand-made, retrained").
 Step 2's stream dropout (the library's default since 2026-12-06; `--stream-dropout 0` for the
-runs before) made the progressive search find it in 3 of 3 seeds, and its retrained result
+runs before) made the progressive search find it in 4 of 4 seeds, and its retrained result
 beat the random draws by 2.65 std (section 8, "stream dropout in progressive step 2").
 """
 
