@@ -366,16 +366,20 @@ class ParsecSearch(keras.Model):
     def sample(self, replica_id=0):
         """(S, V) int32 indices drawn for this step and replica (stateless)."""
         dist = self.distribution
-        step = ops.cast(ops.convert_to_tensor(self.search_step), "int64")
-        seed = tf.stack([tf.constant(self.seed, tf.int64),
-                         step * 4096 + tf.cast(replica_id, tf.int64)])
         noise = tf.random.stateless_uniform(
-            (self.samples_per_replica, dist.num_variables, dist.max_choices), seed=seed
+            (self.samples_per_replica, dist.num_variables, dist.max_choices),
+            seed=self._step_seed(replica_id),
         )
         indices = dist.sample_indices(noise)
         if self.warmup_sampling == "largest_kernels":
             indices = self._largest_kernels_in_warmup(indices)
         return indices
+
+    def _step_seed(self, replica_id):
+        """The stateless seed of this step and replica (so a resumed search draws the same)."""
+        step = ops.cast(ops.convert_to_tensor(self.search_step), "int64")
+        return tf.stack([tf.constant(self.seed, tf.int64),
+                         step * 4096 + tf.cast(replica_id, tf.int64)])
 
     def _largest_kernels_in_warmup(self, indices):
         """`indices` with every kernel variable at its largest choice while the logits are frozen."""
@@ -463,10 +467,7 @@ class ParsecSearch(keras.Model):
         dropout), drawn from the step's seed; `()` without stream dropout."""
         if not self.stream_dropout:
             return ()
-        step = ops.cast(ops.convert_to_tensor(self.search_step), "int64")
-        seed = tf.stack([tf.constant(self.seed, tf.int64),
-                         step * 4096 + tf.cast(replica_id, tf.int64)])
-        seed = tf.random.experimental.stateless_fold_in(seed, 1 + sample)
+        seed = tf.random.experimental.stateless_fold_in(self._step_seed(replica_id), 1 + sample)
         draw = tf.random.stateless_uniform((tf.shape(y)[0], 1), seed=seed)
         return (ops.cast(draw >= self.stream_dropout, "float32"),)
 
