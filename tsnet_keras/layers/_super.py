@@ -4,14 +4,30 @@ import numpy as np
 from keras import ops
 
 
+def active_slice(tensor, sizes, starts=()):
+    """The box of `tensor` at `starts` (zeros by default) of `sizes` along its leading axes,
+    the remaining axes whole: one plain slice (`keras.ops.slice`).
+
+    A super layer reads its widest weights this way. On TensorFlow a plain slice needs one
+    packed size vector, and its gradient is a Pad; a strided slice (`kernel[:a, :b]`) needs
+    three packed vectors and its gradient, `StridedSliceGrad`, is a slower kernel
+    (BENCHMARKS.md section 3b). Sizes and starts may be tensors; a size None (an axis whose
+    length only a traced TensorFlow graph leaves unknown) takes the axis to its end.
+    """
+    tensor = ops.convert_to_tensor(tensor)
+    shape = tuple(tensor.shape)
+    starts = tuple(starts) + (0,) * (len(shape) - len(starts))
+    sizes = tuple(sizes) + shape[len(sizes):]
+    return ops.slice(tensor, starts, tuple(-1 if size is None else size for size in sizes))
+
+
 # Input kernels of a block after a fusion have `max_in_base + max_in_extra` rows: row
 # `r < max_in_base` reads stream channel `r`, row `max_in_base + j` reads fused channel `j`.
 def input_rows(kernel, in_base, in_extra, max_in_base, max_in_extra):
     """The rows of an input kernel that `in_base` stream + `in_extra` fused channels read."""
-    kernel = ops.convert_to_tensor(kernel)
-    rows = kernel[:in_base]
+    rows = active_slice(kernel, (in_base,))
     if max_in_extra:
-        rows = ops.concatenate([rows, kernel[max_in_base : max_in_base + in_extra]], axis=0)
+        rows = ops.concatenate([rows, active_slice(kernel, (in_extra,), (max_in_base,))], axis=0)
     return rows
 
 

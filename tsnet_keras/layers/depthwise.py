@@ -138,10 +138,15 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
     out_height = same_output_size(height, spatial_stride)
     out_width = same_output_size(width, spatial_stride)
 
+    kernel_shape = ops.shape(kernel)
+    tap_shape = (1, kernel_shape[1], kernel_shape[2], channels)
+
     def add_tap(tap, output):
         frames_in = ops.reshape(frame_window(padded, tap, window), (-1, height, width, channels))
+        # A plain slice: its gradient in the loop is a Pad, not a StridedSliceGrad.
+        tap_kernel = ops.slice(kernel, (tap, 0, 0, 0), tap_shape)
         return output + ops.depthwise_conv(
-            frames_in, ops.expand_dims(kernel[tap], -1), strides=spatial_stride,
+            frames_in, ops.reshape(tap_kernel, tap_shape[1:] + (1,)), strides=spatial_stride,
             padding="same", data_format="channels_last")
 
     start = ops.zeros((batch * frames, out_height, out_width, channels), inputs.dtype)

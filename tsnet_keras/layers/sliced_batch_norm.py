@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from tsnet_keras.checks import check_int
+from tsnet_keras.layers._super import active_slice
 from tsnet_keras.layers.batch_norm import fusable, fused_batch_norm_training
 
 
@@ -103,8 +104,9 @@ class SlicedBatchNormalization(keras.layers.Layer):
         self.built = True
 
     def _active(self, vector, width):
-        vector = ops.convert_to_tensor(vector)
-        return vector[:width] if self.dynamic_shapes else vector
+        if not self.dynamic_shapes:
+            return ops.convert_to_tensor(vector)
+        return active_slice(vector, (width,))
 
     def _pad(self, vector, width):
         """A width-long (dynamic) or widest (masked) vector, padded to the widest width."""

@@ -4,7 +4,12 @@ import keras
 from keras import ops
 
 from tsnet_keras.layers import _checks
-from tsnet_keras.layers._super import ChoiceWeightsMixin, input_row_indices, input_rows
+from tsnet_keras.layers._super import (
+    ChoiceWeightsMixin,
+    active_slice,
+    input_row_indices,
+    input_rows,
+)
 from tsnet_keras.layers.depthwise import (
     depthwise_conv3d_tap_loop,
     depthwise_conv3d_taps,
@@ -258,8 +263,9 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         return input_rows(kernel, in_base, in_extra, self.max_in_base, self.max_in_extra)
 
     def _columns(self, kernel, width):
-        kernel = ops.convert_to_tensor(kernel)
-        return kernel[..., :width] if self.dynamic_shapes else kernel
+        if not self.dynamic_shapes:
+            return ops.convert_to_tensor(kernel)
+        return active_slice(kernel, (*kernel.shape[:-1], width))
 
     def _mask(self, x, width, max_width):
         if self.dynamic_shapes:
@@ -329,7 +335,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         x = self._mask(self._activation_fn(x), inner, self.max_inner_channels)
         project = ops.convert_to_tensor(self.project_kernel)
         if self.dynamic_shapes:
-            project = project[:inner, :channels]
+            project = active_slice(project, (inner, channels))
         x = batch_norm(self.project_bn, pointwise(x, project), channels)
         return x + self._shortcut(inputs, in_base, in_extra, channels, training, update)
 
@@ -338,8 +344,8 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         reduce_kernel = ops.convert_to_tensor(self.se_reduce_kernel)
         expand_kernel = ops.convert_to_tensor(self.se_expand_kernel)
         if self.dynamic_shapes:
-            reduce_kernel = reduce_kernel[:inner, :hidden]
-            expand_kernel = expand_kernel[:hidden, :inner]
+            reduce_kernel = active_slice(reduce_kernel, (inner, hidden))
+            expand_kernel = active_slice(expand_kernel, (hidden, inner))
         return squeeze_excite(
             x, reduce_kernel, self._columns(self.se_reduce_bias, hidden),
             expand_kernel, self._columns(self.se_expand_bias, inner),
@@ -363,8 +369,8 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
             k = ops.take(ops.convert_to_tensor([k for _, k in self.kernel_choices], "int32"),
                          kernel_index)
         k_offset = (self.max_spatial_kernel - k) // 2
-        kernel = ops.convert_to_tensor(self.depthwise_kernel)
-        kernel = kernel[:, k_offset : k_offset + k, k_offset : k_offset + k, :inner]
+        kernel = active_slice(self.depthwise_kernel, (self.max_temporal_kernel, k, k, inner),
+                              (0, k_offset, k_offset))
         temporal = sorted({t for t, _ in self.kernel_choices})
         if len(temporal) == 1:
             t_offset = (self.max_temporal_kernel - temporal[0]) // 2

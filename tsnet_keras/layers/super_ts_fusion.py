@@ -5,7 +5,7 @@ from keras import ops
 
 from tsnet_keras.layers import _checks
 from tsnet_keras.layers.pointwise import pointwise
-from tsnet_keras.layers._super import ChoiceWeightsMixin
+from tsnet_keras.layers._super import ChoiceWeightsMixin, active_slice
 from tsnet_keras.renames import FUSION_NAMES, renamed_keys
 from tsnet_keras.layers.sliced_batch_norm import (
     SlicedBatchNormalization,
@@ -186,7 +186,8 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
         if not self.dynamic_shapes:
             kernel = ops.reshape(kernel, (-1, self.max_conv_channels))
         else:
-            kernel = ops.reshape(kernel[:, :dense_channels, :width], (-1, width))
+            kernel = ops.reshape(active_slice(kernel, (kernel.shape[0], dense_channels, width)),
+                                 (-1, width))
         fused = pointwise(stacked, kernel)
         fused, mean, variance = self.bn.normalize(fused, width, training)
         fused = ops.relu(fused)

@@ -114,16 +114,26 @@ class Supernet(keras.Model):
     # ---------------------------------------------------------------- call
     def layer_arguments(self, index, indices):
         """Per-call arguments of plan layer `index` for the choice `indices`."""
+        return self._layer_arguments(index, self._index_values(indices))
+
+    def _index_values(self, indices):
+        """`indices` as a list of int32 scalars, split once per call (one op, not one per use)."""
+        if not self.keys:
+            return []
+        return ops.unstack(ops.cast(indices, "int32"), len(self.keys))
+
+    def _layer_arguments(self, index, index_values):
         lookup = self._lookups[index]
         if lookup is None:
             return {}
         if not lookup["searchable"]:
             return {n: int(v) for n, v in zip(lookup["names"], lookup["packed"][0])}
-        flat = 0
+        flat = None
         for position, stride in lookup["searchable"]:
-            flat = flat + ops.cast(indices[position], "int32") * stride
+            term = index_values[position] * stride if stride != 1 else index_values[position]
+            flat = term if flat is None else flat + term
         row = ops.take(ops.convert_to_tensor(lookup["packed"]), flat, axis=0)
-        return {n: row[i] for i, n in enumerate(lookup["names"])}
+        return dict(zip(lookup["names"], ops.unstack(row, len(lookup["names"]))))
 
     def call(self, inputs, indices=None, training=None, update_statistics=True, sparse_keep=None):
         if isinstance(inputs, dict):
@@ -137,13 +147,14 @@ class Supernet(keras.Model):
                 raise ValueError(f"`indices` is required: {len(self.keys)} searchable variables.")
             indices = ops.zeros((0,), "int32")
         common = {"training": training, "update_statistics": update_statistics}
+        index_values = self._index_values(indices)
         for index, (table, layer) in enumerate(zip(self.tables, self.plan_layers)):
             spec = table.template
             layer_inputs = spec.inputs(features)
             if sparse_keep is not None and isinstance(spec, ClassifierSpec):
                 layer_inputs = _sparse_dropped(layer_inputs, sparse_keep)
             output = self._blocks[index].call(
-                layer, layer_inputs, self.layer_arguments(index, indices), common
+                layer, layer_inputs, self._layer_arguments(index, index_values), common
             )
             spec.store(features, output)
         return features[LOGITS]
