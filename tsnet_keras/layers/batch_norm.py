@@ -9,6 +9,8 @@ frames, and the statistics over all non-channel axes are the same.
 `benchmarks/bench_x3d.py` measures the effect on X3D-S.
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -86,9 +88,8 @@ def fused_batch_norm_training(inputs, scale, offset, epsilon):
     """
     import tensorflow as tf
 
-    shape = tf.shape(inputs)
-    channels = shape[-1]
-    flat = tf.reshape(inputs, tf.stack([-1, shape[-3], shape[-2], channels]))
+    flat, shape, count = _as_4d(inputs)
+    channels = tf.shape(flat)[-1]
     empty = tf.constant([], inputs.dtype)
     # The raw op, not tf.nn.fused_batch_norm, which raises epsilon to cuDNN's
     # minimum 1.001e-5 (X3D uses 1e-5).
@@ -103,8 +104,26 @@ def fused_batch_norm_training(inputs, scale, offset, epsilon):
         is_training=True,
     )[:3]
     # The fused kernel returns the unbiased (n - 1) variance.
-    count = tf.cast(tf.size(flat) // channels, variance.dtype)
+    if count is None:
+        count = tf.cast(tf.size(flat) // channels, variance.dtype)
     return tf.reshape(outputs, shape), mean, variance * (count - 1.0) / count
+
+
+def _as_4d(inputs):
+    """`(flat, shape, count)`: `inputs` with its leading axes merged to 4D, the shape to
+    restore and the number of values per channel (None where it is known only at run time).
+
+    With the non-channel axes static (a search step's widths are run-time channel counts
+    only), the reshapes need no shape arithmetic and the count is a constant.
+    """
+    import tensorflow as tf
+
+    static = tuple(inputs.shape[:-1])
+    if None not in static:
+        flat = tf.reshape(inputs, [math.prod(static[:-2]), static[-2], static[-1], -1])
+        return flat, [*static, -1], float(math.prod(static))
+    shape = tf.shape(inputs)
+    return tf.reshape(inputs, tf.stack([-1, shape[-3], shape[-2], shape[-1]])), shape, None
 
 
 def _fused_training_call(layer, inputs):

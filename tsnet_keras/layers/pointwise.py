@@ -1,5 +1,7 @@
 """The pointwise (1x1x1) convolution of video blocks: one 2D matmul over the channels."""
 
+import math
+
 from keras import ops
 
 
@@ -19,9 +21,13 @@ def pointwise(x, kernel):
     Returns:
         `(..., C_out)` tensor.
     """
-    shape = ops.shape(x)
-    if len(shape) == 2:
+    if len(x.shape) == 2:
         return ops.matmul(x, kernel)
+    leading = tuple(x.shape[:-1])
+    if None not in leading:  # only the channel counts may be run-time: no shape arithmetic
+        flat = ops.matmul(ops.reshape(x, (math.prod(leading), -1)), kernel)
+        return ops.reshape(flat, (*leading, -1))
+    shape = ops.shape(x)
     flat = ops.matmul(ops.reshape(x, (-1, shape[-1])), kernel)
     return ops.reshape(flat, (*shape[:-1], ops.shape(kernel)[-1]))
 
