@@ -89,14 +89,16 @@ def fused_batch_norm_training(inputs, scale, offset, epsilon):
     import tensorflow as tf
 
     flat, shape, count = _as_4d(inputs)
-    channels = tf.shape(flat)[-1]
+    def channels():  # read only where needed: a run-time channel count costs two ops
+        return flat.shape[-1] if flat.shape[-1] is not None else tf.shape(flat)[-1]
+
     empty = tf.constant([], inputs.dtype)
     # The raw op, not tf.nn.fused_batch_norm, which raises epsilon to cuDNN's
     # minimum 1.001e-5 (X3D uses 1e-5).
     outputs, mean, variance = tf.raw_ops.FusedBatchNormV3(
         x=flat,
-        scale=tf.ones([channels]) if scale is None else tf.convert_to_tensor(scale),
-        offset=tf.zeros([channels]) if offset is None else tf.convert_to_tensor(offset),
+        scale=tf.ones([channels()]) if scale is None else tf.convert_to_tensor(scale),
+        offset=tf.zeros([channels()]) if offset is None else tf.convert_to_tensor(offset),
         mean=empty,
         variance=empty,
         epsilon=epsilon,
@@ -105,7 +107,7 @@ def fused_batch_norm_training(inputs, scale, offset, epsilon):
     )[:3]
     # The fused kernel returns the unbiased (n - 1) variance.
     if count is None:
-        count = tf.cast(tf.size(flat) // channels, variance.dtype)
+        count = tf.cast(tf.size(flat) // channels(), variance.dtype)
     return tf.reshape(outputs, shape), mean, variance * (count - 1.0) / count
 
 

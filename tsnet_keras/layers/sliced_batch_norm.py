@@ -108,11 +108,12 @@ class SlicedBatchNormalization(keras.layers.Layer):
             return ops.convert_to_tensor(vector)
         return active_slice(vector, (width,))
 
-    def _pad(self, vector, width):
-        """A width-long (dynamic) or widest (masked) vector, padded to the widest width."""
+    def _pad(self, mean, variance, width):
+        """Width-long (dynamic) or widest (masked) statistics, padded to the widest width."""
         if not self.dynamic_shapes:
-            return vector
-        return ops.pad(vector, [[0, self.channels - width]])
+            return mean, variance
+        paddings = [[0, self.channels - width]]
+        return ops.pad(mean, paddings), ops.pad(variance, paddings)
 
     def normalize(self, inputs, width, training):
         """`(outputs, mean, variance)`: the active channels normalised, and the statistics
@@ -121,7 +122,7 @@ class SlicedBatchNormalization(keras.layers.Layer):
             outputs, mean, variance = fused_batch_norm_training(
                 inputs, self._active(self.gamma, width), self._active(self.beta, width),
                 self.epsilon)
-            return outputs, self._pad(mean, width), self._pad(variance, width)
+            return (outputs, *self._pad(mean, variance, width))
         mean, variance = self.statistics(inputs, width, training)
         return self.apply(inputs, width, mean, variance), mean, variance
 
@@ -130,7 +131,7 @@ class SlicedBatchNormalization(keras.layers.Layer):
         if training:
             axes = list(range(len(inputs.shape) - 1))
             mean, variance = ops.moments(ops.cast(inputs, "float32"), axes=axes)
-            return self._pad(mean, width), self._pad(variance, width)
+            return self._pad(mean, variance, width)
         return ops.convert_to_tensor(self.moving_mean), ops.convert_to_tensor(self.moving_variance)
 
     def apply(self, inputs, width, mean, variance):
