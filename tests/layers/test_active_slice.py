@@ -26,6 +26,8 @@ def test_input_rows_read_stream_then_fused_rows(rng):
     kernel = rng.normal(size=(7, 4)).astype("float32")  # 5 stream rows, 2 fused rows
     rows = to_numpy(input_rows(kernel, 3, 1, max_in_base=5, max_in_extra=2))
     np.testing.assert_array_equal(rows, kernel[[0, 1, 2, 5]])
+    box = to_numpy(input_rows(kernel, 3, 1, max_in_base=5, max_in_extra=2, columns=2))
+    np.testing.assert_array_equal(box, kernel[[0, 1, 2, 5], :2])
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="run-time sizes: TensorFlow")

@@ -23,11 +23,14 @@ def active_slice(tensor, sizes, starts=()):
 
 # Input kernels of a block after a fusion have `max_in_base + max_in_extra` rows: row
 # `r < max_in_base` reads stream channel `r`, row `max_in_base + j` reads fused channel `j`.
-def input_rows(kernel, in_base, in_extra, max_in_base, max_in_extra):
-    """The rows of an input kernel that `in_base` stream + `in_extra` fused channels read."""
-    rows = active_slice(kernel, (in_base,))
+def input_rows(kernel, in_base, in_extra, max_in_base, max_in_extra, columns=None):
+    """The rows of an input kernel that `in_base` stream + `in_extra` fused channels read
+    (and of those rows the first `columns` columns; None: all), one slice per row block."""
+    sizes = (lambda rows: (rows,)) if columns is None else (lambda rows: (rows, columns))
+    rows = active_slice(kernel, sizes(in_base))
     if max_in_extra:
-        rows = ops.concatenate([rows, active_slice(kernel, (in_extra,), (max_in_base,))], axis=0)
+        extra = active_slice(kernel, sizes(in_extra), (max_in_base,))
+        rows = ops.concatenate([rows, extra], axis=0)
     return rows
 
 

@@ -256,11 +256,13 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         self.built = True
 
     # ------------------------------------------------------------- slicing
-    def _input_rows(self, kernel, in_base, in_extra):
-        """Rows of an input kernel that the active input channels read."""
+    def _input_rows(self, kernel, in_base, in_extra, columns):
+        """The active box of an input kernel: the rows the active input channels read, the
+        first `columns` columns."""
         if not self.dynamic_shapes:
             return ops.convert_to_tensor(kernel)
-        return input_rows(kernel, in_base, in_extra, self.max_in_base, self.max_in_extra)
+        return input_rows(kernel, in_base, in_extra, self.max_in_base, self.max_in_extra,
+                          columns=columns)
 
     def _columns(self, kernel, width):
         if not self.dynamic_shapes:
@@ -318,7 +320,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
                 layer.update(width, mean, variance)
             return x
 
-        expand = self._columns(self._input_rows(self.expand_kernel, in_base, in_extra), inner)
+        expand = self._input_rows(self.expand_kernel, in_base, in_extra, inner)
         x = pointwise(inputs, expand)
         x = ops.relu(batch_norm(self.expand_bn, x, inner))
         x = self._mask(x, inner, self.max_inner_channels)
@@ -399,7 +401,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
 
         def projection():
             x = subsample_space(inputs, self.spatial_stride)  # cheap gradient on TF
-            kernel = self._columns(self._input_rows(self.shortcut_kernel, in_base, in_extra), channels)
+            kernel = self._input_rows(self.shortcut_kernel, in_base, in_extra, channels)
             return bn.normalize(pointwise(x, kernel), channels, training)
 
         if self.shortcut == "projection":
