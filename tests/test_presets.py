@@ -57,7 +57,8 @@ def test_auto_tsnet_l_doubles_the_depth():
 
 def test_build_model_has_a_real_signature():
     parameters = inspect.signature(tsnet_keras.build_model).parameters
-    assert list(parameters) == ["arch", "num_classes", "crop", "weights", "name"]
+    assert list(parameters) == ["arch", "num_classes", "crop", "weights", "name",
+                                "stream_dropout"]
     kinds = {p.kind for p in parameters.values()}
     assert inspect.Parameter.VAR_POSITIONAL not in kinds
     assert inspect.Parameter.VAR_KEYWORD not in kinds

@@ -114,6 +114,10 @@ def test_recipe_parameter_errors_come_before_the_data(tmp_path):
          "`warmup_epochs`"),
         (lambda: recipes.retrain(sparse_arch(), out, label_smoothing=1.5, **missing), "`label_smoothing`"),
         (lambda: recipes.retrain(sparse_arch(), out, mixed_precision="yes", **missing), "`mixed_precision`"),
+        (lambda: recipes.retrain(sparse_arch(), out, stream_dropout=0.5, **missing),
+         "`stream_dropout`.*without a dense stream"),
+        (lambda: recipes.retrain(two_stream_arch(), out, stream_dropout=1.0, **missing),
+         "`stream_dropout`"),
         (lambda: recipes.evaluate(str(tmp_path), out, **missing), "`previous_dir`.*model.keras"),
         (lambda: recipes.load_architecture(str(tmp_path)), "`previous_dir`.*architecture.json"),
     ]
@@ -201,9 +205,11 @@ def test_own_list_file_with_a_broken_video_trains_and_evaluates(own_videos, tmp_
     data = recipes.resolve_data(**own_videos, verbose=False)
     assert data.num_classes == 4 and data.num_train_videos == 13 and not data.synthetic
     outcome = recipes.retrain(two_stream_arch(), str(tmp_path / "retrain"), data=data, epochs=1,
-                              steps_per_epoch=2, warmup_epochs=0, **TINY)
+                              steps_per_epoch=2, warmup_epochs=0, stream_dropout=0.5, **TINY)
     broken = os.path.join(own_videos["data_root"], "broken.mp4")
     metrics = read_json(str(tmp_path / "retrain" / "metrics.json"))
+    assert metrics["settings"]["stream_dropout"] == 0.5
+    assert outcome.model.get_layer("classifier").stream_dropout == 0.5
     assert broken in metrics["data"]["failed_files"]  # the validation pass met it
     assert_finite(metrics["loss"], metrics["val_loss"], metrics["val_top1_one_clip"])
     assert os.path.exists(tmp_path / "retrain" / "model.keras")
@@ -561,8 +567,9 @@ def test_retrain_arguments_reproduce_the_recorded_peak_learning_rate():
     from tsnet_keras.recipes.train import retrain_arguments
 
     adamw = retrain_arguments({"optimizer": "adamw", "peak_learning_rate": 1e-3, "epochs": 3,
-                               "batch_size": 8, "crop": 64, "num_classes": 4})
+                               "batch_size": 8, "crop": 64, "num_classes": 4,
+                               "stream_dropout": 0.5})
     assert adamw == {"optimizer": "adamw", "adamw_learning_rate": 1e-3, "epochs": 3,
-                     "batch_size": 8}  # crop and classes come from the caller
+                     "batch_size": 8, "stream_dropout": 0.5}  # crop and classes: the caller's
     sgd = retrain_arguments({"optimizer": "sgd", "peak_learning_rate": 0.05, "batch_size": 8})
     assert peak_learning_rate(sgd["base_learning_rate"], 8, sgd["reference_batch_size"]) == 0.05

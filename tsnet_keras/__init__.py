@@ -12,6 +12,7 @@ import os  # noqa: E402
 
 from tsnet_keras import presets, spaces  # noqa: E402
 from tsnet_keras.accounting import Complexity, complexity  # noqa: E402
+from tsnet_keras.checks import check_stream_dropout  # noqa: E402
 from tsnet_keras.space import Architecture, auto_tsnet  # noqa: E402
 from tsnet_keras.space.rules import DEFAULT_CROP  # noqa: E402
 
@@ -26,6 +27,7 @@ def build_model(
     crop: int | None = DEFAULT_CROP,
     weights: "str | os.PathLike | None" = None,
     name: str | None = None,
+    stream_dropout: float = 0.0,
 ):
     """The Keras model of an architecture or of a preset name, optionally with weights.
 
@@ -41,6 +43,9 @@ def build_model(
             PyTorchVideo / PySlowFast checkpoint (`.pyth`, `.pth`, `.pt`, `.ckpt`;
             needs torch).
         name: str or None. Model name; defaults to the preset name.
+        stream_dropout: float in [0, 1). Two-stream architectures: the share of
+            training clips whose sparse-stream features the classifier drops
+            (`tsnet_keras.models.TSNet`). Defaults to 0.0.
 
     Returns:
         `tsnet_keras.models.TSNet` (a `keras.Model` returning logits).
@@ -63,9 +68,11 @@ def build_model(
                 f"build_model: `weights` {path!r} is a PyTorch checkpoint; those load into the "
                 f"x3d_* presets only (got {preset or 'an Architecture'!r})."
             )
+        check_stream_dropout(stream_dropout, False, where="build_model")  # X3D: one stream
         size = preset[len("x3d_") :].upper()
         return load_pytorchvideo_x3d(path, size=size, num_classes=num_classes, crop=crop)
-    model = build_architecture(arch, num_classes=400 if num_classes is None else num_classes, crop=crop, name=name)
+    model = build_architecture(arch, num_classes=400 if num_classes is None else num_classes,
+                               crop=crop, name=name, stream_dropout=stream_dropout)
     if path is not None:
         if not path.endswith(".weights.h5"):
             raise ValueError(

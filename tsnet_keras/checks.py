@@ -68,6 +68,16 @@ def check_number(name: str, value, minimum: float | None = None, below: float | 
     return float(value)
 
 
+def check_stream_dropout(value, two_streams: bool, *, where: str = "") -> float:
+    """`stream_dropout` (the share of clips whose sparse-stream features are dropped) as a
+    float in [0, 1); above 0 only where there is a dense stream to learn alone."""
+    rate = check_number("stream_dropout", value, 0, below=1, where=where)
+    if rate and not two_streams:
+        fail("stream_dropout", "0 without a dense stream (it drops the sparse stream's "
+             "features for the dense stream to learn alone)", value, where)
+    return rate
+
+
 def check_choice(name: str, value, allowed, *, where: str = ""):
     """`value` when it is one of `allowed`, or an error naming `name` and the choices."""
     if value not in allowed:

@@ -42,6 +42,47 @@ def test_dropout_active_in_training(rng):
     assert not np.allclose(evaluation, training)
 
 
+def _two_stream_head(rng, stream_dropout, seed=3):
+    layer = ClassificationHead(4, hidden_units=16, dropout_rate=0.0,
+                               stream_dropout=stream_dropout, seed=seed)
+    layer.build([(8, 5), (8, 3)])
+    randomize_weights(layer, rng)
+    return layer
+
+
+def test_stream_dropout_drops_whole_clips_of_the_sparse_stream(rng):
+    sparse = rng.normal(size=(8, 5)).astype("float32")
+    dense = rng.normal(size=(8, 3)).astype("float32")
+    layer = _two_stream_head(rng, 0.5)
+    training = to_numpy(layer([sparse, dense], training=True))
+    blind = to_numpy(layer([np.zeros_like(sparse), dense], training=False))
+    seeing = to_numpy(layer([sparse, dense], training=False))
+    dropped = np.all(np.isclose(training, blind, atol=1e-5), axis=1)
+    kept = np.all(np.isclose(training, seeing, atol=1e-5), axis=1)
+    assert np.all(dropped ^ kept)  # every clip is either blind to its sparse clip or sees it
+    assert 0 < dropped.sum() < 8
+    np.testing.assert_allclose(to_numpy(layer([sparse, dense], training=False)), seeing)
+
+
+def test_stream_dropout_rate_and_zero_rate(rng):
+    sparse = rng.normal(size=(8, 5)).astype("float32")
+    dense = rng.normal(size=(8, 3)).astype("float32")
+    plain = _two_stream_head(rng, 0.0)
+    np.testing.assert_allclose(to_numpy(plain([sparse, dense], training=True)),
+                               to_numpy(plain([sparse, dense], training=False)), atol=1e-6)
+    layer = _two_stream_head(rng, 0.25)
+    keeps = np.concatenate([to_numpy(layer._keep(sparse)) for _ in range(200)])
+    assert set(np.unique(keeps)) == {0.0, 1.0}
+    assert abs(1 - keeps.mean() - 0.25) < 0.04
+
+
+def test_stream_dropout_needs_two_streams():
+    with pytest.raises(ValueError, match="stream_dropout"):
+        ClassificationHead(4, stream_dropout=0.5).build((2, 8))
+    with pytest.raises(ValueError, match="stream_dropout"):
+        ClassificationHead(4, stream_dropout=1.0)
+
+
 def test_x3d_s_parameter_counts():
     stream = StreamHead(432)
     stream.build((None, 13, 5, 5, 192))

@@ -58,7 +58,7 @@ CASES = {
     "stream_head": (StreamHead, dict(channels=7), [VIDEO]),
     "classification_head": (
         ClassificationHead,
-        dict(num_classes=5, hidden_units=9, dropout_rate=0.25),
+        dict(num_classes=5, hidden_units=9, dropout_rate=0.25, stream_dropout=0.5, seed=4),
         [(2, 8), (2, 3)],
     ),
 }

@@ -86,6 +86,23 @@ def test_save_load_gives_identical_outputs(tmp_path):
     )
 
 
+def test_stream_dropout_is_stored_and_acts_in_training_only(tmp_path):
+    arch = auto_tsnet().sample(seed=7)
+    model = build_model(arch, num_classes=5, crop=32, stream_dropout=0.5)
+    assert model.get_layer("classifier").stream_dropout == 0.5
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.get_config()["stream_dropout"] == 0.5
+    x = dummy_inputs(arch, 32, batch=2)
+    plain = build_model(arch, num_classes=5, crop=32)
+    plain.set_weights(model.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x, training=False)),
+                               keras.ops.convert_to_numpy(plain(x, training=False)), atol=1e-6)
+    with pytest.raises(ValueError, match="stream_dropout"):
+        build_model(presets.x3d("XS"), num_classes=3, crop=32, stream_dropout=0.5)
+
+
 def test_single_stream_model_takes_one_tensor():
     arch = presets.x3d("XS")
     model = build_model(arch, num_classes=3, crop=32)
@@ -106,5 +123,6 @@ def test_root_build_model_shows_its_signature():
     import inspect
 
     parameters = inspect.signature(build_model).parameters
-    assert list(parameters) == ["arch", "num_classes", "crop", "weights", "name"]
+    assert list(parameters) == ["arch", "num_classes", "crop", "weights", "name",
+                                "stream_dropout"]
     assert build_model.__doc__ and "Args:" in build_model.__doc__

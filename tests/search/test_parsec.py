@@ -299,7 +299,7 @@ def test_unknown_warmup_sampling_is_refused_naming_it():
 def test_stream_dropout_is_refused_without_a_dense_stream_or_outside_zero_one():
     from tests.search.spaces import tiny_two_stream
 
-    with pytest.raises(ValueError, match="`stream_dropout`.*no dense stream"):
+    with pytest.raises(ValueError, match="`stream_dropout`.*without a dense stream"):
         ParsecSearch(search_space(), CLASSES, crop=CROP, stream_dropout=0.5)
     for bad in (1.0, -0.1, "half"):
         with pytest.raises(ValueError, match="`stream_dropout` must be"):

@@ -85,6 +85,13 @@ class ClassificationHead(keras.layers.Layer):
     The first dense layer is X3D's 1x1x1 conv 432 -> 2048 after pooling (no bias,
     no BN). The logits kernel starts from N(0, 0.01^2) and a zero bias, as in X3D.
 
+    Stream dropout (two-stream inputs, training only): each clip's first features, the
+    sparse stream's, are zeroed with probability `stream_dropout` before the
+    concatenation, so the other stream must classify that clip alone. Without it a
+    sparse stream that learns the appearance first can starve the dense stream of
+    gradient (modality competition: Wang, Tran and Feiszli, "What Makes Training
+    Multi-modal Classification Networks Hard?", CVPR 2020).
+
     Reference: Feichtenhofer, "X3D: Expanding Architectures for Efficient Video
     Recognition", CVPR 2020.
 
@@ -92,6 +99,10 @@ class ClassificationHead(keras.layers.Layer):
         num_classes: int, number of logits.
         hidden_units: int, width of the hidden layer. Defaults to 2048.
         dropout_rate: float in [0, 1), dropout before the logits. Defaults to 0.5.
+        stream_dropout: float in [0, 1), the share of clips whose sparse-stream
+            features are zeroed in training; needs two inputs when above 0.
+            Defaults to 0.0.
+        seed: int or None, seed of the stream-dropout draws. Defaults to None.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Weights:
@@ -108,13 +119,18 @@ class ClassificationHead(keras.layers.Layer):
     (2, 400)
     """
 
-    def __init__(self, num_classes, hidden_units=2048, dropout_rate=0.5, **kwargs):
+    def __init__(self, num_classes, hidden_units=2048, dropout_rate=0.5, stream_dropout=0.0,
+                 seed=None, **kwargs):
         super().__init__(**kwargs)
         name = type(self).__name__
         self.num_classes = _checks.check_positive_int(name, "num_classes", num_classes)
         self.hidden_units = _checks.check_positive_int(name, "hidden_units", hidden_units)
         self.dropout_rate = _checks.check_number(name, "dropout_rate", dropout_rate, 0, below=1)
+        self.stream_dropout = _checks.check_number(name, "stream_dropout", stream_dropout, 0,
+                                                   below=1)
+        self.seed = seed
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy, name="dropout")
+        self.seed_generator = keras.random.SeedGenerator(seed) if stream_dropout else None
 
     @staticmethod
     def _shapes(input_shape):
@@ -131,6 +147,9 @@ class ClassificationHead(keras.layers.Layer):
                     f"{name} expects pooled features of shape (batch, features) with "
                     f"a known feature size; got {shape}."
                 )
+        if self.stream_dropout and len(shapes) < 2:
+            raise ValueError(f"{name}: stream_dropout={self.stream_dropout} needs the features "
+                             f"of two streams; got one input {shapes[0]}.")
         features = sum(shape[-1] for shape in shapes)
         self.hidden_kernel = self.add_weight(
             name="hidden_kernel", shape=(features, self.hidden_units), initializer="he_normal"
@@ -147,10 +166,17 @@ class ClassificationHead(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         if isinstance(inputs, (list, tuple)):
+            if training and self.stream_dropout:
+                inputs = sparse_dropped(inputs, self._keep(inputs[0]))
             inputs = inputs[0] if len(inputs) == 1 else ops.concatenate(list(inputs), -1)
         x = ops.relu(ops.matmul(inputs, self.hidden_kernel))
         x = self.dropout(x, training=training)
         return ops.matmul(x, self.logits_kernel) + self.logits_bias
+
+    def _keep(self, sparse):
+        """`(B, 1)` 1.0 for the clips that keep their sparse features, 0.0 for the dropped."""
+        draws = keras.random.uniform((ops.shape(sparse)[0], 1), seed=self.seed_generator)
+        return ops.cast(draws >= self.stream_dropout, "float32")
 
     def compute_output_shape(self, input_shape):
         return (self._shapes(input_shape)[0][0], self.num_classes)
@@ -162,6 +188,20 @@ class ClassificationHead(keras.layers.Layer):
                 "num_classes": self.num_classes,
                 "hidden_units": self.hidden_units,
                 "dropout_rate": self.dropout_rate,
+                "stream_dropout": self.stream_dropout,
+                "seed": self.seed,
             }
         )
         return config
+
+
+def sparse_dropped(pooled, keep) -> list:
+    """The classifier's pooled features (sparse stream first) with the sparse ones times `keep`.
+
+    Args:
+        pooled: list of `(B, F_i)` tensors, the sparse stream's first.
+        keep: `(B, 1)` 0/1 floats, one per clip.
+    """
+    if len(pooled) < 2:
+        raise ValueError("stream dropout needs the pooled features of two streams.")
+    return [pooled[0] * ops.cast(keep, pooled[0].dtype), *pooled[1:]]

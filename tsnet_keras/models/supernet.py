@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tsnet_keras.layers.head import sparse_dropped
 from tsnet_keras.layers.sliced_batch_norm import default_dynamic_shapes
 from tsnet_keras.layers.super_attention import SuperAttention
 from tsnet_keras.layers.super_mbconv3d import DEFAULT_OUTER_TAPS, SuperMBConv3D
@@ -152,7 +153,7 @@ class Supernet(keras.Model):
             spec = table.template
             layer_inputs = spec.inputs(features)
             if sparse_keep is not None and isinstance(spec, ClassifierSpec):
-                layer_inputs = _sparse_dropped(layer_inputs, sparse_keep)
+                layer_inputs = sparse_dropped(layer_inputs, sparse_keep)
             output = self._blocks[index].call(
                 layer, layer_inputs, self._layer_arguments(index, index_values), common
             )
@@ -451,13 +452,6 @@ _BLOCKS = {
     StreamHeadSpec: _StreamHead(),
     ClassifierSpec: _Classifier(),
 }
-
-
-def _sparse_dropped(pooled: list, keep) -> list:
-    """The classifier's pooled features (sparse stream first) with the sparse ones times `keep`."""
-    if len(pooled) < 2:
-        raise ValueError("`sparse_keep` needs a two-stream supernet.")
-    return [pooled[0] * ops.cast(keep, pooled[0].dtype), *pooled[1:]]
 
 
 def _block_of(table) -> _SuperBlock:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
-from tsnet_keras.checks import fail
+from tsnet_keras.checks import check_stream_dropout, fail
 from tsnet_keras.space.architecture import Architecture
-from tsnet_keras.space.plan import LOGITS, LayerSpec, layer_plan
+from tsnet_keras.space.plan import LOGITS, ClassifierSpec, LayerSpec, layer_plan
 from tsnet_keras.space.rules import DEFAULT_CROP
 
 
@@ -33,6 +35,10 @@ class TSNet(keras.Model):
             restores any searched network.
         num_classes: int. Defaults to 400.
         crop: int or None. Input height and width; None accepts any size.
+        stream_dropout: float in [0, 1). Two-stream only: in training, each clip's
+            pooled sparse-stream features are zeroed with this probability before
+            the classifier (`ClassificationHead`), so the dense stream learns to
+            classify alone. Defaults to 0.0.
 
     Inputs:
         Two-stream: a dict `{"sparse": (B, T_s, H, W, 3), "dense": (B, T_d, H, W, 3)}`.
@@ -49,11 +55,11 @@ class TSNet(keras.Model):
     """
 
     def __init__(self, architecture, num_classes: int = 400, crop: int | None = DEFAULT_CROP,
-                 **kwargs):
+                 stream_dropout: float = 0.0, **kwargs):
         arch = Architecture.from_dict(architecture)
         if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 1):
             fail("crop", "a positive int or None", crop)
-        plan = layer_plan(arch, num_classes)
+        plan = _with_stream_dropout(layer_plan(arch, num_classes), arch, stream_dropout)
 
         inputs = {
             name: keras.Input((stream.frames, crop, crop, 3), name=name)
@@ -68,6 +74,7 @@ class TSNet(keras.Model):
         self.architecture = arch.to_dict()
         self.num_classes = num_classes
         self.crop = crop
+        self.stream_dropout = stream_dropout
 
     def get_config(self):
         return {
@@ -76,6 +83,7 @@ class TSNet(keras.Model):
             "architecture": self.architecture,
             "num_classes": self.num_classes,
             "crop": self.crop,
+            "stream_dropout": self.stream_dropout,
         }
 
     @classmethod
@@ -88,11 +96,19 @@ class TSNet(keras.Model):
         return Architecture.from_dict(self.architecture)
 
 
+def _with_stream_dropout(plan: list, arch: Architecture, rate) -> list:
+    """`plan` with the classifier's `stream_dropout` at `rate`; refused for one stream."""
+    rate = check_stream_dropout(rate, arch.dense is not None, where="TSNet")
+    return [dataclasses.replace(spec, stream_dropout=rate) if isinstance(spec, ClassifierSpec)
+            else spec for spec in plan]
+
+
 def build_model(
     arch: Architecture,
     num_classes: int = 400,
     crop: int | None = DEFAULT_CROP,
     name: str | None = None,
+    stream_dropout: float = 0.0,
 ) -> TSNet:
     """Builds the Keras model of `arch`.
 
@@ -101,13 +117,15 @@ def build_model(
         num_classes: int. Defaults to 400.
         crop: int or None. Input spatial size; None for any size.
         name: optional model name.
+        stream_dropout: float in [0, 1), see `TSNet`. Defaults to 0.0.
 
     Returns:
         `TSNet` (a `keras.Model`).
     """
     if not isinstance(arch, Architecture):
         raise TypeError(f"build_model expects an Architecture, got {type(arch).__name__}.")
-    return TSNet(arch, num_classes=num_classes, crop=crop, name=name)
+    return TSNet(arch, num_classes=num_classes, crop=crop, stream_dropout=stream_dropout,
+                 name=name)
 
 
 __all__ = ["TSNet", "build_model", "make_layer"]

@@ -51,7 +51,7 @@ import warnings
 
 import keras
 
-from tsnet_keras.checks import check_choice
+from tsnet_keras.checks import check_choice, check_stream_dropout
 from tsnet_keras.engine import (
     Checkpointer,
     EpochHistory,
@@ -295,6 +295,7 @@ def retrain(
     weight_decay: float = 5e-5,
     momentum: float = 0.9,
     label_smoothing: float = 0.0,
+    stream_dropout: float = 0.0,
     mixed_precision: bool = False,
     seed: int = 0,
     checkpoint_every: int = 0,
@@ -323,6 +324,9 @@ def retrain(
         warmup_epochs: int. Linear warm-up epochs (< epochs).
         weight_decay, momentum: SGD settings (5e-5, 0.9).
         label_smoothing: float in [0, 1).
+        stream_dropout: float in [0, 1). Two-stream architectures: the share of
+            training clips whose sparse-stream features the classifier drops, so the
+            dense stream learns to classify alone (`tsnet_keras.models.TSNet`).
         mixed_precision: bool. float16 compute on GPUs, bfloat16 on CPUs.
         seed: int. Weight initialisation and data order (epoch e uses seed x 1000 + e).
         checkpoint_every: int. Steps between checkpoints (0: epoch ends only).
@@ -344,8 +348,9 @@ def retrain(
         crop=crop, optimizer=optimizer, adamw_learning_rate=adamw_learning_rate,
         base_learning_rate=base_learning_rate, reference_batch_size=reference_batch_size,
         warmup_epochs=warmup_epochs, weight_decay=weight_decay, momentum=momentum,
-        label_smoothing=label_smoothing, mixed_precision=mixed_precision, seed=seed,
-        checkpoint_every=checkpoint_every, val_steps=val_steps)
+        label_smoothing=label_smoothing, stream_dropout=stream_dropout,
+        mixed_precision=mixed_precision, seed=seed, checkpoint_every=checkpoint_every,
+        val_steps=val_steps)
     if data is None:
         data = resolve_data(data_root, train_list, val_list, num_classes)
     strategy = strategy or choose_strategy()
@@ -373,8 +378,8 @@ def retrain(
 
 def _retrain_options(arch, output_dir, *, epochs, steps_per_epoch, batch_size, crop, optimizer,
                      adamw_learning_rate, base_learning_rate, reference_batch_size,
-                     warmup_epochs, weight_decay, momentum, label_smoothing, mixed_precision,
-                     seed, checkpoint_every, val_steps) -> types.SimpleNamespace:
+                     warmup_epochs, weight_decay, momentum, label_smoothing, stream_dropout,
+                     mixed_precision, seed, checkpoint_every, val_steps) -> types.SimpleNamespace:
     """`retrain`'s arguments checked (a ValueError naming the bad one), with the peak rate."""
     if not isinstance(arch, Architecture):
         raise ValueError(f"`arch` must be an Architecture, got {type(arch).__name__}.")
@@ -397,6 +402,7 @@ def _retrain_options(arch, output_dir, *, epochs, steps_per_epoch, batch_size, c
     run.weight_decay = check_number("weight_decay", weight_decay)
     run.momentum = check_number("momentum", momentum, below=1.0)
     run.label_smoothing = check_number("label_smoothing", label_smoothing, below=1.0)
+    run.stream_dropout = check_stream_dropout(stream_dropout, arch.dense is not None)
     run.checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=0)
     run.val_steps = check_int("val_steps", val_steps, minimum=0)
     if not isinstance(mixed_precision, bool):
@@ -416,6 +422,8 @@ def _retrain_config(arch, run, num_classes, workers) -> dict:
         "momentum": run.momentum, "label_smoothing": run.label_smoothing,
         "mixed_precision": run.mixed_precision, "seed": run.seed,
     }
+    if run.stream_dropout:  # runs from before the option resume (theirs was 0)
+        config["stream_dropout"] = run.stream_dropout
     if workers > 1:
         config["workers"] = workers
     return as_json(config)
@@ -444,7 +452,8 @@ def _train_and_write(arch, run, data, strategy, share, checkpoints, state, confi
         arch, strategy, num_classes=num_classes, crop=run.crop, optimizer=run.optimizer,
         peak=run.peak, total_steps=run.epochs * steps_per_epoch,
         warmup_steps=run.warmup_epochs * steps_per_epoch, momentum=run.momentum,
-        weight_decay=run.weight_decay, label_smoothing=run.label_smoothing)
+        weight_decay=run.weight_decay, label_smoothing=run.label_smoothing,
+        stream_dropout=run.stream_dropout)
     history = _restore(model, strategy, checkpoint, state, run.epochs * steps_per_epoch,
                        steps_per_epoch)
     done, seconds = _train(
@@ -481,12 +490,13 @@ def _completed_outcome(output_dir, state, share) -> RetrainOutcome:
 
 
 def _compiled_model(arch, strategy, *, num_classes, crop, optimizer, peak, total_steps,
-                    warmup_steps, momentum, weight_decay, label_smoothing):
+                    warmup_steps, momentum, weight_decay, label_smoothing, stream_dropout):
     """`arch` built and compiled under `strategy` with the run's optimizer and loss."""
     from tsnet_keras.models import build_model
 
     with strategy.scope():
-        model = build_model(arch, num_classes=num_classes, crop=crop)
+        model = build_model(arch, num_classes=num_classes, crop=crop,
+                            stream_dropout=stream_dropout)
         model.compile(
             optimizer=make_optimizer(
                 optimizer, learning_rate_schedule(peak, total_steps, warmup_steps),
@@ -577,7 +587,8 @@ def _retrain_metrics(arch, num_classes, crop, model, history, config, data, seco
 # `retrain` settings recorded in metrics.json that a model trained "the same way" reuses as
 # they are (the evaluate recipe's variants and random baselines).
 _SAME_SETTINGS = ("optimizer", "epochs", "steps_per_epoch", "batch_size", "warmup_epochs",
-                  "weight_decay", "momentum", "label_smoothing", "mixed_precision", "seed")
+                  "weight_decay", "momentum", "label_smoothing", "stream_dropout",
+                  "mixed_precision", "seed")
 
 
 def retrain_arguments(settings: dict) -> dict:

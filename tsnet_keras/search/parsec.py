@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tsnet_keras.checks import check_stream_dropout
 from tsnet_keras.data.options import without_autotune
 from tsnet_keras.layers.super_mbconv3d import DEFAULT_OUTER_TAPS
 from tsnet_keras.models.supernet import Supernet
@@ -221,7 +222,7 @@ class ParsecSearch(keras.Model):
         space = space_from_dict(space)
         _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
                               path_batch, hinge, macs_penalty, warmup_sampling)
-        self.stream_dropout = _checked_stream_dropout(stream_dropout, space)
+        self.stream_dropout = check_stream_dropout(stream_dropout, space.dense is not None)
         self.space = space
         self.num_classes = num_classes
         self.crop = crop
@@ -618,16 +619,6 @@ def _check_search_options(samples_per_replica, score, temperature, weighting, we
             raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
     if macs_penalty < 0:
         raise ValueError(f"`macs_penalty` must be >= 0, got {macs_penalty!r}.")
-
-
-def _checked_stream_dropout(rate, space) -> float:
-    """`stream_dropout` as a float in [0, 1); refused above 0 without a dense stream."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise ValueError(f"`stream_dropout` must be a float in [0, 1), got {rate!r}.")
-    if rate and space.dense is None:
-        raise ValueError(f"`stream_dropout` ({rate}) drops the sparse stream's features for the "
-                         "dense stream to learn alone: this space has no dense stream.")
-    return float(rate)
 
 
 def custom_search_loop(search, strategy, dataset, steps, callbacks=None):

@@ -373,6 +373,7 @@ class ClassifierSpec(LayerSpec):
     channels: int
     hidden_units: int
     dropout_rate: float
+    stream_dropout: float = 0.0  # a training setting (`TSNet`'s), not the architecture's
 
     @property
     def part(self) -> str:
@@ -394,6 +395,7 @@ class ClassifierSpec(LayerSpec):
             num_classes=self.channels,
             hidden_units=self.hidden_units,
             dropout_rate=self.dropout_rate,
+            stream_dropout=self.stream_dropout,
             name=self.name,
         )
 
