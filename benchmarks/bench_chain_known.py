@@ -152,12 +152,17 @@ def macs(arch, num_classes) -> int:
 
 
 # ------------------------------------------------------------------------ data
-def _dataset(inputs: dict, labels, batch, seed=None, repeat=False):
-    data = tf.data.Dataset.from_tensor_slices(
-        ({k: v.astype("float32") for k, v in inputs.items()}, labels))
-    if seed is not None:
-        data = data.shuffle(len(labels), seed=seed)
-    data = data.batch(batch, drop_remainder=True)
+def _as_float32(inputs, labels):
+    return {k: tf.cast(v, "float32") for k, v in inputs.items()}, labels
+
+
+def _dataset(clips: tf.data.Dataset, batch, seed=None, repeat=False):
+    """Batches of `clips` (one clip per element, float16), shuffled with `seed`, as float32.
+
+    The clips stay float16 in memory until batched: one copy for every epoch's dataset,
+    where a float32 copy per epoch held 8.5-12.7 GB with 12 decoded epochs."""
+    data = clips.shuffle(int(clips.cardinality()), seed=seed) if seed is not None else clips
+    data = data.batch(batch, drop_remainder=True).map(_as_float32)
     return data.repeat() if repeat else data
 
 
@@ -167,16 +172,18 @@ class ChainData:
     def __init__(self, batch_size=8, heldout_batch=16, train_epochs=3, order=True):
         clips = quality.synthetic_clips(train_epochs=train_epochs)
         self.num_classes = int(clips["num_classes"])
-        self.train = (chain_inputs(clips["train_x"], order), clips["train_y"])
-        self.heldout = (chain_inputs(clips["heldout_x"], order), clips["heldout_y"])
+        self.train = tf.data.Dataset.from_tensor_slices(
+            (chain_inputs(clips["train_x"], order), clips["train_y"]))
+        self.heldout = tf.data.Dataset.from_tensor_slices(
+            (chain_inputs(clips["heldout_x"], order), clips["heldout_y"]))
         self.batch_size, self.heldout_batch = batch_size, heldout_batch
 
     def train_epoch(self, epoch):
         """One epoch's batches, reshuffled per epoch (a resumed search replays them)."""
-        return _dataset(*self.train, self.batch_size, seed=epoch)
+        return _dataset(self.train, self.batch_size, seed=epoch)
 
     def heldout_data(self):
-        return _dataset(*self.heldout, self.heldout_batch, seed=0, repeat=True)
+        return _dataset(self.heldout, self.heldout_batch, seed=0, repeat=True)
 
 
 # ---------------------------------------------------------------------- search
@@ -314,33 +321,41 @@ def compare(args):
     val = ({k: v.astype("float32") for k, v in chain_inputs(clips["x"]).items()}, clips["y"])
     path = os.path.join(args.output, "comparison.json")
     results = _load(path)
+    found = candidates(args.output, data.num_classes, args.random, args.baseline_from)
     for seed in range(args.seeds):
-        for name, arch in candidates(args.output, data.num_classes, args.random,
-                                     args.baseline_from).items():
-            entry = entry_of(results, name, arch, data.num_classes, path)
+        for name in args.names or found:
+            entry = entry_of(results, name, found[name], data.num_classes, path,
+                             args.stream_dropout)
             if len(entry["top1"]) > seed:
                 continue
             started = time.time()
-            train = _dataset(*data.train, 8, seed=seed, repeat=True)
-            entry["top1"].append(versus.fit_and_score(arch, data.num_classes, train, val,
-                                                      seed, args.steps))
+            train = _dataset(data.train, 8, seed=seed, repeat=True)
+            entry["top1"].append(versus.fit_and_score(found[name], data.num_classes, train, val,
+                                                      seed, args.steps, args.stream_dropout))
             print(f"{name} seed {seed}: {100 * entry['top1'][-1]:.1f}% "
                   f"({time.time() - started:.0f} s)", flush=True)
             versus._write(path, results)
+    if args.names:
+        return
     summary = summary_of(results)
     print(json.dumps(summary, indent=1))
     versus._write(path, {**results, "summary": summary})
 
 
-def entry_of(results, name, arch, num_classes, path) -> dict:
+def entry_of(results, name, arch, num_classes, path, stream_dropout=0.0) -> dict:
     """`results[name]`, made if new; refused if it holds another architecture (compared in
-    JSON form: a resumed run reads lists where `to_dict` gives tuples)."""
+    JSON form: a resumed run reads lists where `to_dict` gives tuples) or was retrained
+    with another stream dropout (entries without one had none)."""
     architecture = json.loads(json.dumps(arch.to_dict()))
     entry = results.setdefault(name, {"architecture": architecture, "top1": [],
                                       "macs": macs(arch, num_classes),
-                                      "sees_order": sees_order(arch)})
+                                      "sees_order": sees_order(arch),
+                                      "stream_dropout": stream_dropout})
     if entry["architecture"] != architecture:
         raise SystemExit(f"{path}: {name}'s architecture differs from this run's")
+    if entry.get("stream_dropout", 0.0) != stream_dropout:
+        raise SystemExit(f"{path}: {name} was retrained with stream_dropout="
+                         f"{entry.get('stream_dropout', 0.0)}, this run asks {stream_dropout}")
     return entry
 
 
@@ -431,6 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
     versus_.add_argument("--baseline-from", default=None,
                          help="a search folder whose progressive result sets the MACs of the "
                               "random and hand-made models (default: --output)")
+    versus_.add_argument("--stream-dropout", type=float, default=0.0,
+                         help="the retrained models' (`TSNet(stream_dropout)`); default 0")
+    versus_.add_argument("--names", nargs="+", default=None,
+                         help="retrain only these candidates (e.g. progressive 'random 3'); "
+                              "no summary")
     figure = commands.add_parser("plot", help="the comparison's figure")
     figure.add_argument("--output", default="runs/chain_known")
     figure.add_argument("--path", default="docs/images/chain_known_comparison.png")

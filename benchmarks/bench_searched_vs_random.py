@@ -158,11 +158,11 @@ def retrain(arch, clips, val, seed, steps) -> float:
                          (val["x"].astype("float32"), val["y"]), seed, steps)
 
 
-def fit_and_score(arch, num_classes, train, val, seed, steps) -> float:
+def fit_and_score(arch, num_classes, train, val, seed, steps, stream_dropout=0.0) -> float:
     """Validation top-1 of `arch` trained from scratch on `train` (batches of 8, repeated):
     AdamW 2e-3 with cosine decay over `steps`, weight decay 0.05; `val` = (x, y)."""
     keras.utils.set_random_seed(seed)
-    model = build_model(arch, num_classes, crop=quality.CROP)
+    model = build_model(arch, num_classes, crop=quality.CROP, stream_dropout=stream_dropout)
     schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps)
     model.compile(keras.optimizers.AdamW(schedule, weight_decay=0.05),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),

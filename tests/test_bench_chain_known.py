@@ -146,3 +146,7 @@ def test_a_resumed_comparison_accepts_its_own_entries_and_refuses_another_archit
     assert chain.entry_of(resumed, "random 0", arch, 8, "comparison.json")["top1"] == [0.5]
     with pytest.raises(SystemExit, match="random 0's architecture differs"):
         chain.entry_of(resumed, "random 0", other, 8, "comparison.json")
+    with pytest.raises(SystemExit, match="stream_dropout=0.0, this run asks 0.5"):
+        chain.entry_of(resumed, "random 0", arch, 8, "comparison.json", stream_dropout=0.5)
+    del resumed["random 0"]["stream_dropout"]  # entries from before the option had none
+    assert chain.entry_of(resumed, "random 0", arch, 8, "comparison.json")["top1"] == [0.5]
