@@ -176,7 +176,7 @@ class ClassificationHead(keras.layers.Layer):
     def _keep(self, sparse):
         """`(B, 1)` 1.0 for the clips that keep their sparse features, 0.0 for the dropped."""
         draws = keras.random.uniform((ops.shape(sparse)[0], 1), seed=self.seed_generator)
-        return ops.cast(draws >= self.stream_dropout, "float32")
+        return keep_mask(draws, self.stream_dropout)
 
     def compute_output_shape(self, input_shape):
         return (self._shapes(input_shape)[0][0], self.num_classes)
@@ -193,6 +193,12 @@ class ClassificationHead(keras.layers.Layer):
             }
         )
         return config
+
+
+def keep_mask(draws, rate):
+    """Stream dropout's per-clip mask from uniform `draws` in [0, 1): 1.0 keeps the clip's
+    sparse features (probability 1 - `rate`), 0.0 drops them."""
+    return ops.cast(draws >= rate, "float32")
 
 
 def sparse_dropped(pooled, keep) -> list:

@@ -46,6 +46,7 @@ from keras import ops
 
 from tsnet_keras.checks import check_stream_dropout
 from tsnet_keras.data.options import without_autotune
+from tsnet_keras.layers.head import keep_mask
 from tsnet_keras.layers.super_mbconv3d import DEFAULT_OUTER_TAPS
 from tsnet_keras.models.supernet import Supernet
 from tsnet_keras.renames import renamed_argument, renamed_attribute
@@ -470,7 +471,7 @@ class ParsecSearch(keras.Model):
             return ()
         seed = tf.random.experimental.stateless_fold_in(self._step_seed(replica_id), 1 + sample)
         draw = tf.random.stateless_uniform((tf.shape(y)[0], 1), seed=seed)
-        return (ops.cast(draw >= self.stream_dropout, "float32"),)
+        return (keep_mask(draw, self.stream_dropout),)
 
     def _update_logits(self, all_scores, all_indices, replicas):
         """The logits' step on -sum_k a_k log p(A_k) and the expected-MACs hinge.
