@@ -219,8 +219,10 @@ def worker_search(args):
 
     @tf.function
     def train_only():
-        """The weight update of the search step alone (no scoring, no alpha update)."""
-        search.optimizer.apply_gradients(zip(gradients(), weights))
+        """The weight update of the search step alone (no scoring, no alpha update): the
+        step's own `_train_weights` (box gradients where the optimizer takes them)."""
+        scores = tf.range(samples, dtype=tf.float32)
+        search._train_weights(x, y, search.sample(0), scores, tf.distribute.get_replica_context())
 
     @tf.function
     def gradients_only():
@@ -447,8 +449,10 @@ def _part_a(args):
                   f"{_cell(u['ms_per_step'], f['update_only']['ms_per_step'], 14)}"
                   f"{f['step_peak_mb']:>9.0f}{_cell(s['step_peak_mb'], f['step_peak_mb'], 13)}"
                   f"{_cell(w['step_peak_mb'], f['step_peak_mb'], 13)}{f['hwm_mb']:>10.0f}")
-    print("    grads-only / update-only: the K paths' summed gradients alone and the optimizer "
-          "update alone (ratios to the fixed model's gradients and SGD update)")
+    print("    weights-only: the step's own weight update (box gradients where the optimizer "
+          "takes them); grads-only / update-only: the K paths' summed widest-shape gradients "
+          "alone and the optimizer update of them alone (ratios to the fixed model's gradients "
+          "and SGD update)")
 
 
 def _part_s(args):

@@ -210,7 +210,7 @@ def test_update_is_traced_once_per_variable_shape(restrict):
     step = tf.function(lambda: optimizer.apply_gradients(
         [(tf.ones(v.shape) * 2.0, v) for v in variables]))
     step()
-    update = optimizers._update_function(optimizer, restrict)
+    update = optimizers._update_function(optimizer, "restricted" if restrict else "dense")
     assert update.experimental_get_tracing_count() == 2
     for variable in variables:  # -0.1 * 2 from 1: every variable got its update
         np.testing.assert_allclose(np.asarray(variable), 0.8, rtol=1e-6)

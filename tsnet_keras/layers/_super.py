@@ -1,7 +1,27 @@
 """Shared helpers of the weight-sharing super-blocks (private)."""
 
+import contextlib
+import threading
+
+import keras
 import numpy as np
 from keras import ops
+
+_BOX_READER = threading.local()
+
+
+@contextlib.contextmanager
+def box_reader(reader):
+    """Within the block, `active_slice` of a `keras.Variable` first asks
+    `reader(variable, starts, sizes)` (full-rank tuples, size -1: to the axis's end) for
+    the box; None from it means a plain read. The search's box gradients use it
+    (`tsnet_keras.search.box_gradients`). Per thread, so replicas do not share it."""
+    previous = getattr(_BOX_READER, "reader", None)
+    _BOX_READER.reader = reader
+    try:
+        yield reader
+    finally:
+        _BOX_READER.reader = previous
 
 
 def active_slice(tensor, sizes, starts=()):
@@ -12,13 +32,18 @@ def active_slice(tensor, sizes, starts=()):
     packed size vector, and its gradient is a Pad; a strided slice (`kernel[:a, :b]`) needs
     three packed vectors and its gradient, `StridedSliceGrad`, is a slower kernel
     (BENCHMARKS.md section 3b). Sizes and starts may be tensors; a size None (an axis whose
-    length only a traced TensorFlow graph leaves unknown) takes the axis to its end.
+    length only a traced TensorFlow graph leaves unknown) takes the axis to its end. Pass
+    the variable itself, not its value, so that a `box_reader` can serve the read.
     """
-    tensor = ops.convert_to_tensor(tensor)
     shape = tuple(tensor.shape)
     starts = tuple(starts) + (0,) * (len(shape) - len(starts))
-    sizes = tuple(sizes) + shape[len(sizes):]
-    return ops.slice(tensor, starts, tuple(-1 if size is None else size for size in sizes))
+    sizes = tuple(-1 if size is None else size for size in tuple(sizes) + shape[len(sizes):])
+    reader = getattr(_BOX_READER, "reader", None)
+    if reader is not None and isinstance(tensor, keras.Variable):
+        box = reader(tensor, starts, sizes)
+        if box is not None:
+            return box
+    return ops.slice(ops.convert_to_tensor(tensor), starts, sizes)
 
 
 # Input kernels of a block after a fusion have `max_in_base + max_in_extra` rows: row

@@ -335,19 +335,18 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         if self.max_squeeze_excite_channels:
             x = self._squeeze_excite(x, inner, hidden)
         x = self._mask(self._activation_fn(x), inner, self.max_inner_channels)
-        project = ops.convert_to_tensor(self.project_kernel)
-        if self.dynamic_shapes:
-            project = active_slice(project, (inner, channels))
+        project = (active_slice(self.project_kernel, (inner, channels)) if self.dynamic_shapes
+                   else ops.convert_to_tensor(self.project_kernel))
         x = batch_norm(self.project_bn, pointwise(x, project), channels)
         return x + self._shortcut(inputs, in_base, in_extra, channels, training, update)
 
     def _squeeze_excite(self, x, inner, hidden):
         """`x` scaled by the squeeze-excite gate of the first `inner` / `hidden` channels."""
-        reduce_kernel = ops.convert_to_tensor(self.se_reduce_kernel)
-        expand_kernel = ops.convert_to_tensor(self.se_expand_kernel)
+        reduce_kernel, expand_kernel = self.se_reduce_kernel, self.se_expand_kernel
         if self.dynamic_shapes:
             reduce_kernel = active_slice(reduce_kernel, (inner, hidden))
             expand_kernel = active_slice(expand_kernel, (hidden, inner))
+        reduce_kernel, expand_kernel = map(ops.convert_to_tensor, (reduce_kernel, expand_kernel))
         return squeeze_excite(
             x, reduce_kernel, self._columns(self.se_reduce_bias, hidden),
             expand_kernel, self._columns(self.se_expand_bias, inner),
@@ -398,10 +397,12 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         if self.shortcut == "identity":
             return self._compact_input(inputs, in_base, in_extra)
         bn = self.shortcut_bn
+        # Read outside `cond`, so that the search's box gradients reach it
+        # (tsnet_keras.search.box_gradients); unused when the identity is taken.
+        kernel = self._input_rows(self.shortcut_kernel, in_base, in_extra, channels)
 
         def projection():
             x = subsample_space(inputs, self.spatial_stride)  # cheap gradient on TF
-            kernel = self._input_rows(self.shortcut_kernel, in_base, in_extra, channels)
             return bn.normalize(pointwise(x, kernel), channels, training)
 
         if self.shortcut == "projection":

@@ -60,9 +60,8 @@ class SuperStreamHead(ChoiceWeightsMixin, keras.layers.Layer):
     def call(self, inputs, in_base=None, in_extra=None, training=None, update_statistics=True):
         in_base = self.max_in_base if in_base is None else in_base
         in_extra = (self.max_in_extra if in_extra is None else in_extra) if self.max_in_extra else 0
-        kernel = ops.convert_to_tensor(self.kernel)
-        if self.dynamic_shapes:
-            kernel = input_rows(kernel, in_base, in_extra, self.max_in_base, self.max_in_extra)
+        kernel = (input_rows(self.kernel, in_base, in_extra, self.max_in_base, self.max_in_extra)
+                  if self.dynamic_shapes else ops.convert_to_tensor(self.kernel))
         x = self.bn(ops.matmul(inputs, kernel), width=self.channels, training=training,
                     update_statistics=update_statistics)
         return ops.mean(ops.relu(x), axis=(1, 2, 3))

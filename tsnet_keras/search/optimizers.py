@@ -86,11 +86,18 @@ def _masked_apply(optimizer, gradient, variable, slots, scalars):
         optimizer.assign(variable, new_value)
         return
     handles = [_tf_variable(v).handle for v in (variable, *slots)]
-    _update_function(optimizer, _restricted(optimizer, variable))(
+    parts = optimizer._box_parts.get(optimizer._get_variable_index(variable))
+    if parts is not None:
+        boxes = _restricted(optimizer, variable) and all(b is not None for _, b in parts)
+        _update_function(optimizer, "box" if boxes else "parts")(  # traced once per shape
+            parts, tuple(int(n) for n in variable.shape), handles[0], handles[1:],
+            tuple(scalars))
+        return
+    _update_function(optimizer, "restricted" if _restricted(optimizer, variable) else "dense")(
         gradient, handles[0], handles[1:], tuple(scalars))
 
 
-_FUNCTIONS = weakref.WeakKeyDictionary()  # optimizer -> {restricted: traced update}
+_FUNCTIONS = weakref.WeakKeyDictionary()  # optimizer -> {kind: traced update}
 
 
 def not_inlined(python_function, **options):
@@ -102,21 +109,25 @@ def not_inlined(python_function, **options):
     return tf.function(python_function, experimental_attributes={"_noinline": True}, **options)
 
 
-def _update_function(optimizer, restricted):
-    """The optimizer's traced update, restricted to the active box or dense."""
+def _update_function(optimizer, kind):
+    """The optimizer's traced update: "dense", "restricted" to the active box found in a
+    widest gradient, or from box gradient parts (`apply_box_gradients`) summed in their
+    union "box" or padded to the whole shape ("parts")."""
     functions = _FUNCTIONS.setdefault(optimizer, {})
-    if restricted not in functions:
-        body = _restricted_update if restricted else _dense_update
-        functions[restricted] = not_inlined(functools.partial(body, optimizer._masked_rule))
-    return functions[restricted]
+    if kind not in functions:
+        body = {"dense": _dense_update, "restricted": _restricted_update, "box": _box_update,
+                "parts": _parts_update}
+        functions[kind] = not_inlined(functools.partial(body[kind], optimizer._masked_rule))
+    return functions[kind]
 
 
-def _read(handle, like):
-    """The variable behind `handle`, with the static shape and dtype of `like`."""
+def _read(handle, like, shape=None):
+    """The variable behind `handle`, with the dtype of `like` and its static shape (or
+    `shape`)."""
     import tensorflow as tf
 
     value = tf.raw_ops.ReadVariableOp(resource=handle, dtype=like.dtype)
-    value.set_shape(like.shape)
+    value.set_shape(like.shape if shape is None else shape)
     return value
 
 
@@ -134,15 +145,42 @@ def _restricted_update(rule, gradient, handle, slot_handles, scalars):
     import tensorflow as tf
 
     begin, size = _active_box(gradient)
-    value = _read(handle, gradient)
+    _update_box(rule, tf.slice(gradient, begin, size), begin, _read(handle, gradient),
+                handle, slot_handles, scalars)
+
+
+def _box_update(rule, parts, shape, handle, slot_handles, scalars):
+    """The update of the union box of the `(gradient, begin)` parts, summed; `shape`: the
+    variable's."""
+    from tsnet_keras.search.box_gradients import sum_boxes
+
+    gradient, begin = sum_boxes(parts, shape)
+    _update_box(rule, gradient, begin, _read(handle, gradient, shape), handle, slot_handles,
+                scalars)
+
+
+def _parts_update(rule, parts, shape, handle, slot_handles, scalars):
+    """The dense update from `(gradient, begin)` parts, each padded to the variable's
+    `shape`."""
+    from tsnet_keras.search.box_gradients import dense, sum_boxes
+
+    gradient = dense(sum_boxes(parts, shape), shape)
+    gradient.set_shape(shape)
+    _dense_update(rule, gradient, handle, slot_handles, scalars)
+
+
+def _update_box(rule, gradient, begin, value, handle, slot_handles, scalars):
+    """`rule` on the box at `begin` of the variable (`value`) and its slots, written back."""
+    import tensorflow as tf
+
+    size = tf.shape(gradient, out_type=tf.int32)
     rows = tf.range(begin[0], begin[0] + size[0])
     state_boxes = [  # the optimizer's own slots: sparse reads of the box's rows only
         tf.slice(tf.raw_ops.ResourceGather(resource=state, indices=rows, dtype=gradient.dtype),
                  tf.tensor_scatter_nd_update(begin, [[0]], [0]), size)
         for state in slot_handles
     ]
-    new_value, new_states = rule(tf.slice(gradient, begin, size),
-                                 tf.slice(value, begin, size), state_boxes, scalars)
+    new_value, new_states = rule(gradient, tf.slice(value, begin, size), state_boxes, scalars)
     end, strides = begin + size, tf.ones_like(begin)
     for state, box in zip(slot_handles, new_states):
         # In place. This puts the slot in TensorFlow's copy-on-read mode, harmless:
@@ -156,8 +194,44 @@ def _restricted_update(rule, gradient, handle, slot_handles, scalars):
         input=value, begin=begin, end=end, strides=strides, value=new_value))
 
 
+class BoxGradientsMixin:
+    """`apply_box_gradients` of the masked optimizers."""
+
+    _box_parts = {}  # variable index -> its (gradient, begin) parts, during the call only
+
+    def accepts_box_gradients(self) -> bool:
+        """Whether `apply_box_gradients` can serve: TensorFlow, the update restricted, and
+        nothing that needs whole gradients (clipping, accumulation, loss scaling)."""
+        return (keras.backend.backend() == "tensorflow" and self.restrict_to_active
+                and not (self.clipnorm or self.clipvalue or self.global_clipnorm
+                         or self.gradient_accumulation_steps)
+                and self.loss_scale_factor is None)
+
+    def apply_box_gradients(self, gradients, variables):
+        """One step from the paths' box gradients (`tsnet_keras.search.box_gradients`).
+
+        `gradients[i]` lists `(gradient, begin)` parts of variable `i` (one per path).
+        Each variable's update sums its parts in their union box and, where the update
+        is restricted (large variables), updates that box alone; elsewhere it pads them
+        to the whole shape. The parts are summed inside the update, traced once per
+        variable shape. The result is `apply_gradients` of the summed whole gradients.
+        """
+        if not self.accepts_box_gradients():
+            raise ValueError(f"{self.name}: box gradients need `restrict_to_active` on "
+                             "TensorFlow and no clipping, accumulation or loss scaling.")
+        variables = list(variables)
+        if not self.built:
+            self.build(variables)
+        parts = [[part for part in each if part[0] is not None] for each in gradients]
+        self._box_parts = {self._get_variable_index(v): p for v, p in zip(variables, parts) if p}
+        try:  # Keras' step (iterations, learning rate, strategy); the parts are read per variable
+            self.apply([p[0][0] if p else None for p in parts], variables)
+        finally:
+            self._box_parts = {}
+
+
 @keras.saving.register_keras_serializable(package="tsnet_keras")
-class MaskedSGD(keras.optimizers.SGD):
+class MaskedSGD(BoxGradientsMixin, keras.optimizers.SGD):
     """SGD with momentum that updates only the entries with a non-zero gradient.
 
     Where the gradient is zero the variable and its momentum stay bit-identical.
@@ -236,7 +310,7 @@ class MaskedSGD(keras.optimizers.SGD):
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
-class MaskedAdamW(keras.optimizers.Adam):
+class MaskedAdamW(BoxGradientsMixin, keras.optimizers.Adam):
     """AdamW that updates only the entries with a non-zero gradient (a "lazy" Adam).
 
     Where the gradient is zero the variable and both moments stay bit-identical,

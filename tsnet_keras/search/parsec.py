@@ -50,6 +50,7 @@ from tsnet_keras.layers.head import keep_mask
 from tsnet_keras.layers.super_mbconv3d import DEFAULT_OUTER_TAPS
 from tsnet_keras.models.supernet import Supernet
 from tsnet_keras.renames import renamed_argument, renamed_attribute
+from tsnet_keras.search.box_gradients import box_reads
 from tsnet_keras.search.distribution import ArchitectureDistribution
 from tsnet_keras.search.estimator import (
     DEFAULTS,
@@ -263,6 +264,7 @@ class ParsecSearch(keras.Model):
         }[self.score]
         self._loss_fn = cross_entropy
         self._sample_gradients = _called_function(self._sample_gradients_eager)
+        self._sample_box_gradients = _called_function(self._sample_box_gradients_eager)
         self._sample_score = _called_function(self._sample_score_eager)
         self._trackers = {
             name: keras.metrics.Mean(name=name)
@@ -450,6 +452,8 @@ class ParsecSearch(keras.Model):
             loss_weights = loss_weights[samples * context.replica_id_in_sync_group:][:samples]
         # Mean over samples; the optimizer all-reduces with SUM over replicas.
         scale = 1.0 / (samples * replicas)
+        weights, boxes = self.supernet.trainable_variables, self._box_gradients(replicas)
+        sample_gradients = self._sample_box_gradients if boxes else self._sample_gradients
         losses, gradients = [], None
         for s in range(samples):
             part_x, part_y = x, y
@@ -457,12 +461,27 @@ class ParsecSearch(keras.Model):
                 part_x = tf.nest.map_structure(lambda t, s=s: t[s::samples], x)
                 part_y = y[s::samples]
             keep = self._sparse_keep(part_y, s, context.replica_id_in_sync_group)
-            loss_s, grads_s = self._sample_gradients(
+            loss_s, grads_s = sample_gradients(
                 part_x, part_y, indices[s], ops.stop_gradient(loss_weights[s]) * scale, *keep)
             losses.append(loss_s)
-            gradients = grads_s if gradients is None else [a + b for a, b in zip(gradients, grads_s)]
-        self.optimizer.apply_gradients(zip(gradients, self.supernet.trainable_variables))
+            if boxes:  # summed inside the update (`MaskedSGD.apply_box_gradients`)
+                gradients = [[part] for part in grads_s] if gradients is None else [
+                    parts + [part] for parts, part in zip(gradients, grads_s)]
+            else:
+                gradients = grads_s if gradients is None else [
+                    a + b for a, b in zip(gradients, grads_s)]
+        if boxes:
+            self.optimizer.apply_box_gradients(gradients, weights)
+        else:
+            self.optimizer.apply_gradients(zip(gradients, weights))
         return ops.mean(ops.stack(losses))
+
+    def _box_gradients(self, replicas) -> bool:
+        """Whether the step takes gradients of the active boxes (`box_gradients`): with a
+        masked optimizer that restricts its update, on one replica (the all-reduce of
+        several replicas needs the widest shapes)."""
+        accepts = getattr(self.optimizer, "accepts_box_gradients", None)
+        return replicas == 1 and accepts is not None and accepts()
 
     def _sparse_keep(self, y, sample, replica_id) -> tuple:
         """`(keep,)`: path `sample`'s per-clip 0/1 mask of the sparse features (stream
@@ -528,6 +547,16 @@ class ParsecSearch(keras.Model):
             loss = ops.cast(self._loss_fn(y, logits), "float32")
             scaled = loss * scale
         return loss, tape.gradient(scaled, weights)
+
+    def _sample_box_gradients_eager(self, x, y, indices, scale, sparse_keep=None):
+        """(loss, `(gradient, begin)` of scale * loss per weight) of one sampled
+        architecture: the gradients of the boxes it reads (`box_gradients`)."""
+        weights = self.supernet.trainable_variables
+        with tf.GradientTape() as tape, box_reads(tape, weights) as reads:
+            logits = self.supernet(x, indices=indices, training=True, sparse_keep=sparse_keep)
+            loss = ops.cast(self._loss_fn(y, logits), "float32")
+            scaled = loss * scale
+        return loss, reads.gradients(scaled)
 
     def _sample_score_eager(self, x, y, indices):
         logits = self.supernet(x, indices=indices, training=True, update_statistics=False)

@@ -1,0 +1,161 @@
+"""Box gradients: the gradients of the boxes a path reads equal the widest-shape ones."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.search.spaces import tiny_single_stream, tiny_two_stream
+from tsnet_keras.layers._super import active_slice
+from tsnet_keras.search import ParsecSearch
+from tsnet_keras.search.box_gradients import box_reads, dense, sum_boxes
+from tsnet_keras.search.optimizers import MaskedAdamW, MaskedSGD
+
+
+def _reads(kernel, x):
+    """A loss of two row blocks of `kernel` (one may be empty) and a centred tap box."""
+    rows = tf.concat([active_slice(kernel, (x["base"], 4)),
+                      active_slice(kernel, (x["extra"], 4), (6,))], axis=0)
+    taps = active_slice(kernel, (3, 2), (1, 1))
+    return tf.reduce_sum(tf.sin(rows) * x["weight"][: tf.shape(rows)[0]]) + tf.reduce_sum(taps ** 2)
+
+
+# (rows, extra rows) read -> the union box (begin, size): row blocks [0, base) and
+# [6, 6 + extra) of the first 4 columns, taps [1, 4) x [1, 3); empty reads span nothing.
+@pytest.mark.parametrize("base, extra, box", [
+    (3, 2, ([0, 0], (8, 4))), (5, 0, ([0, 0], (5, 4))), (0, 0, ([1, 1], (3, 2))),
+])
+@pytest.mark.parametrize("function", [False, True], ids=["eager", "tf.function"])
+def test_box_gradient_padded_equals_the_variable_gradient(base, extra, box, function):
+    rng = np.random.default_rng(0)
+    kernel = keras.Variable(rng.normal(size=(9, 5)).astype("float32"))
+    x = {"base": tf.constant(base), "extra": tf.constant(extra),
+         "weight": tf.constant(rng.normal(size=(9, 1)).astype("float32"))}
+
+    def both():
+        with tf.GradientTape() as tape:
+            loss = _reads(kernel, x)
+        reference = tape.gradient(loss, kernel.value)
+        with tf.GradientTape() as tape, box_reads(tape, [kernel]) as reads:
+            loss = _reads(kernel, x)
+        assert len(reads.reads[0]) == 3  # every read was served as a watched box
+        pair = reads.gradients(loss)[0]
+        return reference, pair
+
+    reference, (gradient, begin) = (tf.function(both) if function else both)()
+    assert (np.asarray(begin).tolist(), tuple(gradient.shape)) == box
+    np.testing.assert_array_equal(dense((gradient, begin), kernel.shape), reference)
+
+
+def test_a_read_inside_a_cond_branch_keeps_the_dense_gradient():
+    kernel = keras.Variable(np.arange(12, dtype="float32").reshape(4, 3))
+
+    @tf.function
+    def gradients():
+        with tf.GradientTape() as tape, box_reads(tape, [kernel]) as reads:
+            outside = active_slice(kernel, (2, 3))
+            inside = tf.cond(tf.constant(True), lambda: active_slice(kernel, (3, 2)),
+                             lambda: tf.zeros((3, 2)))
+            loss = tf.reduce_sum(outside * 2.0) + tf.reduce_sum(inside * 3.0)
+        return reads.gradients(loss)[0]
+
+    gradient, begin = gradients()
+    assert begin is None  # the branch's read is a plain read: the whole shape
+    expected = np.zeros((4, 3), "float32")
+    expected[:2] += 2.0
+    expected[:3, :2] += 3.0
+    np.testing.assert_array_equal(gradient, expected)
+
+
+def test_sum_of_boxes_places_each_in_the_union():
+    shape = (6, 5)
+    a = (tf.ones((2, 3)), tf.constant([1, 2]))
+    b = (2.0 * tf.ones((3, 1)), tf.constant([2, 0]))
+    empty = (tf.zeros((0, 5)), tf.constant([5, 0]))
+    total, begin = sum_boxes([a, empty, b], shape)
+    assert np.asarray(begin).tolist() == [1, 0]
+    expected = np.zeros(shape, "float32")
+    expected[1:3, 2:5] += 1.0
+    expected[2:5, 0:1] += 2.0
+    np.testing.assert_array_equal(dense((total, begin), shape), expected)
+    np.testing.assert_array_equal(dense(sum_boxes([empty], shape), shape), np.zeros(shape))
+    whole = (tf.ones(shape), None)
+    np.testing.assert_array_equal(sum_boxes([a, whole], shape)[0], expected * (expected == 1) + 1)
+    assert sum_boxes([], shape) == (None, None)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MaskedSGD(0.1, momentum=0.9, weight_decay=1e-2),
+    lambda: MaskedAdamW(0.05, weight_decay=1e-2),
+], ids=["sgd", "adamw"])
+def test_apply_box_gradients_equals_apply_gradients_of_the_summed_ones(make):
+    shapes = ((130, 130), (40, 600), (7,))  # restricted, one part whole, few entries (dense)
+    rng = np.random.default_rng(1)
+    start = [rng.normal(size=shape).astype("float32") for shape in shapes]
+    normal = lambda *shape: tf.constant(rng.normal(size=shape).astype("float32"))
+    steps = [[[(normal(20 + step, 30), tf.constant([step, 5])), (normal(4, 50), tf.constant([30, 0])),
+               (normal(0, 130), tf.constant([0, 0]))],  # two paths' boxes and an empty one
+              [(normal(40, 600), None), (normal(3, 3), tf.constant([1, 1]))],
+              [(normal(3), tf.constant([step])), (None, None)]] for step in range(3)]
+    results = []
+    for boxed in (True, False):
+        variables = [keras.Variable(value) for value in start]
+        optimizer = make()
+        for parts in steps:
+            if boxed:
+                tf.function(lambda parts: optimizer.apply_box_gradients(parts, variables))(parts)
+            else:
+                optimizer.apply_gradients([(sum(dense(p, v.shape) for p in each if p[0] is not None), v)
+                                           for each, v in zip(parts, variables)])
+        results.append([np.asarray(v) for v in variables + list(optimizer.variables)])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    assert np.array_equal(results[0][0][34:, :5], start[0][34:, :5])  # no box covered these
+    assert not np.array_equal(results[0][0][2:22, 5:35], start[0][2:22, 5:35])
+
+
+def test_box_gradients_are_refused_where_whole_gradients_are_needed():
+    assert MaskedSGD(0.1).accepts_box_gradients()
+    for optimizer in (MaskedSGD(0.1, restrict_to_active=False), MaskedSGD(0.1, clipnorm=1.0),
+                      MaskedAdamW(gradient_accumulation_steps=2)):
+        assert not optimizer.accepts_box_gradients()
+        with pytest.raises(ValueError, match="box gradients"):
+            optimizer.apply_box_gradients([], [])
+
+
+@pytest.mark.parametrize("space", [tiny_single_stream, tiny_two_stream],
+                         ids=["one-stream", "two-stream"])
+def test_a_paths_box_gradients_equal_its_widest_gradients(space):
+    keras.utils.set_random_seed(3)
+    search = ParsecSearch(space(), 5, crop=8, samples_per_replica=2)
+    rng = np.random.default_rng(0)
+    x = _clips(search, rng)
+    y = tf.constant(rng.integers(0, 5, 4).astype("int32"))
+    weights = search.supernet.trainable_variables
+    boxed = 0
+    for indices in search.sample(0):
+        _, widest = search._sample_gradients(x, y, indices, tf.constant(0.5))
+        _, pairs = search._sample_box_gradients(x, y, indices, tf.constant(0.5))
+        for gradient, pair, variable in zip(widest, pairs, weights):
+            np.testing.assert_allclose(dense(pair, variable.shape), gradient, rtol=1e-6,
+                                       atol=1e-7, err_msg=variable.path)
+            boxed += pair[1] is not None
+        twice = sum_boxes([pairs[-1], pairs[-1]], weights[-1].shape)
+        np.testing.assert_allclose(dense(twice, weights[-1].shape), 2 * widest[-1], rtol=1e-6)
+    assert boxed > len(weights)  # most weights took box gradients on both paths
+
+
+def _clips(search, rng):
+    sparse = search.space.sparse.frames
+    clip = lambda frames: tf.constant(rng.normal(size=(4, frames, 8, 8, 3)).astype("float32"))
+    if search.space.dense is None:
+        return clip(sparse)
+    return {"sparse": clip(sparse), "dense": clip(search.space.dense.frames)}
+
+
+def test_the_search_step_takes_box_gradients_only_where_it_can():
+    search = ParsecSearch(tiny_single_stream(), 5, crop=8, samples_per_replica=2)
+    search.compile(weights_optimizer=MaskedSGD(0.1))
+    assert search._box_gradients(1) and not search._box_gradients(2)
+    search.compile(weights_optimizer=MaskedSGD(0.1, restrict_to_active=False))
+    assert not search._box_gradients(1)

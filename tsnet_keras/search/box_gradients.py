@@ -1,0 +1,112 @@
+"""Gradients of the active boxes of a supernet's widest weights (TensorFlow).
+
+A sampled path reads a box of each widest weight (`layers._super.active_slice`): the
+sampled widths' rows and columns, the sampled kernel's taps. Differentiated with respect
+to the variable, each box's gradient is padded to the widest shape, and a search step
+writes, sums and scans K such copies of the whole supernet (BENCHMARKS.md section 3b).
+Here the forward pass reads each box as a watched slice of the variable's value, its
+gradient stopped, so the gradient has the box's shape. The boxes one variable's reads
+take, and then the K paths' boxes, are placed in their union box and summed; the masked
+optimizer updates that box (`MaskedSGD.apply_box_gradients`). Outside the union every
+gradient entry is zero, so the update equals the dense masked one bit for bit.
+
+A box gradient is a pair `(gradient, begin)`: `begin` the int32 start of the box in the
+variable, None for a gradient of the variable's whole shape (a variable read whole, or
+inside a `cond` branch, where the box cannot be watched).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import tensorflow as tf
+
+from tsnet_keras.layers._super import box_reader
+
+_FAR = 2**30  # the start of an empty box in a union: never the least
+
+
+class BoxReads:
+    """The boxes of `variables` that a forward pass under `tape` reads (`box_reads`)."""
+
+    def __init__(self, tape, variables):
+        self.tape = tape
+        self.graph = tf.compat.v1.get_default_graph()
+        self.variables = list(variables)
+        self._index = {id(variable): i for i, variable in enumerate(self.variables)}
+        self.reads = [[] for _ in self.variables]
+
+    def __call__(self, variable, starts, sizes):
+        """The watched box, or None (a plain read) for another variable or graph."""
+        i = self._index.get(id(variable))
+        if i is None or tf.compat.v1.get_default_graph() is not self.graph:
+            return None
+        sizes = [n - start if isinstance(size, int) and size < 0 else size
+                 for n, start, size in zip(variable.shape, starts, sizes)]
+        begin, size = (tf.stack([tf.cast(n, tf.int32) for n in v]) for v in (starts, sizes))
+        box = tf.slice(tf.stop_gradient(keras.ops.convert_to_tensor(variable)), begin, size)
+        self.tape.watch(box)
+        self.reads[i].append((box, begin))
+        return box
+
+    def gradients(self, target):
+        """`(gradient, begin)` of `target` for each variable (gradient None: unconnected)."""
+        boxes = [box for reads in self.reads for box, _ in reads]
+        grads = self.tape.gradient(target, self.variables + boxes)
+        dense, box_grads = grads[: len(self.variables)], iter(grads[len(self.variables):])
+        result = []
+        for variable, gradient, reads in zip(self.variables, dense, self.reads):
+            parts = [(next(box_grads), begin) for _, begin in reads] + [(gradient, None)]
+            result.append(sum_boxes(parts, variable.shape))
+        return result
+
+
+@contextlib.contextmanager
+def box_reads(tape, variables):
+    """Within the block, the supernet's `active_slice` reads of `variables` in this graph
+    are watched boxes; `reads.gradients(loss)` after the tape gives their box gradients."""
+    with box_reader(BoxReads(tape, variables)) as reads:
+        yield reads
+
+
+def sum_boxes(parts, shape):
+    """The sum of `(gradient, begin)` parts of one variable of `shape` as one pair: in the
+    union of their boxes, or whole if a part is whole; `(None, None)` for no parts."""
+    parts = [part for part in parts if part[0] is not None]
+    if len(parts) <= 1:
+        return parts[0] if parts else (None, None)
+    if any(begin is None for _, begin in parts):
+        return tf.add_n([dense(part, shape) for part in parts]), None
+    begins = tf.stack([begin for _, begin in parts])
+    sizes = tf.stack([tf.shape(gradient, out_type=tf.int32) for gradient, _ in parts])
+    empty = tf.reduce_any(tf.equal(sizes, 0), axis=1, keepdims=True)  # spans nothing
+    end = tf.reduce_max(tf.where(empty, 0, begins + sizes), axis=0)
+    begin = tf.minimum(tf.reduce_min(tf.where(empty, _FAR, begins), axis=0), end)
+    return _place([gradient for gradient, _ in parts], begins, begin, end - begin), begin
+
+
+def dense(pair, shape):
+    """A pair's gradient at the variable's whole `shape`."""
+    gradient, begin = pair
+    if begin is None or gradient is None:
+        return gradient
+    if not isinstance(shape, tf.Tensor):
+        shape = tf.constant([int(n) for n in shape], tf.int32)
+    return _place([gradient], begin[None], tf.zeros_like(shape), shape)
+
+
+def _place(gradients, begins, outer_begin, outer_size):
+    """The sum of `gradients` (their boxes at the rows of `begins`), each zero-padded to
+    the box (`outer_begin`, `outer_size`) that holds it; an empty box adds zeros."""
+    sizes = tf.minimum(tf.stack([tf.shape(g, out_type=tf.int32) for g in gradients]), outer_size)
+    empty = tf.reduce_any(tf.equal(sizes, 0), axis=1, keepdims=True)
+    before = tf.where(empty, 0, begins - outer_begin)
+    paddings = tf.unstack(tf.stack([before, outer_size - sizes - before], axis=2))
+    # The slice shrinks an empty box's other axes to the outer box; others stay whole.
+    placed = [tf.pad(tf.slice(gradient, tf.zeros_like(size), size), padding)
+              for gradient, size, padding in zip(gradients, tf.unstack(sizes), paddings)]
+    return tf.add_n(placed)
+
+
+__all__ = ["BoxReads", "box_reads", "dense", "sum_boxes"]
