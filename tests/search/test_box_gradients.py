@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tests.search.spaces import tiny_single_stream, tiny_two_stream
 from tsnet_keras.layers._super import active_slice
-from tsnet_keras.search import ParsecSearch
+from tsnet_keras.search import ParsecSearch, optimizers
 from tsnet_keras.search.box_gradients import box_reads, dense, sum_boxes
 from tsnet_keras.search.optimizers import MaskedAdamW, MaskedSGD
 
@@ -125,13 +125,18 @@ def test_box_gradients_are_refused_where_whole_gradients_are_needed():
 
 @pytest.mark.parametrize("space", [tiny_single_stream, tiny_two_stream],
                          ids=["one-stream", "two-stream"])
-def test_a_paths_box_gradients_equal_its_widest_gradients(space):
+@pytest.mark.parametrize("min_entries", [0, 200], ids=["all-boxed", "small-whole"])
+def test_a_paths_box_gradients_equal_its_widest_gradients(space, min_entries, monkeypatch):
+    monkeypatch.setattr(optimizers, "RESTRICT_MIN_ENTRIES", min_entries)
     keras.utils.set_random_seed(3)
     search = ParsecSearch(space(), 5, crop=8, samples_per_replica=2)
+    search.compile(weights_optimizer=MaskedSGD(0.1))
     rng = np.random.default_rng(0)
     x = _clips(search, rng)
     y = tf.constant(rng.integers(0, 5, 4).astype("int32"))
     weights = search.supernet.trainable_variables
+    restricted = sum(search.optimizer.restricts(weight) for weight in weights)
+    assert 0 < restricted <= len(weights)
     boxed = 0
     for indices in search.sample(0):
         _, widest = search._sample_gradients(x, y, indices, tf.constant(0.5))
@@ -140,9 +145,10 @@ def test_a_paths_box_gradients_equal_its_widest_gradients(space):
             np.testing.assert_allclose(dense(pair, variable.shape), gradient, rtol=1e-6,
                                        atol=1e-7, err_msg=variable.path)
             boxed += pair[1] is not None
+            assert pair[1] is None or search.optimizer.restricts(variable)  # small ones whole
         twice = sum_boxes([pairs[-1], pairs[-1]], weights[-1].shape)
         np.testing.assert_allclose(dense(twice, weights[-1].shape), 2 * widest[-1], rtol=1e-6)
-    assert boxed > len(weights)  # most weights took box gradients on both paths
+    assert boxed > restricted  # most restricted weights took box gradients (cond branches: whole)
 
 
 def _clips(search, rng):

@@ -28,13 +28,16 @@ _FAR = 2**30  # the start of an empty box in a union: never the least
 
 
 class BoxReads:
-    """The boxes of `variables` that a forward pass under `tape` reads (`box_reads`)."""
+    """The boxes of `variables` that a forward pass under `tape` reads (`box_reads`);
+    `boxed[i]` False keeps variable i's reads plain (its gradient whole)."""
 
-    def __init__(self, tape, variables):
+    def __init__(self, tape, variables, boxed=None):
         self.tape = tape
         self.graph = tf.compat.v1.get_default_graph()
         self.variables = list(variables)
-        self._index = {id(variable): i for i, variable in enumerate(self.variables)}
+        boxed = [True] * len(self.variables) if boxed is None else boxed
+        self._index = {id(variable): i for i, (variable, box) in
+                       enumerate(zip(self.variables, boxed)) if box}
         self.reads = [[] for _ in self.variables]
 
     def __call__(self, variable, starts, sizes):
@@ -63,10 +66,11 @@ class BoxReads:
 
 
 @contextlib.contextmanager
-def box_reads(tape, variables):
-    """Within the block, the supernet's `active_slice` reads of `variables` in this graph
-    are watched boxes; `reads.gradients(loss)` after the tape gives their box gradients."""
-    with box_reader(BoxReads(tape, variables)) as reads:
+def box_reads(tape, variables, boxed=None):
+    """Within the block, the supernet's `active_slice` reads of `variables` (those with
+    `boxed[i]`; default all) in this graph are watched boxes; `reads.gradients(loss)`
+    after the tape gives their box gradients."""
+    with box_reader(BoxReads(tape, variables, boxed)) as reads:
         yield reads
 
 

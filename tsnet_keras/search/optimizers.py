@@ -207,6 +207,11 @@ class BoxGradientsMixin:
                          or self.gradient_accumulation_steps)
                 and self.loss_scale_factor is None)
 
+    def restricts(self, variable) -> bool:
+        """Whether the update of `variable` is restricted to a box (so a box gradient
+        serves it); the others take whole gradients (`RESTRICT_MIN_ENTRIES`)."""
+        return _restricted(self, variable)
+
     def apply_box_gradients(self, gradients, variables):
         """One step from the paths' box gradients (`tsnet_keras.search.box_gradients`).
 

@@ -552,7 +552,8 @@ class ParsecSearch(keras.Model):
         """(loss, `(gradient, begin)` of scale * loss per weight) of one sampled
         architecture: the gradients of the boxes it reads (`box_gradients`)."""
         weights = self.supernet.trainable_variables
-        with tf.GradientTape() as tape, box_reads(tape, weights) as reads:
+        boxed = [self.optimizer.restricts(weight) for weight in weights]  # small ones whole
+        with tf.GradientTape() as tape, box_reads(tape, weights, boxed) as reads:
             logits = self.supernet(x, indices=indices, training=True, sparse_keep=sparse_keep)
             loss = ops.cast(self._loss_fn(y, logits), "float32")
             scaled = loss * scale
