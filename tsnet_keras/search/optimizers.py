@@ -15,6 +15,10 @@ its weights cost, not the widest supernet's. Outside the box every gradient is
 zero, so the result is the dense masked update's, bit for bit
 (`restrict_to_active=False` keeps the dense one).
 Variables under `RESTRICT_MIN_ENTRIES` entries always take the dense update.
+
+The search step hands these optimizers the gradients of the boxes its paths read
+(`apply_box_gradients`, `tsnet_keras.search.box_gradients`): no widest-shape gradient
+is formed, summed or scanned for its box.
 """
 
 from __future__ import annotations
