@@ -92,6 +92,7 @@ def _masked_apply(optimizer, gradient, variable, slots, scalars):
     handles = [_tf_variable(v).handle for v in (variable, *slots)]
     parts = optimizer._box_parts.get(optimizer._get_variable_index(variable))
     if parts is not None:
+        parts = [(ops.cast(g, variable.dtype), begin) for g, begin in parts]
         boxes = _restricted(optimizer, variable) and all(b is not None for _, b in parts)
         _update_function(optimizer, "box" if boxes else "parts")(  # traced once per shape
             parts, tuple(int(n) for n in variable.shape), handles[0], handles[1:],
