@@ -150,8 +150,8 @@ def _restricted_update(rule, gradient, handle, slot_handles, scalars):
     import tensorflow as tf
 
     begin, size = _active_box(gradient)
-    _update_box(rule, tf.slice(gradient, begin, size), begin, _read(handle, gradient),
-                handle, slot_handles, scalars)
+    _apply_rule_on_box(rule, tf.slice(gradient, begin, size), begin, _read(handle, gradient),
+                       handle, slot_handles, scalars)
 
 
 def _box_update(rule, parts, shape, handle, slot_handles, scalars):
@@ -160,8 +160,8 @@ def _box_update(rule, parts, shape, handle, slot_handles, scalars):
     from tsnet_keras.search.box_gradients import sum_boxes
 
     gradient, begin = sum_boxes(parts, shape)
-    _update_box(rule, gradient, begin, _read(handle, gradient, shape), handle, slot_handles,
-                scalars)
+    _apply_rule_on_box(rule, gradient, begin, _read(handle, gradient, shape), handle,
+                       slot_handles, scalars)
 
 
 def _parts_update(rule, parts, shape, handle, slot_handles, scalars):
@@ -174,7 +174,7 @@ def _parts_update(rule, parts, shape, handle, slot_handles, scalars):
     _dense_update(rule, gradient, handle, slot_handles, scalars)
 
 
-def _update_box(rule, gradient, begin, value, handle, slot_handles, scalars):
+def _apply_rule_on_box(rule, gradient, begin, value, handle, slot_handles, scalars):
     """`rule` on the box at `begin` of the variable (`value`) and its slots, written back."""
     import tensorflow as tf
 

@@ -454,7 +454,7 @@ class ParsecSearch(keras.Model):
         scale = 1.0 / (samples * replicas)
         weights, boxes = self.supernet.trainable_variables, self._box_gradients(replicas)
         sample_gradients = self._sample_box_gradients if boxes else self._sample_gradients
-        losses, gradients = [], None
+        losses, paths = [], []
         for s in range(samples):
             part_x, part_y = x, y
             if self.path_batch == "split":
@@ -464,16 +464,12 @@ class ParsecSearch(keras.Model):
             loss_s, grads_s = sample_gradients(
                 part_x, part_y, indices[s], ops.stop_gradient(loss_weights[s]) * scale, *keep)
             losses.append(loss_s)
-            if boxes:  # summed inside the update (`MaskedSGD.apply_box_gradients`)
-                gradients = [[part] for part in grads_s] if gradients is None else [
-                    parts + [part] for parts, part in zip(gradients, grads_s)]
-            else:
-                gradients = grads_s if gradients is None else [
-                    a + b for a, b in zip(gradients, grads_s)]
-        if boxes:
-            self.optimizer.apply_box_gradients(gradients, weights)
+            paths.append(grads_s)
+        per_weight = list(zip(*paths))  # each weight's K paths' gradients
+        if boxes:  # summed inside the update
+            self.optimizer.apply_box_gradients(per_weight, weights)
         else:
-            self.optimizer.apply_gradients(zip(gradients, weights))
+            self.optimizer.apply_gradients(zip([sum(g[1:], g[0]) for g in per_weight], weights))
         return ops.mean(ops.stack(losses))
 
     def _box_gradients(self, replicas) -> bool:
