@@ -138,6 +138,37 @@ def test_gradients_match_numpy(rng, method, stride, temporal_kernel):
     np.testing.assert_allclose(grad_kernel, expected_kernel, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="the tap loop is not for JAX")
+@pytest.mark.parametrize("frames", [1, 2, 3])
+def test_tap_loop_on_clips_shorter_than_its_reach(rng, frames):
+    # A 5-tap kernel shifts by up to 2 frames: on 1 or 2 frames some taps keep no frame.
+    x = rng.normal(size=(2, frames, 5, 4, 3)).astype("float32")
+    kernel = rng.normal(size=(5, 3, 3, 3)).astype("float32")
+    upstream = rng.normal(size=(2, frames, 5, 4, 3)).astype("float32")
+    y, grad_x, grad_kernel = (to_numpy(t) for t in backend_gradients(tap_loop, x, kernel, upstream))
+    expected_x, expected_kernel = reference_gradients(x, kernel, 1, upstream)
+    np.testing.assert_allclose(y, reference(x, kernel, 1), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(grad_x, expected_x, atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(grad_kernel, expected_kernel, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="traced TensorFlow graph")
+@pytest.mark.parametrize("temporal_kernel", [1, 3, 5])
+def test_tap_loop_traced_with_unknown_channels(rng, temporal_kernel):
+    """As the supernet runs it: one trace, the channel count and the taps known at run time."""
+    import tensorflow as tf
+
+    x = rng.normal(size=(2, 4, 6, 5, 3)).astype("float32")
+    kernel = rng.normal(size=(temporal_kernel, 3, 3, 3)).astype("float32")
+    outer = np.full(((5 - temporal_kernel) // 2, 3, 3, 3), 7.0, "float32")  # never read
+    full = np.concatenate([outer, kernel, outer])
+    traced = tf.function(depthwise.depthwise_conv3d_tap_loop, input_signature=[
+        tf.TensorSpec((2, 4, 6, 5, None)), tf.TensorSpec((5, 3, 3, None)),
+        tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32)])
+    out = traced(x, full, len(outer), temporal_kernel)
+    np.testing.assert_allclose(to_numpy(out), reference(x, kernel, 1), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("height", [6, 7])
 def test_subsample_space_matches_strided_slice(rng, height):
     x = rng.normal(size=(2, 3, height, 5, 4)).astype("float32")

@@ -122,36 +122,44 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
     num_taps]` chosen at run time: one traced tap in a loop, not one branch per size.
 
     `kernel` is `(max_t, k, k, C)` with an odd `max_t`; the chosen taps are centred in it,
-    so `first_tap = (max_t - num_taps) // 2`. The clip is zero-padded by `max_t // 2`
-    frames, and tap `i` reads the frame window starting at `i` of the padded clip: the same
-    sum as `depthwise_conv3d_taps` on the cropped kernel. The supernet's sliced path
-    (TensorFlow) uses it: one traced tap instead of a switch branch per temporal kernel
-    takes a fifth to a third off a search's start-up (BENCHMARKS.md section 3c).
+    so `first_tap = (max_t - num_taps) // 2`. The centre tap convolves the clip itself;
+    the loop adds the `num_taps - 1` others, tap `i` reading the frame window at `i` of
+    the clip zero-padded by `max_t // 2` frames. So a 1-tap kernel runs no loop step and
+    costs little more than the fixed layer's (BENCHMARKS.md section 3c, "The centre tap
+    outside the loop"). The sum is `depthwise_conv3d_taps`'s, centre first. The
+    supernet's sliced path (TensorFlow) uses it: one traced tap instead of a switch
+    branch per temporal kernel takes a fifth to a third off a search's start-up.
     TensorFlow and torch; not JAX (its loop index is a tracer that `ops.slice` cannot
     take).
     """
-    max_taps = kernel.shape[0]
-    shape = ops.shape(inputs)
-    batch, frames, height, width, channels = shape[0], shape[1], shape[2], shape[3], shape[4]
-    padded = _pad_time(inputs, max_taps // 2)
-    window = (batch, frames, height, width, channels)
-    out_height = same_output_size(height, spatial_stride)
-    out_width = same_output_size(width, spatial_stride)
+    centre = kernel.shape[0] // 2
+    window = _dims(inputs)
+    batch, frames, height, width, channels = window
+    kernel_dims = _dims(kernel)
+    tap_shape = (1, kernel_dims[1], kernel_dims[2], channels)
+    padded = _pad_time(inputs, centre)
 
-    kernel_shape = ops.shape(kernel)
-    tap_shape = (1, kernel_shape[1], kernel_shape[2], channels)
-
-    def add_tap(tap, output):
-        frames_in = ops.reshape(frame_window(padded, tap, window), (-1, height, width, channels))
+    def response(clip, tap):
+        """`kernel[tap]` on each frame of a 5D clip: `(batch * frames, h', w', C)`."""
         # A plain slice: its gradient in the loop is a Pad, not a StridedSliceGrad.
-        tap_kernel = ops.slice(kernel, (tap, 0, 0, 0), tap_shape)
-        return output + ops.depthwise_conv(
-            frames_in, ops.reshape(tap_kernel, tap_shape[1:] + (1,)), strides=spatial_stride,
-            padding="same", data_format="channels_last")
+        tap_kernel = ops.reshape(ops.slice(kernel, (tap, 0, 0, 0), tap_shape), tap_shape[1:] + (1,))
+        return ops.depthwise_conv(
+            ops.reshape(clip, (-1, height, width, channels)), tap_kernel,
+            strides=spatial_stride, padding="same", data_format="channels_last")
 
-    start = ops.zeros((batch * frames, out_height, out_width, channels), inputs.dtype)
-    output = ops.fori_loop(first_tap, first_tap + num_taps, add_tap, start)
+    def add_tap(step, output):  # steps 0 .. num_taps - 2: the taps before, then after the centre
+        tap = first_tap + step + ops.cast(step >= centre - first_tap, "int32")
+        return output + response(frame_window(padded, tap, window), tap)
+
+    output = ops.fori_loop(0, num_taps - 1, add_tap, response(inputs, centre))
+    out_height, out_width = (same_output_size(size, spatial_stride) for size in (height, width))
     return ops.reshape(output, (batch, frames, out_height, out_width, channels))
+
+
+def _dims(tensor):
+    """The tensor's sizes: static where known, else read at run time."""
+    dynamic = ops.shape(tensor)
+    return tuple(dynamic[i] if size is None else size for i, size in enumerate(tensor.shape))
 
 
 def depthwise_conv3d_grouped(inputs, kernel, spatial_stride=1):
@@ -249,3 +257,4 @@ def _jitted_shifts():
     import jax
 
     return jax.jit(depthwise_conv3d_shifts, static_argnums=2)
+
