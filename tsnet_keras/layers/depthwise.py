@@ -133,10 +133,10 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
     take).
     """
     centre = kernel.shape[0] // 2
-    window = _dims(inputs)
+    window = tuple(ops.shape(inputs))  # static sizes where known (keras.ops.shape)
     batch, frames, height, width, channels = window
-    kernel_dims = _dims(kernel)
-    tap_shape = (1, kernel_dims[1], kernel_dims[2], channels)
+    kernel_shape = ops.shape(kernel)
+    tap_shape = (1, kernel_shape[1], kernel_shape[2], channels)
     padded = _pad_time(inputs, centre)
 
     def response(clip, tap):
@@ -154,12 +154,6 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
     output = ops.fori_loop(0, num_taps - 1, add_tap, response(inputs, centre))
     out_height, out_width = (same_output_size(size, spatial_stride) for size in (height, width))
     return ops.reshape(output, (batch, frames, out_height, out_width, channels))
-
-
-def _dims(tensor):
-    """The tensor's sizes: static where known, else read at run time."""
-    dynamic = ops.shape(tensor)
-    return tuple(dynamic[i] if size is None else size for i, size in enumerate(tensor.shape))
 
 
 def depthwise_conv3d_grouped(inputs, kernel, spatial_stride=1):
@@ -257,4 +251,3 @@ def _jitted_shifts():
     import jax
 
     return jax.jit(depthwise_conv3d_shifts, static_argnums=2)
-
