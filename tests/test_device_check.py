@@ -53,7 +53,10 @@ def test_x3d_benchmark_trains_on_jax():
     line = next(row for row in out.splitlines() if row.startswith("LOSSES"))
     losses = [float(v) for v in line.split("[")[1].split("]")[0].split(",")]
     assert "devices ['cpu']; JAX" in out
-    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    # At the benchmark's learning rate (0.1, momentum 0.9) two clips are memorised
+    # within a few steps and momentum may then overshoot, so the last loss is not
+    # always the lowest; a step that did not learn would never fall below half.
+    assert all(np.isfinite(losses)) and min(losses[1:]) < 0.5 * losses[0]
     assert float(line.split("CHANGED")[1]) > 0
 
 
