@@ -152,6 +152,21 @@ def test_tap_loop_on_clips_shorter_than_its_reach(rng, frames):
     np.testing.assert_allclose(grad_kernel, expected_kernel, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="the tap loop is not for JAX")
+@pytest.mark.parametrize("stride", [1, 2])
+def test_tap_loop_with_one_tap_is_the_fixed_convolution(rng, stride):
+    """A 1-tap kernel runs no loop step: the fixed layer's convolution plus zeros, bit for
+    bit, values and gradients (the supernet's 1-tap blocks train as the fixed model's)."""
+    x = rng.normal(size=(2, 4, 7, 6, 3)).astype("float32")
+    kernel = rng.normal(size=(1, 3, 3, 3)).astype("float32")
+    upstream = rng.normal(size=(2, 4, -(-7 // stride), -(-6 // stride), 3)).astype("float32")
+    fixed = functools.partial(depthwise.depthwise_conv3d_taps, spatial_stride=stride)
+    looped = functools.partial(tap_loop, spatial_stride=stride)
+    for got, want in zip(backend_gradients(looped, x, kernel, upstream),
+                         backend_gradients(fixed, x, kernel, upstream)):
+        np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="traced TensorFlow graph")
 @pytest.mark.parametrize("temporal_kernel", [1, 3, 5])
 def test_tap_loop_traced_with_unknown_channels(rng, temporal_kernel):

@@ -122,12 +122,14 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
     num_taps]` chosen at run time: one traced tap in a loop, not one branch per size.
 
     `kernel` is `(max_t, k, k, C)` with an odd `max_t`; the chosen taps are centred in it,
-    so `first_tap = (max_t - num_taps) // 2`. The centre tap convolves the clip itself;
-    the loop adds the `num_taps - 1` others, tap `i` reading the frame window at `i` of
-    the clip zero-padded by `max_t // 2` frames. So a 1-tap kernel runs no loop step and
-    costs little more than the fixed layer's (BENCHMARKS.md section 3c, "The centre tap
-    outside the loop"). The sum is `depthwise_conv3d_taps`'s, centre first. The
-    supernet's sliced path (TensorFlow) uses it: one traced tap instead of a switch
+    so `first_tap = (max_t - num_taps) // 2`. The loop adds the `num_taps - 1` off-centre
+    taps, tap `i` reading the frame window at `i` of the clip zero-padded by `max_t // 2`
+    frames; the centre tap then convolves the clip itself. The clip is a loop variable,
+    not a capture, and the centre reads the loop's copy of it: so its gradient enters the
+    loop's gradient and none is built from zeros. A 1-tap kernel runs no loop step and
+    costs the fixed layer's convolution and one add (BENCHMARKS.md section 3c, "The clip
+    through the tap loop"). The sum is `depthwise_conv3d_taps`'s, off-centre taps first.
+    The supernet's sliced path (TensorFlow) uses it: one traced tap instead of a switch
     branch per temporal kernel takes a fifth to a third off a search's start-up.
     TensorFlow and torch; not JAX (its loop index is a tracer that `ops.slice` cannot
     take).
@@ -137,7 +139,7 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
     batch, frames, height, width, channels = window
     kernel_shape = ops.shape(kernel)
     tap_shape = (1, kernel_shape[1], kernel_shape[2], channels)
-    padded = _pad_time(inputs, centre)
+    out_height, out_width = (same_output_size(size, spatial_stride) for size in (height, width))
 
     def response(clip, tap):
         """`kernel[tap]` on each frame of a 5D clip: `(batch * frames, h', w', C)`."""
@@ -147,12 +149,14 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
             ops.reshape(clip, (-1, height, width, channels)), tap_kernel,
             strides=spatial_stride, padding="same", data_format="channels_last")
 
-    def add_tap(step, output):  # steps 0 .. num_taps - 2: the taps before, then after the centre
+    def add_tap(step, carry):  # steps 0 .. num_taps - 2: the taps before, then after the centre
+        output, clip = carry
         tap = first_tap + step + ops.cast(step >= centre - first_tap, "int32")
-        return output + response(frame_window(padded, tap, window), tap)
+        return output + response(frame_window(_pad_time(clip, centre), tap, window), tap), clip
 
-    output = ops.fori_loop(0, num_taps - 1, add_tap, response(inputs, centre))
-    out_height, out_width = (same_output_size(size, spatial_stride) for size in (height, width))
+    zeros = ops.zeros((batch * frames, out_height, out_width, channels), inputs.dtype)
+    off_centre, clip = ops.fori_loop(0, num_taps - 1, add_tap, (zeros, inputs))
+    output = off_centre + response(clip, centre)
     return ops.reshape(output, (batch, frames, out_height, out_width, channels))
 
 
