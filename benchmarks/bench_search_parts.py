@@ -1,0 +1,122 @@
+"""Item 3's search step and its parts against the fixed step, in one process (TensorFlow).
+
+`bench_search.py --step-only` runs the fixed model and the search in separate processes
+for a few steps; between processes the fixed step moves by 10-20% on a shared CPU, more
+than a change of a few % to the step. This script builds both in one process and times,
+alternating, medians of `--repeats`:
+
+    fixed    the smallest architecture's fixed training step (SGD momentum)
+    step     the search's train_step, its distribution pinned to that architecture
+    weights  the step's weight part alone (`_train_weights`: K forward and backward
+             passes and the masked update)
+    score    the step's held-out scoring alone (`_score_samples`: K forward passes)
+
+Ratios are per trained path: ms / (K x fixed), as in BENCHMARKS.md section 3c.
+
+    python benchmarks/bench_search_parts.py
+    PYTHONPATH=<an older checkout> python benchmarks/bench_search_parts.py
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import machine  # noqa: E402
+
+SAMPLES, BATCH, HELDOUT_BATCH, CLASSES = 4, 8, 4, 400
+
+
+def pinned_search(space, arch, crop):
+    """A `ParsecSearch` whose K samples are all `arch` (logits 50 on its choices)."""
+    import numpy as np
+
+    from tsnet_keras.search import MaskedSGD, ParsecSearch
+
+    search = ParsecSearch(space, CLASSES, crop=crop, samples_per_replica=SAMPLES,
+                          path_batch="full")
+    search.compile(MaskedSGD(0.4, momentum=0.9))
+    dist, chosen = search.distribution, space.indices(arch)
+    dist.set_logits({key: 50.0 * np.eye(n)[chosen[key]] for key, n in zip(dist.keys, dist.sizes)})
+    return search
+
+
+def fixed_step(tf, arch, crop, x, y):
+    import keras
+
+    from tsnet_keras.models import build_model
+
+    model = build_model(arch, num_classes=CLASSES, crop=crop)
+    optimizer = keras.optimizers.SGD(0.4, momentum=0.9)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+    return step
+
+
+def functions(tf, crop):
+    """{name: traced callable} of the four parts, on fixed random batches."""
+    import keras
+    import numpy as np
+
+    from tsnet_keras.search import step_space
+    from tsnet_keras.space import auto_tsnet
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    clips = lambda n: tf.constant(rng.normal(size=(n, 4, crop, crop, 3)).astype("float32"))  # noqa: E731
+    labels = lambda n: tf.constant(rng.integers(0, CLASSES, n).astype("int32"))  # noqa: E731
+    x, y, hx, hy = clips(BATCH), labels(BATCH), clips(HELDOUT_BATCH), labels(HELDOUT_BATCH)
+    space = step_space(1, auto_tsnet())
+    arch = space.extreme(largest=False)
+    search = pinned_search(space, arch, crop)
+    order = tf.range(SAMPLES, dtype=tf.float32)  # distinct scores: rank weights
+    context = tf.distribute.get_replica_context
+    return {
+        "fixed": fixed_step(tf, arch, crop, x, y),
+        "step": (lambda f: lambda: f(((x, y), (hx, hy))))(tf.function(search.train_step)),
+        "weights": tf.function(lambda: search._train_weights(
+            x, y, search.sample(0), order, context())),
+        "score": tf.function(lambda: search._score_samples(hx, hy, search.sample(0))),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--crop", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    import tensorflow as tf
+
+    print(f"TensorFlow {tf.__version__}; {machine.describe()}; crop {args.crop}, K = {SAMPLES}, "
+          f"batch {BATCH} per path, held-out batch {HELDOUT_BATCH}; medians of {args.repeats}")
+    parts = functions(tf, args.crop)
+    for name, fn in parts.items():
+        start = time.perf_counter()
+        fn(), fn()
+        print(f"  {name}: trace + two calls {time.perf_counter() - start:.1f} s", flush=True)
+    times = {name: [] for name in parts}
+    for _ in range(args.repeats):
+        for name, fn in parts.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(1000 * (time.perf_counter() - start))
+    fixed = statistics.median(times["fixed"])
+    for name, ms in times.items():
+        ms = statistics.median(ms)
+        print(f"{name:>8} {ms:8.0f} ms   per trained path {ms / (SAMPLES * fixed):.3f}")
+
+
+if __name__ == "__main__":
+    main()
