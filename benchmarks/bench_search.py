@@ -131,6 +131,23 @@ def _time_steps(step, args):
     return {"ms_per_step": 1000 * times[len(times) // 2], "step_peak_mb": max(peaks)}
 
 
+def fixed_train_step(model, optimizer, x, y):
+    """The fixed model's traced training step on one batch (no XLA); returns the loss."""
+    import keras
+    import tensorflow as tf
+
+    @tf.function(jit_compile=False)
+    def step():
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step
+
+
 def worker_fixed(args):
     import keras
     import tensorflow as tf
@@ -145,14 +162,7 @@ def worker_fixed(args):
     optimizer.build(model.trainable_variables)
     x, y = (tf.constant(a) for a in _batch(args, args.batch, 0))
 
-    @tf.function(jit_compile=False)
-    def step():
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, True))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    step = fixed_train_step(model, optimizer, x, y)
 
     @tf.function(jit_compile=False)
     def gradients():

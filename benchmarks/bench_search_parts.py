@@ -45,24 +45,16 @@ def pinned_search(space, arch, crop):
     return search
 
 
-def fixed_step(tf, arch, crop, x, y):
+def fixed_step(arch, crop, x, y):
     import keras
 
+    from bench_search import fixed_train_step
     from tsnet_keras.models import build_model
 
     model = build_model(arch, num_classes=CLASSES, crop=crop)
     optimizer = keras.optimizers.SGD(0.4, momentum=0.9)
     optimizer.build(model.trainable_variables)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, True))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-
-    return step
+    return fixed_train_step(model, optimizer, x, y)
 
 
 def functions(tf, crop):
@@ -84,7 +76,7 @@ def functions(tf, crop):
     order = tf.range(SAMPLES, dtype=tf.float32)  # distinct scores: rank weights
     context = tf.distribute.get_replica_context
     return {
-        "fixed": fixed_step(tf, arch, crop, x, y),
+        "fixed": fixed_step(arch, crop, x, y),
         "step": (lambda f: lambda: f(((x, y), (hx, hy))))(tf.function(search.train_step)),
         "weights": tf.function(lambda: search._train_weights(
             x, y, search.sample(0), order, context())),
