@@ -3,7 +3,7 @@
 `bench_search.py --step-only` runs the fixed model and the search in separate processes
 for a few steps; between processes the fixed step moves by 10-20% on a shared CPU, more
 than a change of a few % to the step. This script builds both in one process and times,
-alternating, medians of `--repeats`:
+alternating, medians of `--repeats` rounds:
 
     fixed    the smallest architecture's fixed training step (SGD momentum)
     step     the search's train_step, its distribution pinned to that architecture
@@ -12,6 +12,11 @@ alternating, medians of `--repeats`:
     score    the step's held-out scoring alone (`_score_samples`: K forward passes)
 
 Ratios are per trained path: ms / (K x fixed), as in BENCHMARKS.md section 3c.
+
+The search's parts are first called (traced and optimised) with Grappler as
+`ParsecSearch.fit` runs them (`--grappler default`: off on CPUs,
+`tsnet_keras.search.parsec.graph_optimization`); the fixed step as Keras runs it
+(Grappler on).
 
     python benchmarks/bench_search_parts.py
     PYTHONPATH=<an older checkout> python benchmarks/bench_search_parts.py
@@ -29,6 +34,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import machine  # noqa: E402
 
 SAMPLES, BATCH, HELDOUT_BATCH, CLASSES = 4, 8, 4, 400
+GRAPPLER = {"default": None, "on": True, "off": False}  # ParsecSearch(graph_optimization=...)
 
 
 def pinned_search(space, arch, crop):
@@ -88,27 +94,48 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--grappler", choices=GRAPPLER, default="default",
+                        help="for the search's parts: as `fit` runs them (default: off on "
+                             "CPUs), on or off")
     args = parser.parse_args(argv)
     import tensorflow as tf
 
+    from tsnet_keras.search.parsec import graph_optimization
+
     print(f"TensorFlow {tf.__version__}; {machine.describe()}; crop {args.crop}, K = {SAMPLES}, "
-          f"batch {BATCH} per path, held-out batch {HELDOUT_BATCH}; medians of {args.repeats}")
+          f"batch {BATCH} per path, held-out batch {HELDOUT_BATCH}; medians of {args.repeats}; "
+          f"Grappler for the search: {args.grappler}")
     parts = functions(tf, args.crop)
     for name, fn in parts.items():
         start = time.perf_counter()
-        fn(), fn()
+        with graph_optimization(True if name == "fixed" else GRAPPLER[args.grappler]):
+            fn(), fn()
         print(f"  {name}: trace + two calls {time.perf_counter() - start:.1f} s", flush=True)
+    report(timed_rounds(parts, args.repeats))
+
+
+def timed_rounds(parts, repeats):
+    """{name: [ms per round]}: the parts called in turn, after one untimed round (the
+    first call of a function after others were traced can take seconds)."""
     times = {name: [] for name in parts}
-    for _ in range(args.repeats):
+    for round_ in range(repeats + 1):
         for name, fn in parts.items():
             start = time.perf_counter()
             fn()
-            times[name].append(1000 * (time.perf_counter() - start))
-    fixed = statistics.median(times["fixed"])
-    for name, ms in times.items():
-        ms = statistics.median(ms)
-        print(f"{name:>8} {ms:8.0f} ms   per trained path {ms / (SAMPLES * fixed):.3f}")
+            if round_:
+                times[name].append(1000 * (time.perf_counter() - start))
+    return times
 
+
+def report(times):
+    """Medians, and the median of the per-round ratios (each part against the fixed step
+    of its own round: robust to a machine that slows down or speeds up)."""
+    fixed = statistics.median(times["fixed"])
+    print(f"{'part':>8} {'median ms':>10} {'per trained path':>17} {'median of rounds':>17}")
+    for name, ms in times.items():
+        rounds = [t / (SAMPLES * f) for t, f in zip(ms, times["fixed"])]
+        print(f"{name:>8} {statistics.median(ms):10.0f} "
+              f"{statistics.median(ms) / (SAMPLES * fixed):17.3f} {statistics.median(rounds):17.3f}")
 
 if __name__ == "__main__":
     main()

@@ -84,6 +84,33 @@ def test_restricted_update_equals_the_dense_masked_update_bit_for_bit(
     np.testing.assert_array_equal(restricted_values[-1], initial[-1])
 
 
+def _reads_share_the_buffer(variable) -> bool:
+    """Whether two reads of `variable` alias its buffer: False in TensorFlow's
+    copy-on-read mode, where each read copies the whole variable."""
+    first, second = (tf.convert_to_tensor(variable) for _ in range(2))
+    return np.shares_memory(first._numpy_internal(), second._numpy_internal())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MaskedSGD(0.1, momentum=0.9), lambda: MaskedAdamW(0.05)], ids=["sgd", "adamw"])
+def test_restricted_update_leaves_no_variable_in_copy_on_read_mode(make, monkeypatch):
+    monkeypatch.setattr(optimizers, "RESTRICT_MIN_ENTRIES", 0)
+    optimizer = make()
+    rng = np.random.default_rng(0)
+    variables = [keras.Variable(rng.normal(size=shape).astype("float32")) for shape in SHAPES]
+    optimizer.build(variables)
+    in_place = tf.Variable(tf.zeros((4, 4)))  # the check itself: an in-place write switches
+    in_place[:2].assign(tf.ones((2, 4)))
+    assert not _reads_share_the_buffer(in_place)
+    gradients = _sparse_gradients(rng, 1)[: len(SHAPES)]
+    tf.function(lambda g: optimizer.apply_gradients(zip(g, variables)))(
+        [tf.constant(g) for g in gradients])
+    slots = [v for v in optimizer.variables if tuple(v.shape) in SHAPES]
+    assert len(slots) == len(variables) * (2 if isinstance(optimizer, MaskedAdamW) else 1)
+    for variable in variables + slots:
+        assert _reads_share_the_buffer(variable), variable.path
+
+
 def _search(restrict):
     keras.utils.set_random_seed(0)
     search = ParsecSearch(search_space(), 5, crop=8, samples_per_replica=2,

@@ -9,8 +9,8 @@ untouched: value, momentum buffer and weight decay.
 On TensorFlow the update is restricted to the active box of each variable: the
 smallest box (a range per axis) that holds every non-zero gradient entry, i.e.
 the sampled widths' rows and columns and the sampled kernel's taps. Only that
-box is updated (with the same mask) and written back (one copy of the
-variable), so the arithmetic of a step of a small sampled network costs what
+box is updated (with the same mask) and written back in place (its
+slots read and written the same way), so the arithmetic of a step of a small sampled network costs what
 its weights cost, not the widest supernet's. Outside the box every gradient is
 zero, so the result is the dense masked update's, bit for bit
 (`restrict_to_active=False` keeps the dense one).
@@ -175,28 +175,34 @@ def _parts_update(rule, parts, shape, handle, slot_handles, scalars):
 
 
 def _apply_rule_on_box(rule, gradient, begin, value, handle, slot_handles, scalars):
-    """`rule` on the box at `begin` of the variable (`value`) and its slots, written back."""
+    """`rule` on the box at `begin` of the variable (`value`) and its slots, written back
+    in place (`_write_box`)."""
     import tensorflow as tf
 
     size = tf.shape(gradient, out_type=tf.int32)
-    rows = tf.range(begin[0], begin[0] + size[0])
-    state_boxes = [  # the optimizer's own slots: sparse reads of the box's rows only
-        tf.slice(tf.raw_ops.ResourceGather(resource=state, indices=rows, dtype=gradient.dtype),
-                 tf.tensor_scatter_nd_update(begin, [[0]], [0]), size)
-        for state in slot_handles
-    ]
+    state_boxes = [tf.slice(_read(state, gradient, value.shape), begin, size)
+                   for state in slot_handles]
     new_value, new_states = rule(gradient, tf.slice(value, begin, size), state_boxes, scalars)
-    end, strides = begin + size, tf.ones_like(begin)
     for state, box in zip(slot_handles, new_states):
-        # In place. This puts the slot in TensorFlow's copy-on-read mode, harmless:
-        # only this update (sparse reads) and checkpoints read it.
-        tf.raw_ops.ResourceStridedSliceAssign(ref=state, begin=begin, end=end,
-                                              strides=strides, value=box)
-    # The weight itself: a functional slice update and a dense assign (one copy).
-    # In place it would enter copy-on-read mode, and every forward pass would
-    # then copy the whole widest variable.
-    tf.raw_ops.AssignVariableOp(resource=handle, value=tf.raw_ops.TensorStridedSliceUpdate(
-        input=value, begin=begin, end=end, strides=strides, value=new_value))
+        _write_box(state, begin, box)
+    _write_box(handle, begin, new_value)
+
+
+def _write_box(handle, begin, box):
+    """Writes `box` at `begin` of the variable behind `handle`, in place.
+
+    The in-place write puts the variable in TensorFlow's copy-on-read mode, where every
+    later read copies the whole widest variable; the write then takes it out again.
+    Safe: the next in-place write copies the buffer first if a read still holds it
+    (TensorFlow's `EnsureSparseVariableAccess`). A functional slice update and a dense
+    assign would copy the whole variable at every step instead (BENCHMARKS.md 3c).
+    """
+    import tensorflow as tf
+
+    end = begin + tf.shape(box, out_type=tf.int32)
+    tf.raw_ops.ResourceStridedSliceAssign(ref=handle, begin=begin, end=end,
+                                          strides=tf.ones_like(begin), value=box)
+    tf.raw_ops.DisableCopyOnRead(resource=handle)
 
 
 class BoxGradientsMixin:
