@@ -97,14 +97,22 @@ def main(argv=None):
     parser.add_argument("--grappler", choices=GRAPPLER, default="default",
                         help="for the search's parts: as `fit` runs them (default: off on "
                              "CPUs), on or off")
+    parser.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
+                        help="TensorFlow's intra-op and inter-op thread pools (default: "
+                             "TensorFlow's own, one per core each)")
     args = parser.parse_args(argv)
     import tensorflow as tf
 
     from tsnet_keras.search.parsec import graph_optimization
 
+    if args.threads:  # before TensorFlow's context starts
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads[0])
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads[1])
+
     print(f"TensorFlow {tf.__version__}; {machine.describe()}; crop {args.crop}, K = {SAMPLES}, "
           f"batch {BATCH} per path, held-out batch {HELDOUT_BATCH}; medians of {args.repeats}; "
-          f"Grappler for the search: {args.grappler}")
+          f"Grappler for the search: {args.grappler}; threads (intra, inter): "
+          f"{args.threads or 'default'}")
     parts = functions(tf, args.crop)
     for name, fn in parts.items():
         start = time.perf_counter()
