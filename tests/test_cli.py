@@ -142,3 +142,25 @@ def test_wheel_ships_the_notebooks_and_the_console_script(tmp_path):
         assert "tsnet-keras = tsnet_keras.cli:main" in archive.read(entry_points).decode()
     shipped = sorted(os.path.basename(n) for n in names if n.startswith("tsnet_keras/recipes/notebooks/"))
     assert shipped == sorted(p.name for p in (ROOT / "recipes").glob("*.ipynb"))
+
+
+def test_threads_set_tensorflows_pools_before_the_command_runs(tmp_path):
+    script = (
+        "import functools, sys\n"
+        "from tsnet_keras import cli, recipes\n"
+        "recipes.search_step = functools.wraps(recipes.search_step)(lambda *a, **k: None)\n"
+        "assert cli.main(['--threads', '1', '3', 'search', '--output-dir', sys.argv[1]]) == 0\n"
+        "import tensorflow as tf\n"
+        "t = tf.config.threading\n"
+        "print('pools', t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pools 1 3" in done.stdout
+
+
+def test_threads_must_be_positive(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--threads", "0", "2", "search", "--output-dir", str(tmp_path)])
+    assert "--threads" in capsys.readouterr().err

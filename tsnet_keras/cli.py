@@ -7,6 +7,7 @@ tsnet-keras search --step 3 --previous-dir runs/step2 --output-dir runs/step3
 tsnet-keras retrain --previous-dir runs/step3 --output-dir runs/retrain
 tsnet-keras evaluate --previous-dir runs/retrain --output-dir runs/evaluate
 tsnet-keras recipes my_recipes/      # copies the recipe notebooks out of the package
+tsnet-keras --threads 1 2 search --step 1 --output-dir runs/step1   # TensorFlow's thread pools
 ```
 
 Nothing here is written twice. The options of a command are the parameters of its
@@ -212,6 +213,12 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsnet-keras", description="Auto-TSNet recipes: search, retrain, evaluate (docs/recipes.md)."
     )
+    parser.add_argument(
+        "--threads", type=_positive_int, nargs=2, metavar=("INTRA", "INTER"),
+        help="TensorFlow's intra-op and inter-op thread pools (default: TensorFlow's, one "
+        "thread per core each); on a 2-core CPU `--threads 1 2` made a search step about a "
+        "sixth faster (BENCHMARKS.md 3c, \"Thread pools\")",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     step = _step(list(argv))
     for command in COMMANDS.values():
@@ -237,7 +244,26 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
 # ----------------------------------------------------------------- running
+def set_threads(threads) -> None:
+    """Sets TensorFlow's (intra-op, inter-op) thread pools; None leaves TensorFlow's.
+    Only before TensorFlow's first op: the pools are fixed once its runtime starts."""
+    if threads is None:
+        return
+    import tensorflow as tf
+
+    intra, inter = threads
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
 def run(command: Command, values: dict):
     """Calls the recipe function of `command` with parsed option `values`."""
     from tsnet_keras import recipes
@@ -271,6 +297,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     arguments = vars(build_parser(argv).parse_args(argv))
     name = arguments.pop("command")
+    set_threads(arguments.pop("threads"))
     if name == "recipes":
         for path in copy_recipes(arguments["directory"], arguments["force"]):
             print(path)
