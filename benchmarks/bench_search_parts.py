@@ -103,11 +103,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import tensorflow as tf
 
+    from tsnet_keras.cli import set_threads
     from tsnet_keras.search.parsec import graph_optimization
 
-    if args.threads:  # before TensorFlow's context starts
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads[0])
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads[1])
+    set_threads(args.threads)  # before TensorFlow's first op, as `tsnet-keras --threads`
 
     print(f"TensorFlow {tf.__version__}; {machine.describe()}; crop {args.crop}, K = {SAMPLES}, "
           f"batch {BATCH} per path, held-out batch {HELDOUT_BATCH}; medians of {args.repeats}; "
