@@ -144,5 +144,6 @@ def report(times):
         print(f"{name:>8} {statistics.median(ms):10.0f} "
               f"{statistics.median(ms) / (SAMPLES * fixed):17.3f} {statistics.median(rounds):17.3f}")
 
+
 if __name__ == "__main__":
     main()

@@ -143,10 +143,11 @@ def _verdict(ratio):
 def _configure_tensorflow(threads):
     import tensorflow as tf
 
+    from tsnet_keras.cli import set_threads
+
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)  # leave memory to torch
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    set_threads((threads, threads))
 
 
 def keras_x3d(size, frames, crop, policy):

@@ -9,8 +9,8 @@ untouched: value, momentum buffer and weight decay.
 On TensorFlow the update is restricted to the active box of each variable: the
 smallest box (a range per axis) that holds every non-zero gradient entry, i.e.
 the sampled widths' rows and columns and the sampled kernel's taps. Only that
-box is updated (with the same mask) and written back in place (its
-slots read and written the same way), so the arithmetic of a step of a small sampled network costs what
+box is updated (with the same mask) and written back in place, and so are
+its slots, so the arithmetic of a step of a small sampled network costs what
 its weights cost, not the widest supernet's. Outside the box every gradient is
 zero, so the result is the dense masked update's, bit for bit
 (`restrict_to_active=False` keeps the dense one).
