@@ -121,11 +121,13 @@ def test_gumbel_sampling_matches_probabilities():
         freq = np.bincount(samples[:, v], minlength=len(p)) / len(samples)
         np.testing.assert_allclose(freq, p, atol=0.02)
     # Sampled MACs (tensor look-up) equal the per-architecture MACs.
-    for row in samples[:20]:
-        arch = dist.architecture(row)
-        assert float(dist.sampled_macs(row)) == pytest.approx(
-            complexity(arch, CLASSES, CROP).macs, rel=1e-6
-        )
+    exact = [complexity(dist.architecture(row), CLASSES, CROP).macs for row in samples[:20]]
+    for row, macs in zip(samples[:20], exact):
+        assert float(dist.sampled_macs(row)) == pytest.approx(macs, rel=1e-6)
+    # Many samples at once (a step's K): one value per row, in order.
+    together = np.asarray(dist.sampled_macs(samples[:20].reshape(4, 5, -1)))
+    assert together.shape == (4, 5)
+    np.testing.assert_allclose(together.reshape(-1), exact, rtol=1e-6)
 
 
 def test_most_probable_marginals_and_json_round_trip(tmp_path):

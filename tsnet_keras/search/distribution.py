@@ -178,7 +178,7 @@ class ArchitectureDistribution(keras.layers.Layer):
         return self.macs_model.expected(self.probabilities())
 
     def sampled_macs(self, indices):
-        """MACs of one sampled architecture (indices tensor of shape (V,))."""
+        """MACs of sampled architectures: indices (..., V) -> float32 (...)."""
         return self.macs_model.sampled(indices)
 
     def sample_indices(self, uniform_noise):

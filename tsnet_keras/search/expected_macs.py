@@ -75,7 +75,7 @@ class MacsModel:
             merged[key] = merged.get(key, 0.0) + np.transpose(macs, order)
         self.constant = constant
         self.terms = sorted(merged.items())
-        self._tables32 = None
+        self._tables32 = self._flat32 = None
 
     # ------------------------------------------------------------ concrete
     def macs(self, indices) -> float:
@@ -117,15 +117,30 @@ class MacsModel:
         return total
 
     def sampled(self, indices):
-        """MACs of a sampled architecture as a tensor: `indices` is an int tensor (V,)."""
-        total = ops.convert_to_tensor(np.float32(self.constant))
-        for (positions, _), table in zip(self.terms, self._float32_tables()):
-            flat = 0
-            for axis, p in enumerate(positions):
-                stride = int(np.prod(table.shape[axis + 1:]))
-                flat = flat + ops.cast(indices[p], "int32") * stride
-            total = total + ops.take(ops.convert_to_tensor(table.reshape(-1)), flat)
-        return total
+        """MACs of sampled architectures as a float32 tensor: `indices` is an int tensor
+        (..., V), the result (...). One look-up of every term's entry for all samples: a
+        few ops, however many terms and samples (a step's K samples at once)."""
+        values, strides, offsets = self._flat_tables()
+        indices = ops.cast(indices, "int32")
+        entries = ops.sum(ops.expand_dims(indices, -2) * strides, axis=-1) + offsets
+        return np.float32(self.constant) + ops.sum(ops.take(values, entries), axis=-1)
+
+    def _flat_tables(self):
+        """`(values, strides, offsets)`: the float32 terms' tables concatenated flat, and
+        where term t's entry for indices i is, `offsets[t] + strides[t] . i` (a term's
+        strides are zero on the variables it does not depend on)."""
+        if self._flat32 is None:  # NumPy, as `_float32_tables`
+            strides = np.zeros((len(self.terms), len(self.keys)), "int32")
+            offsets, start = [], 0
+            for t, (positions, table) in enumerate(self.terms):
+                for axis, p in enumerate(positions):
+                    strides[t, p] = int(np.prod(table.shape[axis + 1:]))
+                offsets.append(start)
+                start += table.size
+            values = [table.astype("float32").reshape(-1) for _, table in self.terms]
+            self._flat32 = (np.concatenate(values) if values else np.zeros(0, "float32"),
+                            strides, np.asarray(offsets, "int32"))
+        return self._flat32
 
     def _float32_tables(self):
         # NumPy, not tensors: a tensor cached during one trace is out of scope in the next.

@@ -425,11 +425,9 @@ class ParsecSearch(keras.Model):
 
     def _score_samples(self, heldout_x, heldout_y, indices):
         """Held-out score and MACs of each of this replica's samples (same clips for all)."""
-        scores, sampled_macs = [], []
-        for s in range(self.samples_per_replica):
-            scores.append(self._sample_score(heldout_x, heldout_y, indices[s]))
-            sampled_macs.append(self.distribution.sampled_macs(indices[s]))
-        return ops.stack(scores), ops.stack(sampled_macs)
+        scores = [self._sample_score(heldout_x, heldout_y, indices[s])
+                  for s in range(self.samples_per_replica)]
+        return ops.stack(scores), self.distribution.sampled_macs(indices)
 
     def _adjusted(self, scores, sampled_macs):
         if self.hinge == "per_sample":
