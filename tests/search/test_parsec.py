@@ -316,7 +316,7 @@ def test_stream_dropout_masks_are_drawn_per_step_and_path_and_drawn_again_alike(
 
     def mask(step, path):
         search.search_step.assign(step)
-        (keep,) = search._sparse_keep(y, path, 0)
+        keep = search._sparse_keep(y, path, 0)
         return ops.convert_to_numpy(keep)[:, 0]
 
     first = mask(3, 0)
@@ -324,7 +324,7 @@ def test_stream_dropout_masks_are_drawn_per_step_and_path_and_drawn_again_alike(
     assert 0.22 < 1 - first.mean() < 0.28
     np.testing.assert_array_equal(mask(3, 0), first)
     assert (mask(3, 1) != first).any() and (mask(4, 0) != first).any()
-    assert ParsecSearch(tiny_two_stream(), CLASSES, crop=CROP)._sparse_keep(y, 0, 0) == ()
+    assert ParsecSearch(tiny_two_stream(), CLASSES, crop=CROP)._sparse_keep(y, 0, 0) is None
 
 
 def test_a_two_stream_search_with_stream_dropout_trains():
@@ -338,3 +338,46 @@ def test_a_two_stream_search_with_stream_dropout_trains():
     history = search.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
     assert search.get_config()["stream_dropout"] == 0.5
+
+
+@pytest.mark.parametrize("restrict", [True, False])
+def test_the_stem_runs_once_for_the_k_paths_and_trains_as_k_stems(monkeypatch, restrict):
+    """The supernet's shared layers (the stem: no searchable argument) run once per step
+    on the clips and their weights take one backward pass of the K paths' summed
+    gradients: after a step every weight is where K separate stems put it (float
+    rounding), with box or whole gradients. The stem's BN moving statistics move once
+    per step, not K times, towards the same batch statistics."""
+    import keras
+
+    from tsnet_keras.models.supernet import Supernet
+    from tsnet_keras.search import MaskedSGD
+
+    samples = 3
+    batch = next(iter(_data()))
+
+    def one_step(shared):
+        if not shared:
+            monkeypatch.setattr(Supernet, "shared_layers", property(lambda self: 0))
+        keras.utils.set_random_seed(0)
+        search = ParsecSearch(search_space(), CLASSES, crop=CROP, samples_per_replica=samples)
+        search.compile(MaskedSGD(0.1, restrict_to_active=restrict))
+        assert search.supernet.shared_layers == (1 if shared else 0)
+        stem = search.supernet.plan_layers[0]
+        before = [np.asarray(v).copy() for v in stem.non_trainable_variables]
+        tf.function(search.train_step)(batch)
+        monkeypatch.undo()
+        stats = [(b, np.asarray(v)) for b, v in zip(before, stem.non_trainable_variables)]
+        return search, stats
+
+    once, once_stats = one_step(shared=True)
+    k_times, k_stats = one_step(shared=False)
+    for a, b in zip(once.supernet.trainable_variables, k_times.supernet.trainable_variables):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6,
+                                   err_msg=a.path)
+    momentum = once.supernet.plan_layers[0].bn.momentum
+    for (start, after_once), (_, after_k) in zip(once_stats, k_stats):
+        # m_once = mu m + (1 - mu) b, m_k = mu^K m + (1 - mu^K) b, b the same batch statistic.
+        assert not np.allclose(after_once, start)
+        np.testing.assert_allclose((after_once - start) / (1 - momentum),
+                                   (after_k - start) / (1 - momentum ** samples),
+                                   rtol=1e-4, atol=1e-5)

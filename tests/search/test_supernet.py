@@ -312,3 +312,22 @@ def test_sparse_keep_zero_leaves_the_logits_to_the_dense_stream():
     np.testing.assert_allclose(logits(clips, keep)[0], logits(other, keep)[0], atol=1e-6)
     assert np.abs(logits(clips, keep)[1] - logits(other, keep)[1]).max() > 1e-3
     np.testing.assert_allclose(logits(clips, keep)[1], logits(clips)[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("space_fn", [tiny_single_stream, tiny_two_stream])
+def test_shared_features_then_start_compute_the_same_logits(space_fn):
+    """The leading layers with no searchable argument (the stems) run once, then any
+    architecture continues from their features (`start`): the logits of a plain call."""
+    space = space_fn()
+    supernet = Supernet(space, CLASSES)
+    _randomize(supernet)
+    names = [table.name for table in supernet.tables[:supernet.shared_layers]]
+    assert names and all(name.endswith("_stem") for name in names)
+    clips = _inputs(space.sample(seed=1))
+    features, written = supernet.shared_features(clips, training=False)
+    assert written and set(written) <= {"sparse", "dense"}
+    for seed in (1, 2):
+        indices = supernet.indices_of(space.sample(seed=seed))
+        np.testing.assert_allclose(
+            supernet(features, indices=indices, training=False, start=supernet.shared_layers),
+            supernet(clips, indices=indices, training=False), rtol=1e-5, atol=1e-6)

@@ -71,6 +71,9 @@ class Supernet(keras.Model):
         sparse_keep: None or `(B, 1)` float 0/1: multiplies each clip's pooled
             sparse-stream features before the classifier (stream dropout, see
             `ParsecSearch`'s `stream_dropout`). Two-stream supernets only.
+        start: int. Defaults to 0. With `start` > 0, `inputs` are the features after
+            the first `start` plan layers (`shared_features`): K architectures on the
+            same clips run their `shared_layers` (the stems) once (`ParsecSearch`).
 
     Returns:
         Logits `(B, num_classes)`.
@@ -136,20 +139,49 @@ class Supernet(keras.Model):
         row = ops.take(ops.convert_to_tensor(lookup["packed"]), flat, axis=0)
         return dict(zip(lookup["names"], ops.unstack(row, len(lookup["names"]))))
 
-    def call(self, inputs, indices=None, training=None, update_statistics=True, sparse_keep=None):
-        if isinstance(inputs, dict):
-            features = {name: inputs[name] for name, _ in self.space.streams()}
-        else:
-            if self.space.dense is not None:
-                raise ValueError("A two-stream supernet takes a dict {'sparse': ..., 'dense': ...}.")
-            features = {"sparse": inputs}
+    def call(self, inputs, indices=None, training=None, update_statistics=True, sparse_keep=None,
+             start=0):
+        features = dict(inputs) if start else self._stream_features(inputs)
         if indices is None:
             if self.keys:
                 raise ValueError(f"`indices` is required: {len(self.keys)} searchable variables.")
             indices = ops.zeros((0,), "int32")
         common = {"training": training, "update_statistics": update_statistics}
-        index_values = self._index_values(indices)
-        for index, (table, layer) in enumerate(zip(self.tables, self.plan_layers)):
+        self._run(features, range(start, len(self.plan_layers)), self._index_values(indices),
+                  common, sparse_keep)
+        return features[LOGITS]
+
+    def _stream_features(self, inputs) -> dict:
+        if isinstance(inputs, dict):
+            return {name: inputs[name] for name, _ in self.space.streams()}
+        if self.space.dense is not None:
+            raise ValueError("A two-stream supernet takes a dict {'sparse': ..., 'dense': ...}.")
+        return {"sparse": inputs}
+
+    @property
+    def shared_layers(self) -> int:
+        """How many leading plan layers every architecture runs alike (no searchable
+        argument; the stems): paths on the same clips can share their outputs."""
+        count = 0
+        for table, lookup in zip(self.tables, self._lookups):
+            if isinstance(table.template, ClassifierSpec) or (lookup and lookup["searchable"]):
+                break
+            count += 1
+        return count
+
+    def shared_features(self, inputs, training=None, update_statistics=True):
+        """`(features, outputs)`: the features after the `shared_layers` (to pass to `call`
+        with `start=shared_layers`) and the names those layers wrote."""
+        features = self._stream_features(inputs)
+        before = dict(features)
+        common = {"training": training, "update_statistics": update_statistics}
+        self._run(features, range(self.shared_layers), [], common)
+        return features, tuple(k for k, v in features.items() if before.get(k) is not v)
+
+    def _run(self, features, layer_indices, index_values, common, sparse_keep=None):
+        """Runs plan layers `layer_indices` on `features` (updated in place)."""
+        for index in layer_indices:
+            table, layer = self.tables[index], self.plan_layers[index]
             spec = table.template
             layer_inputs = spec.inputs(features)
             if sparse_keep is not None and isinstance(spec, ClassifierSpec):
@@ -158,7 +190,6 @@ class Supernet(keras.Model):
                 layer, layer_inputs, self._layer_arguments(index, index_values), common
             )
             spec.store(features, output)
-        return features[LOGITS]
 
     # ------------------------------------------------------ architectures
     def indices_of(self, arch: Architecture) -> np.ndarray:

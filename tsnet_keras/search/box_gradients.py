@@ -55,14 +55,20 @@ class BoxReads:
 
     def gradients(self, target):
         """`(gradient, begin)` of `target` for each variable (gradient None: unconnected)."""
+        return self.gradients_and(target, [])[0]
+
+    def gradients_and(self, target, tensors):
+        """`gradients(target)`, and the plain gradients of `target` at `tensors` (watched
+        by the tape), from one backward pass."""
         boxes = [box for reads in self.reads for box, _ in reads]
-        grads = self.tape.gradient(target, self.variables + boxes)
-        dense, box_grads = grads[: len(self.variables)], iter(grads[len(self.variables):])
+        grads = self.tape.gradient(target, self.variables + boxes + list(tensors))
+        count = len(self.variables)
+        dense, box_grads = grads[:count], iter(grads[count:count + len(boxes)])
         result = []
         for variable, gradient, reads in zip(self.variables, dense, self.reads):
             parts = [(next(box_grads), begin) for _, begin in reads] + [(gradient, None)]
             result.append(sum_boxes(parts, variable.shape))
-        return result
+        return result, grads[count + len(boxes):]
 
 
 @contextlib.contextmanager

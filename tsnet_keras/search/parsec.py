@@ -425,7 +425,8 @@ class ParsecSearch(keras.Model):
 
     def _score_samples(self, heldout_x, heldout_y, indices):
         """Held-out score and MACs of each of this replica's samples (same clips for all)."""
-        scores = [self._sample_score(heldout_x, heldout_y, indices[s])
+        features, start, _ = self._shared_features(heldout_x, update_statistics=False)
+        scores = [self._sample_score(features, heldout_y, indices[s], start)
                   for s in range(self.samples_per_replica)]
         return ops.stack(scores), self.distribution.sampled_macs(indices)
 
@@ -452,23 +453,55 @@ class ParsecSearch(keras.Model):
         scale = 1.0 / (samples * replicas)
         weights, boxes = self.supernet.trainable_variables, self._box_gradients(replicas)
         sample_gradients = self._sample_box_gradients if boxes else self._sample_gradients
-        losses, paths = [], []
+        split = self.path_batch == "split"
+        with tf.GradientTape() as shared_tape:
+            features, start, shared = self._shared_features(None if split else x)
+        losses, paths, shared_grads = [], [], []
         for s in range(samples):
-            part_x, part_y = x, y
-            if self.path_batch == "split":
-                part_x = tf.nest.map_structure(lambda t, s=s: t[s::samples], x)
+            inputs, part_y = (features, y)
+            if split:
+                inputs = tf.nest.map_structure(lambda t, s=s: t[s::samples], x)
                 part_y = y[s::samples]
-            keep = self._sparse_keep(part_y, s, context.replica_id_in_sync_group)
-            loss_s, grads_s = sample_gradients(
-                part_x, part_y, indices[s], ops.stop_gradient(loss_weights[s]) * scale, *keep)
+            loss_s, grads_s, shared_s = sample_gradients(
+                inputs, part_y, indices[s], ops.stop_gradient(loss_weights[s]) * scale, start,
+                shared, self._sparse_keep(part_y, s, context.replica_id_in_sync_group))
             losses.append(loss_s)
             paths.append(grads_s)
-        per_weight = list(zip(*paths))  # each weight's K paths' gradients
+            shared_grads.append(shared_s)
+        per_weight = [list(parts) for parts in zip(*paths)]  # each weight's K paths' gradients
+        self._add_shared_gradients(per_weight, shared_tape, features, shared, shared_grads, boxes)
         if boxes:  # summed inside the update
             self.optimizer.apply_box_gradients(per_weight, weights)
         else:
-            self.optimizer.apply_gradients(zip([sum(g[1:], g[0]) for g in per_weight], weights))
+            self.optimizer.apply_gradients(zip([_sum(g) for g in per_weight], weights))
         return ops.mean(ops.stack(losses))
+
+    def _shared_features(self, x, update_statistics=True):
+        """`(features, start, names)`: the output of the supernet's `shared_layers` on `x`,
+        run once for the K paths (the stems: no searchable argument), the plan layer the
+        paths start at and the features those layers wrote. `x` None: none shared (the
+        paths start at the clips)."""
+        if x is None or not self.supernet.shared_layers:
+            return x, 0, ()
+        features, names = self.supernet.shared_features(
+            x, training=True, update_statistics=update_statistics)
+        return features, self.supernet.shared_layers, names
+
+    def _add_shared_gradients(self, per_weight, tape, features, names, path_grads, boxes):
+        """Appends to `per_weight` the shared layers' weight gradients: one backward pass
+        of the K paths' summed gradients at the shared features (the same as K)."""
+        if not names:
+            return
+        totals = [_sum(grads) for grads in zip(*path_grads)]
+        targets = [(features[n], g) for n, g in zip(names, totals) if g is not None]
+        if not targets:
+            return
+        weights = self.supernet.trainable_variables
+        grads = tape.gradient([t for t, _ in targets], weights,
+                              output_gradients=[g for _, g in targets])
+        for parts, gradient in zip(per_weight, grads):
+            if gradient is not None:
+                parts.append((gradient, None) if boxes else gradient)
 
     def _box_gradients(self, replicas) -> bool:
         """Whether the step takes gradients of the active boxes (`box_gradients`): with a
@@ -477,14 +510,14 @@ class ParsecSearch(keras.Model):
         accepts = getattr(self.optimizer, "accepts_box_gradients", None)
         return replicas == 1 and accepts is not None and accepts()
 
-    def _sparse_keep(self, y, sample, replica_id) -> tuple:
-        """`(keep,)`: path `sample`'s per-clip 0/1 mask of the sparse features (stream
-        dropout), drawn from the step's seed; `()` without stream dropout."""
+    def _sparse_keep(self, y, sample, replica_id):
+        """Path `sample`'s per-clip 0/1 mask of the sparse features (stream dropout),
+        drawn from the step's seed; None without stream dropout."""
         if not self.stream_dropout:
-            return ()
+            return None
         seed = tf.random.experimental.stateless_fold_in(self._step_seed(replica_id), 1 + sample)
         draw = tf.random.stateless_uniform((tf.shape(y)[0], 1), seed=seed)
-        return (keep_mask(draw, self.stream_dropout),)
+        return keep_mask(draw, self.stream_dropout)
 
     def _update_logits(self, all_scores, all_indices, replicas):
         """The logits' step on -sum_k a_k log p(A_k) and the expected-MACs hinge.
@@ -533,28 +566,39 @@ class ParsecSearch(keras.Model):
         return (self.hinge == "expected" and self.target_macs is not None
                 and isinstance(self.logits_optimizer, EvidenceOptimizer))
 
-    def _sample_gradients_eager(self, x, y, indices, scale, sparse_keep=None):
-        """(loss, gradients of scale * loss) of one sampled architecture."""
+    def _sample_gradients_eager(self, x, y, indices, scale, start=0, shared=(),
+                                sparse_keep=None):
+        """(loss, gradients of scale * loss, its gradients at the `shared` features) of one
+        sampled architecture; `x` the clips, or the features of the first `start` plan
+        layers (`_shared_features`)."""
         weights = self.supernet.trainable_variables
         with tf.GradientTape() as tape:
-            logits = self.supernet(x, indices=indices, training=True, sparse_keep=sparse_keep)
-            loss = ops.cast(self._loss_fn(y, logits), "float32")
-            scaled = loss * scale
-        return loss, tape.gradient(scaled, weights)
+            tape.watch([x[name] for name in shared])
+            scaled, loss = self._scaled_loss(x, y, indices, scale, start, sparse_keep)
+        grads = tape.gradient(scaled, weights + [x[name] for name in shared])
+        return loss, grads[:len(weights)], grads[len(weights):]
 
-    def _sample_box_gradients_eager(self, x, y, indices, scale, sparse_keep=None):
-        """(loss, `(gradient, begin)` of scale * loss per weight) of one sampled
-        architecture: the gradients of the boxes it reads (`box_gradients`)."""
+    def _sample_box_gradients_eager(self, x, y, indices, scale, start=0, shared=(),
+                                    sparse_keep=None):
+        """As `_sample_gradients_eager`, with `(gradient, begin)` per weight: the gradients
+        of the boxes the path reads (`box_gradients`)."""
         weights = self.supernet.trainable_variables
         boxed = [self.optimizer.restricts(weight) for weight in weights]  # small ones whole
         with tf.GradientTape() as tape, box_reads(tape, weights, boxed) as reads:
-            logits = self.supernet(x, indices=indices, training=True, sparse_keep=sparse_keep)
-            loss = ops.cast(self._loss_fn(y, logits), "float32")
-            scaled = loss * scale
-        return loss, reads.gradients(scaled)
+            tape.watch([x[name] for name in shared])
+            scaled, loss = self._scaled_loss(x, y, indices, scale, start, sparse_keep)
+        pairs, shared_grads = reads.gradients_and(scaled, [x[name] for name in shared])
+        return loss, pairs, shared_grads
 
-    def _sample_score_eager(self, x, y, indices):
-        logits = self.supernet(x, indices=indices, training=True, update_statistics=False)
+    def _scaled_loss(self, x, y, indices, scale, start, sparse_keep):
+        logits = self.supernet(x, indices=indices, training=True, sparse_keep=sparse_keep,
+                               start=start)
+        loss = ops.cast(self._loss_fn(y, logits), "float32")
+        return loss * scale, loss
+
+    def _sample_score_eager(self, x, y, indices, start=0):
+        logits = self.supernet(x, indices=indices, training=True, update_statistics=False,
+                               start=start)
         return ops.cast(self._score_fn(y, logits, indices), "float32")
 
     def fit(self, *args, **kwargs):
@@ -621,6 +665,12 @@ def _largest_kernel_indices(variables) -> np.ndarray:
     """(V,) int32: the index of each kernel variable's largest choice, -1 for the others."""
     return np.array([int(np.argmax(v.choices)) if v.name in KERNEL_VARIABLES else -1
                      for v in variables], dtype="int32")
+
+
+def _sum(gradients):
+    """The sum of the non-None `gradients`, or None."""
+    present = [g for g in gradients if g is not None]
+    return sum(present[1:], present[0]) if present else None
 
 
 def _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
