@@ -130,16 +130,16 @@ class MacsModel:
         where term t's entry for indices i is, `offsets[t] + strides[t] . i` (a term's
         strides are zero on the variables it does not depend on)."""
         if self._flat32 is None:  # NumPy, as `_float32_tables`
+            tables = self._float32_tables()
             strides = np.zeros((len(self.terms), len(self.keys)), "int32")
-            offsets, start = [], 0
-            for t, (positions, table) in enumerate(self.terms):
+            for t, ((positions, _), table) in enumerate(zip(self.terms, tables)):
                 for axis, p in enumerate(positions):
                     strides[t, p] = int(np.prod(table.shape[axis + 1:]))
-                offsets.append(start)
-                start += table.size
-            values = [table.astype("float32").reshape(-1) for _, table in self.terms]
+            sizes = [table.size for table in tables]
+            offsets = np.cumsum([0] + sizes)[:-1].astype("int32")
+            values = [table.reshape(-1) for table in tables]
             self._flat32 = (np.concatenate(values) if values else np.zeros(0, "float32"),
-                            strides, np.asarray(offsets, "int32"))
+                            strides, offsets)
         return self._flat32
 
     def _float32_tables(self):

@@ -571,23 +571,23 @@ class ParsecSearch(keras.Model):
         """(loss, gradients of scale * loss, its gradients at the `shared` features) of one
         sampled architecture; `x` the clips, or the features of the first `start` plan
         layers (`_shared_features`)."""
-        weights = self.supernet.trainable_variables
+        weights, features = self.supernet.trainable_variables, [x[name] for name in shared]
         with tf.GradientTape() as tape:
-            tape.watch([x[name] for name in shared])
+            tape.watch(features)
             scaled, loss = self._scaled_loss(x, y, indices, scale, start, sparse_keep)
-        grads = tape.gradient(scaled, weights + [x[name] for name in shared])
+        grads = tape.gradient(scaled, weights + features)
         return loss, grads[:len(weights)], grads[len(weights):]
 
     def _sample_box_gradients_eager(self, x, y, indices, scale, start=0, shared=(),
                                     sparse_keep=None):
         """As `_sample_gradients_eager`, with `(gradient, begin)` per weight: the gradients
         of the boxes the path reads (`box_gradients`)."""
-        weights = self.supernet.trainable_variables
+        weights, features = self.supernet.trainable_variables, [x[name] for name in shared]
         boxed = [self.optimizer.restricts(weight) for weight in weights]  # small ones whole
         with tf.GradientTape() as tape, box_reads(tape, weights, boxed) as reads:
-            tape.watch([x[name] for name in shared])
+            tape.watch(features)
             scaled, loss = self._scaled_loss(x, y, indices, scale, start, sparse_keep)
-        pairs, shared_grads = reads.gradients_and(scaled, [x[name] for name in shared])
+        pairs, shared_grads = reads.gradients_and(scaled, features)
         return loss, pairs, shared_grads
 
     def _scaled_loss(self, x, y, indices, scale, start, sparse_keep):
