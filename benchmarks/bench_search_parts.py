@@ -33,7 +33,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import machine  # noqa: E402
 
-SAMPLES, BATCH, HELDOUT_BATCH, CLASSES = 4, 8, 4, 400
+SAMPLES, BATCH, CLASSES = 4, 8, 400
 GRAPPLER = {"default": None, "on": True, "off": False}  # ParsecSearch(graph_optimization=...)
 
 
@@ -63,7 +63,7 @@ def fixed_step(arch, crop, x, y):
     return fixed_train_step(model, optimizer, x, y)
 
 
-def functions(tf, crop):
+def functions(tf, crop, heldout_batch=4):
     """{name: traced callable} of the four parts, on fixed random batches."""
     import keras
     import numpy as np
@@ -75,7 +75,7 @@ def functions(tf, crop):
     rng = np.random.default_rng(0)
     clips = lambda n: tf.constant(rng.normal(size=(n, 4, crop, crop, 3)).astype("float32"))  # noqa: E731
     labels = lambda n: tf.constant(rng.integers(0, CLASSES, n).astype("int32"))  # noqa: E731
-    x, y, hx, hy = clips(BATCH), labels(BATCH), clips(HELDOUT_BATCH), labels(HELDOUT_BATCH)
+    x, y, hx, hy = clips(BATCH), labels(BATCH), clips(heldout_batch), labels(heldout_batch)
     space = step_space(1, auto_tsnet())
     arch = space.extreme(largest=False)
     search = pinned_search(space, arch, crop)
@@ -94,6 +94,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--heldout-batch", type=int, default=4,
+                        help="held-out clips each path is scored on (bench_search.py's default "
+                             "4; the search recipes' `heldout_batch_size` 16)")
     parser.add_argument("--grappler", choices=GRAPPLER, default="default",
                         help="for the search's parts: as `fit` runs them (default: off on "
                              "CPUs), on or off")
@@ -109,10 +112,10 @@ def main(argv=None):
     set_threads(args.threads)  # before TensorFlow's first op, as `tsnet-keras --threads`
 
     print(f"TensorFlow {tf.__version__}; {machine.describe()}; crop {args.crop}, K = {SAMPLES}, "
-          f"batch {BATCH} per path, held-out batch {HELDOUT_BATCH}; medians of {args.repeats}; "
+          f"batch {BATCH} per path, held-out batch {args.heldout_batch}; medians of {args.repeats}; "
           f"Grappler for the search: {args.grappler}; threads (intra, inter): "
           f"{args.threads or 'default'}")
-    parts = functions(tf, args.crop)
+    parts = functions(tf, args.crop, args.heldout_batch)
     for name, fn in parts.items():
         start = time.perf_counter()
         with graph_optimization(True if name == "fixed" else GRAPPLER[args.grappler]):
