@@ -108,7 +108,8 @@ def test_update_statistics_false_holds_the_moving_statistics(rng):
 @pytest.mark.parametrize("shape", [(2, 3, 5, 4), (2, 3, 5, 4, 3)])
 def test_sliced_batch_norm_fused_path_matches_the_composed_one(rng, shape):
     """`SlicedBatchNormalization.normalize` in training (fused kernel on the active width,
-    a width tensor as in a search step) against `statistics` + `apply` (composed ops):
+    a width tensor as in a search step) against `statistics` + `apply` (composed ops) and
+    against `normalize` without the statistics' update (the scoring's composed path):
     outputs, statistics padded to the widest width, input and gamma/beta gradients."""
     import tensorflow as tf
 
@@ -122,12 +123,13 @@ def test_sliced_batch_norm_fused_path_matches_the_composed_one(rng, shape):
     upstream = rng.normal(size=x.shape).astype("float32")
     width = tf.constant(6)
 
-    def run(fused):
+    def run(path):
         inputs = tf.constant(x)
         with tf.GradientTape() as tape:
             tape.watch(inputs)
-            if fused:
-                y, mean, variance = layer.normalize(inputs, width, training=True)
+            if path in ("fused", "scoring"):
+                y, mean, variance = layer.normalize(inputs, width, training=True,
+                                                    update_statistics=path == "fused")
             else:
                 mean, variance = layer.statistics(inputs, width, training=True)
                 y = layer.apply(inputs, width, mean, variance)
@@ -135,11 +137,44 @@ def test_sliced_batch_norm_fused_path_matches_the_composed_one(rng, shape):
         grads = tape.gradient(loss, [inputs, layer.gamma.value, layer.beta.value])
         return [to_numpy(v) for v in (y, mean, variance, *grads)]
 
-    for ours, theirs in zip(run(True), run(False), strict=True):
-        scale = max(np.max(np.abs(theirs)), 1.0)
-        np.testing.assert_allclose(ours / scale, theirs / scale, atol=3e-6)
+    composed = run("composed")
+    for path in ("fused", "scoring"):
+        for ours, theirs in zip(run(path), composed, strict=True):
+            scale = max(np.max(np.abs(theirs)), 1.0)
+            np.testing.assert_allclose(ours / scale, theirs / scale, atol=3e-6)
     axes = tuple(range(len(x.shape) - 1))
-    mean, variance = run(True)[1:3]
+    mean, variance = run("fused")[1:3]
     np.testing.assert_allclose(mean[:6], x.mean(axis=axes), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(variance[:6], x.var(axis=axes), rtol=1e-5, atol=1e-5)
     assert not mean[6:].any() and not variance[6:].any()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the fused kernel is TensorFlow's")
+@pytest.mark.parametrize("update", [True, False])
+@pytest.mark.parametrize("sliced", [True, False])
+@pytest.mark.parametrize("side", [4, 8])
+def test_the_fused_kernel_runs_where_the_statistics_update_or_the_tensor_is_large(
+        update, sliced, side):
+    """Training with the update (its gradient follows) runs `FusedBatchNormV3`; batch
+    statistics without the update (a search's scoring, forward only) run it only above
+    `COMPOSED_FORWARD_MAX_VALUES` values per channel, composed ops below (`fusable`). Both
+    layers, the sliced one at a run-time width; 96 and 384 values per channel."""
+    import tensorflow as tf
+
+    from tsnet_keras.layers.batch_norm import COMPOSED_FORWARD_MAX_VALUES
+    from tsnet_keras.layers.sliced_batch_norm import SlicedBatchNormalization
+
+    layer = SlicedBatchNormalization(10) if sliced else VideoBatchNormalization()
+    layer.build((2, 3, side, side, 10))
+    kwargs = {"width": tf.constant(6)} if sliced else {}
+    channels = 6 if sliced else 10
+
+    @tf.function
+    def call(x):
+        return layer(x, training=True, update_statistics=update, **kwargs)
+
+    graph = call.get_concrete_function(tf.TensorSpec((2, 3, side, side, channels))).graph
+    kinds = {op.type for op in graph.get_operations()}
+    large = 2 * 3 * side * side > COMPOSED_FORWARD_MAX_VALUES
+    assert ("FusedBatchNormV3" in kinds) is (update or large)

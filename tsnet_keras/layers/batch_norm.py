@@ -34,12 +34,12 @@ class VideoBatchNormalization(keras.layers.BatchNormalization):
     (2, 4, 8, 8, 16)
     """
 
-    def _fusable(self, inputs, mask):
+    def _fusable(self, inputs, mask, update_statistics=True):
         return (
             mask is None
             and not self.renorm
             and self.axis in (-1, len(inputs.shape) - 1)
-            and fusable(inputs, self.compute_dtype)
+            and fusable(inputs, self.compute_dtype, update_statistics)
         )
 
     def call(self, inputs, training=None, mask=None, update_statistics=True):
@@ -58,10 +58,10 @@ class VideoBatchNormalization(keras.layers.BatchNormalization):
     def _batch_statistics_call(self, inputs):
         """Normalises with the batch moments; the moving ones stay as they are."""
         scale, offset = _scale_and_offset(self)
-        if self._fusable(inputs, None):
+        if self._fusable(inputs, None, update_statistics=False):
             return fused_batch_norm_training(inputs, scale, offset, self.epsilon)[0]
         x = ops.cast(inputs, "float32")
-        mean, variance = ops.moments(x, axes=list(range(len(x.shape) - 1)))
+        mean, variance = batch_moments(x)
         outputs = ops.batch_normalization(x, mean, variance, axis=-1, epsilon=self.epsilon,
                                           offset=offset, scale=scale)
         return ops.cast(outputs, inputs.dtype)
@@ -72,10 +72,31 @@ def _scale_and_offset(layer):
     return (layer.gamma if layer.scale else None), (layer.beta if layer.center else None)
 
 
-def fusable(inputs, compute_dtype) -> bool:
-    """Whether `fused_batch_norm_training` takes `inputs`: TensorFlow, rank 4 or 5, float32."""
-    return (keras.backend.backend() == "tensorflow" and len(inputs.shape) in (4, 5)
-            and inputs.dtype == "float32" and compute_dtype == "float32")
+def batch_moments(inputs):
+    """The batch mean and (biased) variance over every axis but the last, in float32."""
+    return ops.moments(ops.cast(inputs, "float32"), axes=list(range(len(inputs.shape) - 1)))
+
+
+# Forward only, the fused kernel costs about 0.2 ms a call whatever the size; composed ops are
+# cheaper up to about this many values per channel (BENCHMARKS.md section 3c).
+COMPOSED_FORWARD_MAX_VALUES = 256
+
+
+def fusable(inputs, compute_dtype, update_statistics=True) -> bool:
+    """Whether a training batch norm of `inputs` runs `fused_batch_norm_training`:
+    TensorFlow, rank 4 or 5, float32; and where the moving statistics do not update (a
+    search's held-out scoring: batch statistics, forward only), more than
+    `COMPOSED_FORWARD_MAX_VALUES` values per channel (known statically).
+
+    The fused kernel pays for itself in its gradient op; forward only, on the small tensors
+    of a search's late stages, composed ops are faster.
+    """
+    if not (keras.backend.backend() == "tensorflow" and len(inputs.shape) in (4, 5)
+            and inputs.dtype == "float32" and compute_dtype == "float32"):
+        return False
+    values = tuple(inputs.shape[:-1])
+    return (update_statistics or None in values
+            or math.prod(values) > COMPOSED_FORWARD_MAX_VALUES)
 
 
 def fused_batch_norm_training(inputs, scale, offset, epsilon):

@@ -5,7 +5,7 @@ from keras import ops
 
 from tsnet_keras.checks import check_int
 from tsnet_keras.layers._super import active_slice
-from tsnet_keras.layers.batch_norm import fusable, fused_batch_norm_training
+from tsnet_keras.layers.batch_norm import batch_moments, fusable, fused_batch_norm_training
 
 
 def default_dynamic_shapes():
@@ -115,31 +115,42 @@ class SlicedBatchNormalization(keras.layers.Layer):
         paddings = [[0, self.channels - width]]
         return ops.pad(mean, paddings), ops.pad(variance, paddings)
 
-    def normalize(self, inputs, width, training):
+    def normalize(self, inputs, width, training, update_statistics=True):
         """`(outputs, mean, variance)`: the active channels normalised, and the statistics
-        used (widest width; batch moments in training) for `update`."""
-        if training and self.dynamic_shapes and fusable(inputs, self.compute_dtype):
+        used (widest width; batch moments in training) for `update`.
+
+        `update_statistics=False`: the caller will not `update` (a search's held-out
+        scoring, forward only); `fusable` then takes composed ops for small tensors.
+        """
+        if not training:
+            mean, variance = self.statistics(inputs, width, training)
+            return self.apply(inputs, width, mean, variance), mean, variance
+        if self.dynamic_shapes and fusable(inputs, self.compute_dtype, update_statistics):
             outputs, mean, variance = fused_batch_norm_training(
                 inputs, self._active(self.gamma, width), self._active(self.beta, width),
                 self.epsilon)
-            return (outputs, *self._pad(mean, variance, width))
-        mean, variance = self.statistics(inputs, width, training)
-        return self.apply(inputs, width, mean, variance), mean, variance
+        else:
+            mean, variance = batch_moments(inputs)
+            outputs = self._normalized(inputs, width, mean, variance)
+        return (outputs, *self._pad(mean, variance, width))
 
     def statistics(self, inputs, width, training):
         """(mean, variance) at the widest width: batch moments or the moving statistics."""
         if training:
-            axes = list(range(len(inputs.shape) - 1))
-            mean, variance = ops.moments(ops.cast(inputs, "float32"), axes=axes)
-            return self._pad(mean, variance, width)
+            return self._pad(*batch_moments(inputs), width)
         return ops.convert_to_tensor(self.moving_mean), ops.convert_to_tensor(self.moving_variance)
 
     def apply(self, inputs, width, mean, variance):
         """Normalises the active channels with the given (widest-width) statistics."""
+        return self._normalized(inputs, width, self._active(mean, width),
+                                self._active(variance, width))
+
+    def _normalized(self, inputs, width, mean, variance):
+        """Normalises with statistics of the input's width (active, or widest masked)."""
         outputs = ops.batch_normalization(
             ops.cast(inputs, "float32"),
-            mean=self._active(mean, width),
-            variance=self._active(variance, width),
+            mean=mean,
+            variance=variance,
             axis=-1,
             offset=self._active(self.beta, width),
             scale=self._active(self.gamma, width),
@@ -162,7 +173,7 @@ class SlicedBatchNormalization(keras.layers.Layer):
     def call(self, inputs, width=None, training=None, update_statistics=True):
         """Normalise (and, when training, update the statistics) in one call."""
         width = self.channels if width is None else width
-        outputs, mean, variance = self.normalize(inputs, width, training)
+        outputs, mean, variance = self.normalize(inputs, width, training, update_statistics)
         if training and update_statistics:
             self.update(width, mean, variance)
         return outputs

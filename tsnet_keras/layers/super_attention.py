@@ -128,7 +128,8 @@ class SuperAttention(ChoiceWeightsMixin, keras.layers.Layer):
             extended = global_reasoning(positions, self._kernels(channels), self.normalize,
                                         self._masks(channels))
             extended = ops.reshape(extended, shape)
-            normalized, mean, variance = self.bn.normalize(extended, channels, training)
+            normalized, mean, variance = self.bn.normalize(extended, channels, training,
+                                                           update_statistics)
             return inputs + normalized, mean, variance
 
         if attention is None or attention is True:

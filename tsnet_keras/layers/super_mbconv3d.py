@@ -315,7 +315,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
         update = bool(training) and update_statistics
 
         def batch_norm(layer, x, width):
-            x, mean, variance = layer.normalize(x, width, training)
+            x, mean, variance = layer.normalize(x, width, training, update_statistics)
             if update:
                 layer.update(width, mean, variance)
             return x
@@ -403,7 +403,7 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
 
         def projection():
             x = subsample_space(inputs, self.spatial_stride)  # cheap gradient on TF
-            return bn.normalize(pointwise(x, kernel), channels, training)
+            return bn.normalize(pointwise(x, kernel), channels, training, update)
 
         if self.shortcut == "projection":
             y, mean, variance = projection()

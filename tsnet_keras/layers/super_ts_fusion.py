@@ -119,7 +119,11 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
         sparse, dense = inputs
         dense_channels = self.max_dense_channels if dense_channels is None else dense_channels
         fusion_index = len(self.fusions) - 1 if fusion_index is None else fusion_index
-        branches = [self._branch(op, sparse, dense, dense_channels, training)
+
+        def batch_norm(x, width):  # `(x, mean, variance)`
+            return self.bn.normalize(x, width, training, update_statistics)
+
+        branches = [self._branch(op, sparse, dense, dense_channels, batch_norm)
                     for op in self.fusions]
         if len(branches) == 1:
             fused, mean, variance = branches[0]()
@@ -135,7 +139,7 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
             return sparse
         return ops.concatenate([sparse, fused], axis=-1)
 
-    def _branch(self, fusion, sparse, dense, dense_channels, training):
+    def _branch(self, fusion, sparse, dense, dense_channels, batch_norm):
         """What `ops.switch` runs for `fusion`: `() -> (fused, BN mean, BN variance)`."""
         fuse = {
             "none": self._no_fusion,
@@ -143,7 +147,7 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
             "time_strided_sample": self._time_strided_sample,
             "time_strided_conv": self._time_strided_conv,
         }[fusion]
-        return lambda: fuse(sparse, dense, dense_channels, training)
+        return lambda: fuse(sparse, dense, dense_channels, batch_norm)
 
     def _no_statistics(self):
         return ops.zeros((self.max_conv_channels,))
@@ -157,18 +161,18 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
             fused = ops.pad(fused, ((0, 0),) * 4 + ((0, self.max_fused - have),))
         return fused * channel_mask(width, self.max_fused, fused.dtype)
 
-    def _no_fusion(self, sparse, dense, dense_channels, training):
+    def _no_fusion(self, sparse, dense, dense_channels, batch_norm):
         zeros = self._no_statistics()
         if not self.dynamic_shapes:
             return ops.zeros_like(sparse[..., :1]) * ops.zeros((self.max_fused,)), zeros, zeros
         return sparse[..., :0], zeros, zeros
 
-    def _time_strided_sample(self, sparse, dense, dense_channels, training):
+    def _time_strided_sample(self, sparse, dense, dense_channels, batch_norm):
         zeros = self._no_statistics()
         fused = time_strided_sample(dense, self.alpha)
         return self._to_max_fused(fused, dense_channels), zeros, zeros
 
-    def _time_to_channel(self, sparse, dense, dense_channels, training):
+    def _time_to_channel(self, sparse, dense, dense_channels, batch_norm):
         alpha, zeros = self.alpha, self._no_statistics()
         fused = time_to_channel(dense, ops.shape(sparse)[1], alpha)
         if not self.dynamic_shapes:
@@ -179,7 +183,7 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
             fused = ops.take(fused, source, axis=-1)
         return self._to_max_fused(fused, alpha * dense_channels), zeros, zeros
 
-    def _time_strided_conv(self, sparse, dense, dense_channels, training):
+    def _time_strided_conv(self, sparse, dense, dense_channels, batch_norm):
         stacked = time_strided_taps(dense, ops.shape(sparse)[1], self.alpha, self.conv_kernel)
         kernel = ops.convert_to_tensor(self.fusion_kernel)
         width = self.conv_channel_multiplier * dense_channels
@@ -189,7 +193,7 @@ class SuperTSFusion(ChoiceWeightsMixin, keras.layers.Layer):
             kernel = ops.reshape(active_slice(kernel, (kernel.shape[0], dense_channels, width)),
                                  (-1, width))
         fused = pointwise(stacked, kernel)
-        fused, mean, variance = self.bn.normalize(fused, width, training)
+        fused, mean, variance = batch_norm(fused, width)
         fused = ops.relu(fused)
         return self._to_max_fused(fused, width), mean, variance
 
