@@ -23,9 +23,10 @@ class VideoBatchNormalization(keras.layers.BatchNormalization):
     and outputs as the Keras layer. In training on the TensorFlow backend, for
     a float32 input of rank 4 or 5 normalized over its last axis without a mask
     or renormalization, it runs TensorFlow's fused kernel (X3D-S training step
-    about 6% less CPU time). Inference uses the Keras layer: its two
-    elementwise ops were faster than the fused kernel there (X3D-S forward
-    0.13 s against 0.21 s CPU time).
+    about 6% less CPU time); with `update_statistics=False` (forward only) only
+    above `COMPOSED_FORWARD_MAX_VALUES` values per channel (`fusable`).
+    Inference uses the Keras layer: its two elementwise ops were faster than
+    the fused kernel there (X3D-S forward 0.13 s against 0.21 s CPU time).
 
     Example:
 
