@@ -13,10 +13,11 @@ alternating, medians of `--repeats` rounds:
 
 Ratios are per trained path: ms / (K x fixed), as in BENCHMARKS.md section 3c.
 
-The search's parts are first called (traced and optimised) with Grappler as
-`ParsecSearch.fit` runs them (`--grappler default`: off on CPUs,
+The search's parts are called, first and timed, with Grappler as `ParsecSearch.fit`
+runs them (`--grappler default`: off on CPUs,
 `tsnet_keras.search.parsec.graph_optimization`); the fixed step as Keras runs it
-(Grappler on).
+(Grappler on). Every call runs inside its setting: TensorFlow instantiates a function
+again, optimised the other way, when it is called under another setting than before.
 
     python benchmarks/bench_search_parts.py
     PYTHONPATH=<an older checkout> python benchmarks/bench_search_parts.py
@@ -115,13 +116,24 @@ def main(argv=None):
           f"batch {BATCH} per path, held-out batch {args.heldout_batch}; medians of {args.repeats}; "
           f"Grappler for the search: {args.grappler}; threads (intra, inter): "
           f"{args.threads or 'default'}")
-    parts = functions(tf, args.crop, args.heldout_batch)
+    parts = {name: under_setting(graph_optimization, fn, True if name == "fixed"
+                                 else GRAPPLER[args.grappler])
+             for name, fn in functions(tf, args.crop, args.heldout_batch).items()}
     for name, fn in parts.items():
         start = time.perf_counter()
-        with graph_optimization(True if name == "fixed" else GRAPPLER[args.grappler]):
-            fn(), fn()
+        fn(), fn()
         print(f"  {name}: trace + two calls {time.perf_counter() - start:.1f} s", flush=True)
     report(timed_rounds(parts, args.repeats))
+
+
+def under_setting(graph_optimization, fn, grappler):
+    """`fn`, each call inside `graph_optimization(grappler)`."""
+
+    def call():
+        with graph_optimization(grappler):
+            return fn()
+
+    return call
 
 
 def timed_rounds(parts, repeats):
