@@ -217,7 +217,8 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
         "--threads", type=_positive_int, nargs=2, metavar=("INTRA", "INTER"),
         help="TensorFlow's intra-op and inter-op thread pools (default: TensorFlow's, one "
         "thread per core each); on a 2-core CPU `--threads 1 2` made a search step about a "
-        "sixth faster (BENCHMARKS.md 3c, \"Thread pools\")",
+        "sixth faster at crop 64 and fixed training at crop 160 1.2-1.5x slower "
+        "(BENCHMARKS.md 1e)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     step = _step(list(argv))
