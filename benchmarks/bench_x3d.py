@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/bench_x3d.py [--size S] [--batches 1 4] [--repeats 5]
     python benchmarks/bench_x3d.py --policy mixed_bfloat16   # bfloat16 compute
+    python benchmarks/bench_x3d.py --tf-pools 1 2   # TensorFlow's thread pools (intra, inter)
     python benchmarks/bench_x3d.py --batches 8 32 --policy mixed_bfloat16   # on a GPU
     KERAS_BACKEND=jax python benchmarks/bench_x3d.py ...   # the same layers on JAX
 
@@ -92,9 +93,14 @@ def main():
         "--threads", type=int, default=os.cpu_count(),
         help="CPU threads of each framework (1 keeps ratios stable on a loaded machine)",
     )
+    parser.add_argument(
+        "--tf-pools", type=int, nargs=2, metavar=("INTRA", "INTER"),
+        help="TensorFlow's intra-op and inter-op pools instead of --threads for both "
+        "(as `tsnet-keras --threads`)",
+    )
     args = parser.parse_args()
     if keras.backend.backend() == "tensorflow":
-        _configure_tensorflow(args.threads)
+        _configure_tensorflow(args.tf_pools or (args.threads, args.threads))
 
     print(f"{machine.describe()}; load average at start: {os.getloadavg()[0]:.2f}")
     config = presets.X3D_SIZES[args.size]
@@ -140,14 +146,14 @@ def _verdict(ratio):
     return "met" if ratio <= GOAL else "missed"
 
 
-def _configure_tensorflow(threads):
+def _configure_tensorflow(pools):
     import tensorflow as tf
 
     from tsnet_keras.cli import set_threads
 
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)  # leave memory to torch
-    set_threads((threads, threads))
+    set_threads(pools)
 
 
 def keras_x3d(size, frames, crop, policy):
