@@ -12,8 +12,11 @@ batch (the first step's held-out batch), counting the videos decoded
 - "dataset": the held-out `video_dataset` passed as a plain dataset (its length
   is unknown, so it is repeated and skipped batch by batch: the old behaviour,
   still what a plain decoding dataset costs);
-- "by position": `RecipeData.heldout_batches` (the recipes' default): the list is
-  rotated to the start batch before anything is decoded.
+- "by position": `RecipeData.heldout_batches(cache_mb=0)`: the list is rotated to
+  the start batch before anything is decoded, each epoch decodes its batches;
+- "in memory": `RecipeData.heldout_batches` (the recipes' default): the first call
+  decodes one cycle and keeps it; every later epoch and resume decodes nothing.
+  The starts run one after another in one process, as a search's epochs do.
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ def main():
         options = dict(crop=32, batch_size=args.batch, frames=(4, None), seed=0)
         plain = data.dataset("val", "val", videos=videos, drop_remainder=True, **options)
         ways = {"dataset": heldout_positions(plain),
-                "by position": heldout_positions(data.heldout_batches(videos, **options))}
+                "by position": heldout_positions(data.heldout_batches(videos, cache_mb=0,
+                                                                      **options)),
+                "in memory": heldout_positions(data.heldout_batches(videos, **options))}
         print(f"{len(videos)} held-out videos, batch {args.batch}")
         print("| first step of the epoch | " + " | ".join(ways) + " |")
         print("|---" * (len(ways) + 1) + "|")

@@ -389,7 +389,7 @@ def test_held_out_batches_are_positioned_without_decoding_the_skipped_ones(own_d
 
     videos = VideoList(tuple(r for r in own_data.train if "broken" not in r.path))
     options = dict(crop=CROP, batch_size=2, frames=(4, None), seed=0)
-    by_position = heldout_positions(own_data.heldout_batches(videos, **options))
+    by_position = heldout_positions(own_data.heldout_batches(videos, cache_mb=0, **options))
     cycle = len(videos) // 2
     attempts = []
     for start in (0, 50, 200, 800):  # a long search: 800 steps are 400 passes over the list
@@ -409,6 +409,39 @@ def test_held_out_batches_are_positioned_without_decoding_the_skipped_ones(own_d
         np.testing.assert_array_equal(got_x, want_x)
     with pytest.raises(ValueError, match="do not fill one batch"):
         own_data.heldout_batches(VideoList(videos.records[:1]), **options)
+
+
+def test_held_out_cycle_is_decoded_once_and_kept_in_memory(own_data):
+    from tsnet_keras.data.lists import VideoList
+    from tsnet_keras.search.progressive import heldout_positions
+
+    videos = VideoList(tuple(r for r in own_data.train if "broken" not in r.path))
+    options = dict(crop=CROP, batch_size=2, frames=(4, None), seed=0)
+    decoding = heldout_positions(own_data.heldout_batches(videos, cache_mb=0, **options))
+    in_memory = heldout_positions(own_data.heldout_batches(videos, **options))
+    cycle = len(videos) // 2
+    decoded = []
+    for start in (0, 1, cycle + 2, 801):  # positions of a long search, and of a resume
+        before = own_data.failures.num_attempts
+        got = [batch for batch in in_memory(start).take(cycle + 1)]  # one cycle and a batch more
+        decoded.append(own_data.failures.num_attempts - before)
+        want = [batch for batch in decoding(start).take(cycle + 1)]
+        for (got_x, got_y), (want_x, want_y) in zip(got, want, strict=True):
+            np.testing.assert_array_equal(got_y, want_y)
+            np.testing.assert_array_equal(got_x, want_x)
+    # The first call decodes one cycle, later ones nothing; decoding every cycle reads each time.
+    assert decoded[0] >= 2 * cycle and decoded[1:] == [0, 0, 0], decoded
+
+
+def test_held_out_videos_that_all_fail_to_decode_are_named(own_data):
+    from tsnet_keras.data.lists import VideoList
+    from tsnet_keras.search.progressive import heldout_positions
+
+    broken = [r for r in own_data.train if "broken" in r.path]
+    at = heldout_positions(own_data.heldout_batches(VideoList(tuple(broken * 2)), crop=CROP,
+                                                    batch_size=2, frames=(4, None)))
+    with pytest.raises(ValueError, match="none of the 2 held-out videos gave a batch"):
+        at(0)
 
 
 def test_distribution_snapshots_follow_the_restored_step(tmp_path):
