@@ -433,6 +433,21 @@ def test_held_out_cycle_is_decoded_once_and_kept_in_memory(own_data):
     assert decoded[0] >= 2 * cycle and decoded[1:] == [0, 0, 0], decoded
 
 
+def test_clip_size_of_a_batched_dataset_counts_every_element():
+    import tensorflow as tf
+
+    from tsnet_keras.recipes.data import _clip_megabytes
+
+    clips = tf.data.Dataset.from_tensors(({"sparse": tf.zeros((2, 4, 32, 32, 3)),
+                                           "dense": tf.zeros((2, 32, 32, 32, 3))},
+                                          tf.zeros((2,), tf.int32)))
+    assert _clip_megabytes(clips) == ((4 + 32) * 32 * 32 * 3 * 4 + 4) / 2**20
+    frames_unknown = tf.data.Dataset.from_generator(
+        lambda: iter(()), output_signature=(tf.TensorSpec((2, None, 32, 32, 3)),
+                                            tf.TensorSpec((2,), tf.int32)))
+    assert _clip_megabytes(frames_unknown) == float("inf")  # never kept in memory
+
+
 def test_held_out_videos_that_all_fail_to_decode_are_named(own_data):
     from tsnet_keras.data.lists import VideoList
     from tsnet_keras.search.progressive import heldout_positions

@@ -175,9 +175,11 @@ def _clip_megabytes(dataset) -> float:
     """MB of one clip and its label in the batches of `dataset`, from its element spec."""
     import tensorflow as tf
 
-    sizes = [spec.shape[1:].num_elements() * spec.dtype.size
-             for spec in tf.nest.flatten(dataset.element_spec)]
-    return float("inf") if None in sizes else sum(sizes) / 2**20
+    specs = tf.nest.flatten(dataset.element_spec)
+    values = [spec.shape[1:].num_elements() for spec in specs]  # None: a size known at run time
+    if None in values:
+        return float("inf")
+    return sum(n * spec.dtype.size for n, spec in zip(values, specs)) / 2**20
 
 
 def _cycle_in_memory(decode_from, num_videos):
