@@ -151,8 +151,9 @@ class RecipeData:
             return self.dataset("val", "val", crop=crop, batch_size=batch_size, frames=frames,
                                 seed=seed, videos=rotated, drop_remainder=True, **kwargs)
 
-        if _clip_megabytes(from_position(0)) * len(usable) <= cache_mb:
-            from_position = _cycle_in_memory(from_position, len(usable))
+        cycle = from_position(0)
+        if _clip_megabytes(cycle) * len(usable) <= cache_mb:
+            from_position = _cycle_in_memory(cycle, len(usable))
         from_position.batches_per_cycle = per_cycle
         return from_position
 
@@ -182,25 +183,26 @@ def _clip_megabytes(dataset) -> float:
     return sum(n * spec.dtype.size for n, spec in zip(values, specs)) / 2**20
 
 
-def _cycle_in_memory(decode_from, num_videos):
-    """`decode_from` (`start_batch -> dataset` of one cycle) decoded once, at the first call,
-    then served from memory: the cycle's batches rotated to `start_batch`."""
+def _cycle_in_memory(cycle, num_videos):
+    """`start_batch -> dataset` of the batches of `cycle` (one cycle's dataset), rotated to
+    `start_batch`: decoded once, at the first call, and served from memory."""
     import tensorflow as tf
 
-    cycle = []
+    dataset, size = None, 0
 
     def from_position(start_batch):
-        if not cycle:
-            cycle.extend(tf.nest.map_structure(np.asarray, batch) for batch in decode_from(0))
-            if not cycle:
+        nonlocal dataset, size
+        if dataset is None:
+            batches = [tf.nest.map_structure(np.asarray, batch) for batch in cycle]
+            if not batches:
                 raise ValueError(f"none of the {num_videos} held-out videos gave a batch: they "
                                  "could not be decoded (see the decode failures logged above).")
-            logger.info("held-out: %d batches decoded once, kept in memory (%.1f MB)", len(cycle),
-                        sum(a.nbytes for a in tf.nest.flatten(cycle)) / 2**20)
-        offset = int(start_batch) % len(cycle)
-        rotated = cycle[offset:] + cycle[:offset]
-        return tf.data.Dataset.from_tensor_slices(
-            tf.nest.map_structure(lambda *batches: np.stack(batches), *rotated))
+            stacked = tf.nest.map_structure(lambda *parts: np.stack(parts), *batches)
+            logger.info("held-out: %d batches decoded once, kept in memory (%.1f MB)",
+                        len(batches), sum(a.nbytes for a in tf.nest.flatten(stacked)) / 2**20)
+            dataset, size = tf.data.Dataset.from_tensor_slices(stacked), len(batches)
+        offset = int(start_batch) % size
+        return dataset.skip(offset).concatenate(dataset.take(offset))
 
     return from_position
 
