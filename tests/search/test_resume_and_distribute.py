@@ -17,6 +17,7 @@ from tsnet_keras.search import checkpoint as checkpoint_module
 from tsnet_keras.search.checkpoint import (
     CHECKPOINT_FILE,
     load_checkpoint,
+    read_checkpoint,
     read_checkpoint_meta,
     save_checkpoint,
 )
@@ -68,6 +69,27 @@ def test_checkpoint_round_trip_restores_weights_logits_and_optimizers(tmp_path):
     other.compile()
     with pytest.raises(ValueError, match="another search|has shape"):
         load_checkpoint(other, path)
+
+
+def test_every_save_reads_the_values_of_its_own_search_at_that_moment(tmp_path):
+    # The values are read by one traced call kept per search: never a stale or another's read.
+    searches = [ParsecSearch(search_space(), 5, crop=8) for _ in range(2)]
+    for search in searches:
+        search.compile()
+    for fill in (1, 2):
+        for number, search in enumerate(searches):
+            groups = checkpoint_module._groups(search)
+            for variables in groups.values():
+                for v in variables:
+                    v.assign(np.full(v.shape, 10 * fill + number, v.dtype))
+            path = tmp_path / f"{number}.npz"
+            save_checkpoint(search, path, {"fill": fill})
+            arrays = read_checkpoint(path)["arrays"]
+            assert len(arrays) == sum(len(variables) for variables in groups.values()) > 100
+            for group, variables in groups.items():
+                for index, v in enumerate(variables):
+                    expected = np.full(v.shape, 10 * fill + number, v.dtype)
+                    np.testing.assert_array_equal(arrays[f"{group}/{index:05d}"], expected)
 
 
 def test_a_crash_while_saving_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
