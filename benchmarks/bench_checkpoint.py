@@ -99,7 +99,8 @@ def main():
         if values:
             print(f"{name:<12} {statistics.median(values):>10.1f} {min(values):>8.1f} "
                   f"{max(values):>8.1f}")
-    ratio = statistics.median(timer.times["one by one"]) / statistics.median(timer.times["one call"])
+    medians = {name: statistics.median(values) for name, values in timer.times.items() if values}
+    ratio = medians["one by one"] / medians["one call"]
     print(f"read, one by one / one call: {ratio:.1f}x")
 
 
