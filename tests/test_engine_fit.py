@@ -216,3 +216,26 @@ def test_later_epochs_datasets_with_python_functions_outlive_garbage_collection(
         epoch = len(seen) // 3 if len(seen) % 3 else len(seen) // 3 - 1
         assert made[epoch]() is not None, f"epoch {epoch}'s dataset was collected while read"
     assert seen == [100 * epoch + 2 * i for epoch in range(4) for i in range(3)]
+
+
+def test_the_stream_makes_the_next_epoch_before_this_epochs_last_batch_is_read():
+    """The stream reads ahead across epoch ends, so an epoch's first step does not wait
+    for its dataset to be made and its first batch decoded (`STREAM_PREFETCH`)."""
+    import time
+
+    from tsnet_keras.engine import epoch_stream
+
+    made = []
+
+    def make_dataset(epoch, skip):
+        made.append(epoch)
+        return tf.data.Dataset.range(3).skip(skip)
+
+    batches = iter(epoch_stream(make_dataset, 0, 3, 3))
+    assert [int(next(batches)) for _ in range(2)] == [0, 1]  # epoch 0's last batch not read
+    deadline = time.monotonic() + 30
+    while 1 not in made and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert made == [0, 1], "epoch 1's dataset was not made ahead of its first step"
+    assert [int(batch) for batch in batches] == [2, 0, 1, 2, 0, 1, 2]
+    assert made == [0, 1, 2]

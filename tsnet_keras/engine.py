@@ -200,6 +200,11 @@ def fit_epochs(model, make_dataset, *, epochs, steps_per_epoch, step_fn, callbac
 
 
 _EPOCHS_KEPT_ALIVE = 3
+# Batches the stream reads ahead, across epoch ends: the next epoch's dataset is made and its
+# first batch decoded while the last steps of this one run, not while its first step waits
+# (the default step-1 search: first steps 555-739 ms without, 278-337 with, others 272-365).
+# On 2 busy cores the epoch takes as long either way; spare cores absorb it (BENCHMARKS.md 7c).
+STREAM_PREFETCH = 2
 
 
 def epoch_stream(make_dataset, first, epochs, steps_per_epoch):
@@ -207,10 +212,11 @@ def epoch_stream(make_dataset, first, epochs, steps_per_epoch):
 
     Epoch `first`'s dataset is made here (its errors raised at once); each later
     one by a `py_function` when the stream reaches it (never all up front: a
-    search may have 800 epochs), then read by tf.data as it is. Each epoch gives
-    exactly `steps_per_epoch` batches: longer ones are cut, and one that ends
-    early stops the run with an error naming it (it would shift every later
-    epoch).
+    search may have 800 epochs), then read by tf.data as it is. The stream reads
+    `STREAM_PREFETCH` batches ahead, so the next epoch's dataset is made while
+    this one's last steps run. Each epoch gives exactly `steps_per_epoch`
+    batches: longer ones are cut, and one that ends early stops the run with an
+    error naming it (it would shift every later epoch).
     """
     import tensorflow as tf
 
@@ -234,7 +240,8 @@ def epoch_stream(make_dataset, first, epochs, steps_per_epoch):
     stream = _numbered(head, tf.constant(first, tf.int64), steps_per_epoch).concatenate(
         tf.data.Dataset.range(first + 1, epochs).flat_map(later))
     return without_autotune(
-        stream.enumerate(first * steps_per_epoch).map(_in_place(steps_per_epoch)))
+        stream.enumerate(first * steps_per_epoch).map(_in_place(steps_per_epoch))
+        .prefetch(STREAM_PREFETCH))
 
 
 def _check_same_spec(spec, other, epoch):
