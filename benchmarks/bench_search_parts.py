@@ -21,6 +21,12 @@ again, optimised the other way, when it is called under another setting than bef
 
     python benchmarks/bench_search_parts.py
     PYTHONPATH=<an older checkout> python benchmarks/bench_search_parts.py
+    python benchmarks/bench_search_parts.py --space auto_tsnet_mini --crop 32 \
+        --heldout-batch 16 --arch sampled     # the search recipes' own setting
+
+`--space` and `--arch` pick the step-1 space (the paper's `auto_tsnet` by default) and
+the architecture both the fixed model and the pinned search run: the smallest (item 3's),
+the largest, or `sampled` (`space.sample(--arch-seed)`).
 """
 
 import argparse
@@ -64,21 +70,28 @@ def fixed_step(arch, crop, x, y):
     return fixed_train_step(model, optimizer, x, y)
 
 
-def functions(tf, crop, heldout_batch=4):
+def chosen_architecture(space, arch="smallest", seed=0):
+    """The architecture of `space` both sides run: smallest, largest or sampled (`seed`)."""
+    if arch == "sampled":
+        return space.sample(seed)
+    return space.extreme(largest=arch == "largest")
+
+
+def functions(tf, crop, heldout_batch=4, space_name="auto_tsnet", arch="smallest", seed=0):
     """{name: traced callable} of the four parts, on fixed random batches."""
     import keras
     import numpy as np
 
     from tsnet_keras.search import step_space
-    from tsnet_keras.space import auto_tsnet
+    from tsnet_keras.spaces import get_space
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     clips = lambda n: tf.constant(rng.normal(size=(n, 4, crop, crop, 3)).astype("float32"))  # noqa: E731
     labels = lambda n: tf.constant(rng.integers(0, CLASSES, n).astype("int32"))  # noqa: E731
     x, y, hx, hy = clips(BATCH), labels(BATCH), clips(heldout_batch), labels(heldout_batch)
-    space = step_space(1, auto_tsnet())
-    arch = space.extreme(largest=False)
+    space = step_space(1, get_space(space_name))
+    arch = chosen_architecture(space, arch, seed)
     search = pinned_search(space, arch, crop)
     order = tf.range(SAMPLES, dtype=tf.float32)  # distinct scores: rank weights
     context = tf.distribute.get_replica_context
@@ -98,6 +111,10 @@ def main(argv=None):
     parser.add_argument("--heldout-batch", type=int, default=4,
                         help="held-out clips each path is scored on (bench_search.py's default "
                              "4; the search recipes' `heldout_batch_size` 16)")
+    parser.add_argument("--space", default="auto_tsnet", choices=("auto_tsnet", "auto_tsnet_mini"),
+                        help="step 1 of this space (auto_tsnet_mini: the search recipes')")
+    parser.add_argument("--arch", default="smallest", choices=("smallest", "largest", "sampled"))
+    parser.add_argument("--arch-seed", type=int, default=0, help="the seed of `--arch sampled`")
     parser.add_argument("--grappler", choices=GRAPPLER, default="default",
                         help="for the search's parts: as `fit` runs them (default: off on "
                              "CPUs), on or off")
@@ -112,13 +129,15 @@ def main(argv=None):
 
     set_threads(args.threads)  # before TensorFlow's first op, as `tsnet-keras --threads`
 
-    print(f"TensorFlow {tf.__version__}; {machine.describe()}; crop {args.crop}, K = {SAMPLES}, "
+    print(f"TensorFlow {tf.__version__}; {machine.describe()}; {args.space} step 1, {args.arch} "
+          f"architecture; crop {args.crop}, K = {SAMPLES}, "
           f"batch {BATCH} per path, held-out batch {args.heldout_batch}; medians of {args.repeats}; "
           f"Grappler for the search: {args.grappler}; threads (intra, inter): "
           f"{args.threads or 'default'}")
     parts = {name: under_setting(graph_optimization, fn, True if name == "fixed"
                                  else GRAPPLER[args.grappler])
-             for name, fn in functions(tf, args.crop, args.heldout_batch).items()}
+             for name, fn in functions(tf, args.crop, args.heldout_batch, args.space, args.arch,
+                                       args.arch_seed).items()}
     for name, fn in parts.items():
         start = time.perf_counter()
         fn(), fn()
