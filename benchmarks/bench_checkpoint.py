@@ -71,12 +71,14 @@ class CheckpointTimer(keras.callbacks.Callback):
         self.calls += 1
 
 
-def recipe_defaults(function) -> dict:
-    """The step-1 notebook's parameters that `function` takes (the CLI's defaults)."""
+def recipe_defaults(function, command="search") -> dict:
+    """The parameters of `command`'s notebook (search: step 1's) that `function` takes: the
+    CLI's defaults."""
     from tsnet_keras.cli import COMMANDS, notebook_parameters, notebooks_dir
 
-    shown = notebook_parameters(notebooks_dir() / COMMANDS["search"].notebook)
-    taken = set(inspect.signature(function).parameters) - {"step", "output_dir", "previous_dir"}
+    shown = notebook_parameters(notebooks_dir() / COMMANDS[command].notebook)
+    positional = {"step", "output_dir", "previous_dir", "arch"}
+    taken = set(inspect.signature(function).parameters) - positional
     return {name: value for name, (value, _) in shown.items() if name in taken}
 
 

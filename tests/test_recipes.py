@@ -621,3 +621,31 @@ def test_retrain_arguments_reproduce_the_recorded_peak_learning_rate():
                      "batch_size": 8, "stream_dropout": 0.5}  # crop and classes: the caller's
     sgd = retrain_arguments({"optimizer": "sgd", "peak_learning_rate": 0.05, "batch_size": 8})
     assert peak_learning_rate(sgd["base_learning_rate"], 8, sgd["reference_batch_size"]) == 0.05
+
+
+def test_retrain_validation_is_decoded_once_and_kept_in_memory(own_data, tmp_path):
+    import tensorflow as tf
+
+    from tsnet_keras.recipes.common import WorkerShare
+    from tsnet_keras.recipes.data import in_memory_if_small
+    from tsnet_keras.recipes.train import _retrain_data
+
+    options = dict(crop=CROP, batch_size=2, frames=(4, None), seed=0, steps_per_epoch=1,
+                   validate=True)
+    share = WorkerShare(tf.distribute.get_strategy(), str(tmp_path))
+    _, in_memory, _ = _retrain_data(own_data, share, val_steps=0, **options)
+    decoded, passes = [], []
+    for _ in range(3):  # three epochs' validation
+        before = own_data.failures.num_attempts
+        passes.append([batch for batch in in_memory])
+        decoded.append(own_data.failures.num_attempts - before)
+    assert decoded[0] >= len(own_data.val) - 1 and decoded[1:] == [0, 0], decoded
+    plain = own_data.dataset("val", "val", crop=CROP, batch_size=2, frames=(4, None), seed=0)
+    want = [(x, tf.one_hot(y, own_data.num_classes)) for x, y in plain]
+    for got in passes:
+        for (got_x, got_y), (want_x, want_y) in zip(got, want, strict=True):
+            np.testing.assert_array_equal(got_x, want_x)
+            np.testing.assert_array_equal(got_y, want_y)
+    # Too large for the cap, or of an unknown size: decoded at every pass, as before.
+    assert in_memory_if_small(plain, len(own_data.val), "validation", cache_mb=0) is plain
+    assert in_memory_if_small(plain, None, "validation") is plain

@@ -37,9 +37,12 @@ logger = logging.getLogger("tsnet_keras.recipes")
 
 # X3D / PySlowFast at crop 160: train short side in [182, 228], test short side 182.
 X3D_JITTER = (182 / 160, 228 / 160)
-# The search's held-out cycle is decoded once and kept in memory up to this many MB
-# (`RecipeData.heldout_batches`): 6 MB at the step-1 recipe's defaults, 54 MB at step 2's.
-HELDOUT_CACHE_MB = 512
+# Val-mode clips (one centre clip and crop: the same at every pass) are decoded once and kept
+# in memory when they take at most this many MB: the search's held-out cycle
+# (`RecipeData.heldout_batches`: 6 MB at the step-1 recipe's defaults, 54 MB at step 2's)
+# and the retrain's validation set (`in_memory_if_small`: 31 MB for a step-1 architecture at
+# the retrain recipe's defaults, 283 MB for a two-stream one).
+DECODED_CACHE_MB = 512
 
 
 @dataclasses.dataclass
@@ -122,7 +125,7 @@ class RecipeData:
         return video_dataset(source, None, mode, batch_size, **arguments)
 
     def heldout_batches(self, videos: VideoList, *, crop: int, batch_size: int, frames=(4, 32),
-                        seed=0, cache_mb=HELDOUT_CACHE_MB, **kwargs):
+                        seed=0, cache_mb=DECODED_CACHE_MB, **kwargs):
         """Held-out batches cycled by position: a callable `start_batch -> dataset`.
 
         A cycle is `len(videos) // batch_size` val-mode batches (the remainder
@@ -181,6 +184,18 @@ def _clip_megabytes(dataset) -> float:
     if None in values:
         return float("inf")
     return sum(n * spec.dtype.size for n, spec in zip(values, specs)) / 2**20
+
+
+def in_memory_if_small(dataset, num_clips, what, cache_mb=DECODED_CACHE_MB):
+    """`dataset` kept in memory after its first full pass (`Dataset.cache`) when its
+    `num_clips` clips take at most `cache_mb` MB; else, or when `num_clips` is None (not
+    known), `dataset` as it is. Only for val-mode data: every pass decodes the same clips."""
+    megabytes = _clip_megabytes(dataset) * (num_clips if num_clips is not None else float("inf"))
+    if megabytes > cache_mb:
+        return dataset
+    logger.info("%s: %d clips decoded at the first pass, then kept in memory (%.1f MB at most)",
+                what, num_clips, megabytes)
+    return dataset.cache()
 
 
 def _cycle_in_memory(cycle, num_videos):
@@ -436,4 +451,5 @@ def split_heldout(videos: VideoList, fraction: float, seed: int = 0) -> tuple:
     return VideoList(train, videos.classes), VideoList(held, videos.classes)
 
 
-__all__ = ["RecipeData", "resolve_data", "split_heldout", "stream_frames"]
+__all__ = ["DECODED_CACHE_MB", "RecipeData", "in_memory_if_small", "resolve_data", "split_heldout",
+           "stream_frames"]

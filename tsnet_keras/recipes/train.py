@@ -79,7 +79,13 @@ from tsnet_keras.recipes.common import (
     write_json,
     write_metrics,
 )
-from tsnet_keras.recipes.data import RecipeData, logger, resolve_data, stream_frames
+from tsnet_keras.recipes.data import (
+    RecipeData,
+    in_memory_if_small,
+    logger,
+    resolve_data,
+    stream_frames,
+)
 from tsnet_keras.space.architecture import Architecture
 
 CHECKPOINT_DIR = "checkpoint"
@@ -271,7 +277,17 @@ def _retrain_data(data, share, *, crop, batch_size, frames, seed, steps_per_epoc
                                 seed=seed, **options).map(one_hot)
         if val_steps:
             val_data = val_data.take(val_steps)
+        val_data = in_memory_if_small(val_data, _val_clips(data, val_steps, worker_batch),
+                                      "validation")
     return train_data, val_data, steps_per_epoch
+
+
+def _val_clips(data, val_steps, batch_size):
+    """The validation clips of a pass at most (None for TFRecord shards: not known)."""
+    clips = len(data.val) if hasattr(data.val, "records") else None
+    if val_steps:
+        clips = min(clips, val_steps * batch_size) if clips is not None else val_steps * batch_size
+    return clips
 
 
 def retrain(
