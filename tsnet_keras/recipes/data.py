@@ -40,8 +40,8 @@ X3D_JITTER = (182 / 160, 228 / 160)
 # Val-mode clips (one centre clip and crop: the same at every pass) are decoded once and kept
 # in memory when they take at most this many MB: the search's held-out cycle
 # (`RecipeData.heldout_batches`: 6 MB at the step-1 recipe's defaults, 54 MB at step 2's)
-# and the retrain's validation set (`in_memory_if_small`: 31 MB for a step-1 architecture at
-# the retrain recipe's defaults, 283 MB for a two-stream one).
+# and the retrain's validation set (`in_memory_if_small`: 30 MB for a step-1 architecture at
+# the retrain recipe's defaults, 270 MB for a two-stream one).
 DECODED_CACHE_MB = 512
 
 
