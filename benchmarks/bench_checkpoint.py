@@ -3,10 +3,9 @@
 Usage:
     python benchmarks/bench_checkpoint.py [--epochs 4] [--every 4]
 
-Runs `tsnet_keras.recipes.search_step(1, ...)` with the step-1 notebook's defaults, as
-`tsnet-keras search --step 1` does (the built-in synthetic dataset, `auto_tsnet_mini`,
-crop 32, batch 8, K = 4, 16 held-out clips) and a callback that,
-every `--every` steps of that run, times on the live search:
+Runs `tsnet-keras search --step 1` in this process (`recipe_run.py`: the CLI's defaults,
+the built-in synthetic dataset, `auto_tsnet_mini`, crop 32, batch 8, K = 4, 16 held-out
+clips) with a callback that, every `--every` steps of that run, times on the live search:
 
 - "one by one": every variable of a checkpoint converted to NumPy with its own
   eager read (`keras.ops.convert_to_numpy`, what `save_checkpoint` did before);
@@ -21,16 +20,19 @@ The first call of the traced read (its trace) is reported apart from the medians
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import statistics
+import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+
+from recipe_run import run_recipe  # noqa: E402
 
 
 def _one_by_one(variables):
@@ -71,37 +73,22 @@ class CheckpointTimer(keras.callbacks.Callback):
         self.calls += 1
 
 
-def recipe_defaults(function, command="search") -> dict:
-    """The parameters of `command`'s notebook (search: step 1's) that `function` takes: the
-    CLI's defaults."""
-    from tsnet_keras.cli import COMMANDS, notebook_parameters, notebooks_dir
-
-    shown = notebook_parameters(notebooks_dir() / COMMANDS[command].notebook)
-    positional = {"step", "output_dir", "previous_dir", "arch"}
-    taken = set(inspect.signature(function).parameters) - positional
-    return {name: value for name, (value, _) in shown.items() if name in taken}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--every", type=int, default=4, help="steps between timings")
     args = parser.parse_args()
-    from tsnet_keras.recipes import search_step
-
     with tempfile.TemporaryDirectory() as folder:
         timer = CheckpointTimer(args.every, folder)
-        options = {**recipe_defaults(search_step), "epochs": args.epochs, "verbose": 0,
-                   "checkpoint_every": 0, "callbacks": [timer]}
-        search_step(1, output_dir=os.path.join(folder, "step1"), **options)
+        run_recipe(["search", "--step", "1", "--epochs", str(args.epochs), "--checkpoint-every",
+                    "0", "--output-dir", os.path.join(folder, "step1")], [timer])
     print(f"default step-1 search, {args.epochs} epochs, timed every {args.every} steps "
           f"({timer.calls} times), {timer.variables} variables")
     print(f"{'what':<12} {'median ms':>10} {'min':>8} {'max':>8}")
-    for name, values in timer.times.items():
-        if values:
-            print(f"{name:<12} {statistics.median(values):>10.1f} {min(values):>8.1f} "
-                  f"{max(values):>8.1f}")
     medians = {name: statistics.median(values) for name, values in timer.times.items() if values}
+    for name, median in medians.items():
+        times = timer.times[name]
+        print(f"{name:<12} {median:>10.1f} {min(times):>8.1f} {max(times):>8.1f}")
     ratio = medians["one by one"] / medians["one call"]
     print(f"read, one by one / one call: {ratio:.1f}x")
 

@@ -3,14 +3,13 @@
 Usage:
     python benchmarks/bench_epoch_start.py [--epochs 10] [--rounds 2]
 
-Runs `tsnet_keras.recipes.search_step(1, ...)` with the step-1 notebook's defaults
-(as `tsnet-keras search --step 1` does) `2 x rounds` times in one process,
-alternating the epoch stream's read-ahead (`tsnet_keras.engine.STREAM_PREFETCH`)
-between 0 (what the library did before: an epoch's dataset made, and its first
-batch decoded, when its first step asks for it) and the library's default. A
-callback times every step (`on_train_batch_begin` to `on_train_batch_end`: the
-traced step, its input included) and every epoch. Epoch 0 (the trace) is left
-out of the figures.
+Runs `tsnet-keras search --step 1` (`recipe_run.py`: the CLI's defaults) `2 x rounds`
+times in one process, alternating the epoch stream's read-ahead
+(`tsnet_keras.engine.STREAM_PREFETCH`) between 0 (what the library did before: an
+epoch's dataset made, and its first batch decoded, when its first step asks for it)
+and the library's default. A callback times every step (`on_train_batch_begin` to
+`on_train_batch_end`: the traced step, its input included) and every epoch. Epoch 0
+(the trace) is left out of the figures.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 
-from bench_checkpoint import recipe_defaults  # noqa: E402
+from recipe_run import run_recipe  # noqa: E402
 
 
 class StepTimes(keras.callbacks.Callback):
@@ -53,15 +52,13 @@ class StepTimes(keras.callbacks.Callback):
 
 def one_run(prefetch, epochs) -> dict:
     from tsnet_keras import engine
-    from tsnet_keras.recipes import search_step
 
     engine.STREAM_PREFETCH = prefetch
     times = StepTimes()
-    options = {**recipe_defaults(search_step), "epochs": epochs, "verbose": 0,
-               "callbacks": [times]}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        search_step(1, output_dir=folder, **options)
+        run_recipe(["search", "--step", "1", "--epochs", str(epochs), "--output-dir", folder],
+                   [times])
     later = times.steps[1:]
     return {"first step": statistics.median(steps[0] for steps in later),
             "other steps": statistics.median(t for steps in later for t in steps[1:]),

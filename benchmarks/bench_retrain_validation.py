@@ -3,10 +3,9 @@
 Usage:
     python benchmarks/bench_retrain_validation.py [--epochs 4] [--rounds 2]
 
-Runs `tsnet_keras.recipes.retrain` with the retrain notebook's defaults (as
-`tsnet-keras retrain` does: the built-in synthetic dataset, crop 64, batch 8, 160
-validation videos) on a step-1 architecture of `auto_tsnet_mini` (`sample(0)`),
-`2 x rounds` times in one process, alternating: "decoded" replaces
+Runs `tsnet-keras retrain` (`recipe_run.py`: the CLI's defaults, the built-in synthetic
+dataset, crop 64, batch 8, 160 validation videos) on a step-1 architecture of
+`auto_tsnet_mini` (`sample(0)`), `2 x rounds` times in one process, alternating: "decoded" replaces
 `in_memory_if_small` by a pass-through (what the library did before), "kept" is the
 library's default. A callback times each epoch and its validation
 (`on_test_begin` to `on_test_end`). Epoch 0 (the trace, the first decode) is left out.
@@ -26,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 
-from bench_checkpoint import recipe_defaults  # noqa: E402
+from recipe_run import run_recipe  # noqa: E402
 
 
 class EpochTimes(keras.callbacks.Callback):
@@ -50,17 +49,17 @@ class EpochTimes(keras.callbacks.Callback):
 
 
 def one_run(kept, epochs) -> dict:
-    from tsnet_keras.recipes import data, retrain, train
+    from tsnet_keras.recipes import data, train
     from tsnet_keras.search import step_space
     from tsnet_keras.spaces import get_space
 
     train.in_memory_if_small = data.in_memory_if_small if kept else (lambda dataset, *_: dataset)
-    arch = step_space(1, get_space("auto_tsnet_mini")).sample(0)
     times = EpochTimes()
-    options = {**recipe_defaults(retrain, "retrain"), "epochs": epochs, "verbose": 0,
-               "callbacks": [times]}
     with tempfile.TemporaryDirectory() as folder:
-        retrain(arch, folder, **options)
+        step_space(1, get_space("auto_tsnet_mini")).sample(0).save(
+            os.path.join(folder, "architecture.json"))
+        run_recipe(["retrain", "--previous-dir", folder, "--epochs", str(epochs),
+                    "--output-dir", os.path.join(folder, "retrain")], [times])
     return {"validation": statistics.median(times.validations[1:]),
             "epoch": statistics.median(times.epochs[1:])}
 

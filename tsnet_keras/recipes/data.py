@@ -155,7 +155,7 @@ class RecipeData:
                                 seed=seed, videos=rotated, drop_remainder=True, **kwargs)
 
         cycle = from_position(0)
-        if _clip_megabytes(cycle) * len(usable) <= cache_mb:
+        if _decoded_megabytes(cycle, len(usable)) <= cache_mb:
             from_position = _cycle_in_memory(cycle, len(usable))
         from_position.batches_per_cycle = per_cycle
         return from_position
@@ -186,11 +186,16 @@ def _clip_megabytes(dataset) -> float:
     return sum(n * spec.dtype.size for n, spec in zip(values, specs)) / 2**20
 
 
+def _decoded_megabytes(dataset, num_clips) -> float:
+    """MB of `num_clips` decoded clips of `dataset` (inf when `num_clips` is None: not known)."""
+    return float("inf") if num_clips is None else _clip_megabytes(dataset) * num_clips
+
+
 def in_memory_if_small(dataset, num_clips, what, cache_mb=DECODED_CACHE_MB):
     """`dataset` kept in memory after its first full pass (`Dataset.cache`) when its
     `num_clips` clips take at most `cache_mb` MB; else, or when `num_clips` is None (not
     known), `dataset` as it is. Only for val-mode data: every pass decodes the same clips."""
-    megabytes = _clip_megabytes(dataset) * (num_clips if num_clips is not None else float("inf"))
+    megabytes = _decoded_megabytes(dataset, num_clips)
     if megabytes > cache_mb:
         return dataset
     logger.info("%s: %d clips decoded at the first pass, then kept in memory (%.1f MB at most)",

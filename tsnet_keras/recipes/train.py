@@ -284,10 +284,10 @@ def _retrain_data(data, share, *, crop, batch_size, frames, seed, steps_per_epoc
 
 def _val_clips(data, val_steps, batch_size):
     """The validation clips of a pass at most (None for TFRecord shards: not known)."""
-    clips = len(data.val) if hasattr(data.val, "records") else None
+    counts = [len(data.val)] if hasattr(data.val, "records") else []
     if val_steps:
-        clips = min(clips, val_steps * batch_size) if clips is not None else val_steps * batch_size
-    return clips
+        counts.append(val_steps * batch_size)
+    return min(counts, default=None)
 
 
 def retrain(

@@ -119,12 +119,11 @@ def save_checkpoint(search, path, meta: dict | None = None) -> None:
         meta: JSON-serialisable dict stored alongside (history, configuration).
     """
     groups = _groups(search)
-    values = iter(_read_values(search, [v for variables in groups.values() for v in variables]))
-    arrays, names = {}, {}
-    for group, variables in groups.items():
-        names[group] = [variable.path for variable in variables]
-        for index in range(len(variables)):
-            arrays[f"{group}/{index:05d}"] = next(values)
+    keyed = {f"{group}/{index:05d}": variable for group, variables in groups.items()
+             for index, variable in enumerate(variables)}
+    arrays = dict(zip(keyed, _read_values(search, list(keyed.values()))))
+    names = {group: [variable.path for variable in variables]
+             for group, variables in groups.items()}
     payload = {"meta": meta or {}, "names": names}
     arrays[_META] = np.frombuffer(json.dumps(payload).encode("utf-8"), dtype=np.uint8)
     write_npz_atomically(path, arrays, keep_previous=previous_path(path))
