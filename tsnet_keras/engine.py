@@ -31,6 +31,7 @@ import time
 import keras
 
 from tsnet_keras.data.options import without_autotune
+from tsnet_keras.data.pipeline_calls import pipeline_call
 from tsnet_keras.files import atomic_write_text, remove_stale_temp_files
 
 _HOOKS = (
@@ -234,7 +235,7 @@ def epoch_stream(make_dataset, first, epochs, steps_per_epoch):
         return tf.data.experimental.to_variant(dataset)
 
     def later(epoch):
-        variant = tf.py_function(build, [epoch], tf.variant)
+        variant = tf.py_function(pipeline_call(build), [epoch], tf.variant)
         return _numbered(tf.data.experimental.from_variant(variant, spec), epoch, steps_per_epoch)
 
     stream = _numbered(head, tf.constant(first, tf.int64), steps_per_epoch).concatenate(

@@ -31,6 +31,7 @@ from tsnet_keras.data import augment, tfrecord
 from tsnet_keras.data.decode import read_frame_folder, read_video
 from tsnet_keras.data.failures import DecodeFailures, TooManyFailuresError
 from tsnet_keras.data.options import without_autotune
+from tsnet_keras.data.pipeline_calls import pipeline_call
 from tsnet_keras.data.lists import (
     VideoList,
     read_kinetics_csv,
@@ -209,14 +210,14 @@ def _tfrecord_sample(parsed, name, sampler: ClipSampler, target_fps, clip_seed, 
         return problem is None
 
     indices, ok = tf.numpy_function(
-        select, [parsed["num_frames"], parsed["fps"], clip_seed, parsed["label"],
+        pipeline_call(select), [parsed["num_frames"], parsed["fps"], clip_seed, parsed["label"],
                  tf.size(parsed["frames"], out_type=tf.int64), name], [tf.int64, tf.bool])
     indices.set_shape(shape)
     unique, positions = tf.unique(tf.reshape(indices, [-1]))
     stored = tf.shape(parsed["frames"], out_type=tf.int64)[0]
     encoded = tf.gather(parsed["frames"], tf.minimum(unique, tf.maximum(stored - 1, 0)))
     encoded = tf.cond(stored > 0, lambda: encoded, lambda: tf.fill(tf.shape(unique), b""))
-    ok = tf.numpy_function(check_jpegs, [encoded, ok, name], tf.bool)
+    ok = tf.numpy_function(pipeline_call(check_jpegs), [encoded, ok, name], tf.bool)
     ok.set_shape([])
     positions = tf.reshape(tf.cast(positions, tf.int64), tf.shape(indices))
     return encoded, positions, ok
@@ -681,7 +682,7 @@ def _list_train_clips(indices, loader: _ClipLoader, pipeline: _ClipPipeline, *, 
     def load_train(index, clip_seed):
         short_side = augment.random_short_side(clip_seed, pipeline.jitter)
         frames, sparse, dense, label = tf.numpy_function(
-            loader.train, [index, clip_seed, short_side], [tf.uint8, tf.int64, tf.int64, tf.int64]
+            pipeline_call(loader.train), [index, clip_seed, short_side], [tf.uint8, tf.int64, tf.int64, tf.int64]
         )
         frames.set_shape([None, None, None, 3])
         sparse.set_shape([sampler.sparse_frames])
@@ -699,7 +700,7 @@ def _list_view_clips(indices, loader: _ClipLoader, pipeline: _ClipPipeline, *, p
 
     def load_views(index):
         frames, sparse, dense, label, ok = tf.numpy_function(
-            loader.views, [index, pipeline.test_short_side, clips],
+            pipeline_call(loader.views), [index, pipeline.test_short_side, clips],
             [tf.uint8, tf.int64, tf.int64, tf.int64, tf.bool]
         )
         frames.set_shape([None, None, None, 3])

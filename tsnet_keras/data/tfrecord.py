@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from tsnet_keras.data.decode import read_video
 from tsnet_keras.data.failures import DecodeFailures
+from tsnet_keras.data.pipeline_calls import pipeline_call
 from tsnet_keras.files import atomic_path
 
 MISSING = -2  # parsed value of an absent int64 field (labels are >= -1)
@@ -256,7 +257,7 @@ def decode_jpeg_checked(encoded: tf.Tensor, name: tf.Tensor, failures: DecodeFai
         failures.record(label, None)
         return frames, True
 
-    frames, ok = tf.numpy_function(decode, [encoded, name], [tf.uint8, tf.bool])
+    frames, ok = tf.numpy_function(pipeline_call(decode), [encoded, name], [tf.uint8, tf.bool])
     frames.set_shape([None, None, None, 3])
     ok.set_shape([])
     return frames, ok
