@@ -682,7 +682,8 @@ def _list_train_clips(indices, loader: _ClipLoader, pipeline: _ClipPipeline, *, 
     def load_train(index, clip_seed):
         short_side = augment.random_short_side(clip_seed, pipeline.jitter)
         frames, sparse, dense, label = tf.numpy_function(
-            pipeline_call(loader.train), [index, clip_seed, short_side], [tf.uint8, tf.int64, tf.int64, tf.int64]
+            pipeline_call(loader.train), [index, clip_seed, short_side],
+            [tf.uint8, tf.int64, tf.int64, tf.int64]
         )
         frames.set_shape([None, None, None, 3])
         sparse.set_shape([sampler.sparse_frames])
