@@ -5,6 +5,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from tsnet_keras.data import pipeline_calls
 from tsnet_keras.data.pipeline_calls import drain, pipeline_call, quiet
 
@@ -56,9 +58,7 @@ def test_a_wrapped_function_keeps_its_result_errors_and_name():
         raise ValueError("bad clip")
 
     assert pipeline_call(lambda a, b=2: a * b)(3, b=4) == 12
-    try:
+    with pytest.raises(ValueError, match="bad clip"):
         broken()
-    except ValueError as error:
-        assert "bad clip" in str(error)
     assert broken.__name__ == "broken"
     assert pipeline_calls._state["in_flight"] == 0

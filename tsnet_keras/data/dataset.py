@@ -209,9 +209,9 @@ def _tfrecord_sample(parsed, name, sampler: ClipSampler, target_fps, clip_seed, 
             failures.record(name.decode("utf-8", "replace"), f"broken TFRecord example: {problem}")
         return problem is None
 
-    indices, ok = tf.numpy_function(
-        pipeline_call(select), [parsed["num_frames"], parsed["fps"], clip_seed, parsed["label"],
-                 tf.size(parsed["frames"], out_type=tf.int64), name], [tf.int64, tf.bool])
+    inputs = [parsed["num_frames"], parsed["fps"], clip_seed, parsed["label"],
+              tf.size(parsed["frames"], out_type=tf.int64), name]
+    indices, ok = tf.numpy_function(pipeline_call(select), inputs, [tf.int64, tf.bool])
     indices.set_shape(shape)
     unique, positions = tf.unique(tf.reshape(indices, [-1]))
     stored = tf.shape(parsed["frames"], out_type=tf.int64)[0]
