@@ -27,6 +27,15 @@ again, optimised the other way, when it is called under another setting than bef
 `--space` and `--arch` pick the step-1 space (the paper's `auto_tsnet` by default) and
 the architecture both the fixed model and the pinned search run: the smallest (item 3's),
 the largest, or `sampled` (`space.sample(--arch-seed)`).
+
+`--memory` also prints each part's peak memory above what was allocated before the call,
+from TensorFlow's own allocator statistics (on CPUs these need TensorFlow's BFC allocator,
+`TF_CPU_ALLOCATOR_USE_BFC=true`, which the option sets before TensorFlow starts; times
+are then taken with that allocator). A process's resident size cannot show it: after the
+first steps the allocator reuses the pages it holds, so a step's peak above the resident
+size before it reads a few MB whatever the step allocates.
+
+    python benchmarks/bench_search_parts.py --memory     # item 3's time and memory
 """
 
 import argparse
@@ -121,7 +130,12 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
                         help="TensorFlow's intra-op and inter-op thread pools (default: "
                              "TensorFlow's own, one per core each)")
+    parser.add_argument("--memory", action="store_true",
+                        help="also each part's peak allocator memory above the memory allocated "
+                             "before the call (sets TF_CPU_ALLOCATOR_USE_BFC=true)")
     args = parser.parse_args(argv)
+    if args.memory:  # before TensorFlow starts: only the BFC allocator keeps statistics on CPUs
+        os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
     import tensorflow as tf
 
     from tsnet_keras.cli import set_threads
@@ -133,7 +147,8 @@ def main(argv=None):
           f"architecture; crop {args.crop}, K = {SAMPLES}, "
           f"batch {BATCH} per path, held-out batch {args.heldout_batch}; medians of {args.repeats}; "
           f"Grappler for the search: {args.grappler}; threads (intra, inter): "
-          f"{args.threads or 'default'}")
+          f"{args.threads or 'default'}; memory: "
+          f"{'BFC allocator statistics' if args.memory else 'not measured'}")
     parts = {name: under_setting(graph_optimization, fn, True if name == "fixed"
                                  else GRAPPLER[args.grappler])
              for name, fn in functions(tf, args.crop, args.heldout_batch, args.space, args.arch,
@@ -142,7 +157,10 @@ def main(argv=None):
         start = time.perf_counter()
         fn(), fn()
         print(f"  {name}: trace + two calls {time.perf_counter() - start:.1f} s", flush=True)
-    report(timed_rounds(parts, args.repeats))
+    times, peaks = timed_rounds(parts, args.repeats, tf if args.memory else None)
+    report(times)
+    if args.memory:
+        report_memory(peaks)
 
 
 def under_setting(graph_optimization, fn, grappler):
@@ -155,17 +173,32 @@ def under_setting(graph_optimization, fn, grappler):
     return call
 
 
-def timed_rounds(parts, repeats):
-    """{name: [ms per round]}: the parts called in turn, after one untimed round (the
-    first call of a function after others were traced can take seconds)."""
-    times = {name: [] for name in parts}
+def timed_rounds(parts, repeats, tf=None):
+    """({name: [ms per round]}, {name: [peak MB per round]}): the parts called in turn,
+    after one untimed round (the first call of a function after others were traced can
+    take seconds). Peaks (with `tf`) are the allocator's peak above its allocation
+    before the call."""
+    times, peaks = {name: [] for name in parts}, {name: [] for name in parts}
     for round_ in range(repeats + 1):
         for name, fn in parts.items():
+            before = _allocator_reset(tf) if tf else 0.0
             start = time.perf_counter()
             fn()
             if round_:
                 times[name].append(1000 * (time.perf_counter() - start))
-    return times
+                if tf:
+                    peaks[name].append(_allocator_peak(tf) - before)
+    return times, peaks
+
+
+def _allocator_reset(tf):
+    """MB the CPU allocator holds now; its peak statistic restarts from here."""
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    return tf.config.experimental.get_memory_info("CPU:0")["current"] / 2**20
+
+
+def _allocator_peak(tf):
+    return tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
 
 
 def report(times):
@@ -177,6 +210,15 @@ def report(times):
         rounds = [t / (SAMPLES * f) for t, f in zip(ms, times["fixed"])]
         print(f"{name:>8} {statistics.median(ms):10.0f} "
               f"{statistics.median(ms) / (SAMPLES * fixed):17.3f} {statistics.median(rounds):17.3f}")
+
+
+def report_memory(peaks):
+    """Median peak MB of each part, and against the fixed step's (item 3 compares the
+    search step's peak with the fixed step's, not per path: the paths run one at a time)."""
+    fixed = statistics.median(peaks["fixed"])
+    print(f"{'part':>8} {'peak MB':>10} {'/ fixed step':>13}")
+    for name, mb in peaks.items():
+        print(f"{name:>8} {statistics.median(mb):10.1f} {statistics.median(mb) / fixed:13.2f}")
 
 
 if __name__ == "__main__":
