@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tests.search.spaces import tiny_single_stream, tiny_two_stream
 from tsnet_keras.layers._super import active_slice
-from tsnet_keras.search import ParsecSearch, optimizers
+from tsnet_keras.search import ParsecSearch, optimizers, parsec
 from tsnet_keras.search.box_gradients import box_reads, dense, sum_boxes
 from tsnet_keras.search.optimizers import MaskedAdamW, MaskedSGD
 
@@ -165,3 +165,46 @@ def test_the_search_step_takes_box_gradients_only_where_it_can():
     assert search._box_gradients(1) and not search._box_gradients(2)
     search.compile(weights_optimizer=MaskedSGD(0.1, restrict_to_active=False))
     assert not search._box_gradients(1)
+
+
+def test_a_sum_of_boxes_keeps_the_axes_every_part_spans_whole():
+    shape = (6, 4)
+    rows = lambda n, begin: (tf.ones((n, 4)), tf.constant([begin, 0]))  # noqa: E731
+
+    seen = []
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 4)), tf.TensorSpec((None, None))])
+    def static_shapes(spans_columns, partial):
+        for part in (spans_columns, partial):
+            seen.append(sum_boxes([(part, tf.constant([0, 0])), rows(2, 3)], shape)[0].shape)
+        return tf.constant(0)
+
+    static_shapes.get_concrete_function()
+    assert [s.as_list() for s in seen] == [[None, 4], [None, None]]
+    total, begin = sum_boxes([rows(2, 0), rows(1, 4)], shape)  # rows 0-1 and 4, zeros between
+    assert total.shape == (5, 4) and np.asarray(begin).tolist() == [0, 0]
+    np.testing.assert_array_equal(total[:, 0], [1, 1, 0, 0, 1])
+
+
+def test_the_search_step_sums_its_paths_in_boxes_as_with_whole_gradients(monkeypatch):
+    """K = 3 paths summed as they finish (box gradients, one traced sum) move the weights
+    as the whole gradients summed at the end do."""
+    monkeypatch.setattr(optimizers, "RESTRICT_MIN_ENTRIES", 0)  # every weight boxed
+    results, traces = [], []
+    for boxes in (True, False):
+        keras.utils.set_random_seed(5)
+        search = ParsecSearch(tiny_single_stream(), 5, crop=8, samples_per_replica=3)
+        search.compile(weights_optimizer=MaskedSGD(0.1, momentum=0.9))
+        monkeypatch.setattr(search, "_box_gradients", lambda replicas, boxes=boxes: boxes)
+        x = _clips(search, np.random.default_rng(1))
+        y = tf.constant(np.random.default_rng(0).integers(0, 5, 4).astype("int32"))
+        step = tf.function(search.train_step)
+        for _ in range(2):
+            before = parsec._add_box_paths.experimental_get_tracing_count()
+            step(((x, y), (x, y)))
+            traces.append(parsec._add_box_paths.experimental_get_tracing_count() - before)
+        results.append([np.asarray(w) for w in search.supernet.trainable_variables])
+    # At most one trace for the K - 1 sums (none if an earlier test traced the same shapes).
+    assert traces[0] <= 1 and traces[1:] == [0, 0, 0]
+    for boxed, whole in zip(*results):
+        np.testing.assert_allclose(boxed, whole, rtol=1e-5, atol=1e-6)

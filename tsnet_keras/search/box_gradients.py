@@ -93,7 +93,17 @@ def sum_boxes(parts, shape):
     empty = tf.reduce_any(tf.equal(sizes, 0), axis=1, keepdims=True)  # spans nothing
     end = tf.reduce_max(tf.where(empty, 0, begins + sizes), axis=0)
     begin = tf.minimum(tf.reduce_min(tf.where(empty, _FAR, begins), axis=0), end)
-    return _place([gradient for gradient, _ in parts], begins, begin, end - begin), begin
+    summed = _place([gradient for gradient, _ in parts], begins, begin, end - begin)
+    summed.set_shape(_whole_axes([gradient for gradient, _ in parts], shape))
+    return summed, begin
+
+
+def _whole_axes(gradients, shape):
+    """The static shape of the gradients' union box: an axis every part spans whole (by
+    its static size) is whole; the others are unknown. (So a running sum keeps the static
+    shape of the parts, and a function it passes through traces once.)"""
+    return [int(n) if all(g.shape[axis] == int(n) for g in gradients) else None
+            for axis, n in enumerate(shape)]
 
 
 def dense(pair, shape):

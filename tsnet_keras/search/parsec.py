@@ -38,6 +38,7 @@ runs the engine's own loop with outputs, checkpoints and resume, or the bare
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import keras
 import numpy as np
@@ -50,7 +51,7 @@ from tsnet_keras.layers.head import keep_mask
 from tsnet_keras.layers.super_mbconv3d import DEFAULT_OUTER_TAPS
 from tsnet_keras.models.supernet import Supernet
 from tsnet_keras.renames import renamed_argument, renamed_attribute
-from tsnet_keras.search.box_gradients import box_reads
+from tsnet_keras.search.box_gradients import box_reads, sum_boxes
 from tsnet_keras.search.distribution import ArchitectureDistribution
 from tsnet_keras.search.estimator import (
     DEFAULTS,
@@ -456,7 +457,7 @@ class ParsecSearch(keras.Model):
         split = self.path_batch == "split"
         with tf.GradientTape() as shared_tape:
             features, start, shared = self._shared_features(None if split else x)
-        losses, paths, shared_grads = [], [], []
+        losses, total, shared_total = [], None, None
         for s in range(samples):
             inputs, part_y = (features, y)
             if split:
@@ -466,10 +467,12 @@ class ParsecSearch(keras.Model):
                 inputs, part_y, indices[s], ops.stop_gradient(loss_weights[s]) * scale, start,
                 shared, self._sparse_keep(part_y, s, context.replica_id_in_sync_group))
             losses.append(loss_s)
-            paths.append(grads_s)
-            shared_grads.append(shared_s)
-        per_weight = [list(parts) for parts in zip(*paths)]  # each weight's K paths' gradients
-        self._add_shared_gradients(per_weight, shared_tape, features, shared, shared_grads, boxes)
+            # Running sums: a path's gradients are freed once added (memory of two paths, not K).
+            total = grads_s if total is None else self._add_paths(total, grads_s, boxes)
+            shared_total = shared_s if shared_total is None else [
+                _sum(pair) for pair in zip(shared_total, shared_s)]
+        per_weight = [[gradient] for gradient in total]  # each weight's summed gradient
+        self._add_shared_gradients(per_weight, shared_tape, features, shared, shared_total, boxes)
         if boxes:  # summed inside the update
             self.optimizer.apply_box_gradients(per_weight, weights)
         else:
@@ -487,12 +490,25 @@ class ParsecSearch(keras.Model):
             x, training=True, update_statistics=update_statistics)
         return features, self.supernet.shared_layers, names
 
-    def _add_shared_gradients(self, per_weight, tape, features, names, path_grads, boxes):
+    def _add_paths(self, total, path, boxes):
+        """The running sum of the paths' gradients with one more `path`: box gradients
+        summed in their union box (one traced function for all of them, not inlined),
+        whole gradients added."""
+        if not boxes:
+            return [_sum(pair) for pair in zip(total, path)]
+        weights = self.supernet.trainable_variables
+        boxed = [i for i, (_, begin) in enumerate(path) if begin is not None]
+        shapes = tuple(tuple(int(n) for n in weights[i].shape) for i in boxed)
+        sums = dict(zip(boxed, _add_box_paths([total[i] for i in boxed],
+                                              [path[i] for i in boxed], shapes)))
+        return [sums[i] if i in sums else (_sum((a[0], b[0])), None)
+                for i, (a, b) in enumerate(zip(total, path))]
+
+    def _add_shared_gradients(self, per_weight, tape, features, names, totals, boxes):
         """Appends to `per_weight` the shared layers' weight gradients: one backward pass
-        of the K paths' summed gradients at the shared features (the same as K)."""
+        of the K paths' summed gradients at the shared features (`totals`; the same as K)."""
         if not names:
             return
-        totals = [_sum(grads) for grads in zip(*path_grads)]
         targets = [(features[n], g) for n, g in zip(names, totals) if g is not None]
         if not targets:
             return
@@ -665,6 +681,12 @@ def _largest_kernel_indices(variables) -> np.ndarray:
     """(V,) int32: the index of each kernel variable's largest choice, -1 for the others."""
     return np.array([int(np.argmax(v.choices)) if v.name in KERNEL_VARIABLES else -1
                      for v in variables], dtype="int32")
+
+
+@functools.partial(not_inlined, reduce_retracing=True, autograph=False)
+def _add_box_paths(total, path, shapes):
+    """`sum_boxes` of each weight's running sum and one more path's `(gradient, begin)`."""
+    return [sum_boxes([a, b], shape) for a, b, shape in zip(total, path, shapes)]
 
 
 def _sum(gradients):
