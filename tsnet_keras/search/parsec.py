@@ -468,9 +468,8 @@ class ParsecSearch(keras.Model):
                 shared, self._sparse_keep(part_y, s, context.replica_id_in_sync_group))
             losses.append(loss_s)
             # Running sums: a path's gradients are freed once added (memory of two paths, not K).
-            total = grads_s if total is None else self._add_paths(total, grads_s, boxes)
-            shared_total = shared_s if shared_total is None else [
-                _sum(pair) for pair in zip(shared_total, shared_s)]
+            total = self._add_paths(total, grads_s, boxes)
+            shared_total = _sum_each(shared_total, shared_s)
         per_weight = [[gradient] for gradient in total]  # each weight's summed gradient
         self._add_shared_gradients(per_weight, shared_tape, features, shared, shared_total, boxes)
         if boxes:  # summed inside the update
@@ -491,14 +490,15 @@ class ParsecSearch(keras.Model):
         return features, self.supernet.shared_layers, names
 
     def _add_paths(self, total, path, boxes):
-        """The running sum of the paths' gradients with one more `path`: box gradients
-        summed in their union box (one traced function for all of them, not inlined),
-        whole gradients added."""
-        if not boxes:
-            return [_sum(pair) for pair in zip(total, path)]
+        """The running sum of the paths' gradients (None before the first) with one more
+        `path`: box gradients summed in their union box by one traced function (not
+        inlined), whole gradients added in the step (through the function they would
+        lengthen the search's start-up by about 1.5 s; BENCHMARKS.md 1e, session 12)."""
+        if total is None or not boxes:
+            return _sum_each(total, path)
         weights = self.supernet.trainable_variables
         boxed = [i for i, (_, begin) in enumerate(path) if begin is not None]
-        shapes = tuple(tuple(int(n) for n in weights[i].shape) for i in boxed)
+        shapes = tuple(tuple(weights[i].shape) for i in boxed)
         sums = dict(zip(boxed, _add_box_paths([total[i] for i in boxed],
                                               [path[i] for i in boxed], shapes)))
         return [sums[i] if i in sums else (_sum((a[0], b[0])), None)
@@ -687,6 +687,11 @@ def _largest_kernel_indices(variables) -> np.ndarray:
 def _add_box_paths(total, path, shapes):
     """`sum_boxes` of each weight's running sum and one more path's `(gradient, begin)`."""
     return [sum_boxes([a, b], shape) for a, b, shape in zip(total, path, shapes)]
+
+
+def _sum_each(total, path):
+    """`total` and `path` added gradient by gradient; `path` itself when `total` is None."""
+    return path if total is None else [_sum(pair) for pair in zip(total, path)]
 
 
 def _sum(gradients):
