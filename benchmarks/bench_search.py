@@ -223,7 +223,7 @@ def worker_search(args):
         total = None
         for s in range(samples):
             part_x, part_y = (x[s::samples], y[s::samples]) if args.path_batch == "split" else (x, y)
-            _, grads, _ = search._sample_gradients(part_x, part_y, indices[s], scale)
+            _, grads, _, _ = search._sample_gradients(part_x, part_y, indices[s], scale)
             total = grads if total is None else [a + b for a, b in zip(total, grads)]
         return total
 

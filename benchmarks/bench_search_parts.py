@@ -36,6 +36,7 @@ first steps the allocator reuses the pages it holds, so a step's peak above the 
 size before it reads a few MB whatever the step allocates.
 
     python benchmarks/bench_search_parts.py --memory     # item 3's time and memory
+    python benchmarks/bench_search_parts.py --memory --paths-in-flight 2
 """
 
 import argparse
@@ -53,14 +54,14 @@ SAMPLES, BATCH, CLASSES = 4, 8, 400
 GRAPPLER = {"default": None, "on": True, "off": False}  # ParsecSearch(graph_optimization=...)
 
 
-def pinned_search(space, arch, crop):
+def pinned_search(space, arch, crop, paths_in_flight=1):
     """A `ParsecSearch` whose K samples are all `arch` (logits 50 on its choices)."""
     import numpy as np
 
     from tsnet_keras.search import MaskedSGD, ParsecSearch
 
     search = ParsecSearch(space, CLASSES, crop=crop, samples_per_replica=SAMPLES,
-                          path_batch="full")
+                          path_batch="full", paths_in_flight=paths_in_flight)
     search.compile(MaskedSGD(0.4, momentum=0.9))
     dist, chosen = search.distribution, space.indices(arch)
     dist.set_logits({key: 50.0 * np.eye(n)[chosen[key]] for key, n in zip(dist.keys, dist.sizes)})
@@ -86,7 +87,8 @@ def chosen_architecture(space, arch="smallest", seed=0):
     return space.extreme(largest=arch == "largest")
 
 
-def functions(tf, crop, heldout_batch=4, space_name="auto_tsnet", arch="smallest", seed=0):
+def functions(tf, crop, heldout_batch=4, space_name="auto_tsnet", arch="smallest", seed=0,
+              paths_in_flight=1):
     """{name: traced callable} of the four parts, on fixed random batches."""
     import keras
     import numpy as np
@@ -101,7 +103,7 @@ def functions(tf, crop, heldout_batch=4, space_name="auto_tsnet", arch="smallest
     x, y, hx, hy = clips(BATCH), labels(BATCH), clips(heldout_batch), labels(heldout_batch)
     space = step_space(1, get_space(space_name))
     arch = chosen_architecture(space, arch, seed)
-    search = pinned_search(space, arch, crop)
+    search = pinned_search(space, arch, crop, paths_in_flight)
     order = tf.range(SAMPLES, dtype=tf.float32)  # distinct scores: rank weights
     context = tf.distribute.get_replica_context
     return {
@@ -127,6 +129,8 @@ def main(argv=None):
     parser.add_argument("--grappler", choices=GRAPPLER, default="default",
                         help="for the search's parts: as `fit` runs them (default: off on "
                              "CPUs), on or off")
+    parser.add_argument("--paths-in-flight", type=int, default=1, choices=(1, 2),
+                        help="the search's `paths_in_flight` (1: the default)")
     parser.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
                         help="TensorFlow's intra-op and inter-op thread pools (default: "
                              "TensorFlow's own, one per core each)")
@@ -146,13 +150,14 @@ def main(argv=None):
     print(f"TensorFlow {tf.__version__}; {machine.describe()}; {args.space} step 1, {args.arch} "
           f"architecture; crop {args.crop}, K = {SAMPLES}, "
           f"batch {BATCH} per path, held-out batch {args.heldout_batch}; medians of {args.repeats}; "
+          f"paths in flight {args.paths_in_flight}; "
           f"Grappler for the search: {args.grappler}; threads (intra, inter): "
           f"{args.threads or 'default'}; memory: "
           f"{'BFC allocator statistics' if args.memory else 'not measured'}")
     parts = {name: under_setting(graph_optimization, fn, True if name == "fixed"
                                  else GRAPPLER[args.grappler])
              for name, fn in functions(tf, args.crop, args.heldout_batch, args.space, args.arch,
-                                       args.arch_seed).items()}
+                                       args.arch_seed, args.paths_in_flight).items()}
     for name, fn in parts.items():
         start = time.perf_counter()
         fn(), fn()

@@ -178,3 +178,31 @@ def test_the_fused_kernel_runs_where_the_statistics_update_or_the_tensor_is_larg
     kinds = {op.type for op in graph.get_operations()}
     large = 2 * 3 * side * side > COMPOSED_FORWARD_MAX_VALUES
     assert ("FusedBatchNormV3" in kinds) is (update or large)
+
+
+def test_deferred_updates_write_nothing_and_apply_as_the_update_would(rng):
+    """Within `deferred_updates` a sliced BN's update records its values and writes
+    nothing; `apply_updates` then moves the statistics as the update in place does."""
+    from tsnet_keras.layers.sliced_batch_norm import (
+        SlicedBatchNormalization,
+        apply_updates,
+        deferred_updates,
+    )
+
+    deferred, direct = SlicedBatchNormalization(10), SlicedBatchNormalization(10)
+    for layer in (deferred, direct):
+        layer.build()
+    x = rng.normal(size=(4, 2, 3, 3, 10)).astype("float32")
+    x = x[..., :6] if deferred.dynamic_shapes else x * (np.arange(10) < 6)  # width 6 of 10
+    before = to_numpy(deferred.moving_mean).copy()
+    with deferred_updates() as records:
+        deferred(x, width=6, training=True)
+    np.testing.assert_array_equal(to_numpy(deferred.moving_mean), before)
+    assert [record[0] for record in records] == [deferred]
+    apply_updates([deferred], [record[1:] for record in records])
+    direct(x, width=6, training=True)
+    for name in ("moving_mean", "moving_variance"):
+        np.testing.assert_allclose(to_numpy(getattr(deferred, name)),
+                                   to_numpy(getattr(direct, name)), rtol=1e-6)
+    assert not np.array_equal(to_numpy(deferred.moving_mean)[:6], before[:6])
+    np.testing.assert_array_equal(to_numpy(deferred.moving_mean)[6:], before[6:])

@@ -42,6 +42,23 @@ def test_dropout_active_in_training(rng):
     assert not np.allclose(evaluation, training)
 
 
+def test_dropout_draws_drop_the_units_drawn_below_the_rate(rng):
+    """With `dropout_draws` (a caller's own stateless draws) the head drops the hidden
+    units whose draw is below the rate and scales the others by 1 / (1 - rate)."""
+    features = rng.normal(size=(4, 8)).astype("float32")
+    draws = rng.uniform(size=(4, 16)).astype("float32")
+    layer = ClassificationHead(3, hidden_units=16, dropout_rate=0.25)
+    layer.build(features.shape)
+    randomize_weights(layer, rng)
+    hidden = relu(features @ weight(layer, "hidden_kernel")) * (draws >= 0.25) / 0.75
+    expected = hidden @ weight(layer, "logits_kernel") + weight(layer, "logits_bias")
+    out = to_numpy(layer(features, training=True, dropout_draws=draws))
+    np.testing.assert_allclose(out, expected, atol=1e-5, rtol=1e-5)
+    assert 0 < (draws < 0.25).sum() < draws.size  # some units dropped, not all
+    inference = to_numpy(layer(features, training=False, dropout_draws=draws))
+    np.testing.assert_allclose(inference, to_numpy(layer(features, training=False)))
+
+
 def _two_stream_head(rng, stream_dropout, seed=3):
     layer = ClassificationHead(4, hidden_units=16, dropout_rate=0.0,
                                stream_dropout=stream_dropout, seed=seed)

@@ -139,8 +139,8 @@ def test_a_paths_box_gradients_equal_its_widest_gradients(space, min_entries, mo
     assert 0 < restricted <= len(weights)
     boxed = 0
     for indices in search.sample(0):
-        _, widest, _ = search._sample_gradients(x, y, indices, tf.constant(0.5))
-        _, pairs, _ = search._sample_box_gradients(x, y, indices, tf.constant(0.5))
+        _, widest, _, _ = search._sample_gradients(x, y, indices, tf.constant(0.5))
+        _, pairs, _, _ = search._sample_box_gradients(x, y, indices, tf.constant(0.5))
         for gradient, pair, variable in zip(widest, pairs, weights):
             np.testing.assert_allclose(dense(pair, variable.shape), gradient, rtol=1e-6,
                                        atol=1e-7, err_msg=variable.path)

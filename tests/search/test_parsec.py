@@ -140,7 +140,8 @@ def test_scoring_leaves_every_moving_statistic_alone_and_training_moves_them():
     assert scores[0] == scores[1]  # batch statistics, no dropout: deterministic
     for was, now in zip(before, state()):
         np.testing.assert_array_equal(was, now)
-    search._sample_gradients(x, y, indices, tf.constant(1.0))
+    *_, statistics = search._sample_gradients(x, y, indices, tf.constant(1.0))
+    search._apply_statistics(statistics)  # the blocks' updates are deferred to the step
     assert sum(np.any(was != now) for was, now in zip(before, state())) >= 4
 
 
@@ -316,7 +317,7 @@ def test_stream_dropout_masks_are_drawn_per_step_and_path_and_drawn_again_alike(
 
     def mask(step, path):
         search.search_step.assign(step)
-        keep = search._sparse_keep(y, path, 0)
+        keep, _ = search._path_draws(y, path, 0)
         return ops.convert_to_numpy(keep)[:, 0]
 
     first = mask(3, 0)
@@ -324,7 +325,7 @@ def test_stream_dropout_masks_are_drawn_per_step_and_path_and_drawn_again_alike(
     assert 0.22 < 1 - first.mean() < 0.28
     np.testing.assert_array_equal(mask(3, 0), first)
     assert (mask(3, 1) != first).any() and (mask(4, 0) != first).any()
-    assert ParsecSearch(tiny_two_stream(), CLASSES, crop=CROP)._sparse_keep(y, 0, 0) is None
+    assert ParsecSearch(tiny_two_stream(), CLASSES, crop=CROP)._path_draws(y, 0, 0)[0] is None
 
 
 def test_a_two_stream_search_with_stream_dropout_trains():

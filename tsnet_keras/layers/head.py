@@ -164,13 +164,20 @@ class ClassificationHead(keras.layers.Layer):
         )
         self.dropout.build((shapes[0][0], self.hidden_units))
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, dropout_draws=None):
+        """`dropout_draws`: None (Keras' `Dropout`, seeded by the layer) or uniform draws
+        in [0, 1) of shape `(B, hidden_units)` that pick the dropped units (a caller that
+        seeds them per call, statelessly: the layer then writes no seed state)."""
         if isinstance(inputs, (list, tuple)):
             if training and self.stream_dropout:
                 inputs = sparse_dropped(inputs, self._keep(inputs[0]))
             inputs = inputs[0] if len(inputs) == 1 else ops.concatenate(list(inputs), -1)
         x = ops.relu(ops.matmul(inputs, self.hidden_kernel))
-        x = self.dropout(x, training=training)
+        if training and dropout_draws is not None and self.dropout_rate:
+            kept = ops.cast(dropout_draws >= self.dropout_rate, x.dtype)
+            x = x * kept / ops.cast(1.0 - self.dropout_rate, x.dtype)
+        else:
+            x = self.dropout(x, training=training)
         return ops.matmul(x, self.logits_kernel) + self.logits_bias
 
     def _keep(self, sparse):

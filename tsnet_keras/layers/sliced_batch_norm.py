@@ -1,5 +1,8 @@
 """Batch normalisation of the active channels of a weight-sharing super-block."""
 
+import contextlib
+import threading
+
 import keras
 from keras import ops
 
@@ -20,6 +23,31 @@ def default_dynamic_shapes():
 def channel_mask(width, max_width, dtype="float32"):
     """1.0 for the first `width` of `max_width` channels, 0.0 after."""
     return ops.cast(ops.arange(max_width) < width, dtype)
+
+
+_DEFERRED = threading.local()  # .records: the open `deferred_updates` list, or None
+
+
+@contextlib.contextmanager
+def deferred_updates():
+    """Within: `SlicedBatchNormalization.update` writes nothing; it records
+    `(layer, mask, mean, variance)` in the list this yields, for `apply_updates` later.
+
+    A search runs each sampled path in a traced function of its own: one that writes
+    no variable can run beside the next path's (`ParsecSearch`'s `paths_in_flight`),
+    and the paths' updates are then applied in path order, as if made in place.
+    """
+    outer, _DEFERRED.records = getattr(_DEFERRED, "records", None), []
+    try:
+        yield _DEFERRED.records
+    finally:
+        _DEFERRED.records = outer
+
+
+def apply_updates(layers, statistics):
+    """Applies deferred updates: `layers[i].apply_update(*statistics[i])`, in order."""
+    for layer, values in zip(layers, statistics):
+        layer.apply_update(*values)
 
 
 @keras.saving.register_keras_serializable(package="tsnet_keras")
@@ -161,10 +189,19 @@ class SlicedBatchNormalization(keras.layers.Layer):
         return ops.cast(outputs, self.compute_dtype)
 
     def update(self, width, mean, variance, active=True):
-        """Moves the active slice of the moving statistics towards (mean, variance)."""
+        """Moves the active slice of the moving statistics towards (mean, variance);
+        within `deferred_updates`, records the update instead."""
         mask = ops.arange(self.channels) < width
         if active is not True:
             mask = ops.logical_and(mask, ops.cast(active, "bool"))
+        records = getattr(_DEFERRED, "records", None)
+        if records is not None:
+            records.append((self, mask, mean, variance))
+            return
+        self.apply_update(mask, mean, variance)
+
+    def apply_update(self, mask, mean, variance):
+        """The moving statistics moved towards (mean, variance) where `mask` is True."""
         for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
             current = ops.convert_to_tensor(moving)
             moved = current * self.momentum + value * (1.0 - self.momentum)

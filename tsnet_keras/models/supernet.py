@@ -71,6 +71,9 @@ class Supernet(keras.Model):
         sparse_keep: None or `(B, 1)` float 0/1: multiplies each clip's pooled
             sparse-stream features before the classifier (stream dropout, see
             `ParsecSearch`'s `stream_dropout`). Two-stream supernets only.
+        dropout_draws: None or `(B, hidden_units)` uniform draws in [0, 1): the
+            classifier's dropout mask (`ClassificationHead`), drawn by a caller that
+            seeds it per call; None: the head's own `Dropout`.
         start: int. Defaults to 0. With `start` > 0, `inputs` are the features after
             the first `start` plan layers (`shared_features`): K architectures on the
             same clips run their `shared_layers` (the stems) once (`ParsecSearch`).
@@ -140,7 +143,7 @@ class Supernet(keras.Model):
         return dict(zip(lookup["names"], ops.unstack(row, len(lookup["names"]))))
 
     def call(self, inputs, indices=None, training=None, update_statistics=True, sparse_keep=None,
-             start=0):
+             start=0, dropout_draws=None):
         features = dict(inputs) if start else self._stream_features(inputs)
         if indices is None:
             if self.keys:
@@ -148,8 +151,14 @@ class Supernet(keras.Model):
             indices = ops.zeros((0,), "int32")
         common = {"training": training, "update_statistics": update_statistics}
         self._run(features, range(start, len(self.plan_layers)), self._index_values(indices),
-                  common, sparse_keep)
+                  common, sparse_keep, dropout_draws)
         return features[LOGITS]
+
+    @property
+    def classifier(self):
+        """The classifier layer (`ClassificationHead`)."""
+        return next(layer for table, layer in zip(self.tables, self.plan_layers)
+                    if isinstance(table.template, ClassifierSpec))
 
     def _stream_features(self, inputs) -> dict:
         if isinstance(inputs, dict):
@@ -178,17 +187,19 @@ class Supernet(keras.Model):
         self._run(features, range(self.shared_layers), [], common)
         return features, tuple(k for k, v in features.items() if before.get(k) is not v)
 
-    def _run(self, features, layer_indices, index_values, common, sparse_keep=None):
+    def _run(self, features, layer_indices, index_values, common, sparse_keep=None,
+             dropout_draws=None):
         """Runs plan layers `layer_indices` on `features` (updated in place)."""
         for index in layer_indices:
             table, layer = self.tables[index], self.plan_layers[index]
             spec = table.template
             layer_inputs = spec.inputs(features)
-            if sparse_keep is not None and isinstance(spec, ClassifierSpec):
-                layer_inputs = sparse_dropped(layer_inputs, sparse_keep)
-            output = self._blocks[index].call(
-                layer, layer_inputs, self._layer_arguments(index, index_values), common
-            )
+            arguments = self._layer_arguments(index, index_values)
+            if isinstance(spec, ClassifierSpec):
+                if sparse_keep is not None:
+                    layer_inputs = sparse_dropped(layer_inputs, sparse_keep)
+                arguments = dict(arguments, dropout_draws=dropout_draws)
+            output = self._blocks[index].call(layer, layer_inputs, arguments, common)
             spec.store(features, output)
 
     # ------------------------------------------------------ architectures
@@ -472,7 +483,8 @@ class _Classifier(_SuperBlock):
     def call(self, layer, inputs, args, common):
         # Scoring (update_statistics=False) uses batch statistics but no dropout.
         training = bool(common["training"]) and common["update_statistics"]
-        return layer(inputs if len(inputs) > 1 else inputs[0], training=training)
+        return layer(inputs if len(inputs) > 1 else inputs[0], training=training,
+                     dropout_draws=args.get("dropout_draws"))
 
 
 _BLOCKS = {

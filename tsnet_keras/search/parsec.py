@@ -48,6 +48,7 @@ from keras import ops
 from tsnet_keras.checks import check_stream_dropout
 from tsnet_keras.data.options import without_autotune
 from tsnet_keras.layers.head import keep_mask
+from tsnet_keras.layers.sliced_batch_norm import apply_updates, deferred_updates
 from tsnet_keras.layers.super_mbconv3d import DEFAULT_OUTER_TAPS
 from tsnet_keras.models.supernet import Supernet
 from tsnet_keras.renames import renamed_argument, renamed_attribute
@@ -69,6 +70,7 @@ from tsnet_keras.space.rules import DEFAULT_CROP
 from tsnet_keras.space.search_space import space_from_dict, space_to_dict
 
 SCORES = ("accuracy", "log_likelihood")
+PATHS_IN_FLIGHT = (1, 2)  # two instances of the per-path function at most (_path_function)
 HINGES = ("expected", "per_sample")
 # "largest_kernels": while the logits are frozen (warm-up) every kernel variable takes its
 # largest choice, the others are drawn as usual (OFA's elastic kernel: largest first).
@@ -176,6 +178,14 @@ class ParsecSearch(keras.Model):
         graph_optimization: None (default: Grappler optimises the traced step only
             when a GPU is visible; on CPUs it costs more start-up than it saves), True
             or False. Applies to `fit`; see `graph_optimization`.
+        paths_in_flight: 1 (default) or 2: how many of a replica's sampled paths may
+            train at once. The per-path calls write no variable (their batch-norm
+            updates are applied after each call, in path order; the classifier's
+            dropout is drawn per step and path), so both give the same results. 1
+            holds one path's activations at a time (the paper's memory of one
+            network). 2 lets a CPU's cores run the next path's ops while one path's
+            wait: on 2 cores at crop 64 a step 13% faster for about twice its peak
+            memory, 3-4% faster at crops 32 and 160 (BENCHMARKS.md 1e, session 13).
         **kwargs: `keras.Model` arguments.
 
     Attributes:
@@ -219,12 +229,13 @@ class ParsecSearch(keras.Model):
         warmup_sampling: str = "distribution",
         stream_dropout: float = 0.0,
         graph_optimization=None,
+        paths_in_flight: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
         space = space_from_dict(space)
         _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
-                              path_batch, hinge, macs_penalty, warmup_sampling)
+                              path_batch, hinge, macs_penalty, warmup_sampling, paths_in_flight)
         self.stream_dropout = check_stream_dropout(stream_dropout, space.dense is not None)
         self.space = space
         self.num_classes = num_classes
@@ -240,6 +251,7 @@ class ParsecSearch(keras.Model):
         self.seed = int(seed)
         self.warmup_sampling = warmup_sampling
         self.graph_optimization = graph_optimization
+        self.paths_in_flight = paths_in_flight
         self.supernet = Supernet(space, num_classes, dynamic_shapes=dynamic_shapes,
                                  outer_taps=outer_taps, name="supernet")
         self.distribution = ArchitectureDistribution(space, num_classes, crop, name="distribution")
@@ -267,6 +279,9 @@ class ParsecSearch(keras.Model):
         self._sample_gradients = _called_function(self._sample_gradients_eager)
         self._sample_box_gradients = _called_function(self._sample_box_gradients_eager)
         self._sample_score = _called_function(self._sample_score_eager)
+        # Traced once and called K times: one copy of the updates' ops in the step, not K.
+        self._apply_statistics = not_inlined(self._apply_statistics_eager,
+                                             reduce_retracing=True, autograph=False)
         self._trackers = {
             name: keras.metrics.Mean(name=name)
             for name in ("loss", "heldout_score", "logits_loss", "entropy", "expected_macs",
@@ -445,16 +460,14 @@ class ParsecSearch(keras.Model):
 
     def _train_weights(self, x, y, indices, all_scores, context):
         """One masked optimizer step on the sampled paths; returns the mean training loss."""
-        samples = self.samples_per_replica
-        replicas = context.num_replicas_in_sync
+        samples, replicas = self.samples_per_replica, context.num_replicas_in_sync
         loss_weights = sample_loss_weights(all_scores, self.weight_update, self.temperature)
         if replicas > 1:
             loss_weights = loss_weights[samples * context.replica_id_in_sync_group:][:samples]
         # Mean over samples; the optimizer all-reduces with SUM over replicas.
         scale = 1.0 / (samples * replicas)
         weights, boxes = self.supernet.trainable_variables, self._box_gradients(replicas)
-        sample_gradients = self._sample_box_gradients if boxes else self._sample_gradients
-        split = self.path_batch == "split"
+        split, window = self.path_batch == "split", self.paths_in_flight
         with tf.GradientTape() as shared_tape:
             features, start, shared = self._shared_features(None if split else x)
         losses, total, shared_total = [], None, None
@@ -463,9 +476,11 @@ class ParsecSearch(keras.Model):
             if split:
                 inputs = tf.nest.map_structure(lambda t, s=s: t[s::samples], x)
                 part_y = y[s::samples]
-            loss_s, grads_s, shared_s = sample_gradients(
-                inputs, part_y, indices[s], ops.stop_gradient(loss_weights[s]) * scale, start,
-                shared, self._sparse_keep(part_y, s, context.replica_id_in_sync_group))
+            # Path s starts once path s - window has finished (one path at a time: window 1).
+            with tf.control_dependencies(losses[s - window:][:1] if s >= window else []):
+                loss_s, grads_s, shared_s = self._train_path(
+                    inputs, part_y, indices[s], ops.stop_gradient(loss_weights[s]) * scale,
+                    (start, shared, s, context.replica_id_in_sync_group), boxes)
             losses.append(loss_s)
             # Running sums: a path's gradients are freed once added (memory of two paths, not K).
             total = self._add_paths(total, grads_s, boxes)
@@ -477,6 +492,31 @@ class ParsecSearch(keras.Model):
         else:
             self.optimizer.apply_gradients(zip([_sum(g) for g in per_weight], weights))
         return ops.mean(ops.stack(losses))
+
+    def _train_path(self, x, y, indices, scale, where, boxes):
+        """(loss, gradients, gradients at the shared features) of path `sample` (`where`:
+        `(start, shared, sample, replica_id)`), its deferred batch-norm updates applied."""
+        start, shared, sample, replica_id = where
+        loss, gradients, shared_gradients, statistics = self._path_function(boxes, sample)(
+            x, y, indices, scale, start, shared, *self._path_draws(y, sample, replica_id))
+        self._apply_statistics(statistics)
+        return loss, gradients, shared_gradients
+
+    def _path_function(self, boxes, sample):
+        """The traced per-path function path `sample` runs. With two paths in flight the
+        odd paths call it through a second instance of the same trace (TensorFlow keys a
+        function's instance by its executor type; "DEFAULT" is the default executor): two
+        calls of one instance at once share its kernels, and oneDNN's then corrupt the
+        heap (BENCHMARKS.md 1e, session 13)."""
+        function = self._sample_box_gradients if boxes else self._sample_gradients
+        if sample % self.paths_in_flight == 0:
+            return function
+
+        def second_instance(*args):
+            with tf.experimental.function_executor_type("DEFAULT"):
+                return function(*args)
+
+        return second_instance
 
     def _shared_features(self, x, update_statistics=True):
         """`(features, start, names)`: the output of the supernet's `shared_layers` on `x`,
@@ -526,14 +566,20 @@ class ParsecSearch(keras.Model):
         accepts = getattr(self.optimizer, "accepts_box_gradients", None)
         return replicas == 1 and accepts is not None and accepts()
 
-    def _sparse_keep(self, y, sample, replica_id):
-        """Path `sample`'s per-clip 0/1 mask of the sparse features (stream dropout),
-        drawn from the step's seed; None without stream dropout."""
-        if not self.stream_dropout:
-            return None
+    def _path_draws(self, y, sample, replica_id):
+        """`(sparse_keep, dropout_draws)` of path `sample`, drawn from the step's seed (a
+        resumed search draws the same): stream dropout's per-clip 0/1 mask of the sparse
+        features and the classifier dropout's uniform draws (each None where its rate is 0)."""
         seed = tf.random.experimental.stateless_fold_in(self._step_seed(replica_id), 1 + sample)
-        draw = tf.random.stateless_uniform((tf.shape(y)[0], 1), seed=seed)
-        return keep_mask(draw, self.stream_dropout)
+        batch, head = tf.shape(y)[0], self.supernet.classifier
+        keep, draws = None, None
+        if self.stream_dropout:
+            keep = keep_mask(tf.random.stateless_uniform((batch, 1), seed=seed),
+                             self.stream_dropout)
+        if head.dropout_rate:
+            draws = tf.random.stateless_uniform(
+                (batch, head.hidden_units), seed=tf.random.experimental.stateless_fold_in(seed, 1))
+        return keep, draws
 
     def _update_logits(self, all_scores, all_indices, replicas):
         """The logits' step on -sum_k a_k log p(A_k) and the expected-MACs hinge.
@@ -583,32 +629,52 @@ class ParsecSearch(keras.Model):
                 and isinstance(self.logits_optimizer, EvidenceOptimizer))
 
     def _sample_gradients_eager(self, x, y, indices, scale, start=0, shared=(),
-                                sparse_keep=None):
-        """(loss, gradients of scale * loss, its gradients at the `shared` features) of one
-        sampled architecture; `x` the clips, or the features of the first `start` plan
-        layers (`_shared_features`)."""
+                                sparse_keep=None, dropout_draws=None):
+        """(loss, gradients of scale * loss, its gradients at the `shared` features, its
+        batch-norm updates, deferred: `_apply_statistics`) of one sampled architecture;
+        `x` the clips, or the features of the first `start` plan layers
+        (`_shared_features`). It writes no variable of the supernet's blocks."""
         weights, features = self.supernet.trainable_variables, [x[name] for name in shared]
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, deferred_updates() as records:
             tape.watch(features)
-            scaled, loss = self._scaled_loss(x, y, indices, scale, start, sparse_keep)
+            scaled, loss = self._scaled_loss(x, y, indices, scale, start, sparse_keep,
+                                             dropout_draws)
         grads = tape.gradient(scaled, weights + features)
-        return loss, grads[:len(weights)], grads[len(weights):]
+        return loss, grads[:len(weights)], grads[len(weights):], self._deferred(records)
 
     def _sample_box_gradients_eager(self, x, y, indices, scale, start=0, shared=(),
-                                    sparse_keep=None):
+                                    sparse_keep=None, dropout_draws=None):
         """As `_sample_gradients_eager`, with `(gradient, begin)` per weight: the gradients
         of the boxes the path reads (`box_gradients`)."""
         weights, features = self.supernet.trainable_variables, [x[name] for name in shared]
         boxed = [self.optimizer.restricts(weight) for weight in weights]  # small ones whole
-        with tf.GradientTape() as tape, box_reads(tape, weights, boxed) as reads:
+        with tf.GradientTape() as tape, box_reads(tape, weights, boxed) as reads, \
+                deferred_updates() as records:
             tape.watch(features)
-            scaled, loss = self._scaled_loss(x, y, indices, scale, start, sparse_keep)
+            scaled, loss = self._scaled_loss(x, y, indices, scale, start, sparse_keep,
+                                             dropout_draws)
         pairs, shared_grads = reads.gradients_and(scaled, features)
-        return loss, pairs, shared_grads
+        return loss, pairs, shared_grads, self._deferred(records)
 
-    def _scaled_loss(self, x, y, indices, scale, start, sparse_keep):
+    def _deferred(self, records):
+        """The batch-norm updates deferred in `records` (`deferred_updates`), each field
+        of the layers' (mask, mean, variance) concatenated: three tensors, not three a
+        layer, for `_apply_statistics`. The layers, the same at every trace, are kept."""
+        self._statistics_layers = [record[0] for record in records]
+        return tuple(tf.concat([record[field] for record in records], 0) if records else ()
+                     for field in (1, 2, 3))
+
+    def _apply_statistics_eager(self, statistics):
+        """Applies a path's deferred batch-norm updates (`_sample_gradients` returns them)."""
+        if not self._statistics_layers:
+            return
+        sizes = [layer.channels for layer in self._statistics_layers]
+        fields = [tf.split(field, sizes) for field in statistics]
+        apply_updates(self._statistics_layers, list(zip(*fields)))
+
+    def _scaled_loss(self, x, y, indices, scale, start, sparse_keep, dropout_draws=None):
         logits = self.supernet(x, indices=indices, training=True, sparse_keep=sparse_keep,
-                               start=start)
+                               start=start, dropout_draws=dropout_draws)
         loss = ops.cast(self._loss_fn(y, logits), "float32")
         return loss * scale, loss
 
@@ -653,6 +719,7 @@ class ParsecSearch(keras.Model):
             "warmup_sampling": self.warmup_sampling,
             "stream_dropout": self.stream_dropout,
             "graph_optimization": self.graph_optimization,
+            "paths_in_flight": self.paths_in_flight,
         }
 
     @classmethod
@@ -701,7 +768,8 @@ def _sum(gradients):
 
 
 def _check_search_options(samples_per_replica, score, temperature, weighting, weight_update,
-                          path_batch, hinge, macs_penalty, warmup_sampling) -> None:
+                          path_batch, hinge, macs_penalty, warmup_sampling,
+                          paths_in_flight=1) -> None:
     """`ParsecSearch`'s option checks (a ValueError naming the argument)."""
     if isinstance(samples_per_replica, bool) or not isinstance(samples_per_replica, int) \
             or samples_per_replica < 1:
@@ -721,6 +789,9 @@ def _check_search_options(samples_per_replica, score, temperature, weighting, we
             raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
     if macs_penalty < 0:
         raise ValueError(f"`macs_penalty` must be >= 0, got {macs_penalty!r}.")
+    if type(paths_in_flight) is not int or paths_in_flight not in PATHS_IN_FLIGHT:
+        raise ValueError(
+            f"`paths_in_flight` must be one of {PATHS_IN_FLIGHT}, got {paths_in_flight!r}.")
 
 
 def custom_search_loop(search, strategy, dataset, steps, callbacks=None):

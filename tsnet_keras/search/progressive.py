@@ -424,9 +424,9 @@ def inherit_weights(supernet, previous_dir, num_classes: int) -> list:
 
 # ------------------------------------------------------------- the step
 # `ParsecSearch` arguments a resumed run does not depend on (the initial weights are restored,
-# Grappler changes speed only), so a checkpoint written without them, or with other values,
-# still resumes.
-NOT_COMPARED = ("outer_taps", "graph_optimization")
+# Grappler and the paths in flight change speed and memory only), so a checkpoint written
+# without them, or with other values, still resumes.
+NOT_COMPARED = ("outer_taps", "graph_optimization", "paths_in_flight")
 
 
 def run_config(step, search, settings, extra_config=None) -> dict:
