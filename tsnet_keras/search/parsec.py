@@ -477,7 +477,7 @@ class ParsecSearch(keras.Model):
                 inputs = tf.nest.map_structure(lambda t, s=s: t[s::samples], x)
                 part_y = y[s::samples]
             # Path s starts once path s - window has finished (one path at a time: window 1).
-            with tf.control_dependencies(losses[s - window:][:1] if s >= window else []):
+            with tf.control_dependencies([losses[s - window]] if s >= window else []):
                 loss_s, grads_s, shared_s = self._train_path(
                     inputs, part_y, indices[s], ops.stop_gradient(loss_weights[s]) * scale,
                     (start, shared, s, context.replica_id_in_sync_group), boxes)
