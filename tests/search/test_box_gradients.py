@@ -8,7 +8,7 @@ import tensorflow as tf
 from tests.search.spaces import tiny_single_stream, tiny_two_stream
 from tsnet_keras.layers._super import active_slice
 from tsnet_keras.search import ParsecSearch, optimizers, parsec
-from tsnet_keras.search.box_gradients import box_reads, dense, sum_boxes
+from tsnet_keras.search.box_gradients import box_reads, dense, sum_boxes, sum_boxes_each
 from tsnet_keras.search.optimizers import MaskedAdamW, MaskedSGD
 
 
@@ -82,6 +82,49 @@ def test_sum_of_boxes_places_each_in_the_union():
     whole = (tf.ones(shape), None)
     np.testing.assert_array_equal(sum_boxes([a, whole], shape)[0], expected * (expected == 1) + 1)
     assert sum_boxes([], shape) == (None, None)
+
+
+def _numpy_sum(parts, shape):
+    """The parts' sum at the whole `shape`, placed by NumPy."""
+    total = np.zeros(shape, "float32")
+    for gradient, begin in parts:
+        if gradient is None:
+            continue
+        gradient = np.asarray(gradient)
+        if begin is None:
+            total += gradient
+        elif gradient.size:
+            total[tuple(slice(b, b + n) for b, n in zip(np.asarray(begin), gradient.shape))] += gradient
+    return total
+
+
+def test_sums_of_many_variables_at_once_equal_each_sum_and_share_their_index_ops():
+    rng = np.random.default_rng(3)
+    box = lambda begin, size: (tf.constant(rng.normal(size=size).astype("float32")),  # noqa: E731
+                               tf.constant(begin, tf.int32))
+    shapes = [(9, 6), (4, 3, 3, 5), (9, 6), (7,), (5, 5), (6, 4)]
+    parts_each = [
+        [box([1, 2], (2, 3)), box([2, 0], (3, 1))],
+        [box([1, 0, 0, 2], (3, 3, 3, 2)), box([0, 1, 1, 0], (4, 1, 1, 5))],
+        [box([0, 0], (0, 6)), box([3, 3], (2, 2)), box([8, 5], (1, 1))],  # an empty box, 3 parts
+        [box([2], (3,))],  # one part: itself
+        [box([0, 0], (2, 2)), (tf.constant(rng.normal(size=(5, 5)).astype("float32")), None)],
+        [(None, None), box([1, 1], (2, 2))],  # a missing gradient
+    ]
+    results = tf.function(lambda parts: sum_boxes_each(parts, shapes), autograph=False)(parts_each)
+    for parts, shape, pair in zip(parts_each, shapes, results):
+        np.testing.assert_array_equal(dense(pair, shape), _numpy_sum(parts, shape))
+        np.testing.assert_array_equal(dense(sum_boxes(parts, shape), shape), _numpy_sum(parts, shape))
+
+    def count(kind, copies):
+        pairs = [[box([1, 2], (2, 3)), box([2, 0], (3, 1))] for _ in range(copies)]
+        graph = tf.function(lambda p: sum_boxes_each(p, [(9, 6)] * copies),
+                            autograph=False).get_concrete_function(
+            pairs).graph
+        return sum(op.type == kind for op in graph.get_operations())
+
+    assert count("Any", 2) == count("Any", 12)  # the union and placements: once per rank
+    assert count("Pad", 12) == 24  # one a part
 
 
 @pytest.mark.parametrize("make", [

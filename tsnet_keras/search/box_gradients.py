@@ -83,19 +83,50 @@ def box_reads(tape, variables, boxed=None):
 def sum_boxes(parts, shape):
     """The sum of `(gradient, begin)` parts of one variable of `shape` as one pair: in the
     union of their boxes, or whole if a part is whole; `(None, None)` for no parts."""
-    parts = [part for part in parts if part[0] is not None]
-    if len(parts) <= 1:
-        return parts[0] if parts else (None, None)
-    if any(begin is None for _, begin in parts):
-        return tf.add_n([dense(part, shape) for part in parts]), None
-    begins = tf.stack([begin for _, begin in parts])
-    sizes = tf.stack([tf.shape(gradient, out_type=tf.int32) for gradient, _ in parts])
-    empty = tf.reduce_any(tf.equal(sizes, 0), axis=1, keepdims=True)  # spans nothing
-    end = tf.reduce_max(tf.where(empty, 0, begins + sizes), axis=0)
-    begin = tf.minimum(tf.reduce_min(tf.where(empty, _FAR, begins), axis=0), end)
-    summed = _place([gradient for gradient, _ in parts], begins, begin, end - begin)
-    summed.set_shape(_whole_axes([gradient for gradient, _ in parts], shape))
-    return summed, begin
+    return sum_boxes_each([parts], [shape])[0]
+
+
+def sum_boxes_each(parts_each, shapes):
+    """`sum_boxes(parts_each[i], shapes[i])` for every variable i. The boxes' index
+    arithmetic (union, placements) runs once for all the variables of one rank that sum
+    two or more boxes, a few ops in all instead of some thirty a variable: the search
+    sums its paths' gradients this way at every path (BENCHMARKS.md 1e, session 14)."""
+    parts_each = [[part for part in parts if part[0] is not None] for parts in parts_each]
+    results = [None] * len(parts_each)
+    by_rank = {}
+    for i, parts in enumerate(parts_each):
+        if len(parts) <= 1:
+            results[i] = parts[0] if parts else (None, None)
+        elif any(begin is None for _, begin in parts):
+            results[i] = tf.add_n([dense(part, shapes[i]) for part in parts]), None
+        else:
+            by_rank.setdefault((len(shapes[i]), len(parts)), []).append(i)
+    for chosen in by_rank.values():
+        summed = _sum_in_unions([parts_each[i] for i in chosen], [shapes[i] for i in chosen])
+        for i, pair in zip(chosen, summed):
+            results[i] = pair
+    return results
+
+
+def _sum_in_unions(parts_each, shapes):
+    """`(sum, begin)` of each variable's boxed parts in their union box; every variable
+    has the same rank and number of parts."""
+    count, (rank,) = len(parts_each[0]), {len(shape) for shape in shapes}
+    gradients = [gradient for parts in parts_each for gradient, _ in parts]
+    begins = tf.reshape(tf.stack([begin for parts in parts_each for _, begin in parts]),
+                        (len(parts_each), count, rank))
+    sizes = tf.reshape(tf.stack([tf.shape(g, out_type=tf.int32) for g in gradients]),
+                       (len(parts_each), count, rank))
+    empty = tf.reduce_any(tf.equal(sizes, 0), axis=2, keepdims=True)  # spans nothing
+    end = tf.reduce_max(tf.where(empty, 0, begins + sizes), axis=1)
+    begin = tf.minimum(tf.reduce_min(tf.where(empty, _FAR, begins), axis=1), end)
+    placed = _placed(gradients, begins, sizes, begin[:, None], (end - begin)[:, None])
+    result = []
+    for i, (parts, union) in enumerate(zip(parts_each, tf.unstack(begin))):
+        summed = tf.add_n(placed[i * count:(i + 1) * count])
+        summed.set_shape(_whole_axes([gradient for gradient, _ in parts], shapes[i]))
+        result.append((summed, union))
+    return result
 
 
 def _whole_axes(gradients, shape):
@@ -113,20 +144,26 @@ def dense(pair, shape):
         return gradient
     if not isinstance(shape, tf.Tensor):
         shape = tf.constant([int(n) for n in shape], tf.int32)
-    return _place([gradient], begin[None], tf.zeros_like(shape), shape)
+    size = tf.shape(gradient, out_type=tf.int32)
+    return _placed([gradient], begin[None, None], size[None, None], tf.zeros_like(shape),
+                   shape)[0]
 
 
-def _place(gradients, begins, outer_begin, outer_size):
-    """The sum of `gradients` (their boxes at the rows of `begins`), each zero-padded to
-    the box (`outer_begin`, `outer_size`) that holds it; an empty box adds zeros."""
-    sizes = tf.minimum(tf.stack([tf.shape(g, out_type=tf.int32) for g in gradients]), outer_size)
-    empty = tf.reduce_any(tf.equal(sizes, 0), axis=1, keepdims=True)
+def _placed(gradients, begins, sizes, outer_begin, outer_size):
+    """`gradients` (their boxes at `begins`, of `sizes`: `(..., rank)` int32, one row a
+    gradient in order) each zero-padded to the outer box (`outer_begin`, `outer_size`,
+    broadcast against them) that holds it; an empty box gives zeros."""
+    sizes = tf.minimum(sizes, outer_size)
+    empty = tf.reduce_any(tf.equal(sizes, 0), axis=-1, keepdims=True)
     before = tf.where(empty, 0, begins - outer_begin)
-    paddings = tf.unstack(tf.stack([before, outer_size - sizes - before], axis=2))
+    rank = begins.shape[-1]
+    paddings = tf.unstack(tf.reshape(tf.stack([before, outer_size - sizes - before], axis=-1),
+                                     (-1, rank, 2)))
+    sizes = tf.unstack(tf.reshape(sizes, (-1, rank)))
     # The slice shrinks an empty box's other axes to the outer box; others stay whole.
-    placed = [tf.pad(tf.slice(gradient, tf.zeros_like(size), size), padding)
-              for gradient, size, padding in zip(gradients, tf.unstack(sizes), paddings)]
-    return tf.add_n(placed)
+    origin = tf.zeros((rank,), tf.int32)
+    return [tf.pad(tf.slice(gradient, origin, size), padding)
+            for gradient, size, padding in zip(gradients, sizes, paddings)]
 
 
-__all__ = ["BoxReads", "box_reads", "dense", "sum_boxes"]
+__all__ = ["BoxReads", "box_reads", "dense", "sum_boxes", "sum_boxes_each"]

@@ -52,7 +52,7 @@ from tsnet_keras.layers.sliced_batch_norm import apply_updates, deferred_updates
 from tsnet_keras.layers.super_mbconv3d import DEFAULT_OUTER_TAPS
 from tsnet_keras.models.supernet import Supernet
 from tsnet_keras.renames import renamed_argument, renamed_attribute
-from tsnet_keras.search.box_gradients import box_reads, sum_boxes
+from tsnet_keras.search.box_gradients import box_reads, sum_boxes_each
 from tsnet_keras.search.distribution import ArchitectureDistribution
 from tsnet_keras.search.estimator import (
     DEFAULTS,
@@ -753,7 +753,7 @@ def _largest_kernel_indices(variables) -> np.ndarray:
 @functools.partial(not_inlined, reduce_retracing=True, autograph=False)
 def _add_box_paths(total, path, shapes):
     """`sum_boxes` of each weight's running sum and one more path's `(gradient, begin)`."""
-    return [sum_boxes([a, b], shape) for a, b, shape in zip(total, path, shapes)]
+    return sum_boxes_each([[a, b] for a, b in zip(total, path)], shapes)
 
 
 def _sum_each(total, path):
