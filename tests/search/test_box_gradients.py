@@ -94,7 +94,8 @@ def _numpy_sum(parts, shape):
         if begin is None:
             total += gradient
         elif gradient.size:
-            total[tuple(slice(b, b + n) for b, n in zip(np.asarray(begin), gradient.shape))] += gradient
+            box = tuple(slice(b, b + n) for b, n in zip(np.asarray(begin), gradient.shape))
+            total[box] += gradient
     return total
 
 
@@ -114,7 +115,8 @@ def test_sums_of_many_variables_at_once_equal_each_sum_and_share_their_index_ops
     results = tf.function(lambda parts: sum_boxes_each(parts, shapes), autograph=False)(parts_each)
     for parts, shape, pair in zip(parts_each, shapes, results):
         np.testing.assert_array_equal(dense(pair, shape), _numpy_sum(parts, shape))
-        np.testing.assert_array_equal(dense(sum_boxes(parts, shape), shape), _numpy_sum(parts, shape))
+        np.testing.assert_array_equal(dense(sum_boxes(parts, shape), shape),
+                                      _numpy_sum(parts, shape))
 
     def count(kind, copies):
         pairs = [[box([1, 2], (2, 3)), box([2, 0], (3, 1))] for _ in range(copies)]
