@@ -12,7 +12,7 @@ from tests.layers.layer_reference import same_padding, to_numpy
 from tsnet_keras.layers import depthwise, depthwise_conv3d
 
 
-def tap_loop(x, kernel, spatial_stride=1, max_taps=5):
+def tap_loop(x, kernel, spatial_stride=1, max_taps=5, loop=depthwise.depthwise_conv3d_tap_loop):
     """`depthwise_conv3d_tap_loop` on `kernel` centred in a 5-tap kernel whose outer taps
     are garbage (a loop that read them would fail); the bounds are tensors on TensorFlow,
     as the supernet passes them."""
@@ -23,7 +23,7 @@ def tap_loop(x, kernel, spatial_stride=1, max_taps=5):
     first, count = outer, taps
     if keras.backend.backend() == "tensorflow":
         first, count = ops.convert_to_tensor(first, "int32"), ops.convert_to_tensor(count, "int32")
-    return depthwise.depthwise_conv3d_tap_loop(x, full, first, count, spatial_stride)
+    return loop(x, full, first, count, spatial_stride)
 
 
 # depthwise_conv3d dispatches per backend; check every exact method on this one,
@@ -33,6 +33,8 @@ METHODS = {"dispatch": depthwise_conv3d, "taps": depthwise.depthwise_conv3d_taps
 if keras.backend.backend() != "jax":
     METHODS["shifts"] = depthwise.depthwise_conv3d_shifts
     METHODS["tap_loop"] = tap_loop  # the supernet's TensorFlow path; not for JAX's tracers
+    # ... through one traced function (TensorFlow; in place on torch)
+    METHODS["shared_tap_loop"] = functools.partial(tap_loop, loop=depthwise.shared_tap_loop)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -182,6 +184,34 @@ def test_tap_loop_traced_with_unknown_channels(rng, temporal_kernel):
         tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32)])
     out = traced(x, full, len(outer), temporal_kernel)
     np.testing.assert_allclose(to_numpy(out), reference(x, kernel, 1), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="traced TensorFlow graph")
+def test_shared_tap_loop_traces_once_per_shape_unless_inlined_in_place(rng):
+    """Blocks of one input shape call one traced loop; `inlined_tap_loops` puts the loop
+    (a while op) in each caller instead."""
+    import tensorflow as tf
+
+    kernel = tf.constant(rng.normal(size=(5, 3, 3, 3)).astype("float32"))
+    small, large = (tf.constant(rng.normal(size=(2, 4, n, n, 3)).astype("float32")) for n in (4, 6))
+    first, taps = tf.constant(1), tf.constant(3)
+
+    def three_blocks():
+        return [depthwise.shared_tap_loop(x, kernel, first, taps) for x in (small, large, small)]
+
+    def ops_of(function):
+        graph = tf.function(function, autograph=False).get_concrete_function().graph
+        calls = [op.get_attr("f").name for op in graph.get_operations()
+                 if op.type in ("PartitionedCall", "StatefulPartitionedCall")]
+        return calls, [op for op in graph.get_operations() if "While" in op.type]
+
+    calls, loops = ops_of(three_blocks)
+    assert len(calls) == 3 and len(set(calls)) == 2 and not loops
+    with depthwise.inlined_tap_loops():
+        calls, loops = ops_of(three_blocks)
+    assert not calls and len(loops) == 3
+    expected = reference(small.numpy(), kernel.numpy()[1:4], 1)
+    np.testing.assert_allclose(three_blocks()[2], expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("height", [6, 7])

@@ -93,6 +93,27 @@ def test_the_step_calls_one_trace_through_two_instances():
     assert search._sample_box_gradients.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.parametrize("paths_in_flight", [1, 2])
+def test_the_tap_loops_are_one_nested_function_unless_paths_run_at_once(paths_in_flight):
+    """One path at a time: the blocks' tap loops are calls of traced functions (start-up).
+    Two: each loop is traced in place, so no nested function instance can serve two paths
+    at once (oneDNN's gradients corrupt the heap then; BENCHMARKS.md 1e, session 13)."""
+    search = _search(search_space(), paths_in_flight)
+    x, y = next(iter(clip_dataset(8, 8, crop=CROP)))
+    features, start, shared = search._shared_features(x)
+    function = search._sample_box_gradients.get_concrete_function(
+        features, y, search.sample(0)[0], tf.constant(0.25), start, shared, None, None)
+    ops = function.graph.get_operations()
+    in_place = [op for op in ops if op.type in ("While", "StatelessWhile")]
+    nested = [op.get_attr("f").name for op in ops
+              if op.type in ("PartitionedCall", "StatefulPartitionedCall")
+              and "_loop_" in op.get_attr("f").name]
+    if paths_in_flight == 1:
+        assert len(nested) >= 2 and not in_place  # forward and backward calls
+    else:
+        assert len(in_place) >= 2 and not nested
+
+
 @pytest.mark.parametrize("bad", [0, 3, 2.0, True, None, "2"])
 def test_paths_in_flight_is_one_or_two(bad):
     with pytest.raises(ValueError, match="`paths_in_flight` must be one of"):

@@ -15,7 +15,9 @@ backward pass in keras.ops (``keras.ops.custom_gradient``) lost to the
 backends' own depthwise gradient kernels (``custom_grad`` in the benchmark).
 """
 
+import contextlib
 import functools
+import threading
 
 import keras
 from keras import ops
@@ -158,6 +160,50 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
     off_centre, clip = ops.fori_loop(0, num_taps - 1, add_tap, (zeros, inputs))
     output = off_centre + response(clip, centre)
     return ops.reshape(output, (batch, frames, out_height, out_width, channels))
+
+
+_INLINE = threading.local()  # .on: `inlined_tap_loops` is open
+
+
+def shared_tap_loop(inputs, kernel, first_tap, num_taps, spatial_stride=1):
+    """`depthwise_conv3d_tap_loop` as a traced function per stride and input shape, on
+    TensorFlow: the blocks of a supernet that share a shape trace the loop and its
+    gradient once, not once a block, and TensorFlow inlines the function where it is
+    called, so each caller runs its own copy and a step costs what the loop in place
+    costs (start-up 5-6 s shorter for the paper's step-1 space; BENCHMARKS.md 1e,
+    session 14). Inside `inlined_tap_loops(True)`, and on other backends, the loop is
+    traced in place."""
+    if getattr(_INLINE, "on", False) or keras.backend.backend() != "tensorflow":
+        return depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_stride)
+    inputs, kernel = ops.convert_to_tensor(inputs), ops.convert_to_tensor(kernel)
+    function = _tap_loop_function(spatial_stride, tuple(inputs.shape), tuple(kernel.shape),
+                                  inputs.dtype.name)
+    return function(inputs, kernel, first_tap, num_taps)
+
+
+@contextlib.contextmanager
+def inlined_tap_loops(inline=True):
+    """Within (with `inline`), `shared_tap_loop` traces the loop in place. For callers
+    whose calls run at once: two calls of one function instance at once corrupt the heap
+    in oneDNN's convolution gradients (BENCHMARKS.md 1e, session 13)."""
+    outer, _INLINE.on = getattr(_INLINE, "on", False), bool(inline)
+    try:
+        yield
+    finally:
+        _INLINE.on = outer
+
+
+@functools.cache
+def _tap_loop_function(spatial_stride, input_shape, kernel_shape, dtype):
+    """The tap loop traced once for inputs and kernels of these (static) shapes."""
+    import tensorflow as tf
+
+    def loop(inputs, kernel, first_tap, num_taps):
+        return depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_stride)
+
+    return tf.function(loop, autograph=False, input_signature=[
+        tf.TensorSpec(input_shape, dtype), tf.TensorSpec(kernel_shape, dtype),
+        tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32)])
 
 
 def depthwise_conv3d_grouped(inputs, kernel, spatial_stride=1):

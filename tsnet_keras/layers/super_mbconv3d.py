@@ -11,8 +11,8 @@ from tsnet_keras.layers._super import (
     input_rows,
 )
 from tsnet_keras.layers.depthwise import (
-    depthwise_conv3d_tap_loop,
     depthwise_conv3d_taps,
+    shared_tap_loop,
     subsample_space,
 )
 from tsnet_keras.layers.mbconv3d import squeeze_excite
@@ -117,8 +117,9 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
 
     Computed work: with `dynamic_shapes` (TensorFlow, no XLA) tensors carry the
     active widths only, the spatial crop has a tensor-valued size and a loop
-    runs the chosen temporal kernel's t taps (`depthwise_conv3d_tap_loop`: one
-    traced tap for every t), so a step costs what the sampled block costs.
+    runs the chosen temporal kernel's t taps (`shared_tap_loop`: one
+    traced tap for every t, one traced loop for all blocks), so a step costs
+    what the sampled block costs.
     Without it (JAX, torch) the block computes at the widest width, masks
     inactive channels to zero and `keras.ops.switch` picks the kernel (same
     results, widest cost). Batch-norm statistics are updated outside all
@@ -379,8 +380,8 @@ class SuperMBConv3D(ChoiceWeightsMixin, keras.layers.Layer):
                                               temporal[0], self.spatial_stride)
         t = ops.take(ops.convert_to_tensor([t for t, _ in self.kernel_choices], "int32"),
                      kernel_index)
-        return depthwise_conv3d_tap_loop(x, kernel, (self.max_temporal_kernel - t) // 2, t,
-                                         self.spatial_stride)
+        return shared_tap_loop(x, kernel, (self.max_temporal_kernel - t) // 2, t,
+                               self.spatial_stride)
 
     def _depthwise_masked(self, x, kernel_index):
         """Switch over every (t, k) choice at the widest width (static shapes)."""

@@ -47,6 +47,7 @@ from keras import ops
 
 from tsnet_keras.checks import check_stream_dropout
 from tsnet_keras.data.options import without_autotune
+from tsnet_keras.layers.depthwise import inlined_tap_loops
 from tsnet_keras.layers.head import keep_mask
 from tsnet_keras.layers.sliced_batch_norm import apply_updates, deferred_updates
 from tsnet_keras.layers.super_mbconv3d import DEFAULT_OUTER_TAPS
@@ -673,8 +674,10 @@ class ParsecSearch(keras.Model):
         apply_updates(self._statistics_layers, list(zip(*fields)))
 
     def _scaled_loss(self, x, y, indices, scale, start, sparse_keep, dropout_draws=None):
-        logits = self.supernet(x, indices=indices, training=True, sparse_keep=sparse_keep,
-                               start=start, dropout_draws=dropout_draws)
+        # Paths in flight call nested functions at once: their tap loops stay in place.
+        with inlined_tap_loops(self.paths_in_flight > 1):
+            logits = self.supernet(x, indices=indices, training=True, sparse_keep=sparse_keep,
+                                   start=start, dropout_draws=dropout_draws)
         loss = ops.cast(self._loss_fn(y, logits), "float32")
         return loss * scale, loss
 
