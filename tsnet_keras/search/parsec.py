@@ -674,17 +674,24 @@ class ParsecSearch(keras.Model):
         apply_updates(self._statistics_layers, list(zip(*fields)))
 
     def _scaled_loss(self, x, y, indices, scale, start, sparse_keep, dropout_draws=None):
-        # Paths in flight call nested functions at once: their tap loops stay in place.
-        with inlined_tap_loops(self.paths_in_flight > 1):
+        with self._tap_loops():
             logits = self.supernet(x, indices=indices, training=True, sparse_keep=sparse_keep,
                                    start=start, dropout_draws=dropout_draws)
         loss = ops.cast(self._loss_fn(y, logits), "float32")
         return loss * scale, loss
 
     def _sample_score_eager(self, x, y, indices, start=0):
-        logits = self.supernet(x, indices=indices, training=True, update_statistics=False,
-                               start=start)
+        with self._tap_loops():
+            logits = self.supernet(x, indices=indices, training=True, update_statistics=False,
+                                   start=start)
         return ops.cast(self._score_fn(y, logits, indices), "float32")
+
+    def _tap_loops(self):
+        """`inlined_tap_loops`, on where the blocks' tap loops stay in place: two paths in
+        flight (oneDNN) or several replicas (a nested function failed across workers);
+        elsewhere blocks of one shape share a trace (BENCHMARKS.md 1e, session 14)."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return inlined_tap_loops(self.paths_in_flight > 1 or replicas > 1)
 
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`, with Grappler as `graph_optimization` says (off on CPUs)."""
