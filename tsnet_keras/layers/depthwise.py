@@ -171,9 +171,11 @@ def shared_tap_loop(inputs, kernel, first_tap, num_taps, spatial_stride=1):
     gradient once, not once a block, and TensorFlow inlines the function where it is
     called, so each caller runs its own copy and a step costs what the loop in place
     costs (start-up 5-6 s shorter for the paper's step-1 space; BENCHMARKS.md 1e,
-    session 14). Inside `inlined_tap_loops(True)`, and on other backends, the loop is
-    traced in place."""
-    if getattr(_INLINE, "on", False) or keras.backend.backend() != "tensorflow":
+    session 14). Inside `inlined_tap_loops(True)`, with several replicas (across two
+    workers the nested function failed: "Haven't set up remote eager worker") and on other
+    backends, the loop is traced in place."""
+    if getattr(_INLINE, "on", False) or keras.backend.backend() != "tensorflow" \
+            or _replicated():
         return depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_stride)
     inputs, kernel = ops.convert_to_tensor(inputs), ops.convert_to_tensor(kernel)
     function = _tap_loop_function(spatial_stride, tuple(inputs.shape), tuple(kernel.shape),
@@ -191,6 +193,13 @@ def inlined_tap_loops(inline=True):
         yield
     finally:
         _INLINE.on = outer
+
+
+def _replicated():
+    """Whether a `tf.distribute` strategy with several replicas is in scope."""
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync > 1
 
 
 @functools.cache

@@ -687,11 +687,9 @@ class ParsecSearch(keras.Model):
         return ops.cast(self._score_fn(y, logits, indices), "float32")
 
     def _tap_loops(self):
-        """`inlined_tap_loops`, on where the blocks' tap loops stay in place: two paths in
-        flight (oneDNN) or several replicas (a nested function failed across workers);
-        elsewhere blocks of one shape share a trace (BENCHMARKS.md 1e, session 14)."""
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        return inlined_tap_loops(self.paths_in_flight > 1 or replicas > 1)
+        """`inlined_tap_loops`, on with two paths in flight: no nested function instance
+        serves two paths at once (oneDNN; BENCHMARKS.md 1e, sessions 13 and 14)."""
+        return inlined_tap_loops(self.paths_in_flight > 1)
 
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`, with Grappler as `graph_optimization` says (off on CPUs)."""
