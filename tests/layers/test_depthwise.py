@@ -214,6 +214,46 @@ def test_shared_tap_loop_traces_once_per_shape_unless_inlined_in_place(rng):
     np.testing.assert_allclose(three_blocks()[2], expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="traced TensorFlow graph")
+@pytest.mark.parametrize("taps", [1, 3])
+def test_shared_tap_loop_passes_its_backward_no_response(rng, taps):
+    """With the width unknown (a supernet's sliced channels), the forward function gives
+    the backward the clip, not the taps' responses or their sums: `AddV2`'s gradient
+    needs its operands' shapes, and that held two output-sized tensors a block from the
+    forward pass to the backward (BENCHMARKS.md 1e, session 15)."""
+    import tensorflow as tf
+
+    kernel = tf.constant(rng.normal(size=(5, 3, 3, 6)).astype("float32"))
+
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec((2, 4, 8, 8, None))])
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = depthwise.shared_tap_loop(x, kernel[..., : tf.shape(x)[-1]], (5 - taps) // 2,
+                                          tf.constant(taps))
+            loss = ops.sum(y * y)
+        return tape.gradient(loss, x)
+
+    graph = gradients.get_concrete_function().graph
+    forward = [op for op in graph.get_operations() if op.type == "PartitionedCall"
+               and op.get_attr("f").name.startswith("__forward")]
+    assert len(forward) == 1
+    frames = [out for out in forward[0].outputs[1:]  # [0]: the result
+              if out.dtype == tf.float32 and out.shape.rank == 4 and out.shape[1:3] == (8, 8)]
+    assert len(frames) == 1  # the clip the centre tap reads
+    x = rng.normal(size=(2, 4, 8, 8, 6)).astype("float32")
+    with tf.GradientTape() as tape:
+        x_tensor = tf.constant(x)
+        tape.watch(x_tensor)
+        out = depthwise.depthwise_conv3d_tap_loop(x_tensor, kernel, (5 - taps) // 2, taps)
+        loss = ops.sum(out * out)
+    first = (5 - taps) // 2
+    np.testing.assert_allclose(out, reference(x, kernel.numpy()[first:first + taps], 1),
+                               atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(gradients(tf.constant(x)), tape.gradient(loss, x_tensor),
+                               atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("height", [6, 7])
 def test_subsample_space_matches_strided_slice(rng, height):
     x = rng.normal(size=(2, 3, height, 5, 4)).astype("float32")

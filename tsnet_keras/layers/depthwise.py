@@ -51,6 +51,19 @@ def _check_kernel(inputs, kernel, spatial_stride):
         )
 
 
+def _add_responses(a, b):
+    """`a + b` for the tap loop's sums; on TensorFlow an `AddN`, whose gradient needs
+    neither operand. `AddV2`'s needs both operands' shapes, which are dynamic in a
+    supernet (the sliced width): its backward then holds both operands from the
+    forward pass to the backward (two output-sized tensors a block; BENCHMARKS.md 1e,
+    session 15)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.math.add_n([a, b])
+    return ops.add(a, b)
+
+
 def _pad_time(inputs, pad):
     if pad == 0:
         return inputs
@@ -154,11 +167,12 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
     def add_tap(step, carry):  # steps 0 .. num_taps - 2: the taps before, then after the centre
         output, clip = carry
         tap = first_tap + step + ops.cast(step >= centre - first_tap, "int32")
-        return output + response(frame_window(_pad_time(clip, centre), tap, window), tap), clip
+        tap_response = response(frame_window(_pad_time(clip, centre), tap, window), tap)
+        return _add_responses(output, tap_response), clip
 
     zeros = ops.zeros((batch * frames, out_height, out_width, channels), inputs.dtype)
     off_centre, clip = ops.fori_loop(0, num_taps - 1, add_tap, (zeros, inputs))
-    output = off_centre + response(clip, centre)
+    output = _add_responses(off_centre, response(clip, centre))
     return ops.reshape(output, (batch, frames, out_height, out_width, channels))
 
 
