@@ -155,6 +155,18 @@ def test_tap_loop_on_clips_shorter_than_its_reach(rng, frames):
 
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="the tap loop is not for JAX")
+def test_shifted_frames_against_numpy(rng):
+    """Frame t of the result is frame t + shift of the clip, zeros outside it, for shifts
+    within, at and beyond the clip's length."""
+    x = rng.normal(size=(2, 3, 4, 5, 2)).astype("float32")
+    padded = np.pad(x, ((0, 0), (6, 6), (0, 0), (0, 0), (0, 0)))
+    for shift in range(-5, 6):
+        got = depthwise.shifted_frames(ops.convert_to_tensor(x), ops.convert_to_tensor(shift),
+                                       x.shape)
+        np.testing.assert_array_equal(to_numpy(got), padded[:, 6 + shift : 9 + shift])
+
+
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="the tap loop is not for JAX")
 @pytest.mark.parametrize("stride", [1, 2])
 def test_tap_loop_with_one_tap_is_the_fixed_convolution(rng, stride):
     """A 1-tap kernel runs no loop step: the fixed layer's convolution plus zeros, bit for

@@ -70,6 +70,20 @@ def _pad_time(inputs, pad):
     return ops.pad(inputs, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
 
 
+def shifted_frames(clip, shift, window):
+    """`clip` (5D, static sizes `window` where known) `shift` frames on: frame t of the
+    result is frame t + shift of the clip, zeros where that is outside it. The frames kept
+    are sliced and padded back to the clip's length, so the copy is the clip's size at
+    most, not a clip padded by the kernel's whole reach (BENCHMARKS.md 1e, session 15)."""
+    frames = window[1]
+    size = ops.maximum(frames - ops.abs(shift), 0)
+    start = ops.minimum(ops.maximum(shift, 0), frames)
+    before = ops.minimum(ops.maximum(-shift, 0), frames)
+    kept = ops.slice(clip, (0, start, 0, 0, 0), (window[0], size) + tuple(window[2:]))
+    shifted = ops.pad(kept, ((0, 0), (before, frames - size - before), (0, 0), (0, 0), (0, 0)))
+    return ops.reshape(shifted, window)
+
+
 def frame_window(padded, start, shape):
     """`padded[:, start : start + shape[1]]` for a 5D tensor of window `shape`.
 
@@ -138,8 +152,8 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
 
     `kernel` is `(max_t, k, k, C)` with an odd `max_t`; the chosen taps are centred in it,
     so `first_tap = (max_t - num_taps) // 2`. The loop adds the `num_taps - 1` off-centre
-    taps, tap `i` reading the frame window at `i` of the clip zero-padded by `max_t // 2`
-    frames; the centre tap then convolves the clip itself. The clip is a loop variable,
+    taps, tap `i` reading the clip shifted by `i - max_t // 2` frames (`shifted_frames`);
+    the centre tap then convolves the clip itself. The clip is a loop variable,
     not a capture, and the centre reads the loop's copy of it: so its gradient enters the
     loop's gradient and none is built from zeros. A 1-tap kernel runs no loop step and
     costs the fixed layer's convolution and one add (BENCHMARKS.md section 3c, "The clip
@@ -167,7 +181,7 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
     def add_tap(step, carry):  # steps 0 .. num_taps - 2: the taps before, then after the centre
         output, clip = carry
         tap = first_tap + step + ops.cast(step >= centre - first_tap, "int32")
-        tap_response = response(frame_window(_pad_time(clip, centre), tap, window), tap)
+        tap_response = response(shifted_frames(clip, tap - centre, window), tap)
         return _add_responses(output, tap_response), clip
 
     zeros = ops.zeros((batch * frames, out_height, out_width, channels), inputs.dtype)
