@@ -1,8 +1,10 @@
 """The supernet's tap loop against the fixed layer's taps, forward and backward (TensorFlow).
 
 One clip, a widest kernel of `--max-taps` taps, each tap count `t` in turn: the fixed
-layer (`depthwise_conv3d_taps` on the `t` centred taps) and `depthwise_conv3d_tap_loop`
-(the `t` taps chosen at run time from the widest kernel, as the supernet runs it). Each
+layer (`depthwise_conv3d_taps` on the `t` centred taps), `depthwise_conv3d_tap_loop`
+(the `t` taps chosen at run time from the widest kernel, traced in place, with TensorFlow's
+own gradient) and `shared_tap_loop` (the same loop as the supernet runs it one path at a
+time: traced functions for the forward pass and for each gradient). Each
 is one `tf.function` returning the output and the gradients for the clip and the kernel,
 with Grappler off as in every search (`ParsecSearch(graph_optimization=None)` on CPUs).
 Medians of `--repeats` calls, the two alternating.
@@ -71,16 +73,20 @@ def main(argv=None):
     kernel = tf.constant(rng.normal(size=(args.max_taps, 3, 3, args.shape[-1])).astype("float32"))
     print(f"TensorFlow {tf.__version__}; {machine.describe()}; clip {tuple(args.shape)}, "
           f"widest kernel {args.max_taps} taps; ms per forward + backward, medians of {args.repeats}")
-    print(f"{'taps':>4} {'fixed layer':>12} {'tap loop':>9} {'ratio':>6}")
+    print(f"{'taps':>4} {'fixed layer':>12} {'tap loop':>9} {'ratio':>6} "
+          f"{'shared':>7} {'ratio':>6}")
     for taps in range(1, args.max_taps + 1, 2):
         first = (args.max_taps - taps) // 2
         fixed = gradient_function(tf, lambda c, k: depthwise.depthwise_conv3d_taps(
             c, k[first:first + taps]), x, kernel, upstream)
         looped = gradient_function(tf, lambda c, k: depthwise.depthwise_conv3d_tap_loop(
             c, k, tf.constant(first), tf.constant(taps)), x, kernel, upstream)
+        shared = gradient_function(tf, lambda c, k: depthwise.shared_tap_loop(
+            c, k, tf.constant(first), tf.constant(taps)), x, kernel, upstream)
         with graph_optimization(False):  # as every search on a CPU
-            ms = time_pair({"fixed": fixed, "loop": looped}, args.repeats)
-        print(f"{taps:>4} {ms['fixed']:>12.2f} {ms['loop']:>9.2f} {ms['loop'] / ms['fixed']:>6.2f}")
+            ms = time_pair({"fixed": fixed, "loop": looped, "shared": shared}, args.repeats)
+        print(f"{taps:>4} {ms['fixed']:>12.2f} {ms['loop']:>9.2f} {ms['loop'] / ms['fixed']:>6.2f}"
+              f" {ms['shared']:>7.2f} {ms['shared'] / ms['fixed']:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -141,13 +141,15 @@ def test_gradients_match_numpy(rng, method, stride, temporal_kernel):
 
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="the tap loop is not for JAX")
+@pytest.mark.parametrize("loop", ["tap_loop", "shared_tap_loop"])
 @pytest.mark.parametrize("frames", [1, 2, 3])
-def test_tap_loop_on_clips_shorter_than_its_reach(rng, frames):
+def test_tap_loop_on_clips_shorter_than_its_reach(rng, frames, loop):
     # A 5-tap kernel shifts by up to 2 frames: on 1 or 2 frames some taps keep no frame.
     x = rng.normal(size=(2, frames, 5, 4, 3)).astype("float32")
     kernel = rng.normal(size=(5, 3, 3, 3)).astype("float32")
     upstream = rng.normal(size=(2, frames, 5, 4, 3)).astype("float32")
-    y, grad_x, grad_kernel = (to_numpy(t) for t in backend_gradients(tap_loop, x, kernel, upstream))
+    gradients = backend_gradients(METHODS[loop], x, kernel, upstream)
+    y, grad_x, grad_kernel = (to_numpy(t) for t in gradients)
     expected_x, expected_kernel = reference_gradients(x, kernel, 1, upstream)
     np.testing.assert_allclose(y, reference(x, kernel, 1), atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(grad_x, expected_x, atol=1e-4, rtol=1e-5)
@@ -167,15 +169,17 @@ def test_shifted_frames_against_numpy(rng):
 
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="the tap loop is not for JAX")
+@pytest.mark.parametrize("loop", ["tap_loop", "shared_tap_loop"])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_tap_loop_with_one_tap_is_the_fixed_convolution(rng, stride):
-    """A 1-tap kernel runs no loop step: the fixed layer's convolution plus zeros, bit for
-    bit, values and gradients (the supernet's 1-tap blocks train as the fixed model's)."""
+def test_tap_loop_with_one_tap_is_the_fixed_convolution(rng, stride, loop):
+    """A 1-tap kernel runs no loop step: the fixed layer's convolution (plus zeros in
+    place), bit for bit, values and gradients (the supernet's 1-tap blocks train as the
+    fixed model's)."""
     x = rng.normal(size=(2, 4, 7, 6, 3)).astype("float32")
     kernel = rng.normal(size=(1, 3, 3, 3)).astype("float32")
     upstream = rng.normal(size=(2, 4, -(-7 // stride), -(-6 // stride), 3)).astype("float32")
     fixed = functools.partial(depthwise.depthwise_conv3d_taps, spatial_stride=stride)
-    looped = functools.partial(tap_loop, spatial_stride=stride)
+    looped = functools.partial(METHODS[loop], spatial_stride=stride)
     for got, want in zip(backend_gradients(looped, x, kernel, upstream),
                          backend_gradients(fixed, x, kernel, upstream)):
         np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
@@ -226,13 +230,42 @@ def test_shared_tap_loop_traces_once_per_shape_unless_inlined_in_place(rng):
     np.testing.assert_allclose(three_blocks()[2], expected, atol=1e-5, rtol=1e-5)
 
 
+def _op_types(library):
+    """{function name: the op types it runs, those of the functions it calls included}."""
+    bodies = {f.signature.name: f.node_def for f in library.function}
+
+    def types(name, seen=()):
+        found = set()
+        for node in bodies[name]:
+            found.add(node.op)
+            called = node.attr["f"].func.name if "f" in node.attr else ""
+            if called in bodies and called not in seen:
+                found |= types(called, seen + (name,))
+        return found
+
+    return {name: types(name) for name in bodies}
+
+
+def _ancestors(tensor):
+    """The ops `tensor` depends on in its graph, through data and control edges."""
+    found, stack = set(), [tensor.op]
+    while stack:
+        op = stack.pop()
+        if op not in found:
+            found.add(op)
+            stack.extend([t.op for t in op.inputs] + list(op.control_inputs))
+    return found
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="traced TensorFlow graph")
 @pytest.mark.parametrize("taps", [1, 3])
-def test_shared_tap_loop_passes_its_backward_no_response(rng, taps):
-    """With the width unknown (a supernet's sliced channels), the forward function gives
-    the backward the clip, not the taps' responses or their sums: `AddV2`'s gradient
-    needs its operands' shapes, and that held two output-sized tensors a block from the
-    forward pass to the backward (BENCHMARKS.md 1e, session 15)."""
+def test_shared_tap_loop_gradient_at_the_clip_waits_for_no_kernel_gradient(rng, taps):
+    """With the width unknown (a supernet's sliced channels): the forward call hands the
+    backward nothing but its result, and the clip's gradient, which the rest of the
+    backward pass waits for, depends on no filter gradient. Holding a response or a sum
+    from forward to backward cost an output-sized tensor a block (BENCHMARKS.md 1e,
+    session 15); one backward call for both gradients held the clip's until the kernel's
+    was done (session 16)."""
     import tensorflow as tf
 
     kernel = tf.constant(rng.normal(size=(5, 3, 3, 6)).astype("float32"))
@@ -241,29 +274,33 @@ def test_shared_tap_loop_passes_its_backward_no_response(rng, taps):
     def gradients(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = depthwise.shared_tap_loop(x, kernel[..., : tf.shape(x)[-1]], (5 - taps) // 2,
-                                          tf.constant(taps))
+            active = kernel[..., : tf.shape(x)[-1]]
+            tape.watch(active)
+            y = depthwise.shared_tap_loop(x, active, (5 - taps) // 2, tf.constant(taps))
             loss = ops.sum(y * y)
-        return tape.gradient(loss, x)
+        return tape.gradient(loss, [x, active])
 
-    graph = gradients.get_concrete_function().graph
-    forward = [op for op in graph.get_operations() if op.type == "PartitionedCall"
-               and op.get_attr("f").name.startswith("__forward")]
-    assert len(forward) == 1
-    frames = [out for out in forward[0].outputs[1:]  # [0]: the result
-              if out.dtype == tf.float32 and out.shape.rank == 4 and out.shape[1:3] == (8, 8)]
-    assert len(frames) == 1  # the clip the centre tap reads
-    x = rng.normal(size=(2, 4, 8, 8, 6)).astype("float32")
+    concrete = gradients.get_concrete_function()
+    types = _op_types(concrete.graph.as_graph_def().library)
+    calls = [op for op in concrete.graph.get_operations() if op.type == "PartitionedCall"]
+    forward = [op for op in calls if "Depthwise" in str(types[op.get_attr("f").name])
+               and not any("Backprop" in t for t in types[op.get_attr("f").name])]
+    assert len(forward) == 1 and len(forward[0].outputs) == 1  # the result only
+    waits = set()
+    for op in _ancestors(concrete.graph.outputs[0]):  # the clip's gradient
+        waits |= types[op.get_attr("f").name] if op in calls else {op.type}
+    assert "DepthwiseConv2dNativeBackpropInput" in waits
+    assert "DepthwiseConv2dNativeBackpropFilter" not in waits
+    x = tf.constant(rng.normal(size=(2, 4, 8, 8, 6)).astype("float32"))
     with tf.GradientTape() as tape:
-        x_tensor = tf.constant(x)
-        tape.watch(x_tensor)
-        out = depthwise.depthwise_conv3d_tap_loop(x_tensor, kernel, (5 - taps) // 2, taps)
+        tape.watch([x, kernel])
+        out = depthwise.depthwise_conv3d_tap_loop(x, kernel, (5 - taps) // 2, taps)
         loss = ops.sum(out * out)
     first = (5 - taps) // 2
-    np.testing.assert_allclose(out, reference(x, kernel.numpy()[first:first + taps], 1),
+    np.testing.assert_allclose(out, reference(x.numpy(), kernel.numpy()[first:first + taps], 1),
                                atol=1e-5, rtol=1e-5)
-    np.testing.assert_allclose(gradients(tf.constant(x)), tape.gradient(loss, x_tensor),
-                               atol=1e-4, rtol=1e-4)
+    for got, want in zip(gradients(x), tape.gradient(loss, [x, kernel])):
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("height", [6, 7])

@@ -146,6 +146,43 @@ def depthwise_conv3d_taps(inputs, kernel, spatial_stride=1, temporal_kernel=None
     return ops.reshape(output, (batch, frames, out_shape[1], out_shape[2], channels))
 
 
+class _Taps:
+    """The temporal taps of a `(max_t, k, k, C)` kernel on a 5D clip, as the tap loops read
+    them: `kernel[tap]` convolves each frame of the clip shifted by `tap - centre` frames."""
+
+    def __init__(self, clip, kernel, spatial_stride):
+        self.centre = kernel.shape[0] // 2
+        self.window = tuple(ops.shape(clip))  # static sizes where known (keras.ops.shape)
+        batch, frames, height, width, channels = self.window
+        kernel_shape = ops.shape(kernel)
+        self.kernel, self.stride = kernel, spatial_stride
+        self.tap_shape = (1, kernel_shape[1], kernel_shape[2], channels)
+        self.frame_shape = (-1, height, width, channels)
+        out = tuple(same_output_size(size, spatial_stride) for size in (height, width))
+        self.output_shape = (batch, frames) + out + (channels,)
+
+    def off_centre(self, first_tap, step):
+        """The tap of loop step `step` (0 .. num_taps - 2): the taps before the centre, then
+        those after it."""
+        return first_tap + step + ops.cast(step >= self.centre - first_tap, "int32")
+
+    def tap_kernel(self, tap):
+        """`kernel[tap]` as a depthwise 2D kernel `(k, k, C, 1)`. A plain slice: its
+        gradient in a loop is a Pad, not a StridedSliceGrad."""
+        tap_kernel = ops.slice(self.kernel, (tap, 0, 0, 0), self.tap_shape)
+        return ops.reshape(tap_kernel, self.tap_shape[1:] + (1,))
+
+    def shifted(self, clip, tap):
+        """The clip as tap `tap` reads it (`shifted_frames`)."""
+        return shifted_frames(clip, tap - self.centre, self.window)
+
+    def response(self, clip, tap):
+        """`kernel[tap]` on each frame of a 5D clip: `(batch * frames, h', w', C)`."""
+        return ops.depthwise_conv(
+            ops.reshape(clip, self.frame_shape), self.tap_kernel(tap),
+            strides=self.stride, padding="same", data_format="channels_last")
+
+
 def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_stride=1):
     """`depthwise_conv3d_taps` with the temporal kernel `kernel[first_tap : first_tap +
     num_taps]` chosen at run time: one traced tap in a loop, not one branch per size.
@@ -158,57 +195,49 @@ def depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_strid
     loop's gradient and none is built from zeros. A 1-tap kernel runs no loop step and
     costs the fixed layer's convolution and one add (BENCHMARKS.md section 3c, "The clip
     through the tap loop"). The sum is `depthwise_conv3d_taps`'s, off-centre taps first.
-    The supernet's sliced path (TensorFlow) uses it: one traced tap instead of a switch
-    branch per temporal kernel takes a fifth to a third off a search's start-up.
-    TensorFlow and torch; not JAX (its loop index is a tracer that `ops.slice` cannot
-    take).
+    The supernet's sliced path uses it on torch; on TensorFlow it runs `shared_tap_loop`
+    (the same taps from the centre on, with gradients of its own). One traced tap instead
+    of a switch branch per temporal kernel takes a fifth to a third off a search's
+    start-up. TensorFlow and torch; not JAX (its loop index is a tracer that `ops.slice`
+    cannot take).
     """
-    centre = kernel.shape[0] // 2
-    window = tuple(ops.shape(inputs))  # static sizes where known (keras.ops.shape)
-    batch, frames, height, width, channels = window
-    kernel_shape = ops.shape(kernel)
-    tap_shape = (1, kernel_shape[1], kernel_shape[2], channels)
-    out_height, out_width = (same_output_size(size, spatial_stride) for size in (height, width))
+    taps = _Taps(inputs, kernel, spatial_stride)
 
-    def response(clip, tap):
-        """`kernel[tap]` on each frame of a 5D clip: `(batch * frames, h', w', C)`."""
-        # A plain slice: its gradient in the loop is a Pad, not a StridedSliceGrad.
-        tap_kernel = ops.reshape(ops.slice(kernel, (tap, 0, 0, 0), tap_shape), tap_shape[1:] + (1,))
-        return ops.depthwise_conv(
-            ops.reshape(clip, (-1, height, width, channels)), tap_kernel,
-            strides=spatial_stride, padding="same", data_format="channels_last")
-
-    def add_tap(step, carry):  # steps 0 .. num_taps - 2: the taps before, then after the centre
+    def add_tap(step, carry):
         output, clip = carry
-        tap = first_tap + step + ops.cast(step >= centre - first_tap, "int32")
-        tap_response = response(shifted_frames(clip, tap - centre, window), tap)
-        return _add_responses(output, tap_response), clip
+        tap = taps.off_centre(first_tap, step)
+        return _add_responses(output, taps.response(taps.shifted(clip, tap), tap)), clip
 
+    batch, frames, out_height, out_width, channels = taps.output_shape
     zeros = ops.zeros((batch * frames, out_height, out_width, channels), inputs.dtype)
     off_centre, clip = ops.fori_loop(0, num_taps - 1, add_tap, (zeros, inputs))
-    output = _add_responses(off_centre, response(clip, centre))
-    return ops.reshape(output, (batch, frames, out_height, out_width, channels))
+    output = _add_responses(off_centre, taps.response(clip, taps.centre))
+    return ops.reshape(output, taps.output_shape)
 
 
 _INLINE = threading.local()  # .on: `inlined_tap_loops` is open
 
 
 def shared_tap_loop(inputs, kernel, first_tap, num_taps, spatial_stride=1):
-    """`depthwise_conv3d_tap_loop` as a traced function per stride and input shape, on
-    TensorFlow: the blocks of a supernet that share a shape trace the loop and its
-    gradient once, not once a block, and TensorFlow inlines the function where it is
-    called, so each caller runs its own copy and a step costs what the loop in place
-    costs (start-up 5-6 s shorter for the paper's step-1 space; BENCHMARKS.md 1e,
-    session 14). Inside `inlined_tap_loops(True)`, with several replicas (across two
-    workers the nested function failed: "Haven't set up remote eager worker") and on other
-    backends, the loop is traced in place."""
-    if getattr(_INLINE, "on", False) or keras.backend.backend() != "tensorflow" \
-            or _replicated():
+    """`depthwise_conv3d_tap_loop` for the supernet on TensorFlow: its forward pass, the
+    gradient at the clip and the gradient at the kernel are three traced functions per
+    stride and input shape (`_tap_loop_functions`), so the blocks of a supernet that share
+    a shape trace the loop once, not once a block (start-up 5-6 s shorter for the paper's
+    step-1 space; BENCHMARKS.md 1e, session 14). The two gradients are separate calls: the
+    clip's, which the rest of the backward pass waits for, does not wait for the kernel's,
+    and the forward pass hands the backward only the clip and the kernel (session 16).
+    Inside `inlined_tap_loops(True)` and with several replicas (across two workers a nested
+    function failed: "Haven't set up remote eager worker") the same three are traced in
+    place; on other backends `depthwise_conv3d_tap_loop` is."""
+    if keras.backend.backend() != "tensorflow":
         return depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_stride)
     inputs, kernel = ops.convert_to_tensor(inputs), ops.convert_to_tensor(kernel)
-    function = _tap_loop_function(spatial_stride, tuple(inputs.shape), tuple(kernel.shape),
-                                  inputs.dtype.name)
-    return function(inputs, kernel, first_tap, num_taps)
+    if getattr(_INLINE, "on", False) or _replicated():
+        functions = _tap_loop_bodies(spatial_stride)
+    else:
+        functions = _tap_loop_functions(spatial_stride, tuple(inputs.shape),
+                                        tuple(kernel.shape), inputs.dtype.name)
+    return _split_gradients(functions, inputs, kernel, first_tap, num_taps)
 
 
 @contextlib.contextmanager
@@ -230,17 +259,108 @@ def _replicated():
     return tf.distribute.get_strategy().num_replicas_in_sync > 1
 
 
-@functools.cache
-def _tap_loop_function(spatial_stride, input_shape, kernel_shape, dtype):
-    """The tap loop traced once for inputs and kernels of these (static) shapes."""
+def _split_gradients(functions, inputs, kernel, first_tap, num_taps):
+    """The tap loop's forward function (`functions[0]`) on `(inputs, kernel)`, with the two
+    gradient functions as its gradient: each gets what it reads (the clip, the kernel), and
+    the clip's gradient is out as soon as its own convolutions are."""
     import tensorflow as tf
 
-    def loop(inputs, kernel, first_tap, num_taps):
-        return depthwise_conv3d_tap_loop(inputs, kernel, first_tap, num_taps, spatial_stride)
+    forward, clip_gradient, kernel_gradient = functions
+    first_tap, num_taps = (tf.convert_to_tensor(n, tf.int32) for n in (first_tap, num_taps))
 
-    return tf.function(loop, autograph=False, input_signature=[
-        tf.TensorSpec(input_shape, dtype), tf.TensorSpec(kernel_shape, dtype),
-        tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32)])
+    @tf.custom_gradient
+    def loop(clip, taps):
+        def gradient(upstream):
+            return (clip_gradient(upstream, clip, taps, first_tap, num_taps),
+                    kernel_gradient(upstream, clip, taps, first_tap, num_taps))
+
+        return forward(clip, taps, first_tap, num_taps), gradient
+
+    return loop(inputs, kernel)
+
+
+def _tap_loop_bodies(spatial_stride):
+    """The forward pass, clip gradient and kernel gradient of the tap loop at this stride."""
+    def body(function):
+        def run(*args):
+            return function(*args, spatial_stride=spatial_stride)
+
+        run.__name__ = function.__name__.lstrip("_")  # "loop_forward", ...
+        return run
+
+    return tuple(body(f) for f in (_loop_forward, _loop_clip_gradient, _loop_kernel_gradient))
+
+
+@functools.cache
+def _tap_loop_functions(spatial_stride, input_shape, kernel_shape, dtype):
+    """`_tap_loop_bodies`, each traced once for inputs and kernels of these (static) shapes."""
+    import tensorflow as tf
+
+    output_shape = input_shape[:2] + tuple(
+        None if size is None else same_output_size(size, spatial_stride)
+        for size in input_shape[2:4]) + input_shape[4:]
+    clip, kernel = tf.TensorSpec(input_shape, dtype), tf.TensorSpec(kernel_shape, dtype)
+    upstream, scalar = tf.TensorSpec(output_shape, dtype), tf.TensorSpec((), tf.int32)
+    signatures = ((clip, kernel), (upstream, clip, kernel), (upstream, clip, kernel))
+    return tuple(tf.function(body, autograph=False, input_signature=[*signature, scalar, scalar])
+                 for body, signature in zip(_tap_loop_bodies(spatial_stride), signatures))
+
+
+def _loop_forward(clip, kernel, first_tap, num_taps, spatial_stride):
+    """The tap loop's sum, from the centre tap's response: no zeros to start from."""
+    taps = _Taps(clip, kernel, spatial_stride)
+
+    def add_tap(step, output):
+        tap = taps.off_centre(first_tap, step)
+        return _add_responses(output, taps.response(taps.shifted(clip, tap), tap))
+
+    output = ops.fori_loop(0, num_taps - 1, add_tap, taps.response(clip, taps.centre))
+    return ops.reshape(output, taps.output_shape)
+
+
+def _loop_clip_gradient(upstream, clip, kernel, first_tap, num_taps, spatial_stride):
+    """The gradient at the clip: each tap's input gradient shifted back by its shift."""
+    import tensorflow as tf
+
+    taps = _Taps(clip, kernel, spatial_stride)
+    upstream = ops.reshape(upstream, (-1,) + tuple(ops.shape(upstream)[2:]))
+    frames = tf.shape(ops.reshape(clip, taps.frame_shape))
+    strides = (1, spatial_stride, spatial_stride, 1)
+
+    def at_frames(tap):  # the gradient at the frames tap `tap` reads, 5D
+        gradient = tf.nn.depthwise_conv2d_backprop_input(
+            frames, taps.tap_kernel(tap), upstream, strides, "SAME")
+        return ops.reshape(gradient, taps.window)
+
+    def add_tap(step, total):
+        tap = taps.off_centre(first_tap, step)
+        return _add_responses(total, shifted_frames(at_frames(tap), taps.centre - tap,
+                                                    taps.window))
+
+    return ops.fori_loop(0, num_taps - 1, add_tap, at_frames(taps.centre))
+
+
+def _loop_kernel_gradient(upstream, clip, kernel, first_tap, num_taps, spatial_stride):
+    """The gradient at the `(max_t, k, k, C)` kernel: the chosen taps' filter gradients,
+    zeros at the other taps."""
+    import tensorflow as tf
+
+    taps = _Taps(clip, kernel, spatial_stride)
+    upstream = ops.reshape(upstream, (-1,) + tuple(ops.shape(upstream)[2:]))
+    sizes = tf.stack(taps.tap_shape[1:] + (1,))
+    strides, last = (1, spatial_stride, spatial_stride, 1), kernel.shape[0] - 1
+
+    def at_tap(tap, frames):  # tap `tap`'s gradient placed in the whole kernel
+        gradient = tf.nn.depthwise_conv2d_backprop_filter(
+            ops.reshape(frames, taps.frame_shape), sizes, upstream, strides, "SAME")
+        return ops.pad(ops.reshape(gradient, taps.tap_shape),
+                       ((tap, last - tap), (0, 0), (0, 0), (0, 0)))
+
+    def add_tap(step, total):
+        tap = taps.off_centre(first_tap, step)
+        return _add_responses(total, at_tap(tap, taps.shifted(clip, tap)))
+
+    return ops.fori_loop(0, num_taps - 1, add_tap, at_tap(taps.centre, clip))
 
 
 def depthwise_conv3d_grouped(inputs, kernel, spatial_stride=1):
