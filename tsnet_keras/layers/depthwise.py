@@ -146,6 +146,14 @@ def depthwise_conv3d_taps(inputs, kernel, spatial_stride=1, temporal_kernel=None
     return ops.reshape(output, (batch, frames, out_shape[1], out_shape[2], channels))
 
 
+def _output_window(window, spatial_stride):
+    """The 5D shape of a depthwise convolution's output on a clip of shape `window`
+    ("same" padding; sizes ints, tensors or None where unknown)."""
+    out = tuple(None if size is None else same_output_size(size, spatial_stride)
+                for size in window[2:4])
+    return tuple(window[:2]) + out + tuple(window[4:])
+
+
 class _Taps:
     """The temporal taps of a `(max_t, k, k, C)` kernel on a 5D clip, as the tap loops read
     them: `kernel[tap]` convolves each frame of the clip shifted by `tap - centre` frames."""
@@ -153,13 +161,16 @@ class _Taps:
     def __init__(self, clip, kernel, spatial_stride):
         self.centre = kernel.shape[0] // 2
         self.window = tuple(ops.shape(clip))  # static sizes where known (keras.ops.shape)
-        batch, frames, height, width, channels = self.window
         kernel_shape = ops.shape(kernel)
         self.kernel, self.stride = kernel, spatial_stride
-        self.tap_shape = (1, kernel_shape[1], kernel_shape[2], channels)
-        self.frame_shape = (-1, height, width, channels)
-        out = tuple(same_output_size(size, spatial_stride) for size in (height, width))
-        self.output_shape = (batch, frames) + out + (channels,)
+        self.strides = (1, spatial_stride, spatial_stride, 1)  # TensorFlow's, per frame
+        self.tap_shape = (1, kernel_shape[1], kernel_shape[2], self.window[4])
+        self.output_shape = _output_window(self.window, spatial_stride)
+
+    @staticmethod
+    def per_frame(tensor):
+        """A 5D tensor as `(batch * frames, h, w, C)`."""
+        return ops.reshape(tensor, (-1,) + tuple(ops.shape(tensor)[2:]))
 
     def off_centre(self, first_tap, step):
         """The tap of loop step `step` (0 .. num_taps - 2): the taps before the centre, then
@@ -179,7 +190,7 @@ class _Taps:
     def response(self, clip, tap):
         """`kernel[tap]` on each frame of a 5D clip: `(batch * frames, h', w', C)`."""
         return ops.depthwise_conv(
-            ops.reshape(clip, self.frame_shape), self.tap_kernel(tap),
+            self.per_frame(clip), self.tap_kernel(tap),
             strides=self.stride, padding="same", data_format="channels_last")
 
 
@@ -296,11 +307,9 @@ def _tap_loop_functions(spatial_stride, input_shape, kernel_shape, dtype):
     """`_tap_loop_bodies`, each traced once for inputs and kernels of these (static) shapes."""
     import tensorflow as tf
 
-    output_shape = input_shape[:2] + tuple(
-        None if size is None else same_output_size(size, spatial_stride)
-        for size in input_shape[2:4]) + input_shape[4:]
     clip, kernel = tf.TensorSpec(input_shape, dtype), tf.TensorSpec(kernel_shape, dtype)
-    upstream, scalar = tf.TensorSpec(output_shape, dtype), tf.TensorSpec((), tf.int32)
+    upstream = tf.TensorSpec(_output_window(input_shape, spatial_stride), dtype)
+    scalar = tf.TensorSpec((), tf.int32)
     signatures = ((clip, kernel), (upstream, clip, kernel), (upstream, clip, kernel))
     return tuple(tf.function(body, autograph=False, input_signature=[*signature, scalar, scalar])
                  for body, signature in zip(_tap_loop_bodies(spatial_stride), signatures))
@@ -323,13 +332,11 @@ def _loop_clip_gradient(upstream, clip, kernel, first_tap, num_taps, spatial_str
     import tensorflow as tf
 
     taps = _Taps(clip, kernel, spatial_stride)
-    upstream = ops.reshape(upstream, (-1,) + tuple(ops.shape(upstream)[2:]))
-    frames = tf.shape(ops.reshape(clip, taps.frame_shape))
-    strides = (1, spatial_stride, spatial_stride, 1)
+    upstream, frames = taps.per_frame(upstream), tf.shape(taps.per_frame(clip))
 
     def at_frames(tap):  # the gradient at the frames tap `tap` reads, 5D
         gradient = tf.nn.depthwise_conv2d_backprop_input(
-            frames, taps.tap_kernel(tap), upstream, strides, "SAME")
+            frames, taps.tap_kernel(tap), upstream, taps.strides, "SAME")
         return ops.reshape(gradient, taps.window)
 
     def add_tap(step, total):
@@ -346,13 +353,12 @@ def _loop_kernel_gradient(upstream, clip, kernel, first_tap, num_taps, spatial_s
     import tensorflow as tf
 
     taps = _Taps(clip, kernel, spatial_stride)
-    upstream = ops.reshape(upstream, (-1,) + tuple(ops.shape(upstream)[2:]))
-    sizes = tf.stack(taps.tap_shape[1:] + (1,))
-    strides, last = (1, spatial_stride, spatial_stride, 1), kernel.shape[0] - 1
+    upstream, sizes = taps.per_frame(upstream), tf.stack(taps.tap_shape[1:] + (1,))
+    last = kernel.shape[0] - 1
 
     def at_tap(tap, frames):  # tap `tap`'s gradient placed in the whole kernel
         gradient = tf.nn.depthwise_conv2d_backprop_filter(
-            ops.reshape(frames, taps.frame_shape), sizes, upstream, strides, "SAME")
+            taps.per_frame(frames), sizes, upstream, taps.strides, "SAME")
         return ops.pad(ops.reshape(gradient, taps.tap_shape),
                        ((tap, last - tap), (0, 0), (0, 0), (0, 0)))
 
