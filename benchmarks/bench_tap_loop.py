@@ -6,7 +6,8 @@ layer (`depthwise_conv3d_taps` on the `t` centred taps), `depthwise_conv3d_tap_l
 own gradient) and `shared_tap_loop` (the same loop as the supernet runs it one path at a
 time: traced functions for the forward pass and for each gradient). Each
 is one `tf.function` returning the output and the gradients for the clip and the kernel,
-with Grappler off as in every search (`ParsecSearch(graph_optimization=None)` on CPUs).
+with Grappler as every search runs on CPUs (`ParsecSearch(graph_optimization=None)`: the
+remapper alone).
 Medians of `--repeats` calls, the two alternating.
 
     python benchmarks/bench_tap_loop.py
@@ -83,7 +84,7 @@ def main(argv=None):
             c, k, tf.constant(first), tf.constant(taps)), x, kernel, upstream)
         shared = gradient_function(tf, lambda c, k: depthwise.shared_tap_loop(
             c, k, tf.constant(first), tf.constant(taps)), x, kernel, upstream)
-        with graph_optimization(False):  # as every search on a CPU
+        with graph_optimization(None):  # as every search on a CPU: the remapper alone
             ms = time_pair({"fixed": fixed, "loop": looped, "shared": shared}, args.repeats)
         print(f"{taps:>4} {ms['fixed']:>12.2f} {ms['loop']:>9.2f} {ms['loop'] / ms['fixed']:>6.2f}"
               f" {ms['shared']:>7.2f} {ms['shared'] / ms['fixed']:>6.2f}")

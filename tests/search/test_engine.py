@@ -123,22 +123,30 @@ def test_settings_a_resumed_run_does_not_depend_on_are_not_compared(finished, ch
     assert _run(finished, **change).search is None
 
 
-def test_fit_turns_grappler_off_on_cpus_and_restores_it(tmp_path):
+GRAPPLER_SEEN = ("disable_meta_optimizer", "remapping", "constant_folding")
+
+
+def test_fit_runs_grappler_s_remapper_alone_on_cpus_and_restores_the_options(tmp_path):
     import tensorflow as tf
 
     seen = []
 
     class Options(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            seen.append(tf.config.optimizer.get_experimental_options().get(
-                "disable_meta_optimizer"))
+            options = tf.config.optimizer.get_experimental_options()
+            seen.append(tuple(options.get(name) for name in GRAPPLER_SEEN))
 
-    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
-    _run(tmp_path / "off", epochs=1, callbacks=[Options()])
+    before = tf.config.optimizer.get_experimental_options()
+    _run(tmp_path / "default", epochs=1, callbacks=[Options()])
     _run(tmp_path / "on", epochs=1, callbacks=[Options()], graph_optimization=True)
-    assert seen == [not tf.config.list_logical_devices("GPU"), False]
-    assert tf.config.optimizer.get_experimental_options().get(
-        "disable_meta_optimizer", False) == before
+    if tf.config.list_logical_devices("GPU"):
+        assert seen[0][0] is False
+    else:
+        assert seen[0] == (False, True, False)  # the meta optimizer on, the remapper alone
+    assert seen[1][0] is False and seen[1][2] is not False  # Grappler whole
+    after = tf.config.optimizer.get_experimental_options()
+    assert after.get("disable_meta_optimizer", False) == before.get("disable_meta_optimizer", False)
+    assert after.get("constant_folding", True) is before.get("constant_folding", True)
 
 
 def test_a_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):

@@ -382,3 +382,21 @@ def test_the_stem_runs_once_for_the_k_paths_and_trains_as_k_stems(monkeypatch, r
         np.testing.assert_allclose((after_once - start) / (1 - momentum),
                                    (after_k - start) / (1 - momentum ** samples),
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_graph_optimization_gives_back_each_option_it_set():
+    from tsnet_keras.search.parsec import graph_optimization
+
+    tf.config.optimizer.set_experimental_options({"constant_folding": False})
+    try:
+        with graph_optimization(None):
+            inside = tf.config.optimizer.get_experimental_options()
+        after = tf.config.optimizer.get_experimental_options()
+    finally:
+        tf.config.optimizer.set_experimental_options({"constant_folding": True})
+    if not tf.config.list_logical_devices("GPU"):  # the remapper alone
+        assert (inside["remapping"], inside["arithmetic_optimization"]) == (True, False)
+    assert inside["disable_meta_optimizer"] is False
+    assert after["constant_folding"] is False  # as set before
+    assert after["disable_meta_optimizer"] is True  # as the search tests' fixture set it
+    assert after["arithmetic_optimization"] is True  # set inside, back to its default: on

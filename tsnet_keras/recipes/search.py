@@ -190,12 +190,13 @@ def search_step(
             noise, `tsnet_keras.search.evidence`, docs/search.md) or "adam" (the paper's).
         checkpoint_every: steps between checkpoints (epoch ends always).
         snapshot_every: steps between distribution snapshots (0: epoch ends).
-        graph_optimization: bool. Let Grappler optimise the traced search step.
-            Default: only when a GPU is visible. On CPUs its first-call
+        graph_optimization: bool. Let Grappler optimise the traced search step
+            (True: all of it, False: none). Default: all of it when a GPU is
+            visible, its remapper alone on CPUs: there Grappler's first-call
             optimisation of the supernet step (hundreds of switch branches) costs
             about a minute, more than it saves in a short search (measured: step 2
             of `auto_tsnet_mini`, first epoch 161 s with, 96 s without; later
-            steps equal).
+            steps equal), and the remapper alone a few seconds.
         strategy: `tf.distribute.Strategy`; default `choose_strategy()`.
         callbacks: extra Keras callbacks of the search's `fit`.
         **search_kwargs: other `run_search_step` arguments.

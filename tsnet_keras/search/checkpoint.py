@@ -98,7 +98,7 @@ def write_npz_atomically(path, arrays: dict, keep_previous: str | None = None) -
 
 def _read_values(search, variables) -> list:
     """NumPy values of `variables`, read in one traced call (kept per search until its
-    variables change; Grappler off, as in the search's loop, so it is instantiated once): one
+    variables change; Grappler off at every call, so it is instantiated once): one
     eager read per variable costs about 0.1 ms, a median 51 ms a checkpoint of the default step-1
     search's 448 variables, one call 6 ms (BENCHMARKS.md 7b)."""
     key = tuple(id(variable) for variable in variables)

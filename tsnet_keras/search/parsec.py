@@ -176,9 +176,10 @@ class ParsecSearch(keras.Model):
             fits the labels (progressive step 2 inherits it) it otherwise gets
             little gradient and may never learn what only it can see (BENCHMARKS.md
             section 8, "stream dropout"; `run_search_step` sets 0.5 for step 2).
-        graph_optimization: None (default: Grappler optimises the traced step only
-            when a GPU is visible; on CPUs it costs more start-up than it saves), True
-            or False. Applies to `fit`; see `graph_optimization`.
+        graph_optimization: None (default: Grappler optimises the traced step whole
+            when a GPU is visible; on CPUs its remapper alone runs: Grappler whole
+            costs more start-up than it saves there), True or False. Applies to `fit`;
+            see `graph_optimization`.
         paths_in_flight: 1 (default) or 2: how many of a replica's sampled paths may
             train at once. The per-path calls write no variable (their batch-norm
             updates are applied after each call, in path order; the classifier's
@@ -692,7 +693,8 @@ class ParsecSearch(keras.Model):
         return inlined_tap_loops(self.paths_in_flight > 1)
 
     def fit(self, *args, **kwargs):
-        """`keras.Model.fit`, with Grappler as `graph_optimization` says (off on CPUs)."""
+        """`keras.Model.fit`, with Grappler as `graph_optimization` says (the remapper alone
+        on CPUs)."""
         with graph_optimization(self.graph_optimization):
             return super().fit(*args, **kwargs)
 
@@ -735,21 +737,41 @@ class ParsecSearch(keras.Model):
         return cls(**config)
 
 
+# Grappler's optimizers a search runs on CPUs (`graph_optimization(None)`): the remapper
+# alone. Grappler whole spends minutes on the first call of the search step (a graph of
+# every choice's switch branches: start-up of the paper's step-1 search at crop 64, 354 s
+# with it, 212 s without; BENCHMARKS.md 3c). The remapper alone adds a few seconds and fuses
+# what it fuses in a fixed model (swish, ...): item 3's search step 0.93x of itself without
+# it, in one process (BENCHMARKS.md 1e, session 17).
+CPU_OPTIMIZERS = ("remapping",)
+# Grappler's optimizers that run unless turned off (TensorFlow's `RewriterConfig`).
+_ON_BY_DEFAULT = ("layout_optimizer", "constant_folding", "shape_optimization", "remapping",
+                  "arithmetic_optimization", "dependency_optimization", "loop_optimization",
+                  "function_optimization", "implementation_selector")
+
+
+def _grappler_options(enabled) -> dict:
+    """`tf.config.optimizer` options of `graph_optimization(enabled)`."""
+    if enabled is None and not tf.config.list_logical_devices("GPU"):
+        return {"disable_meta_optimizer": False,
+                **{name: name in CPU_OPTIMIZERS for name in _ON_BY_DEFAULT}}
+    return {"disable_meta_optimizer": enabled is False}
+
+
 @contextlib.contextmanager
 def graph_optimization(enabled=None):
-    """Grappler on (True) or off (False) for the functions first run inside; None: on only
-    when a GPU is visible. On CPUs Grappler's first-call optimisation of the search step (a
-    graph of every choice's switch branches) costs more than it saves: start-up of the
-    paper's step-1 search at crop 64, 354 s with it and 212 s without (BENCHMARKS.md 3c).
-    """
-    if enabled is None:
-        enabled = bool(tf.config.list_logical_devices("GPU"))
-    previous = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not enabled})
+    """Grappler for the functions first run inside: all of it (True), none (False), or
+    (None, the default) all of it when a GPU is visible and the remapper alone on CPUs
+    (`CPU_OPTIMIZERS`). Each option set here goes back to its value before, or to its
+    default (on; the meta optimizer enabled) where it had none."""
+    options = _grappler_options(enabled)
+    previous = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options(options)
     try:
         yield
     finally:
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": previous})
+        tf.config.optimizer.set_experimental_options(
+            {name: previous.get(name, name != "disable_meta_optimizer") for name in options})
 
 
 def _largest_kernel_indices(variables) -> np.ndarray:
