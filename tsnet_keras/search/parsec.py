@@ -740,9 +740,9 @@ class ParsecSearch(keras.Model):
 # Grappler's optimizers a search runs on CPUs (`graph_optimization(None)`): the remapper
 # alone. Grappler whole spends minutes on the first call of the search step (a graph of
 # every choice's switch branches: start-up of the paper's step-1 search at crop 64, 354 s
-# with it, 212 s without; BENCHMARKS.md 3c). The remapper alone adds a few seconds and fuses
-# what it fuses in a fixed model (swish, ...): item 3's search step 0.93x of itself without
-# it, in one process (BENCHMARKS.md 1e, session 17).
+# with it, 212 s without; BENCHMARKS.md 3c). The remapper alone adds 3-5 s and fuses what it
+# fuses in a fixed model (swish, ...): the search process peaks 13% lower at crop 64 and item
+# 3's step is 2-7% faster in one process (BENCHMARKS.md 1e, session 17).
 CPU_OPTIMIZERS = ("remapping",)
 # Grappler's optimizers that run unless turned off (TensorFlow's `RewriterConfig`).
 _ON_BY_DEFAULT = ("layout_optimizer", "constant_folding", "shape_optimization", "remapping",
