@@ -8,7 +8,7 @@ time: traced functions for the forward pass and for each gradient). Each
 is one `tf.function` returning the output and the gradients for the clip and the kernel,
 with Grappler as every search runs on CPUs (`ParsecSearch(graph_optimization=None)`: the
 remapper alone).
-Medians of `--repeats` calls, the two alternating.
+Medians of `--repeats` calls, the three alternating.
 
     python benchmarks/bench_tap_loop.py
     PYTHONPATH=<an older checkout> python benchmarks/bench_tap_loop.py   # its tap loop

@@ -748,6 +748,8 @@ CPU_OPTIMIZERS = ("remapping",)
 _ON_BY_DEFAULT = ("layout_optimizer", "constant_folding", "shape_optimization", "remapping",
                   "arithmetic_optimization", "dependency_optimization", "loop_optimization",
                   "function_optimization", "implementation_selector")
+# The value of each option `graph_optimization` sets, where nothing set it before.
+_DEFAULT_OPTIONS = {"disable_meta_optimizer": False, **{name: True for name in _ON_BY_DEFAULT}}
 
 
 def _grappler_options(enabled) -> dict:
@@ -763,7 +765,7 @@ def graph_optimization(enabled=None):
     """Grappler for the functions first run inside: all of it (True), none (False), or
     (None, the default) all of it when a GPU is visible and the remapper alone on CPUs
     (`CPU_OPTIMIZERS`). Each option set here goes back to its value before, or to its
-    default (on; the meta optimizer enabled) where it had none."""
+    default (`_DEFAULT_OPTIONS`) where it had none."""
     options = _grappler_options(enabled)
     previous = tf.config.optimizer.get_experimental_options()
     tf.config.optimizer.set_experimental_options(options)
@@ -771,7 +773,7 @@ def graph_optimization(enabled=None):
         yield
     finally:
         tf.config.optimizer.set_experimental_options(
-            {name: previous.get(name, name != "disable_meta_optimizer") for name in options})
+            {name: previous.get(name, _DEFAULT_OPTIONS[name]) for name in options})
 
 
 def _largest_kernel_indices(variables) -> np.ndarray:
