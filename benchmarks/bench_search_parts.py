@@ -14,7 +14,7 @@ alternating, medians of `--repeats` rounds:
 Ratios are per trained path: ms / (K x fixed), as in BENCHMARKS.md section 3c.
 
 The search's parts are called, first and timed, with Grappler as `ParsecSearch.fit`
-runs them (`--grappler default`: off on CPUs,
+runs them (`--grappler default`: Grappler's remapper alone on CPUs,
 `tsnet_keras.search.parsec.graph_optimization`); the fixed step as Keras runs it
 (Grappler on). Every call runs inside its setting: TensorFlow instantiates a function
 again, optimised the other way, when it is called under another setting than before.
@@ -37,6 +37,14 @@ size before it reads a few MB whatever the step allocates.
 
     python benchmarks/bench_search_parts.py --memory     # item 3's time and memory
     python benchmarks/bench_search_parts.py --memory --paths-in-flight 2
+
+`--also-optimizers NAME ...` adds a part per name: the step of another pinned search
+(`step+NAME`), run with the CPUs' default optimizers (`CPU_OPTIMIZERS`) and that one of
+Grappler's: which of them would pay for the search's step on this CPU. `remapping` adds
+none: its `step+remapping` is a control, the step's own setting in a search built later.
+
+    python benchmarks/bench_search_parts.py --repeats 15 --also-optimizers remapping \
+        layout_optimizer shape_optimization constant_folding implementation_selector
 """
 
 import argparse
@@ -88,8 +96,9 @@ def chosen_architecture(space, arch="smallest", seed=0):
 
 
 def functions(tf, crop, heldout_batch=4, space_name="auto_tsnet", arch="smallest", seed=0,
-              paths_in_flight=1):
-    """{name: traced callable} of the four parts, on fixed random batches."""
+              paths_in_flight=1, also=()):
+    """{name: traced callable} of the four parts (and a `step+NAME` per name of `also`: the
+    step of one more pinned search), on fixed random batches."""
     import keras
     import numpy as np
 
@@ -106,13 +115,27 @@ def functions(tf, crop, heldout_batch=4, space_name="auto_tsnet", arch="smallest
     search = pinned_search(space, arch, crop, paths_in_flight)
     order = tf.range(SAMPLES, dtype=tf.float32)  # distinct scores: rank weights
     context = tf.distribute.get_replica_context
+    step = lambda search: (lambda f: lambda: f(((x, y), (hx, hy))))(  # noqa: E731
+        tf.function(search.train_step))
     return {
         "fixed": fixed_step(arch, crop, x, y),
-        "step": (lambda f: lambda: f(((x, y), (hx, hy))))(tf.function(search.train_step)),
+        "step": step(search),
         "weights": tf.function(lambda: search._train_weights(
             x, y, search.sample(0), order, context())),
         "score": tf.function(lambda: search._score_samples(hx, hy, search.sample(0))),
+        **{f"step+{name}": step(pinned_search(space, arch, crop, paths_in_flight))
+           for name in also},
     }
+
+
+def grappler_setting(part, grappler, cpu_optimizers):
+    """`graph_optimization`'s argument for `part`: Grappler whole for the fixed step (as
+    Keras runs it), `cpu_optimizers` and NAME for a `step+NAME`, `grappler` otherwise."""
+    if part == "fixed":
+        return True
+    if part.startswith("step+"):
+        return (*cpu_optimizers, part[len("step+"):])
+    return grappler
 
 
 def main(argv=None):
@@ -127,8 +150,11 @@ def main(argv=None):
     parser.add_argument("--arch", default="smallest", choices=("smallest", "largest", "sampled"))
     parser.add_argument("--arch-seed", type=int, default=0, help="the seed of `--arch sampled`")
     parser.add_argument("--grappler", choices=GRAPPLER, default="default",
-                        help="for the search's parts: as `fit` runs them (default: off on "
-                             "CPUs), on or off")
+                        help="for the search's parts: as `fit` runs them (default: the "
+                             "remapper alone on CPUs), on or off")
+    parser.add_argument("--also-optimizers", nargs="+", default=(), metavar="NAME",
+                        help="a `step+NAME` part each: the step with the CPUs' default "
+                             "optimizers and NAME, one of `GRAPPLER_OPTIMIZERS` (CPUs only)")
     parser.add_argument("--paths-in-flight", type=int, default=1, choices=(1, 2),
                         help="the search's `paths_in_flight` (1: the default)")
     parser.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
@@ -143,9 +169,16 @@ def main(argv=None):
     import tensorflow as tf
 
     from tsnet_keras.cli import set_threads
-    from tsnet_keras.search.parsec import graph_optimization
+    from tsnet_keras.search.parsec import (CPU_OPTIMIZERS, check_graph_optimization,
+                                           graph_optimization)
 
     set_threads(args.threads)  # before TensorFlow's first op, as `tsnet-keras --threads`
+    try:
+        check_graph_optimization(args.also_optimizers)
+    except ValueError as error:
+        parser.error(f"--also-optimizers: {error}")
+    if args.also_optimizers and tf.config.list_logical_devices("GPU"):
+        parser.error("--also-optimizers: a GPU is visible, where the search runs Grappler whole")
 
     print(f"TensorFlow {tf.__version__}; {machine.describe()}; {args.space} step 1, {args.arch} "
           f"architecture; crop {args.crop}, K = {SAMPLES}, "
@@ -154,10 +187,10 @@ def main(argv=None):
           f"Grappler for the search: {args.grappler}; threads (intra, inter): "
           f"{args.threads or 'default'}; memory: "
           f"{'BFC allocator statistics' if args.memory else 'not measured'}")
-    parts = {name: under_setting(graph_optimization, fn, True if name == "fixed"
-                                 else GRAPPLER[args.grappler])
-             for name, fn in functions(tf, args.crop, args.heldout_batch, args.space, args.arch,
-                                       args.arch_seed, args.paths_in_flight).items()}
+    built = functions(tf, args.crop, args.heldout_batch, args.space, args.arch, args.arch_seed,
+                      args.paths_in_flight, args.also_optimizers)
+    parts = {name: under_setting(graph_optimization, fn, grappler_setting(
+                 name, GRAPPLER[args.grappler], CPU_OPTIMIZERS)) for name, fn in built.items()}
     for name, fn in parts.items():
         start = time.perf_counter()
         fn(), fn()
@@ -208,22 +241,30 @@ def _allocator_peak(tf):
 
 def report(times):
     """Medians, and the median of the per-round ratios (each part against the fixed step
-    of its own round: robust to a machine that slows down or speeds up)."""
-    fixed = statistics.median(times["fixed"])
-    print(f"{'part':>8} {'median ms':>10} {'per trained path':>17} {'median of rounds':>17}")
+    of its own round: robust to a machine that slows down or speeds up); a `step+NAME`
+    also against the step of its round."""
+    fixed, width = statistics.median(times["fixed"]), max(8, *map(len, times))
+    against_step = any(name.startswith("step+") for name in times)
+    print(f"{'part':>{width}} {'median ms':>10} {'per trained path':>17} {'median of rounds':>17}"
+          + (f" {'/ step, rounds':>15}" if against_step else ""))
     for name, ms in times.items():
         rounds = [t / (SAMPLES * f) for t, f in zip(ms, times["fixed"])]
-        print(f"{name:>8} {statistics.median(ms):10.0f} "
-              f"{statistics.median(ms) / (SAMPLES * fixed):17.3f} {statistics.median(rounds):17.3f}")
+        to_step = (f"{statistics.median(a / b for a, b in zip(ms, times['step'])):15.3f}"
+                   if name.startswith("step+") else "")
+        print(f"{name:>{width}} {statistics.median(ms):10.0f} "
+              f"{statistics.median(ms) / (SAMPLES * fixed):17.3f} {statistics.median(rounds):17.3f}"
+              f" {to_step}".rstrip())
 
 
 def report_memory(peaks):
     """Median peak MB of each part, and against the fixed step's (item 3 compares the
     search step's peak with the fixed step's, not per path: the paths run one at a time)."""
     fixed = statistics.median(peaks["fixed"])
-    print(f"{'part':>8} {'peak MB':>10} {'/ fixed step':>13}")
+    width = max(8, *map(len, peaks))
+    print(f"{'part':>{width}} {'peak MB':>10} {'/ fixed step':>13}")
     for name, mb in peaks.items():
-        print(f"{name:>8} {statistics.median(mb):10.1f} {statistics.median(mb) / fixed:13.2f}")
+        print(f"{name:>{width}} {statistics.median(mb):10.1f} "
+              f"{statistics.median(mb) / fixed:13.2f}")
 
 
 if __name__ == "__main__":

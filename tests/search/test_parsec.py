@@ -384,6 +384,28 @@ def test_the_stem_runs_once_for_the_k_paths_and_trains_as_k_stems(monkeypatch, r
                                    rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("setting, match", [
+    ("on", "must be None, True, False or a tuple"),
+    (("remapping", "remapper"), r"unknown Grappler optimizers \['remapper'\]"),
+])
+def test_a_bad_graph_optimization_is_refused_naming_it(setting, match):
+    with pytest.raises(ValueError, match=match):
+        ParsecSearch(search_space(), CLASSES, crop=CROP, graph_optimization=setting)
+
+
+def test_graph_optimization_runs_the_named_optimizers_alone_and_gives_them_back():
+    from tsnet_keras.search.parsec import GRAPPLER_OPTIMIZERS, graph_optimization
+
+    with graph_optimization(["remapping", "constant_folding"]):  # a config's list too
+        inside = tf.config.optimizer.get_experimental_options()
+    after = tf.config.optimizer.get_experimental_options()
+    assert inside["disable_meta_optimizer"] is False
+    assert {name for name in GRAPPLER_OPTIMIZERS if inside[name]} == {
+        "remapping", "constant_folding"}
+    assert after["disable_meta_optimizer"] is True  # as the search tests' fixture set it
+    assert all(after[name] for name in GRAPPLER_OPTIMIZERS)  # back to their default: on
+
+
 def test_graph_optimization_gives_back_each_option_it_set():
     from tsnet_keras.search.parsec import graph_optimization
 

@@ -150,7 +150,7 @@ def search_step(
     logits_optimizer: str = DEFAULTS.logits_optimizer,
     checkpoint_every: int = 4,
     snapshot_every: int = 2,
-    graph_optimization: bool | None = None,
+    graph_optimization: bool | tuple | None = None,
     strategy=None,
     callbacks=None,
     verbose="auto",
@@ -190,8 +190,9 @@ def search_step(
             noise, `tsnet_keras.search.evidence`, docs/search.md) or "adam" (the paper's).
         checkpoint_every: steps between checkpoints (epoch ends always).
         snapshot_every: steps between distribution snapshots (0: epoch ends).
-        graph_optimization: bool. Let Grappler optimise the traced search step
-            (True: all of it, False: none). Default: all of it when a GPU is
+        graph_optimization: Let Grappler optimise the traced search step (True:
+            all of it, False: none, a tuple of `GRAPPLER_OPTIMIZERS` names: those
+            alone; `ParsecSearch`). Default (None): all of it when a GPU is
             visible, its remapper alone on CPUs: there Grappler's first-call
             optimisation of the supernet step (hundreds of switch branches) costs
             about a minute, more than it saves in a short search (measured: step 2

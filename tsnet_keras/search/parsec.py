@@ -178,8 +178,9 @@ class ParsecSearch(keras.Model):
             section 8, "stream dropout"; `run_search_step` sets 0.5 for step 2).
         graph_optimization: None (default: Grappler optimises the traced step whole
             when a GPU is visible; on CPUs its remapper alone runs: Grappler whole
-            costs more start-up than it saves there), True or False. Applies to `fit`;
-            see `graph_optimization`.
+            costs more start-up than it saves there), True, False, or a tuple of
+            `GRAPPLER_OPTIMIZERS` names that alone run. Applies to `fit`; see
+            `graph_optimization`.
         paths_in_flight: 1 (default) or 2: how many of a replica's sampled paths may
             train at once. The per-path calls write no variable (their batch-norm
             updates are applied after each call, in path order; the classifier's
@@ -252,7 +253,7 @@ class ParsecSearch(keras.Model):
         self.hinge = hinge
         self.seed = int(seed)
         self.warmup_sampling = warmup_sampling
-        self.graph_optimization = graph_optimization
+        self.graph_optimization = check_graph_optimization(graph_optimization)
         self.paths_in_flight = paths_in_flight
         self.supernet = Supernet(space, num_classes, dynamic_shapes=dynamic_shapes,
                                  outer_taps=outer_taps, name="supernet")
@@ -745,28 +746,47 @@ class ParsecSearch(keras.Model):
 # 3's step is 2-7% faster in one process (BENCHMARKS.md 1e, session 17).
 CPU_OPTIMIZERS = ("remapping",)
 # Grappler's optimizers that run unless turned off (TensorFlow's `RewriterConfig`).
-_ON_BY_DEFAULT = ("layout_optimizer", "constant_folding", "shape_optimization", "remapping",
-                  "arithmetic_optimization", "dependency_optimization", "loop_optimization",
-                  "function_optimization", "implementation_selector")
+GRAPPLER_OPTIMIZERS = ("layout_optimizer", "constant_folding", "shape_optimization", "remapping",
+                       "arithmetic_optimization", "dependency_optimization", "loop_optimization",
+                       "function_optimization", "implementation_selector")
 # The value of each option `graph_optimization` sets, where nothing set it before.
-_DEFAULT_OPTIONS = {"disable_meta_optimizer": False, **{name: True for name in _ON_BY_DEFAULT}}
+_DEFAULT_OPTIONS = {"disable_meta_optimizer": False,
+                    **{name: True for name in GRAPPLER_OPTIMIZERS}}
+
+
+def check_graph_optimization(enabled):
+    """`enabled` if `graph_optimization` takes it: None, a bool, or a tuple or list of
+    names of `GRAPPLER_OPTIMIZERS`; a ValueError naming what is wrong otherwise."""
+    if enabled is None or isinstance(enabled, bool):
+        return enabled
+    if not isinstance(enabled, (tuple, list)):
+        raise ValueError("`graph_optimization` must be None, True, False or a tuple of "
+                         f"Grappler optimizer names, got {enabled!r}.")
+    unknown = [name for name in enabled if name not in GRAPPLER_OPTIMIZERS]
+    if unknown:
+        raise ValueError(f"`graph_optimization`: unknown Grappler optimizers {unknown}; "
+                         f"they are {list(GRAPPLER_OPTIMIZERS)}.")
+    return tuple(enabled)
 
 
 def _grappler_options(enabled) -> dict:
     """`tf.config.optimizer` options of `graph_optimization(enabled)`."""
-    if enabled is None and not tf.config.list_logical_devices("GPU"):
-        return {"disable_meta_optimizer": False,
-                **{name: name in CPU_OPTIMIZERS for name in _ON_BY_DEFAULT}}
-    return {"disable_meta_optimizer": enabled is False}
+    if enabled is None:
+        enabled = True if tf.config.list_logical_devices("GPU") else CPU_OPTIMIZERS
+    if isinstance(enabled, bool):
+        return {"disable_meta_optimizer": not enabled}
+    return {"disable_meta_optimizer": False,
+            **{name: name in enabled for name in GRAPPLER_OPTIMIZERS}}
 
 
 @contextlib.contextmanager
 def graph_optimization(enabled=None):
-    """Grappler for the functions first run inside: all of it (True), none (False), or
-    (None, the default) all of it when a GPU is visible and the remapper alone on CPUs
+    """Grappler for the functions first run inside: all of it (True), none (False), the
+    named optimizers alone (a tuple of `GRAPPLER_OPTIMIZERS` names), or (None, the
+    default) all of it when a GPU is visible and the remapper alone on CPUs
     (`CPU_OPTIMIZERS`). Each option set here goes back to its value before, or to its
     default (`_DEFAULT_OPTIONS`) where it had none."""
-    options = _grappler_options(enabled)
+    options = _grappler_options(check_graph_optimization(enabled))
     previous = tf.config.optimizer.get_experimental_options()
     tf.config.optimizer.set_experimental_options(options)
     try:
