@@ -39,14 +39,14 @@ def child(args):
     call's window in epoch milliseconds, the clock of oneDNN's verbose timestamps."""
     import tensorflow as tf
 
-    from bench_search_parts import functions, under_setting
+    from bench_search_parts import functions, grappler_setting, under_setting
     from tsnet_keras.cli import set_threads
-    from tsnet_keras.search.parsec import graph_optimization
+    from tsnet_keras.search.parsec import CPU_OPTIMIZERS, graph_optimization
 
     set_threads(args.threads)
     built = functions(tf, args.crop)
     parts = {name: under_setting(graph_optimization, built[name],
-                                 True if name == "fixed" else None) for name in PARTS}
+                                 grappler_setting(name, None, CPU_OPTIMIZERS)) for name in PARTS}
     for fn in parts.values():
         fn(), fn(), fn()
     for _ in range(args.calls):

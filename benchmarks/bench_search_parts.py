@@ -115,8 +115,11 @@ def functions(tf, crop, heldout_batch=4, space_name="auto_tsnet", arch="smallest
     search = pinned_search(space, arch, crop, paths_in_flight)
     order = tf.range(SAMPLES, dtype=tf.float32)  # distinct scores: rank weights
     context = tf.distribute.get_replica_context
-    step = lambda search: (lambda f: lambda: f(((x, y), (hx, hy))))(  # noqa: E731
-        tf.function(search.train_step))
+
+    def step(search):
+        traced = tf.function(search.train_step)
+        return lambda: traced(((x, y), (hx, hy)))
+
     return {
         "fixed": fixed_step(arch, crop, x, y),
         "step": step(search),
