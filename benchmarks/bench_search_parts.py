@@ -62,13 +62,13 @@ SAMPLES, BATCH, CLASSES = 4, 8, 400
 GRAPPLER = {"default": None, "on": True, "off": False}  # ParsecSearch(graph_optimization=...)
 
 
-def pinned_search(space, arch, crop, paths_in_flight=1):
-    """A `ParsecSearch` whose K samples are all `arch` (logits 50 on its choices)."""
+def pinned_search(space, arch, crop, paths_in_flight=1, samples=SAMPLES):
+    """A `ParsecSearch` whose K = `samples` samples are all `arch` (logits 50 on its choices)."""
     import numpy as np
 
     from tsnet_keras.search import MaskedSGD, ParsecSearch
 
-    search = ParsecSearch(space, CLASSES, crop=crop, samples_per_replica=SAMPLES,
+    search = ParsecSearch(space, CLASSES, crop=crop, samples_per_replica=samples,
                           path_batch="full", paths_in_flight=paths_in_flight)
     search.compile(MaskedSGD(0.4, momentum=0.9))
     dist, chosen = search.distribution, space.indices(arch)
