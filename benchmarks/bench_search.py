@@ -131,8 +131,9 @@ def _time_steps(step, args):
     return {"ms_per_step": 1000 * times[len(times) // 2], "step_peak_mb": max(peaks)}
 
 
-def fixed_train_step(model, optimizer, x, y):
-    """The fixed model's traced training step on one batch (no XLA); returns the loss."""
+def fixed_train_step(model, optimizer, x, y, apply=None):
+    """The fixed model's traced training step on one batch (no XLA); returns the loss.
+    `apply(gradients, variables)` takes the gradients instead of `optimizer`, if given."""
     import keras
     import tensorflow as tf
 
@@ -142,7 +143,10 @@ def fixed_train_step(model, optimizer, x, y):
             logits = model(x, training=True)
             loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, True))
         grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        if apply is None:
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        else:
+            apply(grads, model.trainable_variables)
         return loss
 
     return step

@@ -76,7 +76,9 @@ def pinned_search(space, arch, crop, paths_in_flight=1, samples=SAMPLES):
     return search
 
 
-def fixed_step(arch, crop, x, y):
+def fixed_step(arch, crop, x, y, apply=None):
+    """The fixed model's traced training step (SGD momentum; `apply`: as
+    `bench_search.fixed_train_step`'s)."""
     import keras
 
     from bench_search import fixed_train_step
@@ -85,7 +87,7 @@ def fixed_step(arch, crop, x, y):
     model = build_model(arch, num_classes=CLASSES, crop=crop)
     optimizer = keras.optimizers.SGD(0.4, momentum=0.9)
     optimizer.build(model.trainable_variables)
-    return fixed_train_step(model, optimizer, x, y)
+    return fixed_train_step(model, optimizer, x, y, apply)
 
 
 def chosen_architecture(space, arch="smallest", seed=0):

@@ -14,7 +14,6 @@ builds both with and without their optimizer step and times them alternating (me
 for K = 4 (item 3's) and 2. Derived, each the median of the per-round values:
 
     update share    1 - no update / with update: of the fixed step, of the weights part
-    update a path   the weights part's update over K = 4 paths, against the fixed update
     one more path   (weights 4 - weights 2) / 2, both without the update: a path's forward
                     and backward passes, its gradients added to the others' and its batch
                     norms' statistics; against the fixed step without its update
@@ -45,32 +44,6 @@ def sink_gradients(tf, gradients, sink):
     sink.assign_add(tf.reduce_sum(tf.concat(firsts, 0)))
 
 
-def fixed_part(tf, arch, crop, x, y, sink=None):
-    """The fixed model's traced training step; with `sink`, its gradients go there."""
-    import keras
-
-    from bench_search_parts import CLASSES
-    from tsnet_keras.models import build_model
-
-    model = build_model(arch, num_classes=CLASSES, crop=crop)
-    optimizer = keras.optimizers.SGD(0.4, momentum=0.9)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function(jit_compile=False)
-    def step():
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, True))
-        gradients = tape.gradient(loss, model.trainable_variables)
-        if sink is None:
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        else:
-            sink_gradients(tf, gradients, sink)
-        return loss
-
-    return step
-
-
 def weights_part(tf, space, arch, crop, x, y, samples, sink=None):
     """The weights part of a search pinned to `arch` with K = `samples`; with `sink`, the
     optimizer's `apply_box_gradients` (this search's only) sums the gradients there."""
@@ -91,7 +64,7 @@ def build_parts(tf, crop):
     import keras
     import numpy as np
 
-    from bench_search_parts import BATCH, CLASSES, chosen_architecture, under_setting
+    from bench_search_parts import BATCH, CLASSES, chosen_architecture, fixed_step, under_setting
     from tsnet_keras.search import step_space
     from tsnet_keras.search.parsec import graph_optimization
     from tsnet_keras.spaces import get_space
@@ -103,8 +76,8 @@ def build_parts(tf, crop):
     space = step_space(1, get_space("auto_tsnet"))
     arch = chosen_architecture(space, "smallest")
     sink = tf.Variable(0.0)
-    built = {"fixed": fixed_part(tf, arch, crop, x, y),
-             "fixed, no update": fixed_part(tf, arch, crop, x, y, sink)}
+    built = {"fixed": fixed_step(arch, crop, x, y), "fixed, no update": fixed_step(
+        arch, crop, x, y, apply=lambda gradients, _: sink_gradients(tf, gradients, sink))}
     for samples in (4, 2):
         built[f"weights {samples}"] = weights_part(tf, space, arch, crop, x, y, samples)
         built[f"weights {samples}, no update"] = weights_part(tf, space, arch, crop, x, y,
@@ -117,12 +90,11 @@ def derived(times):
     """{name: median of the per-round values} of the quantities in the module's docstring."""
     rounds = list(zip(*(times[name] for name in PARTS)))
     values = {"update share, fixed step": [], "update share, weights part (K = 4)": [],
-              "update a path / fixed update": [], "one more path / fixed, no update": [],
+              "one more path / fixed, no update": [],
               "weights 4 a path / fixed": []}
     for fixed, fixed_bare, w4, w4_bare, _, w2_bare in rounds:
         values["update share, fixed step"].append(1 - fixed_bare / fixed)
         values["update share, weights part (K = 4)"].append(1 - w4_bare / w4)
-        values["update a path / fixed update"].append((w4 - w4_bare) / 4 / (fixed - fixed_bare))
         values["one more path / fixed, no update"].append((w4_bare - w2_bare) / 2 / fixed_bare)
         values["weights 4 a path / fixed"].append(w4 / 4 / fixed)
     return {name: statistics.median(series) for name, series in values.items()}

@@ -20,8 +20,6 @@ def test_each_ratio_is_the_median_of_its_per_round_values():
     assert result["update share, fixed step"] == pytest.approx(0.1)  # 0.1, 1/6, 0.1
     # 0.08, 3/28, 11/130
     assert result["update share, weights part (K = 4)"] == pytest.approx(11 / 130)
-    # (40 / 4) / 10 = 1.0, (60 / 4) / 20 = 0.75, (44 / 4) / 11 = 1.0
-    assert result["update a path / fixed update"] == pytest.approx(1.0)
     # (460 - 220) / 2 / 90 = 4/3, 120 / 100 = 1.2, 121 / 99
     assert result["one more path / fixed, no update"] == pytest.approx(121 / 99)
     assert result["weights 4 a path / fixed"] == pytest.approx(520 / 440)
