@@ -59,8 +59,9 @@ def weights_part(tf, space, arch, crop, x, y, samples, sink=None):
 
 
 def build_parts(tf, crop):
-    """{name: traced callable} of `PARTS`, on fixed random batches, each under its Grappler
-    setting (`bench_search_parts.grappler_setting`)."""
+    """{name: traced callable} of `PARTS`, on fixed random batches: the fixed steps with
+    Grappler whole (as Keras runs a model), the search's parts as `ParsecSearch.fit` runs
+    them (`bench_search_parts.grappler_setting`'s rule)."""
     import keras
     import numpy as np
 
