@@ -14,6 +14,7 @@ would grow with the variable; one that is bound by the box grows with the box.
 """
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -72,13 +73,6 @@ def paired_us(bare, written, repeats):
             statistics.median(differences))
 
 
-def entries(shape):
-    total = 1
-    for size in shape:
-        total *= size
-    return total
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=20, help="writes per traced call")
@@ -96,7 +90,8 @@ def main(argv=None):
         bare, written, write = (value / args.count for value in paired_us(*(
             write_function(tf, variable_shape, box_shape, args.count, writes)[0]
             for writes in (False, True)), args.repeats))
-        ns = f"{1000 * write / entries(box_shape):.2f}" if entries(box_shape) >= 10000 else "-"
+        entries = math.prod(box_shape)
+        ns = f"{1000 * write / entries:.2f}" if entries >= 10000 else "-"
         print(f"{str(variable_shape):>16} {str(box_shape):>16} {bare:12.1f} {written:9.1f} "
               f"{write:9.1f} {ns:>12}")
 

@@ -90,6 +90,19 @@ def fixed_step(arch, crop, x, y, apply=None):
     return fixed_train_step(model, optimizer, x, y, apply)
 
 
+def random_batches(tf, crop, *sizes):
+    """`(clips, labels)` of each of `sizes`, drawn in turn from one generator seeded 0 (so
+    every script that calls it runs on the same batches)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    batches = []
+    for size in sizes:
+        clips = tf.constant(rng.normal(size=(size, 4, crop, crop, 3)).astype("float32"))
+        batches.append((clips, tf.constant(rng.integers(0, CLASSES, size).astype("int32"))))
+    return batches
+
+
 def chosen_architecture(space, arch="smallest", seed=0):
     """The architecture of `space` both sides run: smallest, largest or sampled (`seed`)."""
     if arch == "sampled":
@@ -100,18 +113,14 @@ def chosen_architecture(space, arch="smallest", seed=0):
 def functions(tf, crop, heldout_batch=4, space_name="auto_tsnet", arch="smallest", seed=0,
               paths_in_flight=1, also=()):
     """{name: traced callable} of the four parts (and a `step+NAME` per name of `also`: the
-    step of one more pinned search), on fixed random batches."""
+    step of one more pinned search), on `random_batches`."""
     import keras
-    import numpy as np
 
     from tsnet_keras.search import step_space
     from tsnet_keras.spaces import get_space
 
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    clips = lambda n: tf.constant(rng.normal(size=(n, 4, crop, crop, 3)).astype("float32"))  # noqa: E731
-    labels = lambda n: tf.constant(rng.integers(0, CLASSES, n).astype("int32"))  # noqa: E731
-    x, y, hx, hy = clips(BATCH), labels(BATCH), clips(heldout_batch), labels(heldout_batch)
+    (x, y), (hx, hy) = random_batches(tf, crop, BATCH, heldout_batch)
     space = step_space(1, get_space(space_name))
     arch = chosen_architecture(space, arch, seed)
     search = pinned_search(space, arch, crop, paths_in_flight)

@@ -59,21 +59,19 @@ def weights_part(tf, space, arch, crop, x, y, samples, sink=None):
 
 
 def build_parts(tf, crop):
-    """{name: traced callable} of `PARTS`, on fixed random batches: the fixed steps with
-    Grappler whole (as Keras runs a model), the search's parts as `ParsecSearch.fit` runs
-    them (`bench_search_parts.grappler_setting`'s rule)."""
+    """{name: traced callable} of `PARTS`, on `bench_search_parts`' batches, each under its
+    Grappler setting (`grappler_setting`: the fixed steps as Keras runs a model, the
+    search's parts as `ParsecSearch.fit` runs them)."""
     import keras
-    import numpy as np
 
-    from bench_search_parts import BATCH, CLASSES, chosen_architecture, fixed_step, under_setting
+    from bench_search_parts import (BATCH, chosen_architecture, fixed_step, grappler_setting,
+                                    random_batches, under_setting)
     from tsnet_keras.search import step_space
-    from tsnet_keras.search.parsec import graph_optimization
+    from tsnet_keras.search.parsec import CPU_OPTIMIZERS, graph_optimization
     from tsnet_keras.spaces import get_space
 
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(BATCH, 4, crop, crop, 3)).astype("float32"))
-    y = tf.constant(rng.integers(0, CLASSES, BATCH).astype("int32"))
+    ((x, y),) = random_batches(tf, crop, BATCH)
     space = step_space(1, get_space("auto_tsnet"))
     arch = chosen_architecture(space, "smallest")
     sink = tf.Variable(0.0)
@@ -83,8 +81,8 @@ def build_parts(tf, crop):
         built[f"weights {samples}"] = weights_part(tf, space, arch, crop, x, y, samples)
         built[f"weights {samples}, no update"] = weights_part(tf, space, arch, crop, x, y,
                                                               samples, sink)
-    return {name: under_setting(graph_optimization, fn, True if name.startswith("fixed")
-                                else None) for name, fn in built.items()}
+    return {name: under_setting(graph_optimization, fn, grappler_setting(
+        name.split(",")[0], None, CPU_OPTIMIZERS)) for name, fn in built.items()}
 
 
 def derived(times):
@@ -101,18 +99,6 @@ def derived(times):
     return {name: statistics.median(series) for name, series in values.items()}
 
 
-def timed(parts, repeats):
-    """{name: [ms per round]}: the parts called in turn, after one untimed round."""
-    times = {name: [] for name in parts}
-    for round_ in range(repeats + 1):
-        for name, fn in parts.items():
-            start = time.perf_counter()
-            fn()
-            if round_:
-                times[name].append(1000 * (time.perf_counter() - start))
-    return times
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--crop", type=int, default=64)
@@ -125,6 +111,7 @@ def main(argv=None):
         parser.error("--repeats must be at least 1")
     import tensorflow as tf
 
+    from bench_search_parts import timed_rounds
     from tsnet_keras.cli import set_threads
 
     set_threads(args.threads)  # before TensorFlow's first op
@@ -136,7 +123,7 @@ def main(argv=None):
         start = time.perf_counter()
         fn(), fn()
         print(f"  {name}: trace + two calls {time.perf_counter() - start:.1f} s", flush=True)
-    times = timed(parts, args.repeats)
+    times, _ = timed_rounds(parts, args.repeats)
     for name in PARTS:
         print(f"{name:>22} {statistics.median(times[name]):8.1f} ms")
     for name, value in derived(times).items():

@@ -25,8 +25,7 @@ def test_the_written_box_lands_at_the_origin_and_the_rest_is_untouched():
         np.testing.assert_array_equal(new, old)
 
 
-def test_entries_and_bad_options():
-    module = _module()
-    assert module.entries((5, 3, 3, 372)) == 16740
+def test_bad_options_are_refused(capsys):
     with pytest.raises(SystemExit):
-        module.main(["--count", "0"])
+        _module().main(["--count", "0"])
+    assert "--count and --repeats must be at least 1" in capsys.readouterr().err
